@@ -1,0 +1,81 @@
+package fwx
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/fwx-dev/fwx/session/policy"
+)
+
+// Clock tells fwx the time. Flow timers run on it, so a test can jump past a
+// timeout by advancing a manual clock (the lab's ManualClock is one).
+type Clock interface {
+	Now() time.Time
+}
+
+// Config configures a [Firewall]. Inside, Outside, InsideAddr and
+// OutsideAddr are required; every other field has a useful zero value.
+type Config struct {
+	// Inside is the device whose traffic fwx's clients send: every packet
+	// read from it comes from a SecureNAT client.
+	Inside tun.Device
+	// Outside is the device on the external side (router mode).
+	Outside tun.Device
+	// InsideAddr is fwx's own address on the inside, the clients' gateway.
+	InsideAddr netip.Prefix
+	// OutsideAddr is fwx's address on the outside, the source address of
+	// translated traffic.
+	OutsideAddr netip.Prefix
+
+	// Policy decides which flows may pass. Nil means [policy.Default]: the
+	// inside may go out on anything; nothing unsolicited comes in.
+	Policy *policy.Policy
+
+	// Clock is the time source of flow timers. Nil means the system clock.
+	Clock Clock
+	// Seed seeds the random choice of external ports. Zero means a seed
+	// from the operating system; tests set one to be deterministic.
+	Seed uint64
+	// SweepInterval is how often expired flows are reclaimed and their end
+	// logged. Zero means 5 seconds. Expiry itself is exact whatever the
+	// interval: a packet never matches an expired flow.
+	SweepInterval time.Duration
+
+	// Log receives diagnostics. The zero value discards them.
+	Log zerolog.Logger
+	// FirewallLog receives one record per flow allowed, denied and ended.
+	// The zero value discards them.
+	FirewallLog zerolog.Logger
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Inside == nil {
+		errs = append(errs, errors.New("no inside device"))
+	}
+	if c.Outside == nil {
+		errs = append(errs, errors.New("no outside device"))
+	}
+	if !c.InsideAddr.Addr().Is4() {
+		errs = append(errs, fmt.Errorf("inside address %v: not an IPv4 prefix", c.InsideAddr))
+	}
+	if !c.OutsideAddr.Addr().Is4() {
+		errs = append(errs, fmt.Errorf("outside address %v: not an IPv4 prefix", c.OutsideAddr))
+	}
+	if c.InsideAddr.IsValid() && c.InsideAddr.Addr() == c.OutsideAddr.Addr() {
+		errs = append(errs, errors.New("inside and outside addresses are the same"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fwx: config: %w", err)
+	}
+	return nil
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }

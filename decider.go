@@ -1,0 +1,42 @@
+package fwx
+
+import (
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session/policy"
+)
+
+// decider puts a policy in front of the NAT table.
+type decider struct{ p *policy.Policy }
+
+var _ nat.Decider = decider{}
+
+func transport(p nat.Proto) policy.Transport {
+	switch p {
+	case nat.TCP:
+		return policy.TCP
+	case nat.UDP:
+		return policy.UDP
+	}
+	return policy.ICMP
+}
+
+// Outbound implements nat.Decider.
+func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
+	if p == nat.ICMP {
+		// The identifier is not a port: policies see echo queries by address.
+		src, dst = netip.AddrPortFrom(src.Addr(), 0), netip.AddrPortFrom(dst.Addr(), 0)
+	}
+	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
+	return nat.Decision{Allow: r.Allow, Rule: r.Rule}
+}
+
+// Inbound implements nat.Decider.
+func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
+	pub, ok := d.p.Published(transport(p), dst, src.Addr())
+	if !ok {
+		return nat.Decision{Rule: "default-deny"}
+	}
+	return nat.Decision{Allow: true, Rule: pub.Name}
+}

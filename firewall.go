@@ -1,0 +1,165 @@
+package fwx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session/policy"
+)
+
+// Firewall is a running fwx: a SecureNAT gateway between an inside and an
+// outside device under a policy. Create one with [New] and start it with
+// [Firewall.Run].
+type Firewall struct {
+	cfg    Config
+	clock  Clock
+	table  *nat.Table
+	reject policy.RejectMode
+}
+
+// New validates cfg and builds a firewall ready to run. It does not touch the
+// devices until Run.
+func New(cfg Config) (*Firewall, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	opts := cfg.Policy.Options()
+	t := opts.Timeouts
+	table, err := nat.New(nat.Config{
+		External: cfg.OutsideAddr.Addr(),
+		Internal: cfg.InsideAddr.Addr(),
+		Timeouts: nat.Timeouts{
+			UDP:            t.UDP,
+			TCPEstablished: t.TCPEstablished,
+			TCPTransitory:  t.TCPTransitory,
+			TCPRST:         t.TCPRST,
+			ICMP:           t.ICMP,
+		},
+		Filtering: filtering(opts.Filtering),
+		Decider:   decider{cfg.Policy},
+		Observer:  flowLog{log: cfg.FirewallLog, clock: cfg.Clock},
+		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fwx: %w", err)
+	}
+	for _, pub := range cfg.Policy.Publications() {
+		proto := nat.TCP
+		if pub.Transport == policy.UDP {
+			proto = nat.UDP
+		}
+		listen := pub.Listen
+		if listen.Addr().IsValid() && listen.Addr() != cfg.OutsideAddr.Addr() {
+			return nil, fmt.Errorf("fwx: publish %q: %v is not fwx's outside address %v", pub.Name, listen.Addr(), cfg.OutsideAddr.Addr())
+		}
+		if err := table.Publish(proto, listen, pub.Server); err != nil {
+			return nil, fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
+		}
+	}
+	return &Firewall{cfg: cfg, clock: cfg.Clock, table: table, reject: opts.Reject}, nil
+}
+
+func filtering(f policy.Filtering) nat.Filtering {
+	switch f {
+	case policy.EndpointIndependent:
+		return nat.EndpointIndependent
+	case policy.AddressAndPortDependent:
+		return nat.AddressAndPortDependent
+	}
+	return nat.AddressDependent
+}
+
+// Flows returns the number of live flows.
+func (fw *Firewall) Flows() int { return fw.table.Len() }
+
+// Run forwards packets until ctx is done or a device fails. Run owns the
+// devices: it closes both before it returns, and it ends every flow, so the
+// firewall log closes each one. It returns nil when ctx ended it.
+func (fw *Firewall) Run(ctx context.Context) error {
+	log := fw.cfg.Log
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	for _, d := range []struct {
+		name     string
+		from, to tun.Device
+		out      bool
+	}{
+		{"inside", fw.cfg.Inside, fw.cfg.Outside, true},
+		{"outside", fw.cfg.Outside, fw.cfg.Inside, false},
+	} {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			log.Debug().Str("side", d.name).Msg("reader started")
+			err := fw.forward(d.from, d.to, d.out)
+			log.Debug().Str("side", d.name).Err(err).Msg("reader stopped")
+			errc <- err
+		}()
+		go func() {
+			defer wg.Done()
+			for ev := range d.from.Events() {
+				log.Debug().Str("side", d.name).Int("event", int(ev)).Msg("device event")
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fw.sweep(ctx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("fwx: %w", err)
+	}
+	cancel()
+	// Closing the devices is what unblocks their readers.
+	errIn, errOut := fw.cfg.Inside.Close(), fw.cfg.Outside.Close()
+	wg.Wait()
+	fw.table.Close(fw.clock.Now())
+	return errors.Join(err, errIn, errOut)
+}
+
+// sweep reclaims expired flows, so their end is logged and their ports are
+// freed even when no packet looks them up again.
+func (fw *Firewall) sweep(ctx context.Context) {
+	t := time.NewTicker(fw.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fw.table.Expire(fw.clock.Now())
+		}
+	}
+}
+
+// Expire reclaims the flows whose timers ran out now, as the periodic sweep
+// does; a test calls it right after advancing its clock.
+func (fw *Firewall) Expire() int { return fw.table.Expire(fw.clock.Now()) }

@@ -1,0 +1,147 @@
+package nat
+
+import (
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+)
+
+// portSet is a bitmap of the 65536 ports (or ICMP identifiers) of one
+// protocol on one external address: 8 KiB, constant-time to take and free a
+// port, and cheap to scan for a free one.
+type portSet [65536 / 64]uint64
+
+func (s *portSet) used(p uint16) bool { return s[p/64]&(1<<(p%64)) != 0 }
+func (s *portSet) set(p uint16)       { s[p/64] |= 1 << (p % 64) }
+func (s *portSet) clear(p uint16)     { s[p/64] &^= 1 << (p % 64) }
+
+// allocator hands out external ports, one port space per protocol and
+// external address. It is not safe for concurrent use; the table serializes
+// calls to it.
+type allocator struct {
+	sets map[portSpace]*portSet
+	rand *rand.Rand
+}
+
+type portSpace struct {
+	proto Proto
+	addr  netip.Addr
+}
+
+func newAllocator(r *rand.Rand) *allocator {
+	return &allocator{sets: make(map[portSpace]*portSet), rand: r}
+}
+
+func (a *allocator) set(p Proto, addr netip.Addr) *portSet {
+	k := portSpace{p, addr}
+	s := a.sets[k]
+	if s == nil {
+		s = new(portSet)
+		if p != ICMP {
+			s.set(0) // port 0 is never a real port
+		}
+		a.sets[k] = s
+	}
+	return s
+}
+
+// reserve takes a specific port, reporting whether it was free.
+func (a *allocator) reserve(p Proto, ap netip.AddrPort) bool {
+	s, port := a.set(p, ap.Addr()), ap.Port()
+	if s.used(port) {
+		return false
+	}
+	s.set(port)
+	return true
+}
+
+// release frees a port taken by reserve or allocate.
+func (a *allocator) release(p Proto, ap netip.AddrPort) { a.set(p, ap.Addr()).clear(ap.Port()) }
+
+// allocate picks an external port for an inside port want. It keeps want when
+// it is free (port preservation); otherwise it draws a random port of the
+// same parity (RFC 4787 REQ-4) in the same range (REQ-3a: 1-1023 for
+// privileged ports, 1024-65535 for the rest), as RFC 6056 algorithm 1 does,
+// and scans upwards from there. ICMP identifiers use the whole 0-65535 range
+// and ignore parity.
+func (a *allocator) allocate(p Proto, addr netip.Addr, want uint16) (uint16, bool) {
+	s := a.set(p, addr)
+	if !s.used(want) {
+		s.set(want)
+		return want, true
+	}
+	lo, hi := 1024, 65535
+	switch {
+	case p == ICMP:
+		lo = 0
+	case want < 1024:
+		lo, hi = 1, 1023
+	}
+	step := 2
+	if p == ICMP {
+		step = 1
+	}
+	n := (hi - lo + 1) / step
+	start := a.rand.IntN(n)
+	for i := 0; i < n; i++ {
+		port := lo + (start+i)%n*step
+		if step == 2 && port&1 != int(want&1) {
+			port++
+			if port > hi {
+				continue
+			}
+		}
+		if !s.used(uint16(port)) {
+			s.set(uint16(port))
+			return uint16(port), true
+		}
+	}
+	return 0, false
+}
+
+// allocateBlock takes n consecutive free ports whose lowest is a multiple of
+// n, all or nothing, starting the search at a random aligned block. It
+// serves requests for port pairs and ranges (ISA's BindForClient with N > 1;
+// RTP and RTCP).
+func (a *allocator) allocateBlock(p Proto, addr netip.Addr, n int) (uint16, bool) {
+	if n <= 0 || n > 1024 {
+		return 0, false
+	}
+	s := a.set(p, addr)
+	first := (1024 + n - 1) / n // lowest block at or above 1024
+	blocks := 65536/n - first
+	if blocks <= 0 {
+		return 0, false
+	}
+	start := a.rand.IntN(blocks)
+	for i := 0; i < blocks; i++ {
+		base := (first + (start+i)%blocks) * n
+		if a.blockFree(s, base, n) {
+			for j := 0; j < n; j++ {
+				s.set(uint16(base + j))
+			}
+			return uint16(base), true
+		}
+	}
+	return 0, false
+}
+
+func (a *allocator) blockFree(s *portSet, base, n int) bool {
+	for j := 0; j < n; j++ {
+		if s.used(uint16(base + j)) {
+			return false
+		}
+	}
+	return true
+}
+
+// free reports how many ports of p are free; tests use it to check that
+// nothing leaks.
+func (a *allocator) free(p Proto, addr netip.Addr) int {
+	s := a.set(p, addr)
+	used := 0
+	for _, w := range s {
+		used += bits.OnesCount64(w)
+	}
+	return 65536 - used
+}

@@ -1,0 +1,167 @@
+package nat
+
+import (
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// The rewrites below change a packet in its own buffer and update every
+// checksum incrementally (RFC 1624), so their cost does not grow with the
+// payload. Only ICMP errors, which are rare and short, are re-summed whole.
+
+// SetSource rewrites the packet's source address and port (for an ICMP echo
+// request, its identifier).
+func (p *Packet) SetSource(ap netip.AddrPort) {
+	ip := header.IPv4(p.b)
+	old, addr := tcpip.AddrFrom4(p.Src.Addr().As4()), tcpip.AddrFrom4(ap.Addr().As4())
+	if old != addr {
+		ip.SetSourceAddressWithChecksumUpdate(addr)
+		p.pseudoHeaderChanged(old, addr)
+	}
+	if p.Src.Port() != ap.Port() {
+		p.setPort(true, ap.Port())
+	}
+	p.Src = ap
+}
+
+// SetDestination rewrites the packet's destination address and port (for an
+// ICMP echo reply, its identifier).
+func (p *Packet) SetDestination(ap netip.AddrPort) {
+	ip := header.IPv4(p.b)
+	old, addr := tcpip.AddrFrom4(p.Dst.Addr().As4()), tcpip.AddrFrom4(ap.Addr().As4())
+	if old != addr {
+		ip.SetDestinationAddressWithChecksumUpdate(addr)
+		p.pseudoHeaderChanged(old, addr)
+	}
+	if p.Dst.Port() != ap.Port() {
+		p.setPort(false, ap.Port())
+	}
+	p.Dst = ap
+}
+
+// pseudoHeaderChanged updates a TCP or UDP checksum for an address change.
+// ICMPv4 has no pseudo-header.
+func (p *Packet) pseudoHeaderChanged(old, addr tcpip.Address) {
+	switch p.Proto {
+	case TCP:
+		header.TCP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, true)
+	case UDP:
+		header.UDP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, true)
+	}
+}
+
+func (p *Packet) setPort(src bool, port uint16) {
+	l4 := p.b[p.l4:]
+	switch p.Proto {
+	case TCP:
+		if src {
+			header.TCP(l4).SetSourcePortWithChecksumUpdate(port)
+		} else {
+			header.TCP(l4).SetDestinationPortWithChecksumUpdate(port)
+		}
+	case UDP:
+		if src {
+			header.UDP(l4).SetSourcePortWithChecksumUpdate(port)
+		} else {
+			header.UDP(l4).SetDestinationPortWithChecksumUpdate(port)
+		}
+	case ICMP:
+		// Only a query has a port-like field, its identifier.
+		if p.Kind == Query {
+			header.ICMPv4(l4).SetIdentWithChecksumUpdate(port)
+		}
+	}
+}
+
+// DecrementTTL lowers the time to live by one, as a router must. It reports
+// false, leaving the packet unchanged, when the TTL is too small for the
+// packet to be forwarded.
+func (p *Packet) DecrementTTL() bool {
+	ttl := p.b[8]
+	if ttl <= 1 {
+		return false
+	}
+	ip := header.IPv4(p.b)
+	old := uint16(ttl)<<8 | uint16(p.b[9])
+	p.b[8] = ttl - 1
+	ip.SetChecksum(update16(ip.Checksum(), old, old-0x100))
+	return true
+}
+
+// SetQuotedSource rewrites the source of the packet quoted by an ICMP error
+// and fixes the quoted checksums and the ICMP checksum. The outer header is
+// left to [Packet.SetSource] and [Packet.SetDestination].
+func (p *Packet) SetQuotedSource(ap netip.AddrPort) { p.setQuoted(true, ap) }
+
+// SetQuotedDestination is the destination counterpart of
+// [Packet.SetQuotedSource].
+func (p *Packet) SetQuotedDestination(ap netip.AddrPort) { p.setQuoted(false, ap) }
+
+func (p *Packet) setQuoted(src bool, ap netip.AddrPort) {
+	q := p.b[p.inner:]
+	ip := header.IPv4(q)
+	l4 := q[ip.HeaderLength():]
+	cur := p.quoted.Dst
+	if src {
+		cur = p.quoted.Src
+	}
+	old, addr := tcpip.AddrFrom4(cur.Addr().As4()), tcpip.AddrFrom4(ap.Addr().As4())
+	if src {
+		ip.SetSourceAddressWithChecksumUpdate(addr)
+		p.quoted.Src = ap
+	} else {
+		ip.SetDestinationAddressWithChecksumUpdate(addr)
+		p.quoted.Dst = ap
+	}
+	// The quoted transport header is often cut short, so a checksum is
+	// updated only when the quote holds it.
+	switch p.quoted.Proto {
+	case UDP:
+		u := header.UDP(l4)
+		u.UpdateChecksumPseudoHeaderAddress(old, addr, true)
+		if src {
+			u.SetSourcePortWithChecksumUpdate(ap.Port())
+		} else {
+			u.SetDestinationPortWithChecksumUpdate(ap.Port())
+		}
+	case TCP:
+		if len(l4) >= header.TCPMinimumSize {
+			t := header.TCP(l4)
+			t.UpdateChecksumPseudoHeaderAddress(old, addr, true)
+			if src {
+				t.SetSourcePortWithChecksumUpdate(ap.Port())
+			} else {
+				t.SetDestinationPortWithChecksumUpdate(ap.Port())
+			}
+		} else if src {
+			header.TCP(l4).SetSourcePort(ap.Port())
+		} else {
+			header.TCP(l4).SetDestinationPort(ap.Port())
+		}
+	case ICMP:
+		ic := header.ICMPv4(l4)
+		if ap.Port() != 0 && ic.Ident() != ap.Port() {
+			ic.SetIdentWithChecksumUpdate(ap.Port())
+		}
+	}
+	p.fixICMPChecksum()
+}
+
+// fixICMPChecksum recomputes the checksum of the packet's ICMP message.
+func (p *Packet) fixICMPChecksum() {
+	ic := header.ICMPv4(p.b[p.l4:])
+	ic.SetChecksum(0)
+	ic.SetChecksum(^checksum.Checksum(ic, 0))
+}
+
+// update16 returns checksum xsum updated for a 16-bit word of the summed data
+// changing from old to new (RFC 1624, equation 3).
+func update16(xsum, old, new uint16) uint16 {
+	s := uint32(^xsum) + uint32(^old) + uint32(new)
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return ^uint16(s)
+}

@@ -1,0 +1,509 @@
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by the table.
+var (
+	// ErrPortInUse means a requested external port is already taken.
+	ErrPortInUse = errors.New("nat: external port in use")
+	// ErrNoPorts means no external port is free.
+	ErrNoPorts = errors.New("nat: no free external port")
+)
+
+// Decision is a policy's verdict on a new flow.
+type Decision struct {
+	Allow bool
+	// Rule names the rule that decided.
+	Rule string
+}
+
+// Decider is the policy the table consults, once, for each new flow. Its
+// methods are called on the packet path and must be quick and must not call
+// back into the table.
+type Decider interface {
+	// Outbound decides a flow a client on the inside starts from src to dst.
+	Outbound(p Proto, src, dst netip.AddrPort) Decision
+	// Inbound decides a flow from src on the outside to dst, an external
+	// endpoint of a published server.
+	Inbound(p Proto, src, dst netip.AddrPort) Decision
+}
+
+// Denial describes a flow the table refused.
+type Denial struct {
+	Proto  Proto
+	Origin Direction
+	Src    netip.AddrPort
+	Dst    netip.AddrPort
+	// Rule names the rule that denied the flow: a policy rule, or
+	// "default-deny" for unsolicited inbound traffic.
+	Rule string
+}
+
+// Observer is told when flows start, are denied and end; fwx's firewall log
+// is one. It is called synchronously from the packet path and from
+// [Table.Expire], never with the table locked.
+type Observer interface {
+	FlowStarted(f *Flow)
+	FlowDenied(d Denial)
+	FlowEnded(f *Flow, at time.Time)
+}
+
+// Config configures a [Table].
+type Config struct {
+	// External is fwx's address on the outside: the SecureNAT source
+	// address. Required.
+	External netip.Addr
+	// Internal is fwx's own address on the inside, if any; packets to it
+	// are handed back to the caller as [Local].
+	Internal netip.Addr
+	// Timeouts are the flow timers; zero fields take their defaults.
+	Timeouts Timeouts
+	// Filtering is the filtering behaviour of dynamic mappings. The zero
+	// value is [AddressDependent].
+	Filtering Filtering
+	// Decider is the policy. Nil allows every outbound flow and no inbound
+	// one.
+	Decider Decider
+	// Observer is told of flows starting, denied and ending. Nil tells no
+	// one.
+	Observer Observer
+	// Rand is the random source for port selection. Nil means a source
+	// seeded from the operating system; tests pass a seeded one.
+	Rand *rand.Rand
+}
+
+const shardCount = 64
+
+// shard holds the flows whose key hashes to it, in the two indices a packet
+// is looked up by. A per-packet lookup takes only its shard's read lock, so
+// no lock is shared by every packet of every flow.
+type shard struct {
+	mu  sync.RWMutex
+	out map[flowKey]*Flow // by (proto, inside endpoint, remote endpoint)
+	in  map[flowKey]*Flow // by (proto, external endpoint, remote endpoint)
+	_   [64]byte          // keep shards' locks on separate cache lines
+}
+
+// flowKey identifies a flow from one side: local is the inside endpoint in
+// the out index and the external endpoint in the in index.
+type flowKey struct {
+	proto  Proto
+	local  netip.AddrPort
+	remote netip.AddrPort
+}
+
+type mapKey struct {
+	proto Proto
+	ep    netip.AddrPort
+}
+
+// Table is the SecureNAT flow table. It is safe for concurrent use: packets
+// from the inside and from the outside may be translated at the same time.
+//
+// Lock order: mu, then a shard's mu. Per-packet lookups take a shard's read
+// lock only; mu is taken when flows are created or removed.
+type Table struct {
+	cfg    Config
+	shards [shardCount]shard
+	flows  atomic.Int64
+
+	mu       sync.Mutex
+	mappings map[mapKey]*Mapping // by inside endpoint
+	byExt    map[mapKey]*Mapping // by external endpoint
+	alloc    *allocator
+}
+
+// New returns an empty table.
+func New(cfg Config) (*Table, error) {
+	if !cfg.External.Is4() {
+		return nil, fmt.Errorf("nat: external address %v is not an IPv4 address", cfg.External)
+	}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	if cfg.Decider == nil {
+		cfg.Decider = allowOutbound{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	t := &Table{
+		cfg:      cfg,
+		mappings: make(map[mapKey]*Mapping),
+		byExt:    make(map[mapKey]*Mapping),
+		alloc:    newAllocator(cfg.Rand),
+	}
+	for i := range t.shards {
+		t.shards[i].out = make(map[flowKey]*Flow)
+		t.shards[i].in = make(map[flowKey]*Flow)
+	}
+	return t, nil
+}
+
+// Timeouts returns the timers in force, defaults filled in.
+func (t *Table) Timeouts() Timeouts { return t.cfg.Timeouts }
+
+// Len returns the number of live flows.
+func (t *Table) Len() int { return int(t.flows.Load()) }
+
+// Publish creates a static mapping: packets from the outside to external are
+// forwarded to the inside server, when the Decider's Inbound admits them,
+// and the server's own outbound flows from that endpoint leave from
+// external. The external port is reserved for as long as the table lives.
+func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
+	if !external.Addr().IsValid() {
+		external = netip.AddrPortFrom(t.cfg.External, external.Port())
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mappings[mapKey{p, server}] != nil || !t.alloc.reserve(p, external) {
+		return fmt.Errorf("nat: publish %v %v: %w", p, external, ErrPortInUse)
+	}
+	m := &Mapping{Proto: p, Inside: server, External: external, Static: true}
+	t.mappings[mapKey{p, server}] = m
+	t.byExt[mapKey{p, external}] = m
+	return nil
+}
+
+// hash mixes a flow key into a shard index. It is a cheap multiplicative
+// hash over the fields that vary between flows.
+func (k *flowKey) hash() uint32 {
+	a, b := k.local.Addr().As4(), k.remote.Addr().As4()
+	h := uint64(k.proto)
+	h = h*0x9e3779b97f4a7c15 + uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
+	h = h*0x9e3779b97f4a7c15 + uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+	h = h*0x9e3779b97f4a7c15 + uint64(k.local.Port())<<16 | uint64(k.remote.Port())
+	h ^= h >> 29
+	return uint32(h)
+}
+
+func (t *Table) shard(k *flowKey) *shard { return &t.shards[k.hash()%shardCount] }
+
+// lookup finds a live flow by key in the out or in index. A flow whose timer
+// ran out is removed here, so expiry is exact on the caller's clock whatever
+// the sweep's pace.
+func (t *Table) lookup(out bool, k flowKey, now int64) *Flow {
+	s := t.shard(&k)
+	s.mu.RLock()
+	var f *Flow
+	if out {
+		f = s.out[k]
+	} else {
+		f = s.in[k]
+	}
+	s.mu.RUnlock()
+	if f != nil && f.expired(now, &t.cfg.Timeouts) {
+		t.end(f, now)
+		return nil
+	}
+	return f
+}
+
+// newFlowLocked creates a flow of mapping m to remote and indexes it.
+func (t *Table) newFlowLocked(m *Mapping, remote netip.AddrPort, origin Direction, rule string, now int64) *Flow {
+	f := &Flow{
+		Proto:    m.Proto,
+		Inside:   m.Inside,
+		External: m.External,
+		Remote:   remote,
+		Origin:   origin,
+		Rule:     rule,
+		Start:    time.Unix(0, now),
+		mapping:  m,
+	}
+	f.lastSeen.Store(now)
+	m.flows = append(m.flows, f)
+	ko := flowKey{m.Proto, m.Inside, remote}
+	ki := flowKey{m.Proto, m.External, remote}
+	so, si := t.shard(&ko), t.shard(&ki)
+	so.mu.Lock()
+	so.out[ko] = f
+	so.mu.Unlock()
+	si.mu.Lock()
+	si.in[ki] = f
+	si.mu.Unlock()
+	t.flows.Add(1)
+	return f
+}
+
+// liveLocked returns the flow indexed under k if it is still alive.
+func (t *Table) liveLocked(out bool, k flowKey, now int64) *Flow {
+	s := t.shard(&k)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f := s.out[k]
+	if !out {
+		f = s.in[k]
+	}
+	if f == nil || f.expired(now, &t.cfg.Timeouts) {
+		return nil
+	}
+	return f
+}
+
+// outbound returns the flow for a packet from the inside endpoint src to
+// dst, creating it (and its mapping) when the policy allows. It returns the
+// denying decision when it does not.
+func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Decision) {
+	d := t.cfg.Decider.Outbound(p, src, dst)
+	if !d.Allow {
+		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule})
+		return nil, d
+	}
+	t.mu.Lock()
+	// Another packet may have created the flow meanwhile; an expired one is
+	// ended before its mapping is reused.
+	if f := t.liveLocked(true, flowKey{p, src, dst}, now); f != nil {
+		t.mu.Unlock()
+		return f, d
+	}
+	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
+	m := t.mappings[mapKey{p, src}]
+	if m == nil {
+		port, ok := t.alloc.allocate(p, t.cfg.External, src.Port())
+		if !ok {
+			t.mu.Unlock()
+			t.notifyEnded(ended, now)
+			d = Decision{Rule: "no-free-port"}
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule})
+			return nil, d
+		}
+		m = &Mapping{Proto: p, Inside: src, External: netip.AddrPortFrom(t.cfg.External, port)}
+		t.mappings[mapKey{p, src}] = m
+		t.byExt[mapKey{p, m.External}] = m
+	}
+	f := t.newFlowLocked(m, dst, Outbound, d.Rule, now)
+	t.mu.Unlock()
+	t.notifyEnded(ended, now)
+	if o := t.cfg.Observer; o != nil {
+		o.FlowStarted(f)
+	}
+	return f, d
+}
+
+// inbound returns a new flow for a packet from src on the outside to the
+// external endpoint dst that matched no flow, or nil when neither a mapping's
+// filtering nor a published server admits it.
+func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *Flow {
+	t.mu.Lock()
+	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
+		t.mu.Unlock()
+		return f
+	}
+	m := t.byExt[mapKey{p, dst}]
+	opening := p != TCP || syn
+	admit, rule := m != nil && opening, ""
+	if admit && !m.Static {
+		admit, rule = t.filterLocked(m, src, now)
+	}
+	t.mu.Unlock()
+	if !admit {
+		// Unsolicited or filtered out: dropped without a reply (RFC 5382
+		// REQ-4). Only packets that could open a flow are logged, so a
+		// stray ACK does not fill the log.
+		if opening {
+			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: "default-deny"})
+		}
+		return nil
+	}
+	if m.Static {
+		d := t.cfg.Decider.Inbound(p, src, dst)
+		if !d.Allow {
+			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: d.Rule})
+			return nil
+		}
+		rule = d.Rule
+	}
+	t.mu.Lock()
+	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
+		t.mu.Unlock()
+		return f
+	}
+	ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
+	if t.byExt[mapKey{p, dst}] != m { // the mapping ended meanwhile
+		t.mu.Unlock()
+		t.notifyEnded(ended, now)
+		return nil
+	}
+	f := t.newFlowLocked(m, src, Inbound, rule, now)
+	t.mu.Unlock()
+	t.notifyEnded(ended, now)
+	if o := t.cfg.Observer; o != nil {
+		o.FlowStarted(f)
+	}
+	return f
+}
+
+// filterLocked applies the filtering behaviour of dynamic mapping m to a
+// packet from src (RFC 4787 section 5). It returns the rule of the flow
+// that opened the way, for the log.
+func (t *Table) filterLocked(m *Mapping, src netip.AddrPort, now int64) (bool, string) {
+	var rule string
+	for _, f := range m.flows {
+		if f.expired(now, &t.cfg.Timeouts) {
+			continue
+		}
+		rule = f.Rule
+		switch t.cfg.Filtering {
+		case EndpointIndependent:
+			return true, rule
+		case AddressDependent:
+			if f.Remote.Addr() == src.Addr() {
+				return true, rule
+			}
+		}
+	}
+	return false, ""
+}
+
+// endExpiredLocked removes an expired flow that still holds key k in the out
+// index, so a new flow can take its place, and returns it for notification.
+func (t *Table) endExpiredLocked(k flowKey, now int64) *Flow {
+	s := t.shard(&k)
+	s.mu.RLock()
+	f := s.out[k]
+	s.mu.RUnlock()
+	if f == nil || !f.expired(now, &t.cfg.Timeouts) || !t.removeLocked(f) {
+		return nil
+	}
+	return f
+}
+
+// end removes flow f and tells the observer.
+func (t *Table) end(f *Flow, now int64) {
+	t.mu.Lock()
+	removed := t.removeLocked(f)
+	t.mu.Unlock()
+	if removed {
+		t.notifyEnded(f, now)
+	}
+}
+
+func (t *Table) notifyEnded(f *Flow, now int64) {
+	if f == nil || t.cfg.Observer == nil {
+		return
+	}
+	// A flow ends when its timer ran out, not when it was swept.
+	at := time.Unix(0, now)
+	if d := time.Unix(0, f.lastSeen.Load()).Add(f.timeout(&t.cfg.Timeouts)); d.Before(at) {
+		at = d
+	}
+	t.cfg.Observer.FlowEnded(f, at)
+}
+
+// removeLocked unindexes f and, when it was its mapping's last flow, frees the
+// mapping and its port. It reports false if f was already gone.
+func (t *Table) removeLocked(f *Flow) bool {
+	if f.ended.Swap(true) {
+		return false
+	}
+	ko := flowKey{f.Proto, f.Inside, f.Remote}
+	ki := flowKey{f.Proto, f.External, f.Remote}
+	so, si := t.shard(&ko), t.shard(&ki)
+	so.mu.Lock()
+	if so.out[ko] == f {
+		delete(so.out, ko)
+	}
+	so.mu.Unlock()
+	si.mu.Lock()
+	if si.in[ki] == f {
+		delete(si.in, ki)
+	}
+	si.mu.Unlock()
+	t.flows.Add(-1)
+	m := f.mapping
+	for i, g := range m.flows {
+		if g == f {
+			m.flows[i] = m.flows[len(m.flows)-1]
+			m.flows[len(m.flows)-1] = nil
+			m.flows = m.flows[:len(m.flows)-1]
+			break
+		}
+	}
+	if len(m.flows) == 0 && !m.Static {
+		delete(t.mappings, mapKey{m.Proto, m.Inside})
+		delete(t.byExt, mapKey{m.Proto, m.External})
+		t.alloc.release(m.Proto, m.External)
+	}
+	return true
+}
+
+// Expire ends every flow whose timer ran out at now. Lookups already ignore
+// expired flows; Expire reclaims their memory and ports and reports their
+// end. Callers run it periodically.
+func (t *Table) Expire(now time.Time) int {
+	n := now.UnixNano()
+	var dead []*Flow
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		for _, f := range s.out {
+			if f.expired(n, &t.cfg.Timeouts) {
+				dead = append(dead, f)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	ended := dead[:0]
+	t.mu.Lock()
+	for _, f := range dead {
+		if f.expired(n, &t.cfg.Timeouts) && t.removeLocked(f) {
+			ended = append(ended, f)
+		}
+	}
+	t.mu.Unlock()
+	for _, f := range ended {
+		t.notifyEnded(f, n)
+	}
+	return len(ended)
+}
+
+// Close ends every flow, reporting each to the observer, as when fwx stops.
+func (t *Table) Close(now time.Time) {
+	n := now.UnixNano()
+	var all []*Flow
+	t.mu.Lock()
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		for _, f := range s.out {
+			all = append(all, f)
+		}
+		s.mu.RUnlock()
+	}
+	ended := all[:0]
+	for _, f := range all {
+		if t.removeLocked(f) {
+			ended = append(ended, f)
+		}
+	}
+	t.mu.Unlock()
+	for _, f := range ended {
+		if t.cfg.Observer != nil {
+			t.cfg.Observer.FlowEnded(f, time.Unix(0, n))
+		}
+	}
+}
+
+func (t *Table) denied(d Denial) {
+	if o := t.cfg.Observer; o != nil {
+		o.FlowDenied(d)
+	}
+}
+
+// allowOutbound is the Decider used when none is configured.
+type allowOutbound struct{}
+
+func (allowOutbound) Outbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
+	return Decision{Allow: true, Rule: "allow-outbound"}
+}
+
+func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
+	return Decision{Rule: "default-deny"}
+}

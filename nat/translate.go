@@ -1,0 +1,172 @@
+package nat
+
+import (
+	"net/netip"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Verdict tells the caller what to do with a packet after translation.
+type Verdict uint8
+
+// Verdicts.
+const (
+	// Drop discards the packet silently.
+	Drop Verdict = iota
+	// Forward sends the rewritten packet out of the other side.
+	Forward
+	// Hairpin sends the rewritten packet back out of the side it came from:
+	// an inside host reached another through its external endpoint.
+	Hairpin
+	// Local means the packet is addressed to fwx itself; the caller answers
+	// it (echo) or refuses it.
+	Local
+	// Reject means the policy denied a new flow; the caller answers with a
+	// RST or an ICMP administratively-prohibited error, or drops it,
+	// as configured.
+	Reject
+	// TimeExceeded means the packet's TTL ran out; the caller may answer
+	// with an ICMP time-exceeded error.
+	TimeExceeded
+)
+
+var verdictNames = [...]string{"drop", "forward", "hairpin", "local", "reject", "time-exceeded"}
+
+// String returns the verdict's name.
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
+	}
+	return "verdict?"
+}
+
+// Outbound translates packet p, read from the inside, in place: it finds or
+// creates its flow and rewrites its source to the flow's external endpoint.
+//
+//	inside packet ─► parse ─► to fwx? ─► ICMP error? ─► flow lookup ─► policy on miss ─► SNAT ─► hairpin?
+func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
+	switch p.Kind {
+	case Invalid, Fragment:
+		return Drop
+	case Error:
+		return t.outboundError(p, now.UnixNano())
+	case Query:
+		if p.ICMPType != header.ICMPv4Echo {
+			return Drop // inside hosts do not answer pings from the outside
+		}
+	}
+	dst := p.Dst.Addr()
+	if dst == t.cfg.Internal || (dst == t.cfg.External && p.Kind == Query) {
+		return Local
+	}
+	n := now.UnixNano()
+	f := t.lookup(true, flowKey{p.Proto, p.Src, p.Dst}, n)
+	if f == nil {
+		// Only a SYN opens a TCP flow; anything else is stale or forged.
+		if p.Proto == TCP && p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) != header.TCPFlagSyn {
+			return Drop
+		}
+		if f, _ = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
+			return Reject
+		}
+	}
+	if !p.DecrementTTL() {
+		return TimeExceeded
+	}
+	f.touch(n)
+	f.bytesOut.Add(uint64(len(p.b)))
+	f.pktsOut.Add(1)
+	if p.Proto == TCP {
+		f.observeTCP(p.TCPFlags, true)
+	}
+	p.SetSource(f.External)
+	if dst == t.cfg.External {
+		// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet, now
+		// from the sender's external endpoint, arrives at the receiver's
+		// mapping as if from the outside.
+		if t.translateInbound(p, n) != Forward {
+			return Drop
+		}
+		return Hairpin
+	}
+	return Forward
+}
+
+// Inbound translates packet p, read from the outside, in place: it finds its
+// flow (or admits a new one through a mapping's filtering or a published
+// server) and rewrites its destination to the inside endpoint.
+//
+//	outside packet ─► parse ─► to fwx? ─► ICMP error? ─► flow lookup ─► filtering/publishing on miss ─► DNAT
+func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
+	switch p.Kind {
+	case Invalid, Fragment:
+		return Drop
+	}
+	if p.Dst.Addr() != t.cfg.External {
+		return Drop
+	}
+	switch p.Kind {
+	case Error:
+		return t.inboundError(p, now.UnixNano())
+	case Query:
+		if p.ICMPType == header.ICMPv4Echo {
+			return Local
+		}
+	}
+	if !p.DecrementTTL() {
+		return TimeExceeded
+	}
+	return t.translateInbound(p, now.UnixNano())
+}
+
+func (t *Table) translateInbound(p *Packet, n int64) Verdict {
+	f := t.lookup(false, flowKey{p.Proto, p.Dst, p.Src}, n)
+	if f == nil {
+		syn := p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn
+		if p.Kind == Query {
+			return Drop // an echo reply nobody asked for
+		}
+		if f = t.inbound(p.Proto, p.Src, p.Dst, syn, n); f == nil {
+			return Drop
+		}
+	}
+	f.touch(n)
+	f.bytesIn.Add(uint64(len(p.b)))
+	f.pktsIn.Add(1)
+	if p.Proto == TCP {
+		f.observeTCP(p.TCPFlags, false)
+	}
+	p.SetDestination(f.Inside)
+	return Forward
+}
+
+// inboundError translates an ICMP error from the outside about a packet fwx
+// sent: the quoted packet's source is put back to the inside endpoint and the
+// error is addressed to the inside host (RFC 5508 REQ-4/5). The error does
+// not refresh the flow (RFC 5508 REQ-6) and never ends it (RFC 5382 REQ-10).
+func (t *Table) inboundError(p *Packet, n int64) Verdict {
+	q := p.Quoted()
+	f := t.lookup(false, flowKey{q.Proto, q.Src, q.Dst}, n)
+	if f == nil || !p.DecrementTTL() {
+		return Drop
+	}
+	p.SetQuotedSource(f.Inside)
+	p.SetDestination(netip.AddrPortFrom(f.Inside.Addr(), 0))
+	return Forward
+}
+
+// outboundError translates an ICMP error an inside host sends about a packet
+// it received through fwx: the quoted destination becomes the external
+// endpoint again and the error leaves from fwx's external address. Like all
+// errors it does not refresh the flow (RFC 7857 section 2.3).
+func (t *Table) outboundError(p *Packet, n int64) Verdict {
+	q := p.Quoted()
+	f := t.lookup(true, flowKey{q.Proto, q.Dst, q.Src}, n)
+	if f == nil || !p.DecrementTTL() {
+		return Drop
+	}
+	p.SetQuotedDestination(f.External)
+	p.SetSource(netip.AddrPortFrom(f.External.Addr(), 0))
+	return Forward
+}
