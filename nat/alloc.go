@@ -77,19 +77,24 @@ func (a *allocator) allocate(p Proto, addr netip.Addr, want uint16) (uint16, boo
 	case want < 1024:
 		lo, hi = 1, 1023
 	}
-	step := 2
 	if p == ICMP {
-		step = 1
+		return a.scan(s, lo, hi, 1, 0)
 	}
-	n := (hi - lo + 1) / step
+	// Walk the ports of want's parity from a random one (RFC 6056
+	// algorithm 1 keeps randomness; parity is RFC 4787 REQ-4).
+	return a.scan(s, lo&^1, hi, 2, int(want&1))
+}
+
+// scan takes the first free port of the form base+k*step+off, at most hi,
+// trying k from a random start. Port 0 is marked used in TCP and UDP sets, so
+// it is never returned for them.
+func (a *allocator) scan(s *portSet, base, hi, step, off int) (uint16, bool) {
+	n := (hi-base)/step + 1
 	start := a.rand.IntN(n)
 	for i := 0; i < n; i++ {
-		port := lo + (start+i)%n*step
-		if step == 2 && port&1 != int(want&1) {
-			port++
-			if port > hi {
-				continue
-			}
+		port := base + (start+i)%n*step + off
+		if port > hi {
+			continue
 		}
 		if !s.used(uint16(port)) {
 			s.set(uint16(port))

@@ -44,10 +44,10 @@ type Packet struct {
 	// ICMPType and ICMPCode hold the type and code of an ICMP packet.
 	ICMPType header.ICMPv4Type
 	ICMPCode header.ICMPv4Code
-	b      []byte // the whole IP packet, trimmed to its total length
-	l4     int    // offset of the transport header in b
-	inner  int    // offset of the quoted IP header in b (Error only)
-	quoted QuotedPacket // the packet an ICMP error quotes
+	b        []byte       // the whole IP packet, trimmed to its total length
+	l4       int          // offset of the transport header in b
+	inner    int          // offset of the quoted IP header in b (Error only)
+	quoted   QuotedPacket // the packet an ICMP error quotes
 }
 
 // QuotedPacket is the packet an ICMP error quotes, parsed as far as the

@@ -1,0 +1,126 @@
+package nat
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+)
+
+var extAddr = netip.MustParseAddr("198.51.100.1")
+
+func newTestAllocator() *allocator { return newAllocator(rand.New(rand.NewPCG(1, 2))) }
+
+func TestAllocatePreservesFreePort(t *testing.T) {
+	a := newTestAllocator()
+	for _, want := range []uint16{40000, 40001, 80, 65535} {
+		got, ok := a.allocate(UDP, extAddr, want)
+		if !ok || got != want {
+			t.Errorf("allocate(%d) = %d, %v; want the port itself", want, got, ok)
+		}
+	}
+}
+
+func TestAllocateKeepsParityAndRange(t *testing.T) {
+	tests := []struct {
+		name   string
+		want   uint16
+		lo, hi uint16
+	}{
+		{"even unprivileged", 40000, 1024, 65535},
+		{"odd unprivileged", 40001, 1024, 65535},
+		{"even privileged", 80, 1, 1023},
+		{"odd privileged", 53, 1, 1023},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newTestAllocator()
+			if !a.reserve(TCP, netip.AddrPortFrom(extAddr, tt.want)) {
+				t.Fatal("reserve failed")
+			}
+			seen := map[uint16]bool{}
+			for i := 0; i < 200; i++ {
+				got, ok := a.allocate(TCP, extAddr, tt.want)
+				if !ok {
+					t.Fatal("allocate failed")
+				}
+				if got == tt.want || seen[got] {
+					t.Fatalf("allocate returned taken port %d", got)
+				}
+				seen[got] = true
+				if got%2 != tt.want%2 {
+					t.Errorf("port %d has other parity than %d", got, tt.want)
+				}
+				if got < tt.lo || got > tt.hi {
+					t.Errorf("port %d outside %d-%d", got, tt.lo, tt.hi)
+				}
+			}
+		})
+	}
+}
+
+func TestAllocateExhaustion(t *testing.T) {
+	a := newTestAllocator()
+	// Privileged odd ports: 512 of them between 1 and 1023.
+	n := 0
+	for {
+		if _, ok := a.allocate(UDP, extAddr, 53); !ok {
+			break
+		}
+		n++
+	}
+	if n != 512 {
+		t.Errorf("allocated %d odd privileged ports, want 512", n)
+	}
+	a.release(UDP, netip.AddrPortFrom(extAddr, 101))
+	if got, ok := a.allocate(UDP, extAddr, 53); !ok || got != 101 {
+		t.Errorf("after release got %d, %v; want 101", got, ok)
+	}
+}
+
+func TestAllocateBlockAligned(t *testing.T) {
+	a := newTestAllocator()
+	for _, n := range []int{1, 2, 3, 4, 8, 10} {
+		for i := 0; i < 20; i++ {
+			base, ok := a.allocateBlock(UDP, extAddr, n)
+			if !ok {
+				t.Fatalf("block of %d failed", n)
+			}
+			if int(base)%n != 0 || base < 1024 {
+				t.Errorf("block of %d starts at %d: not a multiple of n above 1023", n, base)
+			}
+			for j := 0; j < n; j++ {
+				if a.reserve(UDP, netip.AddrPortFrom(extAddr, base+uint16(j))) {
+					t.Errorf("port %d of block not taken", int(base)+j)
+				}
+			}
+		}
+	}
+}
+
+func TestAllocateBlockAllOrNothing(t *testing.T) {
+	a := newTestAllocator()
+	// Take one port in every aligned pair: no pair is free.
+	for p := 1024; p < 65536; p += 2 {
+		a.reserve(UDP, netip.AddrPortFrom(extAddr, uint16(p)+1))
+	}
+	before := a.free(UDP, extAddr)
+	if _, ok := a.allocateBlock(UDP, extAddr, 2); ok {
+		t.Fatal("allocated a pair where none is free")
+	}
+	if after := a.free(UDP, extAddr); after != before {
+		t.Errorf("failed block allocation leaked %d ports", before-after)
+	}
+}
+
+func TestPortSpacesAreSeparate(t *testing.T) {
+	a := newTestAllocator()
+	other := netip.MustParseAddr("198.51.100.9")
+	for _, k := range []struct {
+		p    Proto
+		addr netip.Addr
+	}{{TCP, extAddr}, {UDP, extAddr}, {TCP, other}, {ICMP, extAddr}} {
+		if got, ok := a.allocate(k.p, k.addr, 5000); !ok || got != 5000 {
+			t.Errorf("%v %v: got %d, want 5000 preserved", k.p, k.addr, got)
+		}
+	}
+}
