@@ -33,8 +33,16 @@ type recorder struct {
 	ended   []*nat.Flow
 }
 
-func (r *recorder) FlowStarted(f *nat.Flow) { r.mu.Lock(); r.started = append(r.started, f); r.mu.Unlock() }
-func (r *recorder) FlowDenied(d nat.Denial) { r.mu.Lock(); r.denied = append(r.denied, d); r.mu.Unlock() }
+func (r *recorder) FlowStarted(f *nat.Flow) {
+	r.mu.Lock()
+	r.started = append(r.started, f)
+	r.mu.Unlock()
+}
+func (r *recorder) FlowDenied(d nat.Denial) {
+	r.mu.Lock()
+	r.denied = append(r.denied, d)
+	r.mu.Unlock()
+}
 func (r *recorder) FlowEnded(f *nat.Flow, _ time.Time) {
 	r.mu.Lock()
 	r.ended = append(r.ended, f)
@@ -245,7 +253,9 @@ func TestTimers(t *testing.T) {
 		{"icmp", to.ICMP, func(tab *nat.Table) netip.AddrPort {
 			_, p := out(tab, lab.ICMPEcho(client.Addr(), server.Addr(), header.ICMPv4Echo, 5, 1), t0)
 			return p.Src
-		}, func(e netip.AddrPort) []byte { return lab.ICMPEcho(server.Addr(), e.Addr(), header.ICMPv4EchoReply, e.Port(), 2) }},
+		}, func(e netip.AddrPort) []byte {
+			return lab.ICMPEcho(server.Addr(), e.Addr(), header.ICMPv4EchoReply, e.Port(), 2)
+		}},
 		{"tcp transitory", to.TCPTransitory, func(tab *nat.Table) netip.AddrPort {
 			_, p := out(tab, syn(client, server), t0)
 			return p.Src
