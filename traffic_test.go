@@ -1,0 +1,329 @@
+package fwx_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack/lab"
+)
+
+// echoTCP serves a TCP echo on h:port and reports each client's address.
+func echoTCP(t *testing.T, h *lab.Host, port uint16) <-chan netip.AddrPort {
+	t.Helper()
+	ln, err := h.ListenTCP(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	peers := make(chan netip.AddrPort, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return peers
+}
+
+// echoUDP serves a UDP echo on h:port and reports each datagram's source.
+func echoUDP(t *testing.T, h *lab.Host, port uint16) <-chan netip.AddrPort {
+	t.Helper()
+	c, err := h.ListenUDP(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	peers := make(chan netip.AddrPort, 16)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			peers <- from.(*net.UDPAddr).AddrPort()
+			c.WriteTo(buf[:n], from)
+		}
+	}()
+	return peers
+}
+
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatal("timed out")
+	}
+	panic("unreachable")
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != msg {
+		t.Fatalf("echo %q, want %q", buf, msg)
+	}
+}
+
+func TestPing(t *testing.T) {
+	tb := newTestbed(t, "")
+	for _, c := range []struct {
+		name string
+		from *lab.Host
+		to   netip.Addr
+	}{
+		{"fwx inside address", tb.client, fwIn.Addr()},
+		{"fwx outside address from inside", tb.client, fwOut.Addr()},
+		{"server through fwx", tb.client, serverIP.Addr()},
+		{"fwx outside address from outside", tb.server, fwOut.Addr()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := c.from.Ping(ctxTimeout(t, 5*time.Second), c.to, 7, 1, []byte("ping"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.to {
+				t.Errorf("reply from %v, want %v", got, c.to)
+			}
+		})
+	}
+}
+
+// TestSecureNAT checks that TCP and UDP cross fwx and that the server sees
+// fwx's outside address as the source, the client's port preserved.
+func TestSecureNAT(t *testing.T) {
+	tb := newTestbed(t, "")
+	tcpPeers := echoTCP(t, tb.server, 8000)
+	udpPeers := echoUDP(t, tb.server, 7000)
+	src := netip.AddrPortFrom(clientIP.Addr(), 40000)
+
+	c, err := tb.client.DialTCPFrom(ctxTimeout(t, 5*time.Second), src, netip.AddrPortFrom(serverIP.Addr(), 8000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "hello over tcp")
+	if got := recv(t, tcpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
+		t.Errorf("server saw TCP from %v, want fwx's outside address and the client's port", got)
+	}
+
+	u, err := tb.client.DialUDP(src, netip.AddrPortFrom(serverIP.Addr(), 7000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	roundTrip(t, u, "hello over udp")
+	if got := recv(t, udpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
+		t.Errorf("server saw UDP from %v, want %v", got, netip.AddrPortFrom(fwOut.Addr(), 40000))
+	}
+	if n := tb.fw.Flows(); n != 2 {
+		t.Errorf("%d flows, want 2", n)
+	}
+}
+
+// TestMappingReuse checks endpoint-independent mapping (RFC 4787 REQ-1):
+// one client socket reaches two servers from the same external endpoint.
+func TestMappingReuse(t *testing.T) {
+	tb := newTestbed(t, "")
+	p1, p2 := echoUDP(t, tb.server, 7000), echoUDP(t, tb.server2, 7000)
+	c, err := tb.client.ListenUDP(41000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, dst := range []netip.Addr{serverIP.Addr(), server2IP.Addr()} {
+		if _, err := c.WriteTo([]byte("x"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 7000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := recv(t, p1), recv(t, p2)
+	if a != b || a.Addr() != fwOut.Addr() {
+		t.Errorf("servers saw %v and %v; want one external endpoint on %v", a, b, fwOut.Addr())
+	}
+}
+
+// TestPortParity checks that when two clients use the same source port, the
+// second gets another external port of the same parity (RFC 4787 REQ-4).
+func TestPortParity(t *testing.T) {
+	tb := newTestbed(t, "")
+	peers := echoUDP(t, tb.server, 7000)
+	dst := netip.AddrPortFrom(serverIP.Addr(), 7000)
+	var seen []netip.AddrPort
+	for _, h := range []*lab.Host{tb.client, tb.client2} {
+		u, err := h.DialUDP(netip.AddrPortFrom(h.Addr(), 40001), dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		roundTrip(t, u, "x")
+		seen = append(seen, recv(t, peers))
+	}
+	if seen[0].Port() != 40001 {
+		t.Errorf("first client mapped to %v: port not preserved", seen[0])
+	}
+	if seen[1].Port() == 40001 || seen[1].Port()%2 != 1 {
+		t.Errorf("second client mapped to %v: want another odd port", seen[1])
+	}
+}
+
+// TestHairpin checks that two clients reach each other through their
+// external endpoints and see each other's external endpoint as the source
+// (RFC 4787 REQ-9, RFC 5382 REQ-8).
+func TestHairpin(t *testing.T) {
+	tb := newTestbed(t, "options: {filtering: endpoint-independent}\nrules:\n  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}\n")
+	peers := echoUDP(t, tb.server, 7000)
+	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP.Addr(), 7000))
+	a, err := tb.client.ListenUDP(42000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := tb.client2.ListenUDP(42002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a.WriteTo([]byte("a"), server)
+	extA := recv(t, peers)
+	b.WriteTo([]byte("b"), server)
+	extB := recv(t, peers)
+
+	if _, err := a.WriteTo([]byte("hello b"), net.UDPAddrFromAddrPort(extB)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, from, err := b.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(buf[:n]) != "hello b" {
+			continue // the server's echo
+		}
+		if got := from.(*net.UDPAddr).AddrPort(); got != extA {
+			t.Errorf("hairpinned packet from %v, want a's external endpoint %v", got, extA)
+		}
+		return
+	}
+}
+
+// TestICMPErrorTranslation checks RFC 5508 REQ-4/5 with a real stack: a
+// port-unreachable error from the server comes back to the client with the
+// quoted header reverted, so the client's socket learns of it.
+func TestICMPErrorTranslation(t *testing.T) {
+	tb := newTestbed(t, "")
+	src := netip.AddrPortFrom(clientIP.Addr(), 43000)
+	dst := netip.AddrPortFrom(serverIP.Addr(), 9999) // nothing listens
+	u, err := tb.client.DialUDP(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.Write([]byte("anyone?"))
+	// The error arrives asynchronously; the socket reports it on a later
+	// call (see lab.Host.DialUDP).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := u.Read(make([]byte, 16))
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no port unreachable reached the client socket (last error %v)", err)
+		}
+	}
+
+	// The same from a raw inside address, to look at the bytes.
+	raw := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), 43001)
+	if err := tb.inside.Inject(lab.UDPPacket(raw, dst, []byte("raw"))); err != nil {
+		t.Fatal(err)
+	}
+	pkt := recv(t, tb.inside.Captured())
+	p := nat.Parse(pkt)
+	if err := lab.VerifyChecksums(pkt); err != nil {
+		t.Fatalf("%v: %s", err, lab.PacketString(pkt))
+	}
+	q := p.Quoted()
+	if p.Kind != nat.Error || p.ICMPCode != header.ICMPv4PortUnreachable || p.Dst.Addr() != raw.Addr() ||
+		q.Src != raw || q.Dst != dst || p.Src.Addr() != serverIP.Addr() {
+		t.Errorf("got %s quoting %v -> %v; want port unreachable from %v to %v quoting %v -> %v",
+			lab.PacketString(pkt), q.Src, q.Dst, serverIP.Addr(), raw.Addr(), raw, dst)
+	}
+}
+
+// TestUnsolicitedInbound checks that nothing reaches the inside unasked:
+// neither fwx's outside address nor the inside addresses themselves.
+func TestUnsolicitedInbound(t *testing.T) {
+	tb := newTestbed(t, "")
+	peers := echoTCP(t, tb.client, 80)
+	for _, dst := range []netip.AddrPort{
+		netip.AddrPortFrom(fwOut.Addr(), 80),
+		netip.AddrPortFrom(clientIP.Addr(), 80),
+	} {
+		c, err := tb.server.DialTCP(ctxTimeout(t, 300*time.Millisecond), dst)
+		if err == nil {
+			c.Close()
+			t.Errorf("connected to %v from the outside", dst)
+		}
+	}
+	select {
+	case p := <-peers:
+		t.Errorf("inside listener accepted %v", p)
+	default:
+	}
+	recs := tb.log.waitRecords(t, 1, map[string]string{"event": "denied", "direction": "inbound"})
+	if recs[0]["rule"] != "default-deny" || recs[0]["destination"] != "198.51.100.1:80" {
+		t.Errorf("denied record %v", recs[0])
+	}
+}
+
+func TestPublishedServer(t *testing.T) {
+	tb := newTestbed(t, `
+protocols:
+  - {name: web-in, transport: tcp, ports: [8080], direction: inbound}
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+publish:
+  - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
+`)
+	peers := echoTCP(t, tb.client, 80)
+	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "published")
+	if got := recv(t, peers); got.Addr() != serverIP.Addr() {
+		t.Errorf("inside server saw %v, want the outside client %v", got, serverIP.Addr())
+	}
+	rec := tb.log.waitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound"})[0]
+	if rec["rule"] != "www" || rec["translated_destination"] != "10.0.0.2:80" || rec["destination"] != "198.51.100.1:8080" {
+		t.Errorf("log record %v", rec)
+	}
+}
