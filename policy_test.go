@@ -1,0 +1,129 @@
+package fwx_test
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack/lab"
+)
+
+const denyPolicy = `
+networks:
+  server2: [198.51.100.3]
+protocols:
+  - {name: blocked-tcp, transport: tcp, ports: [81]}
+  - {name: blocked-udp, transport: udp, ports: [5353]}
+rules:
+  - {name: no-81, action: deny, from: [internal], to: [any], protocols: [blocked-tcp, blocked-udp]}
+  - {name: no-ping-server2, action: deny, from: [internal], to: [server2], protocols: [ping]}
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+options: {reject: %s}
+`
+
+// rawClient is an inside address no lab host owns: what fwx sends to it
+// lands in the inside segment's capture queue.
+var rawClient = netip.MustParseAddr("10.0.0.9")
+
+// TestDeniedFlows checks that a denied TCP flow gets a RST, other denied
+// flows an ICMP administratively-prohibited error from fwx, and that each
+// denial is logged with its rule.
+func TestDeniedFlows(t *testing.T) {
+	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "reply", 1))
+
+	_, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 81))
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial to denied port: %v, want connection refused", err)
+	}
+
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+	}{
+		{"udp", lab.UDPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 5353), []byte("q"))},
+		{"ping", lab.ICMPEcho(rawClient, server2IP.Addr(), header.ICMPv4Echo, 1, 1)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sent := nat.Parse(c.pkt)
+			if err := tb.inside.Inject(c.pkt); err != nil {
+				t.Fatal(err)
+			}
+			reply := recv(t, tb.inside.Captured())
+			p := nat.Parse(reply)
+			if err := lab.VerifyChecksums(reply); err != nil {
+				t.Fatal(err)
+			}
+			if p.Kind != nat.Error || p.ICMPType != header.ICMPv4DstUnreachable || p.ICMPCode != header.ICMPv4AdminProhibited ||
+				p.Src.Addr() != fwIn.Addr() || p.Quoted().Src != sent.Src {
+				t.Errorf("reply %s; want admin-prohibited from %v quoting %v", lab.PacketString(reply), fwIn.Addr(), sent.Src)
+			}
+		})
+	}
+	recs := tb.log.waitRecords(t, 3, map[string]string{"event": "denied", "action": "deny"})
+	rules := map[string]int{}
+	for _, r := range recs {
+		rules[r["rule"].(string)]++
+	}
+	if rules["no-81"] != 2 || rules["no-ping-server2"] != 1 {
+		t.Errorf("denials by rule %v, want no-81 twice and no-ping-server2 once", rules)
+	}
+}
+
+// TestDeniedSilently checks the reject: drop option: nothing comes back.
+func TestDeniedSilently(t *testing.T) {
+	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "drop", 1))
+	tb.inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 81), header.TCPFlagSyn, 1, 0, nil))
+	tb.inside.Inject(lab.UDPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 5353), nil))
+	tb.log.waitRecords(t, 2, map[string]string{"event": "denied"})
+	select {
+	case pkt := <-tb.inside.Captured():
+		t.Errorf("got %s; want silence", lab.PacketString(pkt))
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestFirewallLog checks the fields of the allowed and ended records.
+func TestFirewallLog(t *testing.T) {
+	tb := newTestbed(t, "")
+	echoTCP(t, tb.server, 8000)
+	c, err := tb.client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40100), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c, "0123456789")
+	c.Close()
+	match := map[string]string{"protocol": "tcp", "client": "10.0.0.2:40100", "destination": "198.51.100.2:8000",
+		"translated_source": "198.51.100.1:40100", "rule": "default-outbound", "path": "fast", "direction": "outbound"}
+	match["event"] = "allowed"
+	tb.log.waitRecords(t, 1, match)
+	match["event"] = "ended"
+	// The FINs cross fwx in real time; step the clock past the transitory
+	// timer until the closed flow expires.
+	deadline := time.Now().Add(5 * time.Second)
+	for tb.fw.Flows() > 0 && time.Now().Before(deadline) {
+		tb.clock.Advance(5 * time.Minute)
+		tb.fw.Expire()
+		time.Sleep(10 * time.Millisecond)
+	}
+	rec := tb.log.waitRecords(t, 1, match)[0]
+	// Bytes are IP bytes: at least the payload plus 40 bytes of headers per
+	// packet, each way.
+	if sent, _ := rec["bytes_sent"].(float64); sent < 10+40*3 {
+		t.Errorf("bytes_sent %v", rec["bytes_sent"])
+	}
+	if got, _ := rec["bytes_received"].(float64); got < 10+40*3 {
+		t.Errorf("bytes_received %v", rec["bytes_received"])
+	}
+	if d, _ := rec["duration"].(float64); d < 4*60 || d > 30*60 {
+		t.Errorf("duration %v s, want about the transitory timer (4 min) on the lab clock", rec["duration"])
+	}
+	if rec["time"] == nil {
+		t.Error("no time field")
+	}
+}
