@@ -1,0 +1,104 @@
+// Package policy loads fwx's policy file and decides, for each new flow,
+// whether the gateway lets it through.
+//
+// The model is ISA Server's firewall policy: named networks, protocol
+// definitions, access rules evaluated in order with the first match
+// winning, server-publishing rules for inbound traffic, and a default deny
+// for everything else.
+//
+// # File format
+//
+// A policy file is YAML. Every section is optional; an empty file is a valid
+// policy that denies everything.
+//
+//	networks:               # named address sets (CIDR prefixes or single addresses)
+//	  lab: [10.0.0.0/24, 10.0.1.5]
+//	protocols:              # protocol definitions
+//	  - name: web
+//	    transport: tcp      # tcp | udp | icmp (icmp = echo queries; no ports)
+//	    ports: [80, 443, "8000-8080"]   # ints or "lo-hi" strings; required for tcp/udp
+//	    direction: outbound # outbound (default) | inbound | both
+//	    filter: ""          # optional application filter name
+//	  - name: web-in
+//	    transport: tcp
+//	    ports: [80]
+//	    direction: inbound
+//	rules:                  # access rules for outbound flows; first match wins; no match = deny
+//	  - name: no-lab-web
+//	    action: deny        # allow | deny
+//	    from: [lab]         # network names; built-ins: internal, external, any
+//	    to: [external]
+//	    protocols: [web]    # protocol names; built-ins: any, any-tcp, any-udp, ping
+//	  - name: allow-web
+//	    action: allow
+//	    from: [internal]
+//	    to: [external]
+//	    protocols: [web, ping]
+//	publish:                # server publishing: an outside address:port forwarded to an inside server
+//	  - name: www
+//	    protocol: web-in    # must name a protocol with direction inbound or both; gives the transport
+//	    listen: ":8080"     # [ADDR]:PORT on fwx's outside; ADDR omitted = any outside address;
+//	                        # PORT (or listen) omitted = the protocol's single port
+//	    server: 10.0.0.2:80 # inside server; port omitted = the listen port
+//	    from: [external]    # optional, default [any]: which outside sources may use it
+//	options:
+//	  reject: reply         # reply (default: TCP RST / ICMP admin-prohibited) | drop
+//	  filtering: address-dependent   # endpoint-independent | address-dependent (default) |
+//	                                 # address-and-port-dependent (RFC 4787 filtering)
+//	  timeouts:             # Go durations; each optional; absent = built-in default
+//	    udp: 5m
+//	    tcp-established: 2h4m
+//	    tcp-transitory: 4m
+//	    tcp-rst: 4m
+//	    icmp: 60s
+//
+// A list of one may be written as a single value (from: internal). Names
+// are 1 to 64 letters, digits, '-', '_' or '.'. YAML anchors and aliases are
+// not accepted: reuse things by naming them. testdata/example.yaml is a
+// commented example, and [DefaultYAML] is the built-in default policy.
+//
+// # Networks
+//
+// The built-in networks are sides of the gateway, like ISA Server's Internal
+// and External networks: "internal" holds every address on the inside (the
+// TUN side), "external" every address on the outside, and "any" every
+// address. A user network holds the addresses it lists and matches by
+// address, whichever side the address is on. A user network may not take a
+// built-in's name.
+//
+// # Flows and access rules
+//
+// A flow is outbound when a client on the inside starts it and inbound when
+// it is started from the outside. Access rules apply to outbound flows only
+// ([Policy.Decide]): a rule matches when the flow's source is in one of its
+// "from" networks ("internal" holds every source, "external" none), its
+// destination is in one of its "to" networks ("external" holds every
+// destination, "internal" none), and one of its protocols matches. A
+// protocol matches when the transport is equal and the destination port is
+// in one of its ranges (an icmp protocol matches every echo request). Only a
+// rule's protocols with direction outbound or both count; one with direction
+// inbound is allowed in a rule but never matches there. The first matching
+// rule decides; when none matches, the flow is denied ([DefaultDeny]).
+//
+// The built-in protocols "any" (every transport and port), "any-tcp",
+// "any-udp" and "ping" (icmp echo) have direction both.
+//
+// # Server publishing
+//
+// Inbound flows never match access rules: only a publish rule lets one in
+// ([Policy.Published]). Its protocol must have direction inbound or both
+// and a single transport, tcp or udp. Its server must be a specific unicast
+// address. Two publish rules conflict, and the file is refused, when they
+// have the same transport and listen port and their listen addresses
+// overlap (equal, or either one omitted).
+//
+// # Errors
+//
+// [Parse] and [Load] check the whole file before a policy is used and report
+// every problem, each on its own line as FILE:LINE: FIELD: MESSAGE:
+//
+//	policy.yaml:12: rules[1].from[0]: unknown network "lan"
+//	policy.yaml:14: rules[1].acton: unknown field (did you mean "action"?); want one of name, action, from, to, protocols
+//
+// See [Error].
+package policy

@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"strconv"
+	"time"
+)
+
+// Transport is the transport protocol of a flow or of a protocol
+// definition. The zero Transport is invalid and matches no protocol.
+type Transport uint8
+
+// The transports a policy knows. ICMP stands for ICMP echo (ping) over IPv4
+// and IPv6 alike: echo queries are the only ICMP messages that start a flow.
+const (
+	TCP Transport = iota + 1
+	UDP
+	ICMP
+)
+
+// String returns the policy file's spelling: "tcp", "udp" or "icmp".
+func (t Transport) String() string {
+	switch t {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	case ICMP:
+		return "icmp"
+	}
+	return "Transport(" + strconv.Itoa(int(t)) + ")"
+}
+
+// bit returns t's bit in a transport set; 0 for an invalid t, so an invalid
+// transport is in no set.
+func (t Transport) bit() uint8 {
+	if t < TCP || t > ICMP {
+		return 0
+	}
+	return 1 << t
+}
+
+// allTransports is the transport set of the built-in protocol "any".
+const allTransports = 1<<TCP | 1<<UDP | 1<<ICMP
+
+// Direction is the direction of a flow: which side started it. The zero
+// Direction is Outbound.
+type Direction uint8
+
+const (
+	// Outbound flows are started by a client on the inside (the TUN side).
+	// Access rules apply to them.
+	Outbound Direction = iota
+	// Inbound flows are started from the outside. Only publish rules let
+	// them in (see [Policy.Published]).
+	Inbound
+)
+
+// String returns "outbound" or "inbound".
+func (d Direction) String() string {
+	switch d {
+	case Outbound:
+		return "outbound"
+	case Inbound:
+		return "inbound"
+	}
+	return "Direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Action is what an access rule does with the flows it matches. The zero
+// Action is Deny, so that a rule whose action was never set fails closed.
+type Action uint8
+
+const (
+	// Deny refuses the flow (see [RejectMode] for how).
+	Deny Action = iota
+	// Allow lets the flow through.
+	Allow
+)
+
+// String returns the policy file's spelling: "allow" or "deny".
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Deny:
+		return "deny"
+	}
+	return "Action(" + strconv.Itoa(int(a)) + ")"
+}
+
+// RejectMode says how the gateway refuses a denied flow. The zero RejectMode
+// is RejectReply, the default.
+type RejectMode uint8
+
+const (
+	// RejectReply answers a denied flow: a TCP RST for TCP, ICMP
+	// "administratively prohibited" (RFC 1812 section 5.2.7.1; ICMPv6 code 1,
+	// RFC 4443) for UDP and ICMP. Clients fail fast instead of timing out.
+	RejectReply RejectMode = iota
+	// RejectDrop discards a denied flow's packets silently.
+	RejectDrop
+)
+
+// String returns the policy file's spelling: "reply" or "drop".
+func (m RejectMode) String() string {
+	switch m {
+	case RejectReply:
+		return "reply"
+	case RejectDrop:
+		return "drop"
+	}
+	return "RejectMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Filtering is the NAT's filtering behaviour, in the terms of RFC 4787
+// section 5: which packets from the outside may use a mapping that an
+// outbound flow created. The zero Filtering is AddressDependent, the
+// default (RFC 4787 REQ-8 recommends it when security matters more than
+// transparency).
+type Filtering uint8
+
+const (
+	// AddressDependent lets in packets from any port of an address the
+	// internal endpoint has sent to.
+	AddressDependent Filtering = iota
+	// EndpointIndependent lets in packets from any address and port
+	// (full-cone behaviour).
+	EndpointIndependent
+	// AddressAndPortDependent lets in packets only from address:port pairs
+	// the internal endpoint has sent to.
+	AddressAndPortDependent
+)
+
+// String returns the policy file's spelling, such as "address-dependent".
+func (f Filtering) String() string {
+	switch f {
+	case EndpointIndependent:
+		return "endpoint-independent"
+	case AddressDependent:
+		return "address-dependent"
+	case AddressAndPortDependent:
+		return "address-and-port-dependent"
+	}
+	return "Filtering(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Timeouts are the idle timeouts of flows. A zero field means "use the
+// default" (see [DefaultTimeouts]); [Policy.Options] always returns them
+// filled in.
+type Timeouts struct {
+	// UDP is the idle timeout of a UDP mapping (RFC 4787 REQ-5: at least
+	// 2 minutes; 5 recommended).
+	UDP time.Duration
+	// TCPEstablished is the idle timeout of an established TCP connection
+	// (RFC 5382 REQ-5: at least 2 hours 4 minutes).
+	TCPEstablished time.Duration
+	// TCPTransitory is the idle timeout of a TCP connection that is being
+	// opened or closed (RFC 5382 REQ-5: at least 4 minutes).
+	TCPTransitory time.Duration
+	// TCPRST is how long a TCP flow lingers after a RST.
+	TCPRST time.Duration
+	// ICMP is the idle timeout of an ICMP echo flow (RFC 5508 REQ-1: at
+	// least 60 seconds).
+	ICMP time.Duration
+}
+
+// DefaultTimeouts returns the built-in timeouts: UDP 5m, TCP established
+// 2h4m, TCP transitory 4m, TCP after RST 4m, ICMP 60s.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		UDP:            5 * time.Minute,
+		TCPEstablished: 2*time.Hour + 4*time.Minute,
+		TCPTransitory:  4 * time.Minute,
+		TCPRST:         4 * time.Minute,
+		ICMP:           60 * time.Second,
+	}
+}
+
+// WithDefaults returns t with every zero (or negative) field replaced by its
+// default from [DefaultTimeouts].
+func (t Timeouts) WithDefaults() Timeouts {
+	d := DefaultTimeouts()
+	fill := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	fill(&t.UDP, d.UDP)
+	fill(&t.TCPEstablished, d.TCPEstablished)
+	fill(&t.TCPTransitory, d.TCPTransitory)
+	fill(&t.TCPRST, d.TCPRST)
+	fill(&t.ICMP, d.ICMP)
+	return t
+}
+
+// Options are a policy's gateway-wide settings (the file's options section).
+// The zero Options are the defaults: reject by reply, address-dependent
+// filtering, default timeouts.
+type Options struct {
+	// Reject says how denied flows are refused.
+	Reject RejectMode
+	// Filtering is the NAT filtering behaviour (RFC 4787).
+	Filtering Filtering
+	// Timeouts are the flows' idle timeouts.
+	Timeouts Timeouts
+}
