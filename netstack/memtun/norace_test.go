@@ -1,0 +1,5 @@
+//go:build !race
+
+package memtun
+
+const raceEnabled = false
