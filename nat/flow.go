@@ -64,7 +64,8 @@ type Mapping struct {
 	// Static mappings come from server publishing and never expire.
 	Static bool
 
-	flows []*Flow // guarded by Table.mu
+	expect *Expectation // an inbound pinhole holding the mapping; guarded by Table.mu
+	flows  []*Flow      // guarded by Table.mu
 }
 
 // Flow is one session through a mapping: the mapping's inside endpoint
@@ -77,6 +78,10 @@ type Flow struct {
 	Inside netip.AddrPort
 	// External is fwx's endpoint for the flow (the mapping's).
 	External netip.AddrPort
+	// Target is the endpoint the inside host addresses: the same as Remote
+	// except for a redirected flow (RedirectConnections), where the inside
+	// host talks to an address of fwx's and the flow really goes to Remote.
+	Target netip.AddrPort
 	// Remote is the endpoint on the outside (for a hairpinned flow, the
 	// other inside host's external endpoint).
 	Remote netip.AddrPort
@@ -84,17 +89,22 @@ type Flow struct {
 	Origin Direction
 	// Rule names the policy rule that admitted the flow.
 	Rule string
+	// UserMode says the flow takes the user-mode path: its packets are
+	// handed to a netstack instead of being rewritten ([Divert]).
+	UserMode bool
 	// Start is when the flow was created.
 	Start time.Time
 
-	mapping  *Mapping
-	lastSeen atomic.Int64  // unix nanoseconds of the last packet that refreshed the flow
-	tcp      atomic.Uint32 // tcpState bits
-	bytesOut atomic.Uint64 // inside → outside, IP bytes
-	bytesIn  atomic.Uint64 // outside → inside
-	pktsOut  atomic.Uint64
-	pktsIn   atomic.Uint64
-	ended    atomic.Bool
+	mapping     *Mapping
+	expect      *Expectation  // the pinhole the flow came through, if any
+	inboundOnly bool          // a UDP flow the inside may not answer on (a bind without Bidirectional)
+	lastSeen    atomic.Int64  // unix nanoseconds of the last packet that refreshed the flow
+	tcp         atomic.Uint32 // tcpState bits
+	bytesOut    atomic.Uint64 // inside → outside, IP bytes
+	bytesIn     atomic.Uint64 // outside → inside
+	pktsOut     atomic.Uint64
+	pktsIn      atomic.Uint64
+	ended       atomic.Bool
 }
 
 // Counters returns the bytes and packets the flow carried each way, counted

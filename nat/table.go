@@ -23,6 +23,9 @@ type Decision struct {
 	Allow bool
 	// Rule names the rule that decided.
 	Rule string
+	// UserMode sends the flow to the user-mode path: an application
+	// filter handles its protocol.
+	UserMode bool
 }
 
 // Decider is the policy the table consults, once, for each new flow. Its
@@ -116,8 +119,9 @@ type Table struct {
 	flows  atomic.Int64
 
 	mu       sync.Mutex
-	mappings map[mapKey]*Mapping // by inside endpoint
-	byExt    map[mapKey]*Mapping // by external endpoint
+	mappings map[mapKey]*Mapping        // by inside endpoint
+	byExt    map[mapKey]*Mapping        // by external endpoint
+	expects  map[expectKey]*Expectation // outbound pinholes
 	alloc    *allocator
 }
 
@@ -137,6 +141,7 @@ func New(cfg Config) (*Table, error) {
 		cfg:      cfg,
 		mappings: make(map[mapKey]*Mapping),
 		byExt:    make(map[mapKey]*Mapping),
+		expects:  make(map[expectKey]*Expectation),
 		alloc:    newAllocator(cfg.Rand),
 	}
 	for i := range t.shards {
@@ -205,22 +210,39 @@ func (t *Table) lookup(out bool, k flowKey, now int64) *Flow {
 	return f
 }
 
-// newFlowLocked creates a flow of mapping m to remote and indexes it.
-func (t *Table) newFlowLocked(m *Mapping, remote netip.AddrPort, origin Direction, rule string, now int64) *Flow {
+// flowSpec is what a new flow needs beyond its mapping.
+type flowSpec struct {
+	target, remote netip.AddrPort
+	origin         Direction
+	rule           string
+	userMode       bool
+	inboundOnly    bool
+	expect         *Expectation
+}
+
+// newFlowLocked creates a flow of mapping m and indexes it.
+func (t *Table) newFlowLocked(m *Mapping, fs flowSpec, now int64) *Flow {
+	if !fs.target.IsValid() {
+		fs.target = fs.remote
+	}
 	f := &Flow{
-		Proto:    m.Proto,
-		Inside:   m.Inside,
-		External: m.External,
-		Remote:   remote,
-		Origin:   origin,
-		Rule:     rule,
-		Start:    time.Unix(0, now),
-		mapping:  m,
+		Proto:       m.Proto,
+		Inside:      m.Inside,
+		External:    m.External,
+		Target:      fs.target,
+		Remote:      fs.remote,
+		Origin:      fs.origin,
+		Rule:        fs.rule,
+		UserMode:    fs.userMode,
+		Start:       time.Unix(0, now),
+		mapping:     m,
+		inboundOnly: fs.inboundOnly,
+		expect:      fs.expect,
 	}
 	f.lastSeen.Store(now)
 	m.flows = append(m.flows, f)
-	ko := flowKey{m.Proto, m.Inside, remote}
-	ki := flowKey{m.Proto, m.External, remote}
+	ko := flowKey{m.Proto, m.Inside, f.Target}
+	ki := flowKey{m.Proto, m.External, f.Remote}
 	so, si := t.shard(&ko), t.shard(&ki)
 	so.mu.Lock()
 	so.out[ko] = f
@@ -242,134 +264,6 @@ func (t *Table) liveLocked(out bool, k flowKey, now int64) *Flow {
 		f = s.in[k]
 	}
 	if f == nil || f.expired(now, &t.cfg.Timeouts) {
-		return nil
-	}
-	return f
-}
-
-// outbound returns the flow for a packet from the inside endpoint src to
-// dst, creating it (and its mapping) when the policy allows. It returns the
-// denying decision when it does not.
-func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Decision) {
-	d := t.cfg.Decider.Outbound(p, src, dst)
-	if !d.Allow {
-		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule})
-		return nil, d
-	}
-	t.mu.Lock()
-	// Another packet may have created the flow meanwhile; an expired one is
-	// ended before its mapping is reused.
-	if f := t.liveLocked(true, flowKey{p, src, dst}, now); f != nil {
-		t.mu.Unlock()
-		return f, d
-	}
-	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
-	m := t.mappings[mapKey{p, src}]
-	if m == nil {
-		port, ok := t.alloc.allocate(p, t.cfg.External, src.Port())
-		if !ok {
-			t.mu.Unlock()
-			t.notifyEnded(ended, now)
-			d = Decision{Rule: "no-free-port"}
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule})
-			return nil, d
-		}
-		m = &Mapping{Proto: p, Inside: src, External: netip.AddrPortFrom(t.cfg.External, port)}
-		t.mappings[mapKey{p, src}] = m
-		t.byExt[mapKey{p, m.External}] = m
-	}
-	f := t.newFlowLocked(m, dst, Outbound, d.Rule, now)
-	t.mu.Unlock()
-	t.notifyEnded(ended, now)
-	if o := t.cfg.Observer; o != nil {
-		o.FlowStarted(f)
-	}
-	return f, d
-}
-
-// inbound returns a new flow for a packet from src on the outside to the
-// external endpoint dst that matched no flow, or nil when neither a mapping's
-// filtering nor a published server admits it.
-func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *Flow {
-	t.mu.Lock()
-	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
-		t.mu.Unlock()
-		return f
-	}
-	m := t.byExt[mapKey{p, dst}]
-	opening := p != TCP || syn
-	admit, rule := m != nil && opening, ""
-	if admit && !m.Static {
-		admit, rule = t.filterLocked(m, src, now)
-	}
-	t.mu.Unlock()
-	if !admit {
-		// Unsolicited or filtered out: dropped without a reply (RFC 5382
-		// REQ-4). Only packets that could open a flow are logged, so a
-		// stray ACK does not fill the log.
-		if opening {
-			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: "default-deny"})
-		}
-		return nil
-	}
-	if m.Static {
-		d := t.cfg.Decider.Inbound(p, src, dst)
-		if !d.Allow {
-			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: d.Rule})
-			return nil
-		}
-		rule = d.Rule
-	}
-	t.mu.Lock()
-	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
-		t.mu.Unlock()
-		return f
-	}
-	ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
-	if t.byExt[mapKey{p, dst}] != m { // the mapping ended meanwhile
-		t.mu.Unlock()
-		t.notifyEnded(ended, now)
-		return nil
-	}
-	f := t.newFlowLocked(m, src, Inbound, rule, now)
-	t.mu.Unlock()
-	t.notifyEnded(ended, now)
-	if o := t.cfg.Observer; o != nil {
-		o.FlowStarted(f)
-	}
-	return f
-}
-
-// filterLocked applies the filtering behaviour of dynamic mapping m to a
-// packet from src (RFC 4787 section 5). It returns the rule of the flow
-// that opened the way, for the log.
-func (t *Table) filterLocked(m *Mapping, src netip.AddrPort, now int64) (bool, string) {
-	var rule string
-	for _, f := range m.flows {
-		if f.expired(now, &t.cfg.Timeouts) {
-			continue
-		}
-		rule = f.Rule
-		switch t.cfg.Filtering {
-		case EndpointIndependent:
-			return true, rule
-		case AddressDependent:
-			if f.Remote.Addr() == src.Addr() {
-				return true, rule
-			}
-		}
-	}
-	return false, ""
-}
-
-// endExpiredLocked removes an expired flow that still holds key k in the out
-// index, so a new flow can take its place, and returns it for notification.
-func (t *Table) endExpiredLocked(k flowKey, now int64) *Flow {
-	s := t.shard(&k)
-	s.mu.RLock()
-	f := s.out[k]
-	s.mu.RUnlock()
-	if f == nil || !f.expired(now, &t.cfg.Timeouts) || !t.removeLocked(f) {
 		return nil
 	}
 	return f
@@ -403,7 +297,7 @@ func (t *Table) removeLocked(f *Flow) bool {
 	if f.ended.Swap(true) {
 		return false
 	}
-	ko := flowKey{f.Proto, f.Inside, f.Remote}
+	ko := flowKey{f.Proto, f.Inside, f.Target}
 	ki := flowKey{f.Proto, f.External, f.Remote}
 	so, si := t.shard(&ko), t.shard(&ki)
 	so.mu.Lock()
@@ -426,12 +320,25 @@ func (t *Table) removeLocked(f *Flow) bool {
 			break
 		}
 	}
-	if len(m.flows) == 0 && !m.Static {
+	if len(m.flows) == 0 {
+		t.dropMappingLocked(m)
+	}
+	return true
+}
+
+// dropMappingLocked frees mapping m and its port, unless something still
+// holds it: a publication, or a live expectation.
+func (t *Table) dropMappingLocked(m *Mapping) {
+	if m.Static || (m.expect != nil && !m.expect.done) || len(m.flows) > 0 {
+		return
+	}
+	if t.mappings[mapKey{m.Proto, m.Inside}] == m {
 		delete(t.mappings, mapKey{m.Proto, m.Inside})
+	}
+	if t.byExt[mapKey{m.Proto, m.External}] == m {
 		delete(t.byExt, mapKey{m.Proto, m.External})
 		t.alloc.release(m.Proto, m.External)
 	}
-	return true
 }
 
 // Expire ends every flow whose timer ran out at now. Lookups already ignore
@@ -452,6 +359,7 @@ func (t *Table) Expire(now time.Time) int {
 	}
 	ended := dead[:0]
 	t.mu.Lock()
+	t.expireExpectationsLocked(n)
 	for _, f := range dead {
 		if f.expired(n, &t.cfg.Timeouts) && t.removeLocked(f) {
 			ended = append(ended, f)
@@ -506,4 +414,18 @@ func (allowOutbound) Outbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 
 func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 	return Decision{Rule: "default-deny"}
+}
+
+// Flows returns a snapshot of the live flows, in no particular order.
+func (t *Table) Flows() []*Flow {
+	var all []*Flow
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		for _, f := range s.out {
+			all = append(all, f)
+		}
+		s.mu.RUnlock()
+	}
+	return all
 }

@@ -29,9 +29,12 @@ const (
 	// TimeExceeded means the packet's TTL ran out; the caller may answer
 	// with an ICMP time-exceeded error.
 	TimeExceeded
+	// Divert means the packet belongs to a user-mode flow: the caller hands
+	// it, unchanged, to the netstack on the side it came from.
+	Divert
 )
 
-var verdictNames = [...]string{"drop", "forward", "hairpin", "local", "reject", "time-exceeded"}
+var verdictNames = [...]string{"drop", "forward", "hairpin", "local", "reject", "time-exceeded", "divert"}
 
 // String returns the verdict's name.
 func (v Verdict) String() string {
@@ -57,22 +60,22 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		}
 	}
 	dst := p.Dst.Addr()
-	if dst == t.cfg.Internal || (dst == t.cfg.External && p.Kind == Query) {
-		return Local
-	}
 	n := now.UnixNano()
 	f := t.lookup(true, flowKey{p.Proto, p.Src, p.Dst}, n)
 	if f == nil {
+		if (dst == t.cfg.Internal || (dst == t.cfg.External && p.Kind == Query)) && !t.hasExpectation(p, n) {
+			return Local
+		}
 		// Only a SYN opens a TCP flow; anything else is stale or forged.
 		if p.Proto == TCP && p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) != header.TCPFlagSyn {
 			return Drop
 		}
-		if f, _ = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
+		if f = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
 			return Reject
 		}
 	}
-	if !p.DecrementTTL() {
-		return TimeExceeded
+	if f.inboundOnly {
+		return Drop
 	}
 	f.touch(n)
 	f.bytesOut.Add(uint64(len(p.b)))
@@ -80,8 +83,17 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	if p.Proto == TCP {
 		f.observeTCP(p.TCPFlags, true)
 	}
+	if f.UserMode {
+		return Divert
+	}
+	if !p.DecrementTTL() {
+		return TimeExceeded
+	}
 	p.SetSource(f.External)
-	if dst == t.cfg.External {
+	if f.Target != f.Remote {
+		p.SetDestination(f.Remote)
+	}
+	if p.Dst.Addr() == t.cfg.External {
 		// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet, now
 		// from the sender's external endpoint, arrives at the receiver's
 		// mapping as if from the outside.
@@ -91,6 +103,15 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		return Hairpin
 	}
 	return Forward
+}
+
+// hasExpectation reports whether an outbound pinhole waits for p's
+// destination; it is asked only for packets to fwx's own addresses, which
+// a redirect (RedirectConnections) may have claimed.
+func (t *Table) hasExpectation(p *Packet, now int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outboundExpectLocked(p.Proto, p.Src.Addr(), p.Dst, now) != nil
 }
 
 // Inbound translates packet p, read from the outside, in place: it finds its
@@ -114,9 +135,6 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 			return Local
 		}
 	}
-	if !p.DecrementTTL() {
-		return TimeExceeded
-	}
 	return t.translateInbound(p, now.UnixNano())
 }
 
@@ -137,7 +155,16 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 	if p.Proto == TCP {
 		f.observeTCP(p.TCPFlags, false)
 	}
+	if f.UserMode {
+		return Divert
+	}
+	if !p.DecrementTTL() {
+		return TimeExceeded
+	}
 	p.SetDestination(f.Inside)
+	if f.Target != f.Remote {
+		p.SetSource(f.Target)
+	}
 	return Forward
 }
 
@@ -148,10 +175,18 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
 	f := t.lookup(false, flowKey{q.Proto, q.Src, q.Dst}, n)
-	if f == nil || !p.DecrementTTL() {
+	switch {
+	case f == nil:
+		return Drop
+	case f.UserMode:
+		return Divert
+	case !p.DecrementTTL():
 		return Drop
 	}
 	p.SetQuotedSource(f.Inside)
+	if f.Target != f.Remote {
+		p.SetQuotedDestination(f.Target)
+	}
 	p.SetDestination(netip.AddrPortFrom(f.Inside.Addr(), 0))
 	return Forward
 }
@@ -163,8 +198,11 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 func (t *Table) outboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
 	f := t.lookup(true, flowKey{q.Proto, q.Dst, q.Src}, n)
-	if f == nil || !p.DecrementTTL() {
+	if f == nil || f.UserMode || !p.DecrementTTL() {
 		return Drop
+	}
+	if f.Target != f.Remote {
+		p.SetQuotedSource(f.Remote)
 	}
 	p.SetQuotedDestination(f.External)
 	p.SetSource(netip.AddrPortFrom(f.External.Addr(), 0))

@@ -1,0 +1,194 @@
+package nat
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Flows are created here, under Table.mu, on the first packet that matches
+// none: from the inside when a pinhole or the policy allows, from the
+// outside when a pinhole, a mapping's filtering or a published server
+// admits the packet.
+
+// outbound returns the flow for a packet from the inside endpoint src to
+// dst, creating it (and its mapping) when a pinhole or the policy allows,
+// or nil when neither does.
+func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
+	t.mu.Lock()
+	// Another packet may have created the flow meanwhile.
+	if f := t.liveLocked(true, flowKey{p, src, dst}, now); f != nil {
+		t.mu.Unlock()
+		return f
+	}
+	e := t.outboundExpectLocked(p, src.Addr(), dst, now)
+	t.mu.Unlock()
+
+	fs := flowSpec{target: dst, remote: dst, origin: Outbound}
+	if e != nil {
+		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
+		if e.Redirect.IsValid() {
+			fs.remote = e.Redirect
+		}
+	} else {
+		d := t.cfg.Decider.Outbound(p, src, dst)
+		if !d.Allow {
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule})
+			return nil
+		}
+		fs.rule, fs.userMode = d.Rule, d.UserMode
+	}
+
+	t.mu.Lock()
+	if f := t.liveLocked(true, flowKey{p, src, dst}, now); f != nil {
+		t.mu.Unlock()
+		return f
+	}
+	if e != nil && !t.claimLocked(e, now) {
+		// The pinhole was used up or cancelled meanwhile.
+		t.mu.Unlock()
+		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule})
+		return nil
+	}
+	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
+	m := t.mappings[mapKey{p, src}]
+	if m == nil {
+		extAddr := t.cfg.External
+		if e != nil && e.ExternalAddr.IsValid() {
+			extAddr = e.ExternalAddr
+		}
+		port, ok := t.alloc.allocate(p, extAddr, src.Port())
+		if !ok {
+			t.mu.Unlock()
+			t.notifyEnded(ended, now)
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port"})
+			return nil
+		}
+		m = &Mapping{Proto: p, Inside: src, External: netip.AddrPortFrom(extAddr, port)}
+		t.mappings[mapKey{p, src}] = m
+		t.byExt[mapKey{p, m.External}] = m
+	}
+	f := t.newFlowLocked(m, fs, now)
+	t.mu.Unlock()
+	t.notifyEnded(ended, now)
+	t.started(f)
+	return f
+}
+
+// inbound returns a new flow for a packet from src on the outside to the
+// external endpoint dst that matched no flow, or nil when neither a pinhole,
+// a mapping's filtering nor a published server admits it.
+func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *Flow {
+	t.mu.Lock()
+	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
+		t.mu.Unlock()
+		return f
+	}
+	m := t.byExt[mapKey{p, dst}]
+	opening := p != TCP || syn
+	admit, fs := false, flowSpec{remote: src, origin: Inbound}
+	switch {
+	case m == nil || !opening:
+	case m.expect != nil:
+		e := m.expect
+		if !e.admitsLocked(src.Addr(), now) {
+			fs.rule = e.Rule
+			break
+		}
+		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
+		fs.inboundOnly = p == UDP && !e.Bidirectional
+		ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
+		f := t.newFlowLocked(m, fs, now)
+		t.claimLocked(e, now) // after the flow holds the mapping
+		t.mu.Unlock()
+		t.notifyEnded(ended, now)
+		t.started(f)
+		return f
+	case m.Static:
+		admit = true // the policy decides below
+	default:
+		admit, fs.rule = t.filterLocked(m, src, now)
+	}
+	t.mu.Unlock()
+	if admit && m.Static {
+		d := t.cfg.Decider.Inbound(p, src, dst)
+		admit, fs.rule, fs.userMode = d.Allow, d.Rule, d.UserMode
+	}
+	if !admit {
+		// Unsolicited or filtered out: dropped without a reply (RFC 5382
+		// REQ-4). Only packets that could open a flow are logged, so a
+		// stray ACK does not fill the log.
+		if opening {
+			rule := "default-deny"
+			if fs.rule != "" {
+				rule = fs.rule
+			}
+			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: rule})
+		}
+		return nil
+	}
+	t.mu.Lock()
+	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
+		t.mu.Unlock()
+		return f
+	}
+	ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
+	if t.byExt[mapKey{p, dst}] != m { // the mapping ended meanwhile
+		t.mu.Unlock()
+		t.notifyEnded(ended, now)
+		return nil
+	}
+	f := t.newFlowLocked(m, fs, now)
+	t.mu.Unlock()
+	t.notifyEnded(ended, now)
+	t.started(f)
+	return f
+}
+
+func (t *Table) started(f *Flow) {
+	if o := t.cfg.Observer; o != nil {
+		o.FlowStarted(f)
+	}
+	if f.expect != nil && f.expect.OnFlow != nil {
+		f.expect.OnFlow(f)
+	}
+}
+
+// filterLocked applies the filtering behaviour of dynamic mapping m to a
+// packet from src (RFC 4787 section 5). It returns the rule of the flow
+// that opened the way, for the log.
+func (t *Table) filterLocked(m *Mapping, src netip.AddrPort, now int64) (bool, string) {
+	for _, f := range m.flows {
+		if f.expired(now, &t.cfg.Timeouts) {
+			continue
+		}
+		switch t.cfg.Filtering {
+		case EndpointIndependent:
+			return true, f.Rule
+		case AddressDependent:
+			if f.Remote.Addr() == src.Addr() {
+				return true, f.Rule
+			}
+		}
+	}
+	return false, ""
+}
+
+// endExpiredLocked removes an expired flow that still holds key k in the out
+// index, so a new flow can take its place, and returns it for notification.
+func (t *Table) endExpiredLocked(k flowKey, now int64) *Flow {
+	s := t.shard(&k)
+	s.mu.RLock()
+	f := s.out[k]
+	s.mu.RUnlock()
+	if f == nil || !f.expired(now, &t.cfg.Timeouts) || !t.removeLocked(f) {
+		return nil
+	}
+	return f
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

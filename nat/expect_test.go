@@ -1,0 +1,213 @@
+package nat_test
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack/lab"
+)
+
+// denyAll is a policy that allows nothing, so only pinholes open flows.
+type denyAll struct{}
+
+func (denyAll) Outbound(nat.Proto, netip.AddrPort, netip.AddrPort) nat.Decision {
+	return nat.Decision{Rule: "deny-all"}
+}
+func (denyAll) Inbound(nat.Proto, netip.AddrPort, netip.AddrPort) nat.Decision {
+	return nat.Decision{Rule: "deny-all"}
+}
+
+type addrSet []netip.Addr
+
+func (s addrSet) Contains(a netip.Addr) bool {
+	for _, b := range s {
+		if a == b {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOutboundExpectation(t *testing.T) {
+	pasv := netip.AddrPortFrom(server.Addr(), 30000)
+	tests := []struct {
+		name     string
+		multiple bool
+		deadline time.Duration
+		at       time.Duration
+		uses     int // flows attempted from distinct client ports
+		want     int // flows admitted
+	}{
+		{"once", false, 0, 0, 2, 1},
+		{"multiple", true, 0, 0, 3, 3},
+		{"before deadline", false, time.Minute, 59 * time.Second, 1, 1},
+		{"after deadline", false, time.Minute, 61 * time.Second, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab, _ := newTable(t, nat.Config{Decider: denyAll{}})
+			e := &nat.Expectation{Proto: nat.TCP, Client: client.Addr(), Dst: pasv, Multiple: tt.multiple, Rule: "ftp-data"}
+			if tt.deadline > 0 {
+				e.Deadline = t0.Add(tt.deadline)
+			}
+			if err := tab.ExpectOutbound(e, t0); err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for i := 0; i < tt.uses; i++ {
+				src := netip.AddrPortFrom(client.Addr(), uint16(50000+i))
+				if v, _ := out(tab, syn(src, pasv), t0.Add(tt.at)); v == nat.Forward {
+					got++
+				}
+			}
+			if got != tt.want {
+				t.Errorf("%d flows admitted, want %d", got, tt.want)
+			}
+			// Another client may never use the pinhole.
+			if v, _ := out(tab, syn(client2, pasv), t0); v != nat.Reject {
+				t.Errorf("other client: verdict %v, want reject", v)
+			}
+		})
+	}
+}
+
+func TestCancelExpectation(t *testing.T) {
+	tab, _ := newTable(t, nat.Config{Decider: denyAll{}})
+	e := &nat.Expectation{Proto: nat.UDP, Client: client.Addr(), Dst: server}
+	if err := tab.ExpectOutbound(e, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Cancel(e, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Cancel(e, t0); !errors.Is(err, nat.ErrPinholeGone) {
+		t.Errorf("second cancel: %v, want ErrPinholeGone", err)
+	}
+	if v, _ := out(tab, lab.UDPPacket(client, server, nil), t0); v != nat.Reject {
+		t.Errorf("verdict %v after cancel, want reject", v)
+	}
+}
+
+func TestInboundExpectation(t *testing.T) {
+	tab, rec := newTable(t, nat.Config{Decider: denyAll{}})
+	bound, err := tab.ReserveBlock(nat.TCP, ext, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataPort := netip.AddrPortFrom(client.Addr(), 5001)
+	var established []*nat.Flow
+	e := &nat.Expectation{Proto: nat.TCP, External: bound, Remotes: addrSet{server.Addr()},
+		Rule: "ftp-data", OnFlow: func(f *nat.Flow) { established = append(established, f) }}
+	if err := tab.ExpectInbound(e); err != nil {
+		t.Fatal(err)
+	}
+	from := netip.AddrPortFrom(server.Addr(), 20)
+	// The client address is not known yet: refused.
+	if v, _ := in(tab, syn(from, bound), t0); v != nat.Drop {
+		t.Fatalf("before SetExpectationInside: verdict %v, want drop", v)
+	}
+	if err := tab.SetExpectationInside(e, dataPort); err != nil {
+		t.Fatal(err)
+	}
+	// A third party is refused by the remote filter.
+	if v, _ := in(tab, syn(netip.AddrPortFrom(server2.Addr(), 20), bound), t0); v != nat.Drop {
+		t.Errorf("third party: verdict %v, want drop", v)
+	}
+	pkt := syn(from, bound)
+	v, p := in(tab, pkt, t0)
+	mustVerdict(t, v, nat.Forward, pkt)
+	if p.Dst != dataPort || len(established) != 1 {
+		t.Fatalf("forwarded to %v with %d established events; want %v and 1", p.Dst, len(established), dataPort)
+	}
+	// Single use: a second connection is refused.
+	if v, _ := in(tab, syn(netip.AddrPortFrom(server.Addr(), 21), bound), t0); v != nat.Drop {
+		t.Errorf("second connection: verdict %v, want drop", v)
+	}
+	// The client's answer goes back out from the bound port.
+	reply := lab.TCPPacket(dataPort, from, header.TCPFlagSyn|header.TCPFlagAck, 1, 1001, nil)
+	v, r := out(tab, reply, t0)
+	mustVerdict(t, v, nat.Forward, reply)
+	if r.Src != bound {
+		t.Errorf("reply from %v, want the bound %v", r.Src, bound)
+	}
+	// Kill ends the flow and frees the port.
+	tab.Kill(e, t0)
+	if tab.Len() != 0 || len(rec.ended) != 1 {
+		t.Errorf("after kill: %d flows, %d ended; want 0 and 1", tab.Len(), len(rec.ended))
+	}
+	if err := tab.ReservePort(nat.TCP, bound); err != nil {
+		t.Errorf("bound port not freed by kill: %v", err)
+	}
+}
+
+func TestInboundUDPBidirectional(t *testing.T) {
+	for _, bidi := range []bool{false, true} {
+		tab, _ := newTable(t, nat.Config{Decider: denyAll{}})
+		bound, _ := tab.ReserveBlock(nat.UDP, ext, 2)
+		e := &nat.Expectation{Proto: nat.UDP, External: bound, Inside: client, Bidirectional: bidi}
+		if err := tab.ExpectInbound(e); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := in(tab, lab.UDPPacket(server, bound, nil), t0); v != nat.Forward {
+			t.Fatalf("inbound datagram: verdict %v", v)
+		}
+		v, _ := out(tab, lab.UDPPacket(client, server, nil), t0)
+		if want := map[bool]nat.Verdict{false: nat.Drop, true: nat.Forward}[bidi]; v != want {
+			t.Errorf("bidirectional=%v: answer verdict %v, want %v", bidi, v, want)
+		}
+	}
+}
+
+// TestRedirect checks RedirectConnections' rewrite: the client talks to an
+// address of fwx's inside, the flow goes to the connect address from the
+// external address, and replies come back from the inside address.
+func TestRedirect(t *testing.T) {
+	tab, _ := newTable(t, nat.Config{Decider: denyAll{}})
+	internal := netip.AddrPortFrom(inner, 60000)
+	e := &nat.Expectation{Proto: nat.TCP, Client: client.Addr(), Dst: internal, Redirect: server}
+	if err := tab.ExpectOutbound(e, t0); err != nil {
+		t.Fatal(err)
+	}
+	pkt := syn(client, internal)
+	v, p := out(tab, pkt, t0)
+	mustVerdict(t, v, nat.Forward, pkt)
+	if p.Dst != server || p.Src.Addr() != ext {
+		t.Fatalf("redirected %v -> %v, want %v -> %v", p.Src, p.Dst, ext, server)
+	}
+	reply := lab.TCPPacket(server, p.Src, header.TCPFlagSyn|header.TCPFlagAck, 1, 1001, nil)
+	v, r := in(tab, reply, t0)
+	mustVerdict(t, v, nat.Forward, reply)
+	if r.Src != internal || r.Dst != client {
+		t.Errorf("reply %v -> %v, want %v -> %v", r.Src, r.Dst, internal, client)
+	}
+	// Without the pinhole the inside address is fwx's own.
+	if v, _ := out(tab, syn(client2, internal), t0); v != nat.Local {
+		t.Errorf("other client to the inside address: %v, want local", v)
+	}
+}
+
+func TestUserModeDivert(t *testing.T) {
+	tab, _ := newTable(t, nat.Config{Decider: userMode{}})
+	pkt := syn(client, server)
+	orig := string(pkt)
+	if v, _ := out(tab, pkt, t0); v != nat.Divert || string(pkt) != orig {
+		t.Fatalf("verdict %v, packet changed %v; want divert, unchanged", v, string(pkt) != orig)
+	}
+	// The outside stack answers from the flow's external endpoint.
+	e := tab.Flows()[0].External
+	reply := lab.TCPPacket(server, e, header.TCPFlagSyn|header.TCPFlagAck, 1, 1001, nil)
+	if v, _ := in(tab, reply, t0); v != nat.Divert {
+		t.Errorf("reply verdict %v, want divert", v)
+	}
+}
+
+type userMode struct{ denyAll }
+
+func (userMode) Outbound(nat.Proto, netip.AddrPort, netip.AddrPort) nat.Decision {
+	return nat.Decision{Allow: true, Rule: "ftp", UserMode: true}
+}
