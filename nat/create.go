@@ -32,7 +32,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	} else {
 		d := t.cfg.Decider.Outbound(p, src, dst)
 		if !d.Allow {
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule})
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule}, now)
 			return nil
 		}
 		fs.rule, fs.userMode = d.Rule, d.UserMode
@@ -46,7 +46,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	if e != nil && !t.claimLocked(e, now) {
 		// The pinhole was used up or cancelled meanwhile.
 		t.mu.Unlock()
-		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule})
+		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule}, now)
 		return nil
 	}
 	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
@@ -60,7 +60,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 		if !ok {
 			t.mu.Unlock()
 			t.notifyEnded(ended, now)
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port"})
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port"}, now)
 			return nil
 		}
 		m = &Mapping{Proto: p, Inside: src, External: netip.AddrPortFrom(extAddr, port)}
@@ -122,7 +122,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 			if fs.rule != "" {
 				rule = fs.rule
 			}
-			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: rule})
+			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: rule}, now)
 		}
 		return nil
 	}

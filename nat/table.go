@@ -114,9 +114,10 @@ type mapKey struct {
 // Lock order: mu, then a shard's mu. Per-packet lookups take a shard's read
 // lock only; mu is taken when flows are created or removed.
 type Table struct {
-	cfg    Config
-	shards [shardCount]shard
-	flows  atomic.Int64
+	cfg        Config
+	shards     [shardCount]shard
+	flows      atomic.Int64
+	deniedSeen deniedCache
 
 	mu       sync.Mutex
 	mappings map[mapKey]*Mapping        // by inside endpoint
@@ -396,12 +397,6 @@ func (t *Table) Close(now time.Time) {
 		if t.cfg.Observer != nil {
 			t.cfg.Observer.FlowEnded(f, time.Unix(0, n))
 		}
-	}
-}
-
-func (t *Table) denied(d Denial) {
-	if o := t.cfg.Observer; o != nil {
-		o.FlowDenied(d)
 	}
 }
 

@@ -125,6 +125,11 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 		return Drop
 	}
 	if p.Dst.Addr() != t.cfg.External {
+		// Addressed past fwx, to an inside host or elsewhere: nothing
+		// reaches the inside unasked. Logged like any unsolicited flow.
+		if p.Kind == Transport && (p.Proto != TCP || p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn) {
+			t.denied(Denial{Proto: p.Proto, Origin: Inbound, Src: p.Src, Dst: p.Dst, Rule: "default-deny"}, now.UnixNano())
+		}
 		return Drop
 	}
 	switch p.Kind {

@@ -505,3 +505,21 @@ func TestReplies(t *testing.T) {
 		t.Errorf("echo reply %s", lab.PacketString(e.Bytes()))
 	}
 }
+
+// TestDenialReportedOnce checks that the retransmissions of one refused
+// connection make one denial, and that the flow is reported again once the
+// memory of it has lapsed.
+func TestDenialReportedOnce(t *testing.T) {
+	tab, rec := newTable(t, nat.Config{})
+	pkt := syn(server, netip.AddrPortFrom(ext, 22))
+	for _, at := range []time.Duration{0, time.Second, 3 * time.Second, 7 * time.Second} {
+		in(tab, bytes.Clone(pkt), t0.Add(at))
+	}
+	if len(rec.denied) != 1 {
+		t.Fatalf("%d denials for one connection's SYNs, want 1", len(rec.denied))
+	}
+	in(tab, bytes.Clone(pkt), t0.Add(time.Minute))
+	if len(rec.denied) != 2 {
+		t.Errorf("%d denials after a minute, want 2", len(rec.denied))
+	}
+}

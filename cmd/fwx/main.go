@@ -137,7 +137,7 @@ func run(args []string) error {
 	}
 	diagOut := io.Writer(os.Stderr)
 	if f.logFormat == "console" {
-		fwOut = zerolog.ConsoleWriter{Out: fwOut, TimeFormat: time.TimeOnly}
+		fwOut = zerolog.ConsoleWriter{Out: fwOut, TimeFormat: time.TimeOnly, NoColor: f.fwlog != ""}
 		diagOut = zerolog.ConsoleWriter{Out: diagOut, TimeFormat: time.TimeOnly}
 	}
 	level := zerolog.InfoLevel
