@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -35,6 +36,13 @@ type Config struct {
 	// Policy decides which flows may pass. Nil means [policy.Default]: the
 	// inside may go out on anything; nothing unsolicited comes in.
 	Policy *policy.Policy
+	// Filters are the application filters fwx may run; the policy turns
+	// on those its protocols name. Nil means [filters.Default], the
+	// compiled-in ones.
+	Filters *filters.Registry
+	// PinholeTimeout is how long a permission a filter grants with
+	// session.Timeout waits to be used. Zero means 60 s.
+	PinholeTimeout time.Duration
 
 	// Clock is the time source of flow timers. Nil means the system clock.
 	Clock Clock

@@ -29,7 +29,8 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 		src, dst = netip.AddrPortFrom(src.Addr(), 0), netip.AddrPortFrom(dst.Addr(), 0)
 	}
 	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
-	return nat.Decision{Allow: r.Allow, Rule: r.Rule}
+	// A protocol with an application filter takes the user-mode path.
+	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: r.Filter != ""}
 }
 
 // Inbound implements nat.Decider.
@@ -38,5 +39,5 @@ func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	if !ok {
 		return nat.Decision{Rule: "default-deny"}
 	}
-	return nat.Decision{Allow: true, Rule: pub.Name}
+	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: pub.Filter != ""}
 }

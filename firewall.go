@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -18,10 +22,11 @@ import (
 // outside device under a policy. Create one with [New] and start it with
 // [Firewall.Run].
 type Firewall struct {
-	cfg    Config
-	clock  Clock
-	table  *nat.Table
-	reject policy.RejectMode
+	cfg      Config
+	clock    Clock
+	table    *nat.Table
+	sessions *session.Manager
+	reject   policy.RejectMode
 }
 
 // New validates cfg and builds a firewall ready to run. It does not touch the
@@ -76,8 +81,47 @@ func New(cfg Config) (*Firewall, error) {
 			return nil, fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
 		}
 	}
-	return &Firewall{cfg: cfg, clock: cfg.Clock, table: table, reject: opts.Reject}, nil
+	mgr := session.NewManager(session.Config{
+		Table:          table,
+		Policy:         cfg.Policy,
+		External:       cfg.OutsideAddr.Addr(),
+		Internal:       cfg.InsideAddr.Addr(),
+		Clock:          cfg.Clock,
+		PinholeTimeout: cfg.PinholeTimeout,
+		Log:            cfg.Log,
+	})
+	if err := addFilters(mgr, cfg.Policy, cfg.Filters); err != nil {
+		mgr.Close()
+		return nil, err
+	}
+	return &Firewall{cfg: cfg, clock: cfg.Clock, table: table, sessions: mgr, reject: opts.Reject}, nil
 }
+
+// addFilters turns on the filters the policy names, in registration order.
+// A name the registry does not know is a configuration error.
+func addFilters(mgr *session.Manager, pol *policy.Policy, reg *filters.Registry) error {
+	if reg == nil {
+		reg = &filters.Default
+	}
+	on := pol.Filters()
+	for _, name := range on {
+		if _, ok := reg.Lookup(name); !ok {
+			return fmt.Errorf("fwx: the policy names filter %q, which is not registered", name)
+		}
+	}
+	for _, e := range reg.Entries() {
+		if slices.Contains(on, e.Name) {
+			if err := mgr.AddFilter(e.Name, e.New()); err != nil {
+				return fmt.Errorf("fwx: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Session returns the filter SDK session of a SecureNAT client address,
+// creating it (ISA's GetClientSession); nil once the firewall has stopped.
+func (fw *Firewall) Session(client netip.Addr) *session.Session { return fw.sessions.Session(client) }
 
 func filtering(f policy.Filtering) nat.Filtering {
 	switch f {
@@ -141,6 +185,7 @@ func (fw *Firewall) Run(ctx context.Context) error {
 	// Closing the devices is what unblocks their readers.
 	errIn, errOut := fw.cfg.Inside.Close(), fw.cfg.Outside.Close()
 	wg.Wait()
+	fw.sessions.Close()
 	fw.table.Close(fw.clock.Now())
 	return errors.Join(err, errIn, errOut)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -45,8 +46,8 @@ type testbed struct {
 
 // newTestbed builds the topology with fwx running policy (YAML; empty means
 // the built-in default) and stops everything when the test ends, checking
-// that no goroutine is left behind.
-func newTestbed(t *testing.T, policyYAML string) *testbed {
+// that no goroutine is left behind. Options adjust fwx's configuration.
+func newTestbed(t *testing.T, policyYAML string, opts ...func(*fwx.Config)) *testbed {
 	t.Helper()
 	goroutines := runtime.NumGoroutine()
 	pol := policy.Default()
@@ -63,17 +64,22 @@ func newTestbed(t *testing.T, policyYAML string) *testbed {
 	tb.client2 = mustHost(t, tb.inside, "client2", client2IP, fwIn.Addr())
 	tb.server = mustHost(t, tb.outside, "server", serverIP, fwOut.Addr())
 	tb.server2 = mustHost(t, tb.outside, "server2", server2IP, fwOut.Addr())
-	fw, err := fwx.New(fwx.Config{
+	cfg := fwx.Config{
 		Inside:        tb.inside.Device(),
 		Outside:       tb.outside.Device(),
 		InsideAddr:    fwIn,
 		OutsideAddr:   fwOut,
 		Policy:        pol,
+		Filters:       &filters.Registry{},
 		Clock:         tb.clock,
 		Seed:          1,
 		SweepInterval: time.Hour, // tests sweep by hand with Expire
 		FirewallLog:   zerolog.New(tb.log),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	fw, err := fwx.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

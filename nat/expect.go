@@ -36,6 +36,9 @@ type Expectation struct {
 	// Redirect, if valid, is where an outbound flow to Dst really goes
 	// (RedirectConnections): Dst is then an address of fwx's inside.
 	Redirect netip.AddrPort
+	// ReleaseDst frees the port of Dst, reserved by the caller on fwx's
+	// inside address, when the expectation ends.
+	ReleaseDst bool
 	// ExternalAddr pins the source address of an outbound flow on a
 	// firewall with several outside addresses; unset means the table's.
 	ExternalAddr netip.Addr
@@ -244,6 +247,9 @@ func (t *Table) finishLocked(e *Expectation) {
 	k := expectKey{e.Proto, e.Client, e.Dst}
 	if t.expects[k] == e {
 		delete(t.expects, k)
+		if e.Redirect.IsValid() && e.ReleaseDst {
+			t.alloc.release(e.Proto, e.Dst)
+		}
 	}
 	if m := e.mapping; m != nil {
 		t.dropMappingLocked(m)
@@ -262,4 +268,11 @@ func (t *Table) expireExpectationsLocked(now int64) {
 			t.finishLocked(e)
 		}
 	}
+}
+
+// ExpectationLive reports whether e can still admit a flow at now.
+func (t *Table) ExpectationLive(e *Expectation, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !e.doneLocked(now.UnixNano())
 }

@@ -1,6 +1,9 @@
 package policy
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // DefaultDeny is the [Decision.Rule] of a flow that no access rule matched.
 // No rule in a policy file may take this name.
@@ -97,6 +100,56 @@ func (p *Policy) Decide(f Flow) Decision {
 		}
 	}
 	return Decision{Rule: DefaultDeny}
+}
+
+// Permits decides whether client may use protocol, the name of a protocol
+// definition, wherever it connects: the check the filter SDK makes before it
+// grants a secondary connection of that protocol (ISA's
+// FWX_E_PROTOCOL_RULES_DENIED). The first access rule whose "from" contains
+// client and that lists the protocol, or a built-in protocol covering all of
+// its transports (any), decides; its destinations are not looked at,
+// since a secondary's destination is the protocol's business.
+func (p *Policy) Permits(client netip.Addr, protocol string) Decision {
+	if p == nil {
+		return Decision{Rule: DefaultDeny}
+	}
+	client = client.Unmap()
+	for i := range p.rules {
+		r := &p.rules[i]
+		if !r.from.contains(client) {
+			continue
+		}
+		for j := range r.protos {
+			if m := &r.protos[j]; m.name == protocol || m.name == "any" {
+				return Decision{Allow: r.action == Allow, Rule: r.name, Protocol: protocol, Filter: m.filter}
+			}
+		}
+	}
+	return Decision{Rule: DefaultDeny}
+}
+
+// Filters returns the names of the application filters the policy binds to
+// the protocols its rules and publications use, each once, in file order.
+// A filter no rule reaches stays off.
+func (p *Policy) Filters() []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	add := func(name string) {
+		if name != "" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	for i := range p.rules {
+		for j := range p.rules[i].protos {
+			add(p.rules[i].protos[j].filter)
+		}
+	}
+	for i := range p.pubs {
+		add(p.pubs[i].Filter)
+	}
+	return out
 }
 
 // Publications returns the policy's publish rules in file order. The slice

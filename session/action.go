@@ -1,0 +1,45 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+)
+
+// FirewallAction is a permission granted in advance (ISA's
+// IFWXFirewallAction): a future connect or a redirect. It is cancelled
+// automatically when it is used (unless AllowMultiple), when it times out
+// (with Timeout), and when its session ends.
+type FirewallAction struct {
+	s      *Session
+	expect *nat.Expectation
+	addr   netip.AddrPort
+}
+
+// Addr returns the address the action opened: for RedirectConnections the
+// internal address the client connects to, for AllowFutureConnect the
+// destination.
+func (a *FirewallAction) Addr() netip.AddrPort { return a.addr }
+
+// Cancel withdraws the permission. It returns ErrTerminating if the action
+// had already been used up, timed out or cancelled.
+func (a *FirewallAction) Cancel() error {
+	err := a.s.mgr.cfg.Table.Cancel(a.expect, a.s.mgr.cfg.Clock.Now())
+	a.s.mu.Lock()
+	delete(a.s.mu.actions, a)
+	a.s.mu.Unlock()
+	if errors.Is(err, nat.ErrPinholeGone) {
+		return fmt.Errorf("session: cancel %v: %w", a.addr, ErrTerminating)
+	}
+	return err
+}
+
+// Live reports whether the permission can still be used.
+func (a *FirewallAction) Live() bool {
+	return a.s.mgr.cfg.Table.ExpectationLive(a.expect, a.s.mgr.cfg.Clock.Now())
+}
+
+// Used returns how many connections used the permission.
+func (a *FirewallAction) Used() int { return a.s.mgr.cfg.Table.ExpectationUsed(a.expect) }

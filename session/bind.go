@@ -1,0 +1,198 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+)
+
+// BindRequest asks fwx to bind external ports on behalf of the session's
+// client, so it can receive inbound secondary connections (ISA's
+// IFWXSession::BindForClient parameters).
+type BindRequest struct {
+	// ClientAddrs are the client's addresses, one per port to bind; their
+	// number is the number of consecutive ports. A zero AddrPort means
+	// "not known yet": set it later with Connection.SetClientAddress.
+	// Every known address must be the session's client's.
+	ClientAddrs []netip.AddrPort
+	// Proxy is the address to bind: the zero value (or an unspecified
+	// address, port 0) means fwx's external address and any port. A port
+	// may be forced only when binding one port.
+	Proxy netip.AddrPort
+	// Protocol is TCP or UDP.
+	Protocol Protocol
+	// Flags: AllowMultiple, Timeout, NoKernelMode, Bidirectional (UDP).
+	// Timeout cannot be combined with AllowMultiple.
+	Flags Flags
+	// Backlog is the listen backlog of a user-mode TCP bind; 0 means a
+	// default.
+	Backlog int
+	// ProtocolName is the policy protocol the binding belongs to (ISA's
+	// ProtocolGuid); the policy must let the client use it.
+	ProtocolName string
+	// Notify, if set, receives EventEstablishedConnection with Context when
+	// a connection arrives.
+	Notify  SessionFilter
+	Context any
+	// IPFilter restricts who may connect: nil allows every address, an
+	// empty filter none.
+	IPFilter *IPFilter
+}
+
+// BindResult is what BindForClient bound.
+type BindResult struct {
+	// Proxy is the bound address: the lowest port when several.
+	Proxy netip.AddrPort
+	// Conns holds one connection object per port, in port order: Conns[i]
+	// forwards to ClientAddrs[i].
+	Conns []*Connection
+}
+
+// maxBind bounds the ports one call may bind.
+const maxBind = 1024
+
+// BindForClient binds external ports on behalf of the client (ISA's
+// IFWXSession::BindForClient). With N client addresses it reserves N
+// consecutive ports, the lowest a multiple of N, all or nothing; the first
+// address maps to the lowest port. Filters hooked to the bind events are
+// told first and may deny the bind, attach a data filter or emulate it.
+// Without Timeout the connection objects live until killed or until the
+// session ends.
+//
+// Errors: ErrInvalidArgument, ErrProtocolDenied, ErrAddressInUse (also for
+// a denied bind, with ErrDenied), ErrAddressNotAvailable, ErrBusy,
+// ErrTerminating.
+func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
+	const call = "BindForClient"
+	n := len(req.ClientAddrs)
+	proto, err := natProto(req.Protocol)
+	switch {
+	case err != nil:
+		return nil, err
+	case n < 1 || n > maxBind:
+		return nil, fmt.Errorf("session: %s: %d ports: %w", call, n, ErrInvalidArgument)
+	case req.Backlog < 0:
+		return nil, fmt.Errorf("session: %s: backlog %d: %w", call, req.Backlog, ErrInvalidArgument)
+	case req.Flags&Timeout != 0 && req.Flags&AllowMultiple != 0:
+		return nil, fmt.Errorf("session: %s: Timeout with AllowMultiple: %w", call, ErrInvalidArgument)
+	case req.Flags&Bidirectional != 0 && req.Protocol != UDP:
+		return nil, fmt.Errorf("session: %s: Bidirectional is for UDP only: %w", call, ErrInvalidArgument)
+	case req.Proxy.Port() != 0 && n > 1:
+		return nil, fmt.Errorf("session: %s: a port can be forced only for one address: %w", call, ErrInvalidArgument)
+	}
+	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional); err != nil {
+		return nil, err
+	}
+	for _, c := range req.ClientAddrs {
+		if known(c) && (c.Addr().Unmap() != s.client || c.Port() == 0) {
+			return nil, fmt.Errorf("session: %s: client address %v is not the session's client %v: %w", call, c, s.client, ErrInvalidArgument)
+		}
+	}
+	ext, err := s.externalAddr(call, req.Proxy.Addr())
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.mgr.permits(s.client, req.ProtocolName)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err = s.admitLocked(n)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+
+	table := s.mgr.cfg.Table
+	var base netip.AddrPort
+	if req.Proxy.Port() != 0 {
+		base = netip.AddrPortFrom(ext, req.Proxy.Port())
+		err = table.ReservePort(proto, base)
+	} else {
+		base, err = table.ReserveBlock(proto, ext, n)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
+	}
+	conns := make([]*Connection, n)
+	for i := range conns {
+		conns[i] = newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
+	}
+	release := func(from int) {
+		for i := from; i < n; i++ {
+			table.ReleasePort(proto, portAt(base, i))
+		}
+	}
+
+	// Other filters hear of the bind first and may deny it.
+	ev := EventBindTCP
+	if req.Protocol == UDP {
+		ev = EventBindUDP
+	}
+	for i, c := range conns {
+		err := s.dispatch(&Event{Type: ev, Conn: c, Addr: req.Proxy, Protocol: req.ProtocolName, Secondary: true}, d.Filter)
+		if err != nil {
+			release(0)
+			if errors.Is(err, ErrDenied) {
+				return nil, fmt.Errorf("session: %s: port %d: %w: %w", call, portAt(base, i).Port(), ErrAddressInUse, err)
+			}
+			return nil, fmt.Errorf("session: %s: %w", call, err)
+		}
+	}
+
+	// A connection with a data filter, or a filter waiting for the
+	// accepted connection, cannot take the fast path; the choice is made
+	// now, once.
+	watched := len(s.mgr.hooked(EventAcceptedConnection, d.Filter, true)) > 0
+	for i, c := range conns {
+		userMode := req.Flags&NoKernelMode != 0 || watched || c.userMode()
+		e := &nat.Expectation{
+			Proto:         proto,
+			External:      c.addr,
+			Remotes:       remoteFilter(req.IPFilter),
+			Bidirectional: req.Flags&Bidirectional != 0,
+			Multiple:      req.Flags&AllowMultiple != 0,
+			Deadline:      s.deadline(req.Flags).Deadline,
+			UserMode:      userMode,
+			Rule:          req.ProtocolName,
+			OnFlow:        s.established(c, req.ProtocolName, req.Notify, req.Context),
+		}
+		if known(c.mu.client) {
+			e.Inside = c.mu.client
+		}
+		if userMode {
+			if err := s.mgr.listenUserMode(c, e); err != nil {
+				release(i)
+				for _, done := range conns[:i] {
+					done.Kill()
+				}
+				return nil, fmt.Errorf("session: %s: %w", call, err)
+			}
+		}
+		if err := table.ExpectInbound(e); err != nil {
+			release(i)
+			for _, done := range conns[:i] {
+				done.Kill()
+			}
+			return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
+		}
+		c.mu.Lock()
+		c.mu.expect = e
+		c.mu.Unlock()
+		s.addConn(c)
+		if req.Protocol == TCP {
+			// A listen cannot be failed: its handlers' verdicts are ignored.
+			s.dispatch(&Event{Type: EventListen, Conn: c, Addr: c.addr, Protocol: req.ProtocolName, Secondary: true}, d.Filter)
+		}
+	}
+	return &BindResult{Proxy: base, Conns: conns}, nil
+}
+
+// known reports whether a client address was given (not "all zeros").
+func known(a netip.AddrPort) bool { return a.IsValid() && !a.Addr().IsUnspecified() }
+
+func portAt(base netip.AddrPort, i int) netip.AddrPort {
+	return netip.AddrPortFrom(base.Addr(), base.Port()+uint16(i))
+}

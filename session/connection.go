@@ -1,0 +1,262 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/fwx-dev/fwx/nat"
+)
+
+// Connection is a connection object (ISA's IFWXConnection): a port fwx
+// bound for a client with BindForClient, or a connection passing through
+// fwx that an event is about. Kill ends it.
+//
+// A Connection is safe for concurrent use.
+type Connection struct {
+	s        *Session
+	proto    Protocol
+	protocol string         // the policy protocol
+	filter   string         // the filter the policy binds to the protocol
+	addr     netip.AddrPort // the bound external endpoint, or the destination
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	mu struct {
+		sync.Mutex
+		client   netip.AddrPort
+		expect   *nat.Expectation
+		killed   bool
+		event    EventType // the event being handled, 0 outside handlers
+		denied   bool
+		filters  []attachedFilter
+		emulated DataFilter
+		onKill   []func()
+	}
+}
+
+type attachedFilter struct {
+	df   DataFilter
+	prio Priority
+}
+
+func newConnection(s *Session, proto Protocol, protocol, filter string, addr, client netip.AddrPort) *Connection {
+	c := &Connection{s: s, proto: proto, protocol: protocol, filter: filter, addr: addr}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.mu.client = client
+	return c
+}
+
+// Session returns the connection's session.
+func (c *Connection) Session() *Session { return c.s }
+
+// Protocol returns the connection's transport.
+func (c *Connection) Protocol() Protocol { return c.proto }
+
+// ProtocolName returns the policy protocol the connection belongs to.
+func (c *Connection) ProtocolName() string { return c.protocol }
+
+// Addr returns the connection's address on fwx: for BindForClient, the
+// bound external address and port.
+func (c *Connection) Addr() netip.AddrPort { return c.addr }
+
+// ClientAddr returns the client address the connection forwards to; the
+// zero value when not known yet.
+func (c *Connection) ClientAddr() netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.client
+}
+
+// Context returns a context done when the connection is killed or its
+// session ends.
+func (c *Connection) Context() context.Context { return c.ctx }
+
+// SetClientAddress supplies the client address a BindForClient call left
+// unspecified (ISA's IFWXConnection::SetClientAddress). Inbound connections
+// that arrive before it is set are refused. It fails with ErrAlreadyExists
+// (and ErrInvalidArgument) if the address was already set.
+func (c *Connection) SetClientAddress(client netip.AddrPort) error {
+	if !client.IsValid() || client.Addr().IsUnspecified() || client.Port() == 0 {
+		return fmt.Errorf("session: SetClientAddress(%v): %w", client, ErrInvalidArgument)
+	}
+	if client.Addr().Unmap() != c.s.client {
+		return fmt.Errorf("session: SetClientAddress(%v): not the session's client %v: %w", client, c.s.client, ErrInvalidArgument)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.mu.killed:
+		return fmt.Errorf("session: SetClientAddress: %w", ErrTerminating)
+	case c.mu.client.IsValid() && !c.mu.client.Addr().IsUnspecified():
+		return fmt.Errorf("session: SetClientAddress: already %v: %w: %w", c.mu.client, ErrAlreadyExists, ErrInvalidArgument)
+	case c.mu.expect == nil:
+		return fmt.Errorf("session: SetClientAddress: not a bound connection: %w", ErrNotSupported)
+	}
+	if err := c.s.mgr.cfg.Table.SetExpectationInside(c.mu.expect, client); err != nil {
+		return fmt.Errorf("session: SetClientAddress: %w: %w", ErrTerminating, err)
+	}
+	c.mu.client = client
+	return nil
+}
+
+// Kill ends the connection (ISA's IFWXConnection::Kill): a bound port stops
+// accepting and is freed, and the flows through it end. Filters that saw
+// the connection get EventConnectionTerminating. Kill is idempotent.
+func (c *Connection) Kill() {
+	c.mu.Lock()
+	if c.mu.killed {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.killed = true
+	e := c.mu.expect
+	onKill := c.mu.onKill
+	c.mu.onKill = nil
+	c.mu.Unlock()
+	if e != nil {
+		c.s.mgr.cfg.Table.Kill(e, c.s.mgr.cfg.Clock.Now())
+	}
+	c.cancel()
+	for _, f := range slices.Backward(onKill) {
+		f()
+	}
+	c.s.dispatch(&Event{Type: EventConnectionTerminating, Conn: c, Addr: c.addr, Protocol: c.protocol}, c.filter)
+	c.s.removeConn(c)
+}
+
+// Killed reports whether the connection has been killed.
+func (c *Connection) Killed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.killed
+}
+
+// onKilled registers f to run when the connection is killed.
+func (c *Connection) onKilled(f func()) {
+	c.mu.Lock()
+	if !c.mu.killed {
+		c.mu.onKill = append(c.mu.onKill, f)
+		f = nil
+	}
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// Deny vetoes the operation the current event is about (ISA's
+// IFWXConnection::Deny): a bind fails with ErrAddressInUse, a connect is
+// refused, an accepted connection is aborted. It is legal only while
+// handling EventBindTCP, EventBindUDP, EventConnectTCP or
+// EventAcceptedConnection for this connection; elsewhere it returns
+// ErrBadContext.
+func (c *Connection) Deny() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.mu.event {
+	case EventBindTCP, EventBindUDP, EventConnectTCP, EventAcceptedConnection:
+		c.mu.denied = true
+		return nil
+	}
+	return fmt.Errorf("session: Deny: %w", ErrBadContext)
+}
+
+// AttachDataFilter inserts df into the connection's chain at priority p
+// (ISA's IFWXConnection::AttachDataFilter). It is legal only while handling
+// a connect, bind, accept or UDP-destination event for this connection;
+// elsewhere it returns ErrBadContext. A connection with a data filter takes
+// the user-mode path.
+func (c *Connection) AttachDataFilter(df DataFilter, p Priority) error {
+	if df == nil || p > PriorityEmulation {
+		return fmt.Errorf("session: AttachDataFilter: %w", ErrInvalidArgument)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.killed {
+		return fmt.Errorf("session: AttachDataFilter: %w", ErrTerminating)
+	}
+	switch c.mu.event {
+	case EventBindTCP, EventBindUDP, EventConnectTCP, EventAcceptedConnection, EventUDPDestination:
+	default:
+		return fmt.Errorf("session: AttachDataFilter: %w", ErrBadContext)
+	}
+	c.mu.filters = append(c.mu.filters, attachedFilter{df, p})
+	return nil
+}
+
+// Emulate makes df play the far end of the connection (ISA's
+// EmulateForConnect for a connect, EmulateForBind for a bind): fwx does
+// not connect to the server, and df, at PriorityEmulation, gets a nil
+// external socket. It is legal only while handling a connect or bind event
+// (ErrBadContext otherwise) and only once (ErrAlreadyEmulated).
+func (c *Connection) Emulate(df DataFilter) error {
+	if df == nil {
+		return fmt.Errorf("session: Emulate: %w", ErrInvalidArgument)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.mu.event {
+	case EventBindTCP, EventBindUDP, EventConnectTCP:
+	default:
+		return fmt.Errorf("session: Emulate: %w", ErrBadContext)
+	}
+	if c.mu.emulated != nil {
+		return fmt.Errorf("session: Emulate: %w", ErrAlreadyEmulated)
+	}
+	c.mu.emulated = df
+	return nil
+}
+
+// Emulated returns the data filter emulating the connection's far end, if
+// any.
+func (c *Connection) Emulated() DataFilter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.emulated
+}
+
+// DataFilters returns the connection's data filters in chain order, from the
+// client side: by priority, then in the order attached. An emulating filter
+// comes last.
+func (c *Connection) DataFilters() []DataFilter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fs := slices.Clone(c.mu.filters)
+	slices.SortStableFunc(fs, func(a, b attachedFilter) int { return int(a.prio) - int(b.prio) })
+	out := make([]DataFilter, 0, len(fs)+1)
+	for _, f := range fs {
+		out = append(out, f.df)
+	}
+	if c.mu.emulated != nil {
+		out = append(out, c.mu.emulated)
+	}
+	return out
+}
+
+// userMode reports whether the connection needs the user-mode path.
+func (c *Connection) userMode() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mu.filters) > 0 || c.mu.emulated != nil
+}
+
+func (c *Connection) enterEvent(ev EventType) {
+	c.mu.Lock()
+	c.mu.event, c.mu.denied = ev, false
+	c.mu.Unlock()
+}
+
+func (c *Connection) leaveEvent() {
+	c.mu.Lock()
+	c.mu.event = 0
+	c.mu.Unlock()
+}
+
+func (c *Connection) deniedInEvent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.denied
+}

@@ -1,0 +1,50 @@
+package session
+
+import "context"
+
+// Socket is one side of a data filter on a connection (ISA's IFWXSocket):
+// the side toward the client (internal) or toward the server (external).
+// Either may be the network or another data filter; a filter cannot tell.
+//
+// Writes block while the other side does not read: flow control holds from
+// end to end, so neither a slow peer nor a slow filter makes fwx buffer
+// without bound.
+type Socket interface {
+	// Read reads bytes the other side sent. It returns io.EOF after the
+	// other side half-closed, and an error after it aborted.
+	Read(p []byte) (int, error)
+	// Write sends bytes toward the other side.
+	Write(p []byte) (int, error)
+	// CloseWrite half-closes (a FIN): the other side reads io.EOF after the
+	// bytes already written. Reading goes on.
+	CloseWrite() error
+	// Abort resets the connection on this side (a RST): the other side's
+	// reads and writes fail.
+	Abort() error
+	// Close closes both directions.
+	Close() error
+}
+
+// DataFilter sees and may change the bytes of a connection (ISA's
+// IFWXDataFilter). It may pass, change, drop, insert and hold bytes,
+// half-close and abort, in each direction.
+type DataFilter interface {
+	// Serve runs the filter on one connection until it is done with it:
+	// it reads from each socket and writes to the other as it sees fit.
+	// external is nil when the filter emulates the server. Serve owns both
+	// sockets and must close them before it returns; ctx is done when the
+	// connection is killed or its session ends.
+	Serve(ctx context.Context, c *Connection, internal, external Socket) error
+}
+
+// DataFilterFunc adapts a function to a DataFilter.
+type DataFilterFunc func(ctx context.Context, c *Connection, internal, external Socket) error
+
+// Serve implements DataFilter.
+func (f DataFilterFunc) Serve(ctx context.Context, c *Connection, internal, external Socket) error {
+	return f(ctx, c, internal, external)
+}
+
+// DataFilterFactory makes a data filter for a new connection (ISA's data
+// filter class factory).
+type DataFilterFactory func(c *Connection) (DataFilter, error)

@@ -1,0 +1,93 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+)
+
+// FutureConnect asks fwx to let the session's client make an outbound
+// connection the policy alone would not allow (ISA's
+// IFWXSession::AllowFutureConnect parameters), such as the data connection
+// of a passive FTP transfer.
+type FutureConnect struct {
+	// Addr is where the client will connect.
+	Addr netip.AddrPort
+	// ProxyExternal pins the external address the connection leaves from;
+	// unset means fwx's.
+	ProxyExternal netip.Addr
+	// Protocol is TCP or UDP.
+	Protocol Protocol
+	// Flags: AllowMultiple, Timeout, NoKernelMode.
+	Flags Flags
+	// ProtocolName is the policy protocol the connection belongs to; the
+	// policy must let the client use it.
+	ProtocolName string
+	// Notify, if set, receives EventEstablishedConnection with Context when
+	// the connection is made.
+	Notify  SessionFilter
+	Context any
+}
+
+// AllowFutureConnect lets the client connect once to req.Addr (or several
+// times with AllowMultiple; within the pinhole timeout with Timeout). The
+// connection takes the fast path unless NoKernelMode is set or a filter
+// hooked its connect event.
+//
+// Errors: ErrInvalidArgument, ErrProtocolDenied, ErrAddressNotAvailable,
+// ErrAddressInUse (a permission for the same destination is live), ErrBusy,
+// ErrTerminating.
+func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error) {
+	const call = "AllowFutureConnect"
+	proto, err := natProto(req.Protocol)
+	if err != nil {
+		return nil, err
+	}
+	if !req.Addr.IsValid() || req.Addr.Addr().IsUnspecified() || req.Addr.Port() == 0 {
+		return nil, fmt.Errorf("session: %s: destination %v: %w", call, req.Addr, ErrInvalidArgument)
+	}
+	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode); err != nil {
+		return nil, err
+	}
+	ext, err := s.externalAddr(call, req.ProxyExternal)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.mgr.permits(s.client, req.ProtocolName)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.admitLocked(1); err != nil {
+		return nil, err
+	}
+	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
+	ev := EventConnectTCP
+	if req.Protocol == UDP {
+		ev = EventUDPDestination
+	}
+	e := &nat.Expectation{
+		Proto:        proto,
+		Client:       s.client,
+		Dst:          dst,
+		ExternalAddr: ext,
+		Multiple:     req.Flags&AllowMultiple != 0,
+		Deadline:     s.deadline(req.Flags).Deadline,
+		UserMode:     req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0,
+		Rule:         req.ProtocolName,
+	}
+	c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, netip.AddrPort{})
+	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
+	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
+		if errors.Is(err, nat.ErrPortInUse) {
+			return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
+		}
+		return nil, fmt.Errorf("session: %s: %w", call, err)
+	}
+	a := &FirewallAction{s: s, expect: e, addr: dst}
+	s.mu.actions[a] = struct{}{}
+	return a, nil
+}

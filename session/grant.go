@@ -1,0 +1,77 @@
+package session
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+)
+
+// What BindForClient, AllowFutureConnect and RedirectConnections share:
+// checking a request against the firewall and turning it into pinholes.
+
+// checkFlags rejects flags a call does not take.
+func checkFlags(call string, f, allowed Flags) error {
+	if extra := f &^ allowed; extra != 0 {
+		return fmt.Errorf("session: %s: flags %v not allowed here: %w", call, extra, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func natProto(p Protocol) (nat.Proto, error) {
+	switch p {
+	case TCP:
+		return nat.TCP, nil
+	case UDP:
+		return nat.UDP, nil
+	}
+	return 0, fmt.Errorf("session: protocol %d: %w", p, ErrInvalidArgument)
+}
+
+// externalAddr resolves a requested external address: unset or
+// unspecified means fwx's; anything else must be fwx's.
+func (s *Session) externalAddr(call string, a netip.Addr) (netip.Addr, error) {
+	ext := s.mgr.cfg.External
+	if !a.IsValid() || a.IsUnspecified() {
+		return ext, nil
+	}
+	if a.Unmap() != ext {
+		return netip.Addr{}, fmt.Errorf("session: %s: %v is not an address of this firewall: %w", call, a, ErrAddressNotAvailable)
+	}
+	return ext, nil
+}
+
+// deadline returns when a permission granted with flags lapses if unused.
+func (s *Session) deadline(f Flags) (d nat.Expectation) {
+	if f&Timeout != 0 {
+		d.Deadline = s.mgr.cfg.Clock.Now().Add(s.mgr.cfg.PinholeTimeout)
+	}
+	return d
+}
+
+// remoteFilter converts an IPFilter to the table's interface, keeping nil
+// (no restriction) distinct from an empty filter (blocks all).
+func remoteFilter(f *IPFilter) nat.RemoteFilter {
+	if f == nil {
+		return nil
+	}
+	return f.Clone()
+}
+
+// established returns the OnFlow callback that raises the
+// established-connection event for a grant.
+func (s *Session) established(c *Connection, protocol string, notify SessionFilter, ctx any) func(*nat.Flow) {
+	if notify == nil {
+		return nil
+	}
+	return func(f *nat.Flow) {
+		local := f.External
+		if f.Origin == nat.Outbound {
+			local = f.Inside
+		}
+		s.notifyEstablished(notify, &Event{
+			Type: EventEstablishedConnection, Conn: c, Addr: f.Target,
+			Local: local, Remote: f.Remote, Protocol: protocol, Secondary: true, Context: ctx,
+		})
+	}
+}

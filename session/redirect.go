@@ -1,0 +1,135 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+)
+
+// Redirect asks fwx for addresses on its client-facing side that lead to
+// other destinations (ISA's IFWXSession::RedirectConnections parameters).
+type Redirect struct {
+	// ConnectAddrs are the destinations, one per internal address.
+	ConnectAddrs []netip.AddrPort
+	// ProxyExternal pins the external address the redirected connections
+	// leave from, so a secondary connection uses the primary's address on
+	// a firewall with several; unset means any (fwx's).
+	ProxyExternal netip.Addr
+	// Protocol is TCP or UDP.
+	Protocol Protocol
+	// Flags: AllowMultiple, Timeout, NoKernelMode, IncreaseReceiveBuffer.
+	Flags Flags
+	// ProtocolName is the policy protocol the connections belong to.
+	ProtocolName string
+	// Notify, if set, receives EventEstablishedConnection with Context when
+	// the client connects.
+	Notify  SessionFilter
+	Context any
+}
+
+// RedirectResult is what RedirectConnections set up.
+type RedirectResult struct {
+	// Internal is the address on fwx's inside where the client connects
+	// for ConnectAddrs[0]; the others follow on consecutive ports.
+	Internal netip.AddrPort
+	// Actions holds one permission per address, each cancellable.
+	Actions []*FirewallAction
+}
+
+// RedirectConnections allocates N consecutive ports on fwx's inside
+// address; a connection the client makes to the i-th is redirected to
+// ConnectAddrs[i], leaving from the proxy external address (ISA's
+// IFWXSession::RedirectConnections). Filters hooked to connect events for
+// the protocol are told now, and may deny a redirect or attach a data
+// filter to it.
+//
+// Errors: ErrInvalidArgument, ErrProtocolDenied, ErrAddressNotAvailable,
+// ErrDenied, ErrBusy, ErrTerminating.
+func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
+	const call = "RedirectConnections"
+	n := len(req.ConnectAddrs)
+	proto, err := natProto(req.Protocol)
+	switch {
+	case err != nil:
+		return nil, err
+	case n < 1 || n > maxBind:
+		return nil, fmt.Errorf("session: %s: %d addresses: %w", call, n, ErrInvalidArgument)
+	case !s.mgr.cfg.Internal.IsValid():
+		return nil, fmt.Errorf("session: %s: fwx has no inside address: %w", call, ErrAddressNotAvailable)
+	}
+	for _, a := range req.ConnectAddrs {
+		if !a.IsValid() || a.Addr().IsUnspecified() || a.Port() == 0 {
+			return nil, fmt.Errorf("session: %s: connect address %v: %w", call, a, ErrInvalidArgument)
+		}
+	}
+	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
+		return nil, err
+	}
+	ext, err := s.externalAddr(call, req.ProxyExternal)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.mgr.permits(s.client, req.ProtocolName)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err = s.admitLocked(n)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	table := s.mgr.cfg.Table
+	base, err := table.ReserveBlock(proto, s.mgr.cfg.Internal, n)
+	if err != nil {
+		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
+	}
+	ev := EventConnectTCP
+	if req.Protocol == UDP {
+		ev = EventUDPDestination
+	}
+	res := &RedirectResult{Internal: base}
+	fail := func(i int, err error) (*RedirectResult, error) {
+		for _, a := range res.Actions {
+			a.Cancel()
+		}
+		for j := i; j < n; j++ {
+			table.ReleasePort(proto, portAt(base, j))
+		}
+		return nil, fmt.Errorf("session: %s: %w", call, err)
+	}
+	for i, dst := range req.ConnectAddrs {
+		dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+		c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, netip.AddrPort{})
+		if err := s.dispatch(&Event{Type: ev, Conn: c, Addr: dst, Protocol: req.ProtocolName, Secondary: true}, d.Filter); err != nil {
+			return fail(i, err)
+		}
+		e := &nat.Expectation{
+			Proto:        proto,
+			Client:       s.client,
+			Dst:          portAt(base, i),
+			Redirect:     dst,
+			ReleaseDst:   true,
+			ExternalAddr: ext,
+			Multiple:     req.Flags&AllowMultiple != 0,
+			Deadline:     s.deadline(req.Flags).Deadline,
+			UserMode:     req.Flags&NoKernelMode != 0 || c.userMode(),
+			Rule:         req.ProtocolName,
+			OnFlow:       s.established(c, req.ProtocolName, req.Notify, req.Context),
+		}
+		if err := table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
+			if errors.Is(err, nat.ErrPortInUse) {
+				err = fmt.Errorf("%w: %w", ErrAddressInUse, err)
+			}
+			return fail(i, err)
+		}
+		a := &FirewallAction{s: s, expect: e, addr: e.Dst}
+		s.mu.Lock()
+		s.mu.actions[a] = struct{}{}
+		s.mu.Unlock()
+		res.Actions = append(res.Actions, a)
+	}
+	return res, nil
+}

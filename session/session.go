@@ -1,0 +1,206 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+)
+
+// Session is the state fwx keeps for one SecureNAT client address (ISA's
+// IFWXSession): the connection objects and permissions its filters created,
+// and the filters attached to it. Everything a session created ends with
+// it: pinholes are revoked, ports freed, goroutines ended.
+//
+// A Session is safe for concurrent use.
+type Session struct {
+	mgr    *Manager
+	client netip.Addr
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // goroutines working for the session
+
+	mu struct {
+		sync.Mutex
+		ended   bool
+		conns   map[*Connection]struct{}
+		actions map[*FirewallAction]struct{}
+		filters map[*filterEntry]SessionFilter
+	}
+}
+
+func newSession(m *Manager, client netip.Addr) *Session {
+	s := &Session{mgr: m, client: client}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.conns = make(map[*Connection]struct{})
+	s.mu.actions = make(map[*FirewallAction]struct{})
+	s.mu.filters = make(map[*filterEntry]SessionFilter)
+	return s
+}
+
+// ClientAddr returns the client's address (ISA's GetClientAddress).
+func (s *Session) ClientAddr() netip.Addr { return s.client }
+
+// Context returns a context that is done when the session ends.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// End ends the session: every connection object is killed, every action
+// cancelled, every attached filter detached, and End waits for the
+// session's goroutines. It is idempotent.
+func (s *Session) End() {
+	s.mu.Lock()
+	if s.mu.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.ended = true
+	conns := keys(s.mu.conns)
+	actions := keys(s.mu.actions)
+	filters := s.mu.filters
+	s.mu.filters = nil
+	s.mu.Unlock()
+
+	for _, a := range actions {
+		a.Cancel()
+	}
+	for _, c := range conns {
+		c.Kill()
+	}
+	s.cancel()
+	s.wg.Wait()
+	for _, sf := range filters {
+		sf.Detach()
+	}
+	s.mgr.forget(s)
+}
+
+func keys[K comparable, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// admit checks that the session may create n more objects.
+func (s *Session) admitLocked(n int) error {
+	if s.mu.ended {
+		return fmt.Errorf("session %v: %w", s.client, ErrTerminating)
+	}
+	s.pruneLocked()
+	if len(s.mu.conns)+len(s.mu.actions)+n > s.mgr.cfg.MaxPinholes {
+		return fmt.Errorf("session %v: more than %d pinholes: %w", s.client, s.mgr.cfg.MaxPinholes, ErrBusy)
+	}
+	return nil
+}
+
+// pruneLocked forgets actions that are spent (used, timed out or
+// cancelled).
+func (s *Session) pruneLocked() {
+	now := s.mgr.cfg.Clock.Now()
+	for a := range s.mu.actions {
+		if !s.mgr.cfg.Table.ExpectationLive(a.expect, now) {
+			delete(s.mu.actions, a)
+		}
+	}
+}
+
+// Pinholes returns how many connection objects and live actions the
+// session holds.
+func (s *Session) Pinholes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked()
+	return len(s.mu.conns) + len(s.mu.actions)
+}
+
+// attach returns the filter's object for this session, attaching it on
+// first use (ISA's AttachToSession).
+func (s *Session) attach(e *filterEntry) (SessionFilter, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ended {
+		return nil, ErrTerminating
+	}
+	if sf := s.mu.filters[e]; sf != nil {
+		return sf, nil
+	}
+	sf, err := e.f.AttachToSession(s)
+	if err != nil {
+		return nil, fmt.Errorf("session: filter %q: attach: %w", e.name, err)
+	}
+	s.mu.filters[e] = sf
+	return sf, nil
+}
+
+// dispatch delivers ev to every filter that hooked it for a connection of
+// a protocol bound to filter, in order, stopping at the first that denies
+// or fails; it returns ErrDenied (wrapped) in that case.
+func (s *Session) dispatch(ev *Event, filter string) error {
+	for _, e := range s.mgr.hooked(ev.Type, filter, ev.Secondary) {
+		sf, err := s.attach(e)
+		if err != nil {
+			return err
+		}
+		if err := s.deliver(sf, ev); err != nil {
+			return fmt.Errorf("session: filter %q: %v event: %w", e.name, ev.Type, err)
+		}
+	}
+	return nil
+}
+
+// deliver calls one handler with ev.Conn in its event context, so the
+// methods legal only there work.
+func (s *Session) deliver(sf SessionFilter, ev *Event) error {
+	c := ev.Conn
+	if c != nil {
+		c.enterEvent(ev.Type)
+		defer c.leaveEvent()
+	}
+	err := sf.HandleEvent(ev)
+	if err == nil && c != nil && c.deniedInEvent() {
+		err = ErrDenied
+	}
+	return err
+}
+
+// go runs f for the session, joined by End.
+func (s *Session) spawn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ended {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// notifyEstablished sends the established-connection event to the session
+// filter a grant named, with its context, off the packet path.
+func (s *Session) notifyEstablished(sf SessionFilter, ev *Event) {
+	if sf == nil {
+		return
+	}
+	s.spawn(func() {
+		if err := sf.HandleEvent(ev); err != nil && !errors.Is(err, ErrTerminating) {
+			s.mgr.cfg.Log.Debug().Err(err).Stringer("client", s.client).Msg("established-connection handler failed")
+		}
+	})
+}
+
+func (s *Session) addConn(c *Connection) {
+	s.mu.Lock()
+	s.mu.conns[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Session) removeConn(c *Connection) {
+	s.mu.Lock()
+	delete(s.mu.conns, c)
+	s.mu.Unlock()
+}
