@@ -30,7 +30,7 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	}
 	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
 	// A protocol with an application filter takes the user-mode path.
-	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: r.Filter != ""}
+	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: r.Filter != "", Protocol: r.Protocol, Filter: r.Filter}
 }
 
 // Inbound implements nat.Decider.
@@ -39,5 +39,5 @@ func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	if !ok {
 		return nat.Decision{Rule: "default-deny"}
 	}
-	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: pub.Filter != ""}
+	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: pub.Filter != "", Protocol: pub.Protocol, Filter: pub.Filter}
 }

@@ -24,8 +24,10 @@ import (
 type Firewall struct {
 	cfg      Config
 	clock    Clock
+	seed     uint64
 	table    *nat.Table
 	sessions *session.Manager
+	user     *userPath
 	reject   policy.RejectMode
 }
 
@@ -81,7 +83,12 @@ func New(cfg Config) (*Firewall, error) {
 			return nil, fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
 		}
 	}
+	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, table: table, reject: opts.Reject}
+	if fw.user, err = newUserPath(fw); err != nil {
+		return nil, err
+	}
 	mgr := session.NewManager(session.Config{
+		UserPath:       fw.user,
 		Table:          table,
 		Policy:         cfg.Policy,
 		External:       cfg.OutsideAddr.Addr(),
@@ -92,9 +99,11 @@ func New(cfg Config) (*Firewall, error) {
 	})
 	if err := addFilters(mgr, cfg.Policy, cfg.Filters); err != nil {
 		mgr.Close()
+		fw.user.close()
 		return nil, err
 	}
-	return &Firewall{cfg: cfg, clock: cfg.Clock, table: table, sessions: mgr, reject: opts.Reject}, nil
+	fw.sessions = mgr
+	return fw, nil
 }
 
 // addFilters turns on the filters the policy names, in registration order.
@@ -186,6 +195,7 @@ func (fw *Firewall) Run(ctx context.Context) error {
 	errIn, errOut := fw.cfg.Inside.Close(), fw.cfg.Outside.Close()
 	wg.Wait()
 	fw.sessions.Close()
+	fw.user.close()
 	fw.table.Close(fw.clock.Now())
 	return errors.Join(err, errIn, errOut)
 }

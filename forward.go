@@ -19,6 +19,7 @@ import (
 //	  Forward       ─► queue for the other device
 //	  Hairpin/Local ─► answer or turn around ─► queue back to this device
 //	  Reject        ─► RST / ICMP administratively prohibited ─► queue back
+//	  Divert        ─► the user-mode flow's netstack on this side
 //	write each queue as one batch
 //
 // Buffers are allocated once per goroutine; a packet is never copied, and
@@ -41,6 +42,7 @@ type batch struct {
 	sizes   []int
 	fwd     [][]byte // to the other device
 	back    [][]byte // back to the device read from
+	divert  [][]byte // to the netstack of this side (user-mode flows)
 	replies [][]byte // fwx's own packets (RSTs, ICMP errors)
 	nreply  int
 }
@@ -51,6 +53,7 @@ func newBatch(n int) *batch {
 		sizes:   make([]int, n),
 		fwd:     make([][]byte, 0, n),
 		back:    make([][]byte, 0, n),
+		divert:  make([][]byte, 0, n),
 		replies: make([][]byte, n),
 	}
 	for i := range b.bufs {
@@ -65,6 +68,10 @@ func newBatch(n int) *batch {
 func (fw *Firewall) forward(from, to tun.Device, out bool) error {
 	n := max(from.BatchSize(), to.BatchSize(), 1)
 	b := newBatch(n)
+	stack := fw.user.outside
+	if out {
+		stack = fw.user.inside
+	}
 	for {
 		count, err := from.Read(b.bufs, b.sizes, headroom)
 		if err != nil {
@@ -78,7 +85,7 @@ func (fw *Firewall) forward(from, to tun.Device, out bool) error {
 			return err
 		}
 		now := fw.clock.Now()
-		b.fwd, b.back, b.nreply = b.fwd[:0], b.back[:0], 0
+		b.fwd, b.back, b.divert, b.nreply = b.fwd[:0], b.back[:0], b.divert[:0], 0
 		for i := 0; i < count; i++ {
 			buf := b.bufs[i][:headroom+b.sizes[i]]
 			p := nat.Parse(buf[headroom:])
@@ -101,7 +108,12 @@ func (fw *Firewall) forward(from, to tun.Device, out bool) error {
 				}
 			case nat.TimeExceeded:
 				fw.refuse(b, &p, out, header.ICMPv4TimeExceeded, header.ICMPv4TTLExceeded)
+			case nat.Divert:
+				b.divert = append(b.divert, buf[headroom:headroom+p.Len()])
 			}
+		}
+		if len(b.divert) > 0 {
+			stack.Deliver(b.divert)
 		}
 		fw.write(to, b.fwd)
 		fw.write(from, b.back)

@@ -26,6 +26,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	fs := flowSpec{target: dst, remote: dst, origin: Outbound}
 	if e != nil {
 		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
+		fs.protocol, fs.filter = e.Protocol, e.Filter
 		if e.Redirect.IsValid() {
 			fs.remote = e.Redirect
 		}
@@ -35,7 +36,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule}, now)
 			return nil
 		}
-		fs.rule, fs.userMode = d.Rule, d.UserMode
+		fs.rule, fs.userMode, fs.protocol, fs.filter = d.Rule, d.UserMode, d.Protocol, d.Filter
 	}
 
 	t.mu.Lock()
@@ -95,6 +96,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 			break
 		}
 		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
+		fs.protocol, fs.filter = e.Protocol, e.Filter
 		fs.inboundOnly = p == UDP && !e.Bidirectional
 		ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
 		f := t.newFlowLocked(m, fs, now)
@@ -112,6 +114,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 	if admit && m.Static {
 		d := t.cfg.Decider.Inbound(p, src, dst)
 		admit, fs.rule, fs.userMode = d.Allow, d.Rule, d.UserMode
+		fs.protocol, fs.filter = d.Protocol, d.Filter
 	}
 	if !admit {
 		// Unsolicited or filtered out: dropped without a reply (RFC 5382

@@ -66,6 +66,12 @@ type Expectation struct {
 	UserMode bool
 	// Rule is logged as the rule of flows created through it.
 	Rule string
+	// Protocol and Filter name the policy protocol and application filter
+	// of flows created through it.
+	Protocol, Filter string
+	// Owner is the caller's object for the expectation (the SDK's
+	// connection or action); the table does not look at it.
+	Owner any
 	// OnFlow, if set, is called with each flow created through the
 	// expectation, after the table is unlocked.
 	OnFlow func(*Flow)

@@ -92,6 +92,9 @@ type Flow struct {
 	// UserMode says the flow takes the user-mode path: its packets are
 	// handed to a netstack instead of being rewritten ([Divert]).
 	UserMode bool
+	// Protocol and Filter name the flow's policy protocol and application
+	// filter, as the Decider or the expectation gave them.
+	Protocol, Filter string
 	// Start is when the flow was created.
 	Start time.Time
 
@@ -106,6 +109,9 @@ type Flow struct {
 	pktsIn      atomic.Uint64
 	ended       atomic.Bool
 }
+
+// Expectation returns the pinhole the flow came through, or nil.
+func (f *Flow) Expectation() *Expectation { return f.expect }
 
 // Counters returns the bytes and packets the flow carried each way, counted
 // as whole IP packets: out is inside → outside.

@@ -26,6 +26,9 @@ type Decision struct {
 	// UserMode sends the flow to the user-mode path: an application
 	// filter handles its protocol.
 	UserMode bool
+	// Protocol and Filter name the policy protocol and the application
+	// filter of the flow, for the user-mode path and the log.
+	Protocol, Filter string
 }
 
 // Decider is the policy the table consults, once, for each new flow. Its
@@ -213,12 +216,13 @@ func (t *Table) lookup(out bool, k flowKey, now int64) *Flow {
 
 // flowSpec is what a new flow needs beyond its mapping.
 type flowSpec struct {
-	target, remote netip.AddrPort
-	origin         Direction
-	rule           string
-	userMode       bool
-	inboundOnly    bool
-	expect         *Expectation
+	target, remote   netip.AddrPort
+	origin           Direction
+	rule             string
+	protocol, filter string
+	userMode         bool
+	inboundOnly      bool
+	expect           *Expectation
 }
 
 // newFlowLocked creates a flow of mapping m and indexes it.
@@ -235,6 +239,8 @@ func (t *Table) newFlowLocked(m *Mapping, fs flowSpec, now int64) *Flow {
 		Origin:      fs.origin,
 		Rule:        fs.rule,
 		UserMode:    fs.userMode,
+		Protocol:    fs.protocol,
+		Filter:      fs.filter,
 		Start:       time.Unix(0, now),
 		mapping:     m,
 		inboundOnly: fs.inboundOnly,
@@ -409,6 +415,19 @@ func (allowOutbound) Outbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 
 func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 	return Decision{Rule: "default-deny"}
+}
+
+// LookupOutbound returns the live flow a packet from the inside endpoint
+// src to dst belongs to, or nil. The user-mode path uses it to learn where
+// an intercepted connection really goes.
+func (t *Table) LookupOutbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
+	return t.liveLocked(true, flowKey{p, src, dst}, now.UnixNano())
+}
+
+// LookupInbound returns the live flow a packet from the outside endpoint
+// src to the external endpoint dst belongs to, or nil.
+func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
+	return t.liveLocked(false, flowKey{p, dst, src}, now.UnixNano())
 }
 
 // Flows returns a snapshot of the live flows, in no particular order.

@@ -157,13 +157,16 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Deadline:      s.deadline(req.Flags).Deadline,
 			UserMode:      userMode,
 			Rule:          req.ProtocolName,
+			Protocol:      req.ProtocolName,
+			Filter:        d.Filter,
+			Owner:         c,
 			OnFlow:        s.established(c, req.ProtocolName, req.Notify, req.Context),
 		}
 		if known(c.mu.client) {
 			e.Inside = c.mu.client
 		}
 		if userMode {
-			if err := s.mgr.listenUserMode(c, e); err != nil {
+			if err := s.mgr.listenUserMode(c, e, req.Backlog); err != nil {
 				release(i)
 				for _, done := range conns[:i] {
 					done.Kill()

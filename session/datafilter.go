@@ -1,6 +1,10 @@
 package session
 
-import "context"
+import (
+	"context"
+
+	"github.com/fwx-dev/fwx/session/stream"
+)
 
 // Socket is one side of a data filter on a connection (ISA's IFWXSocket):
 // the side toward the client (internal) or toward the server (external).
@@ -48,3 +52,9 @@ func (f DataFilterFunc) Serve(ctx context.Context, c *Connection, internal, exte
 // DataFilterFactory makes a data filter for a new connection (ISA's data
 // filter class factory).
 type DataFilterFactory func(c *Connection) (DataFilter, error)
+
+// A stream.Socket (the pipes between data filters) is a Socket, and back.
+var (
+	_ Socket        = stream.Socket(nil)
+	_ stream.Socket = Socket(nil)
+)

@@ -78,8 +78,11 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		Deadline:     s.deadline(req.Flags).Deadline,
 		UserMode:     req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0,
 		Rule:         req.ProtocolName,
+		Protocol:     req.ProtocolName,
+		Filter:       d.Filter,
 	}
 	c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, netip.AddrPort{})
+	e.Owner = c
 	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
 		if errors.Is(err, nat.ErrPortInUse) {

@@ -31,6 +31,9 @@ type Config struct {
 	// MaxPinholes caps the live connection objects and actions of one
 	// session. Zero means 128.
 	MaxPinholes int
+	// UserPath gives the user-mode path's sockets. Nil means there is none:
+	// grants that need it fail with ErrNotSupported.
+	UserPath UserPath
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
 }

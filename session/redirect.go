@@ -117,6 +117,9 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			Deadline:     s.deadline(req.Flags).Deadline,
 			UserMode:     req.Flags&NoKernelMode != 0 || c.userMode(),
 			Rule:         req.ProtocolName,
+			Protocol:     req.ProtocolName,
+			Filter:       d.Filter,
+			Owner:        c,
 			OnFlow:       s.established(c, req.ProtocolName, req.Notify, req.Context),
 		}
 		if err := table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {

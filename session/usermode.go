@@ -1,12 +1,215 @@
 package session
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session/stream"
 )
 
-// listenUserMode makes a bound connection accept on the user-mode path.
-func (m *Manager) listenUserMode(c *Connection, e *nat.Expectation) error {
-	return fmt.Errorf("user-mode bind of %v: %w", c.addr, ErrNotSupported)
+// The user-mode path: connections that need a data filter (or were granted
+// with NoKernelMode) are terminated in fwx's netstacks, and their bytes are
+// spliced through the connection's data filters. The session layer decides
+// and runs the chain; the netstacks are behind [UserPath].
+//
+//	client ─ inside netstack ─ Socket ─┤ filter … filter ├─ Socket ─ outside netstack ─ server
+
+// Conn is a connection of the user-mode path: a Socket with its endpoints.
+type Conn interface {
+	Socket
+	LocalAddrPort() netip.AddrPort
+	RemoteAddrPort() netip.AddrPort
+}
+
+// Listener accepts user-mode connections on a bound port.
+type Listener interface {
+	Accept() (Conn, error)
+	Close() error
+}
+
+// UserPath gives sessions the sockets of the user-mode path; fwx implements
+// it with its two netstacks.
+type UserPath interface {
+	// ListenOutside accepts connections to fwx's external endpoint local.
+	ListenOutside(local netip.AddrPort, backlog int) (Listener, error)
+	// DialInside connects to an inside client from local, any address:
+	// the client sees the real peer.
+	DialInside(ctx context.Context, local, remote netip.AddrPort) (Conn, error)
+	// DialOutside connects to remote from fwx's external endpoint local.
+	DialOutside(ctx context.Context, local, remote netip.AddrPort) (Conn, error)
+}
+
+// dialTimeout bounds how long the user-mode path waits for a server.
+const dialTimeout = 30 * time.Second
+
+// Intercepted is a connection a client started that the inside netstack
+// intercepted for the user-mode path.
+type Intercepted struct {
+	// Client and Dst are the endpoints as the client sees them.
+	Client, Dst netip.AddrPort
+	// Flow is the NAT flow of the connection: where it really goes
+	// (Remote), fwx's endpoint for it (External), its protocol and filter,
+	// and the pinhole it came through.
+	Flow *nat.Flow
+	// Accept completes the client's handshake; Reset refuses it with a
+	// RST. Exactly one is called.
+	Accept func() (Conn, error)
+	Reset  func()
+}
+
+// ServeOutbound runs an intercepted connection to its end: the connect
+// event (filters may deny it, attach data filters, emulate the server), the
+// connection to the server from fwx's external endpoint, and the chain.
+// A failure to reach the server reaches the client as a RST, so the client
+// sees what it would have seen without fwx. It blocks until the connection
+// ends; the caller runs it on its own goroutine.
+func (m *Manager) ServeOutbound(r Intercepted) {
+	s := m.Session(r.Client.Addr())
+	if s == nil || m.cfg.UserPath == nil {
+		r.Reset()
+		return
+	}
+	f := r.Flow
+	owner, _ := ownerOf(f)
+	c := newConnection(s, TCP, f.Protocol, f.Filter, r.Dst, r.Client)
+	if !s.track(c) {
+		r.Reset()
+		return
+	}
+	defer s.untrack(c)
+	err := s.dispatch(&Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol, Secondary: owner != nil}, f.Filter)
+	if err != nil {
+		m.cfg.Log.Debug().Err(err).Stringer("client", r.Client).Stringer("dst", r.Dst).Msg("connect refused by a filter")
+		r.Reset()
+		return
+	}
+	var filters []DataFilter
+	if owner != nil {
+		filters = owner.DataFilters() // attached when the grant was made
+	}
+	filters = append(filters, c.DataFilters()...)
+	var server Conn
+	if c.Emulated() == nil {
+		ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
+		server, err = m.cfg.UserPath.DialOutside(ctx, f.External, f.Remote)
+		cancel()
+		if err != nil {
+			m.cfg.Log.Debug().Err(err).Stringer("remote", f.Remote).Msg("user-mode connect failed")
+			r.Reset()
+			return
+		}
+	}
+	client, err := r.Accept()
+	if err != nil {
+		if server != nil {
+			server.Abort()
+		}
+		return
+	}
+	s.runChain(c, client, server, filters)
+}
+
+// ownerOf returns the connection object of the grant a flow came through.
+func ownerOf(f *nat.Flow) (*Connection, bool) {
+	if e := f.Expectation(); e != nil {
+		c, ok := e.Owner.(*Connection)
+		return c, ok
+	}
+	return nil, false
+}
+
+// listenUserMode makes a bound connection accept on the user-mode path:
+// each connection accepted on the bound port raises the accepted event,
+// and is spliced through the data filters to the client.
+func (m *Manager) listenUserMode(c *Connection, _ *nat.Expectation, backlog int) error {
+	if m.cfg.UserPath == nil {
+		return fmt.Errorf("user-mode bind of %v: no user-mode path: %w", c.addr, ErrNotSupported)
+	}
+	ln, err := m.cfg.UserPath.ListenOutside(c.addr, backlog)
+	if err != nil {
+		return fmt.Errorf("user-mode bind of %v: %w: %w", c.addr, ErrAddressInUse, err)
+	}
+	c.onKilled(func() { ln.Close() })
+	s := c.s
+	if !s.spawn(func() {
+		for {
+			peer, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !s.spawn(func() { s.serveAccepted(c, peer) }) {
+				peer.Abort()
+				return
+			}
+		}
+	}) {
+		ln.Close()
+		return fmt.Errorf("user-mode bind of %v: %w", c.addr, ErrTerminating)
+	}
+	return nil
+}
+
+// serveAccepted runs one connection accepted on a user-mode bind.
+func (s *Session) serveAccepted(bound *Connection, peer Conn) {
+	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
+	if !s.track(c) {
+		peer.Abort()
+		return
+	}
+	defer s.untrack(c)
+	ev := &Event{Type: EventAcceptedConnection, Conn: c, Addr: bound.addr, Local: peer.LocalAddrPort(),
+		Remote: peer.RemoteAddrPort(), Protocol: bound.protocol, Secondary: true}
+	if err := s.dispatch(ev, bound.filter); err != nil {
+		peer.Abort()
+		return
+	}
+	client := bound.ClientAddr()
+	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
+	conn, err := s.mgr.cfg.UserPath.DialInside(ctx, peer.RemoteAddrPort(), client)
+	cancel()
+	if err != nil {
+		s.mgr.cfg.Log.Debug().Err(err).Stringer("client", client).Msg("user-mode connect to the client failed")
+		peer.Abort()
+		return
+	}
+	s.runChain(c, conn, peer, append(bound.DataFilters(), c.DataFilters()...))
+}
+
+// runChain splices client and server (nil when emulated) through filters
+// until the connection ends, then raises the terminating event.
+func (s *Session) runChain(c *Connection, client, server Conn, filters []DataFilter) {
+	stages := make([]stream.Stage, len(filters))
+	for i, df := range filters {
+		stages[i] = func(ctx context.Context, internal, external stream.Socket) error {
+			return df.Serve(ctx, c, internal, external)
+		}
+	}
+	var external stream.Socket // stays a nil interface when emulated
+	if server != nil {
+		external = server
+	}
+	if err := stream.Chain(c.ctx, client, external, stages, 0); err != nil && !errors.Is(err, context.Canceled) {
+		s.mgr.cfg.Log.Debug().Err(err).Stringer("client", c.ClientAddr()).Msg("user-mode connection ended with an error")
+	}
+}
+
+// track registers a live user-mode connection with the session, so the
+// session's end kills it; it reports false when the session has ended.
+func (s *Session) track(c *Connection) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ended {
+		return false
+	}
+	s.mu.conns[c] = struct{}{}
+	return true
+}
+
+// untrack ends a user-mode connection: terminating event, forgotten.
+func (s *Session) untrack(c *Connection) {
+	c.Kill()
 }

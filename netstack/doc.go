@@ -1,0 +1,39 @@
+// Package netstack runs the gVisor TCP/IP stacks of fwx's user-mode path:
+// flows that need an application filter are terminated in one stack and
+// re-originated from another.
+//
+// A [Stack] sits behind one of fwx's TUN devices. fwx hands it the
+// packets of user-mode flows it reads from the device ([Stack.Deliver])
+// and writes back what the stack sends ([Options.Output]). The inside,
+// client-facing stack is [Options.Transparent]: it takes connections to
+// any address and answers as the server the client dialed, so fwx
+// intercepts them with [Stack.HandleTCP] and [Stack.HandleUDP]. The
+// outside stack owns fwx's outside address and re-originates each flow
+// from it, from the port fwx's NAT allocated ([Stack.DialTCP],
+// [Stack.DialUDP]), or listens for secondary connections
+// ([Stack.ListenTCP], [Stack.ListenUDP]). Between the two, fwx copies
+// bytes through the data filters with [Conn] and [PacketConn], which are
+// net.Conns with half-close and abort.
+//
+//	inside, _ := netstack.New(netstack.Options{Transparent: true, Output: writeInside})
+//	outside, _ := netstack.New(netstack.Options{Addrs: []netip.Addr{extAddr}, Output: writeOutside})
+//	inside.HandleTCP(func(r *netstack.TCPRequest) {
+//		up, err := outside.DialTCP(r.Context(), netip.AddrPortFrom(extAddr, natPort), r.Dst)
+//		if err != nil {
+//			r.Reset() // the client sees the server's refusal
+//			return
+//		}
+//		down, err := r.Accept()
+//		// ... splice down and up through the filters, propagating CloseWrite
+//	})
+//
+// Both stacks are tuned for proxying (SACK, CUBIC with RACK, buffers
+// auto-tuned up to 4 MiB, 5 s TIME-WAIT, no ICMP rate limit). Their link
+// never drops: when fwx's device is slower than the stack, the stack's
+// senders wait, and TCP's windows carry that back to the peers. gVisor's
+// errors are turned into Go errors wrapping the syscall.Errno a Linux
+// socket would report.
+//
+// Not yet: GSO/GRO and zero-copy packet hand-over (see link.go), and
+// IPv6 tests (the stacks speak IPv6, but fwx is IPv4 for now).
+package netstack

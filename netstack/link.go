@@ -1,0 +1,308 @@
+package netstack
+
+// Packet flow through the link:
+//
+//	Stack.Deliver ─copy─► link.deliver ─► gVisor NetworkDispatcher (inline, caller's goroutine)
+//	gVisor ─► link.WritePackets ─► out (bounded, BLOCKING) ─► link.run ─copy─► Options.Output (batches ≤ 128)
+//
+// GRO would plug in at deliver (coalesce a batch's TCP segments before the
+// dispatcher, once checksums are validated), and GSO at WritePackets /
+// Capabilities / GSOMaxSize (hand superpackets to a TUN with a virtio
+// header instead of one MTU-sized packet each). Neither is done yet.
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+const (
+	// outQueueLen is how many outbound packets wait for the output
+	// goroutine before the stack's writers block. Enough to cover a burst
+	// of a few windows without making the stack's goroutines wait on every
+	// packet; small enough (about 1.5 MB at MTU 1500) to bound memory.
+	outQueueLen = 1024
+
+	// outBatch is the largest batch handed to Options.Output, matching
+	// wireguard-go's conn.IdealBatchSize and memtun.BatchSize.
+	outBatch = 128
+)
+
+var _ stack.LinkEndpoint = (*link)(nil)
+
+// link is the Stack's only NIC: a point-to-point IP link (no link-layer
+// header, no address resolution) to a TUN device that fwx reads and writes.
+//
+// Outbound, WritePackets takes a reference on each packet and queues it on
+// out, waiting while the queue is full: never dropping is what keeps
+// gVisor's TCP from collapsing its window on self-inflicted loss (see
+// PERF-NOTES, "channel.Endpoint drops"). The wait ends when the link is
+// shut down. One goroutine (run) drains the queue, copies each packet into
+// a buffer it owns and calls output with the batch.
+//
+// Lifecycle: newLink starts run; shutdown (idempotent) makes writers fail
+// instead of waiting and lets run flush what is queued and return; wait
+// joins run and releases anything left in the queue.
+type link struct {
+	mtu    atomic.Uint32
+	offset int
+	output func(pkts [][]byte) error
+	log    zerolog.Logger
+
+	out  chan *stack.PacketBuffer
+	done chan struct{} // closed by shutdown
+	once sync.Once
+	wg   sync.WaitGroup
+
+	stats linkStats
+
+	mu struct {
+		sync.RWMutex
+		dispatcher stack.NetworkDispatcher
+	}
+}
+
+// linkStats counts the link's packets; see [Stats].
+type linkStats struct {
+	in, invalidIn, out, outBatches, outputErrors atomic.Uint64
+}
+
+// newLink returns a link whose drain goroutine calls output with packets
+// that start offset bytes into each slice, and starts that goroutine.
+func newLink(mtu, offset int, output func([][]byte) error, log zerolog.Logger) *link {
+	l := &link{
+		offset: offset,
+		output: output,
+		log:    log,
+		out:    make(chan *stack.PacketBuffer, outQueueLen),
+		done:   make(chan struct{}),
+	}
+	l.mtu.Store(uint32(mtu))
+	l.wg.Add(1)
+	go l.run()
+	return l
+}
+
+// deliver hands packets read from the device to the stack, inline. Each
+// packet is copied into a gVisor buffer, so pkts may be reused as soon as
+// deliver returns. (A zero-copy version would wrap pooled views with
+// buffer.NewView and own the reader's buffers; see PERF-NOTES 3.C.14.)
+func (l *link) deliver(pkts [][]byte) {
+	d := l.dispatcher()
+	if d == nil {
+		return
+	}
+	for _, p := range pkts {
+		var proto tcpip.NetworkProtocolNumber
+		switch {
+		case len(p) >= header.IPv4MinimumSize && p[0]>>4 == 4:
+			proto = ipv4.ProtocolNumber
+		case len(p) >= header.IPv6MinimumSize && p[0]>>4 == 6:
+			proto = ipv6.ProtocolNumber
+		default:
+			l.stats.invalidIn.Add(1)
+			continue
+		}
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
+		d.DeliverNetworkPacket(proto, pb)
+		pb.DecRef()
+		l.stats.in.Add(1)
+	}
+}
+
+// WritePackets implements stack.LinkWriter. It takes its own reference on
+// each packet (the caller keeps and releases its own) and waits while the
+// queue is full. Once the link is shut down it fails with
+// ErrClosedForSend for the packets it did not queue.
+func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		select {
+		case <-l.done:
+			return n, closedForSend(n)
+		default:
+		}
+		pkt.IncRef()
+		select {
+		case l.out <- pkt:
+			n++
+		case <-l.done:
+			pkt.DecRef()
+			return n, closedForSend(n)
+		}
+	}
+	return n, nil
+}
+
+// closedForSend is WritePackets' error after shutdown: an error only if
+// nothing was written, as LinkWriter callers expect.
+func closedForSend(n int) tcpip.Error {
+	if n > 0 {
+		return nil
+	}
+	return &tcpip.ErrClosedForSend{}
+}
+
+// run is the output goroutine: it takes up to outBatch queued packets at a
+// time, copies each into a buffer of its own (gVisor's packets are chains
+// of views; Output wants one slice per packet, and a copy keeps the
+// PacketBuffer's lifetime out of the caller's hands), releases the
+// packets and calls output. After shutdown it flushes what is queued
+// without waiting, then returns.
+func (l *link) run() {
+	defer l.wg.Done()
+	l.log.Debug().Msg("netstack: output goroutine started")
+	defer l.log.Debug().Msg("netstack: output goroutine stopped")
+
+	batch := make([]*stack.PacketBuffer, 0, outBatch)
+	bufs := make([][]byte, outBatch)
+	pkts := make([][]byte, 0, outBatch)
+	for {
+		closing := false
+		select {
+		case p := <-l.out:
+			batch = append(batch, p)
+		case <-l.done:
+			closing = true
+		}
+	fill:
+		for len(batch) < outBatch {
+			select {
+			case p := <-l.out:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 0 {
+			return // closing and nothing left
+		}
+		pkts = pkts[:0]
+		for i, p := range batch {
+			size := l.offset + p.Size()
+			if cap(bufs[i]) < size {
+				bufs[i] = make([]byte, 0, max(size, l.offset+int(l.mtu.Load())))
+			}
+			pkts = append(pkts, appendPacket(bufs[i][:l.offset], p))
+			p.DecRef()
+			batch[i] = nil
+		}
+		batch = batch[:0]
+		l.stats.out.Add(uint64(len(pkts)))
+		l.stats.outBatches.Add(1)
+		if err := l.output(pkts); err != nil {
+			l.stats.outputErrors.Add(1)
+			l.log.Warn().Err(err).Int("packets", len(pkts)).Msg("netstack: output failed")
+		}
+		clear(pkts)
+		if closing && len(l.out) == 0 {
+			return
+		}
+	}
+}
+
+// appendPacket appends the bytes of pkt to b. It walks the packet's views
+// rather than calling AsSlices, which allocates a slice per packet.
+func appendPacket(b []byte, pkt *stack.PacketBuffer) []byte {
+	views, skip := pkt.AsViewList()
+	for v := views.Front(); v != nil; v = v.Next() {
+		s := v.AsSlice()
+		if skip >= len(s) {
+			skip -= len(s)
+			continue
+		}
+		b = append(b, s[skip:]...)
+		skip = 0
+	}
+	return b
+}
+
+// shutdown makes writers stop waiting and the output goroutine finish. It
+// is idempotent.
+func (l *link) shutdown() {
+	l.once.Do(func() { close(l.done) })
+}
+
+// wait waits for the output goroutine after shutdown and releases any
+// packet queued after it returned.
+func (l *link) wait() {
+	l.wg.Wait()
+	for {
+		select {
+		case p := <-l.out:
+			p.DecRef()
+		default:
+			return
+		}
+	}
+}
+
+// dispatcher returns the stack's inbound dispatcher, or nil when the NIC
+// is detached.
+func (l *link) dispatcher() stack.NetworkDispatcher {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mu.dispatcher
+}
+
+// Attach implements stack.NetworkLinkEndpoint.
+func (l *link) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.dispatcher = d
+}
+
+// IsAttached implements stack.NetworkLinkEndpoint.
+func (l *link) IsAttached() bool { return l.dispatcher() != nil }
+
+// Close implements stack.NetworkLinkEndpoint. The stack calls it when the
+// NIC is removed (Stack.Close); the output goroutine is stopped by
+// shutdown, which the Stack calls first.
+func (l *link) Close() { l.Attach(nil) }
+
+// MTU implements stack.NetworkLinkEndpoint.
+func (l *link) MTU() uint32 { return l.mtu.Load() }
+
+// SetMTU implements stack.NetworkLinkEndpoint.
+func (l *link) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
+
+// MaxHeaderLength implements stack.NetworkLinkEndpoint: there is no
+// link-layer header.
+func (*link) MaxHeaderLength() uint16 { return 0 }
+
+// LinkAddress implements stack.NetworkLinkEndpoint: there is no link
+// address.
+func (*link) LinkAddress() tcpip.LinkAddress { return "" }
+
+// SetLinkAddress implements stack.NetworkLinkEndpoint. It does nothing.
+func (*link) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.NetworkLinkEndpoint. None for now: the
+// stack computes every checksum it sends and checks every one it
+// receives. With GRO this becomes CapabilityRXChecksumOffload (checksums
+// checked once while coalescing), and a GSOEndpoint implementation
+// (GSOMaxSize, SupportedGSO = HostGSOSupported) goes with GSO.
+func (*link) Capabilities() stack.LinkEndpointCapabilities { return 0 }
+
+// Wait implements stack.NetworkLinkEndpoint. The output goroutine is
+// joined by the Stack (link.wait), after shutdown.
+func (*link) Wait() {}
+
+// ARPHardwareType implements stack.NetworkLinkEndpoint.
+func (*link) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+
+// AddHeader implements stack.NetworkLinkEndpoint. There is no header.
+func (*link) AddHeader(*stack.PacketBuffer) {}
+
+// ParseHeader implements stack.NetworkLinkEndpoint. There is no header.
+func (*link) ParseHeader(*stack.PacketBuffer) bool { return true }
+
+// SetOnCloseAction implements stack.NetworkLinkEndpoint. Unused.
+func (*link) SetOnCloseAction(func()) {}

@@ -1,0 +1,90 @@
+package netstack
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+func TestNewRejects(t *testing.T) {
+	out := func([][]byte) error { return nil }
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"no Output", Options{}, "Output is required"},
+		{"MTU too small", Options{Output: out, MTU: 67}, "MTU 67"},
+		{"MTU too large", Options{Output: out, MTU: 70000}, "MTU 70000"},
+		{"negative offset", Options{Output: out, OutputOffset: -1}, "OutputOffset"},
+		{"invalid address", Options{Output: out, Addrs: []netip.Addr{{}}}, "invalid address"},
+		{"mapped address", Options{Output: out, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}, "invalid address"},
+		{"unspecified address", Options{Output: out, Addrs: []netip.Addr{netip.IPv4Unspecified()}}, "invalid address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(tc.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "netstack: ") {
+				t.Errorf("New: %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestOutputError: an Output error is counted and logged, and the stack
+// carries on.
+func TestOutputError(t *testing.T) {
+	checkGoroutines(t)
+	var log syncBuffer
+	s, err := New(Options{
+		Addrs:  []netip.Addr{outsideAddr},
+		Output: func([][]byte) error { return errors.New("device gone") },
+		Log:    zerolog.New(&log),
+		Seed:   1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.DialUDP(netip.AddrPortFrom(outsideAddr, 1000), netip.MustParseAddrPort("198.51.100.10:53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 {
+		mustWrite(t, c, "q")
+	}
+	waitFor(t, "two output errors", func() bool { return s.Stats().OutputErrors == 2 })
+	if st := s.Stats(); st.PacketsOut != 2 {
+		t.Errorf("PacketsOut = %d, want 2", st.PacketsOut)
+	}
+	if !strings.Contains(log.String(), "device gone") {
+		t.Errorf("log %q does not mention the error", log.String())
+	}
+}

@@ -1,0 +1,106 @@
+package fwx
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack"
+	"github.com/fwx-dev/fwx/session"
+)
+
+// userPath is fwx's user-mode path: two netstacks, one per side. Packets of
+// user-mode flows ([nat.Divert]) are delivered to the stack of the side
+// they came from: the inside stack is transparent and answers the client
+// as the server it dialed; the outside stack owns fwx's outside address and
+// re-originates the connection from the flow's external endpoint. What the
+// stacks send is written straight to the devices, untranslated.
+type userPath struct {
+	fw      *Firewall
+	inside  *netstack.Stack
+	outside *netstack.Stack
+}
+
+var _ session.UserPath = (*userPath)(nil)
+
+func newUserPath(fw *Firewall) (*userPath, error) {
+	mtu := func(d interface{ MTU() (int, error) }) int {
+		if n, err := d.MTU(); err == nil && n > 0 {
+			return n
+		}
+		return 1500
+	}
+	in, err := netstack.New(netstack.Options{
+		Transparent:  true,
+		MTU:          mtu(fw.cfg.Inside),
+		Output:       func(pkts [][]byte) error { _, err := fw.cfg.Inside.Write(pkts, headroom); return err },
+		OutputOffset: headroom,
+		Log:          fw.cfg.Log.With().Str("stack", "inside").Logger(),
+		Seed:         int64(fw.seed),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fwx: inside netstack: %w", err)
+	}
+	out, err := netstack.New(netstack.Options{
+		Addrs:        []netip.Addr{fw.cfg.OutsideAddr.Addr()},
+		MTU:          mtu(fw.cfg.Outside),
+		Output:       func(pkts [][]byte) error { _, err := fw.cfg.Outside.Write(pkts, headroom); return err },
+		OutputOffset: headroom,
+		Log:          fw.cfg.Log.With().Str("stack", "outside").Logger(),
+		Seed:         int64(fw.seed) + 1,
+	})
+	if err != nil {
+		in.Close()
+		return nil, fmt.Errorf("fwx: outside netstack: %w", err)
+	}
+	u := &userPath{fw: fw, inside: in, outside: out}
+	in.HandleTCP(u.interceptTCP)
+	return u, nil
+}
+
+// interceptTCP hands a client's connection that the inside stack caught to
+// the session layer, with the NAT flow that says where it goes.
+func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
+	f := u.fw.table.LookupOutbound(nat.TCP, r.Src, r.Dst, u.fw.clock.Now())
+	if f == nil || !f.UserMode {
+		r.Reset()
+		return
+	}
+	u.fw.sessions.ServeOutbound(session.Intercepted{
+		Client: r.Src,
+		Dst:    r.Dst,
+		Flow:   f,
+		Accept: func() (session.Conn, error) { return r.Accept() },
+		Reset:  r.Reset,
+	})
+}
+
+// ListenOutside implements session.UserPath.
+func (u *userPath) ListenOutside(local netip.AddrPort, backlog int) (session.Listener, error) {
+	ln, err := u.outside.ListenTCP(local, backlog)
+	if err != nil {
+		return nil, err
+	}
+	return listener{ln}, nil
+}
+
+// DialInside implements session.UserPath.
+func (u *userPath) DialInside(ctx context.Context, local, remote netip.AddrPort) (session.Conn, error) {
+	return u.inside.DialTCP(ctx, local, remote)
+}
+
+// DialOutside implements session.UserPath.
+func (u *userPath) DialOutside(ctx context.Context, local, remote netip.AddrPort) (session.Conn, error) {
+	return u.outside.DialTCP(ctx, local, remote)
+}
+
+func (u *userPath) close() {
+	u.inside.Close()
+	u.outside.Close()
+}
+
+// listener adapts a netstack listener to session.Listener.
+type listener struct{ *netstack.Listener }
+
+func (l listener) Accept() (session.Conn, error) { return l.Listener.Accept() }

@@ -1,0 +1,196 @@
+package fwx_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx/session"
+)
+
+// echoPolicy binds the echo protocol (TCP 7) to the test filter "probe";
+// everything else goes out on the fast path.
+const echoPolicy = `
+protocols:
+  - {name: echo, transport: tcp, ports: [7], filter: probe}
+rules:
+  - {name: echo-out, action: allow, from: [internal], to: [external], protocols: [echo]}
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+`
+
+// probeFilter hooks connect events and lets each test decide what to do
+// with the connection.
+type probeFilter struct {
+	onConnect func(ev *session.Event) error
+	events    chan session.Event
+}
+
+func (f *probeFilter) Init() (session.Hooks, error) {
+	return session.Hooks{Events: session.EventConnectTCP | session.EventAcceptedConnection, Secondaries: true}, nil
+}
+func (f *probeFilter) AttachToSession(*session.Session) (session.SessionFilter, error) { return f, nil }
+func (f *probeFilter) Shutdown()                                                       {}
+func (f *probeFilter) Detach()                                                         {}
+func (f *probeFilter) HandleEvent(ev *session.Event) error {
+	if f.events != nil {
+		f.events <- *ev
+	}
+	if f.onConnect != nil {
+		return f.onConnect(ev)
+	}
+	return nil
+}
+
+// upper is a data filter that upper-cases what the client sends and passes
+// the server's bytes unchanged.
+var upper = session.DataFilterFunc(func(ctx context.Context, c *session.Connection, in, out session.Socket) error {
+	defer in.Close()
+	defer out.Close()
+	go func() {
+		io.Copy(in, out)
+		in.CloseWrite()
+	}()
+	buf := make([]byte, 4096)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if _, werr := out.Write(bytes.ToUpper(buf[:n])); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			out.CloseWrite()
+			<-ctx.Done()
+			return nil
+		}
+	}
+})
+
+// TestUserModeDataFilter: a flow whose protocol has a filter is terminated
+// and its bytes pass through the data filter the filter attached; the
+// server still sees fwx's outside address and the client the server's.
+func TestUserModeDataFilter(t *testing.T) {
+	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.AttachDataFilter(upper, session.PriorityMiddle) }}
+	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
+	peers := echoTCP(t, tb.server, 7)
+	c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("hello, filter"))
+	got := make([]byte, 13)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "HELLO, FILTER" {
+		t.Errorf("echo %q, want the upper-cased bytes", got)
+	}
+	if p := recv(t, peers); p.Addr() != fwOut.Addr() {
+		t.Errorf("server saw %v, want fwx's outside address", p)
+	}
+	if p := c.RemoteAddr().(*net.TCPAddr).AddrPort(); p != netip.AddrPortFrom(serverIP.Addr(), 7) {
+		t.Errorf("client's peer %v, want the server", p)
+	}
+	// Other protocols stay on the fast path.
+	echoTCP(t, tb.server, 8000)
+	d, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	roundTrip(t, d, "fast")
+}
+
+// TestUserModeDeny: a filter denying the connect event refuses the client
+// with a RST; no connection reaches the server.
+func TestUserModeDeny(t *testing.T) {
+	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.Deny() }}
+	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
+	peers := echoTCP(t, tb.server, 7)
+	_, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial: %v, want connection refused", err)
+	}
+	select {
+	case p := <-peers:
+		t.Errorf("server accepted %v", p)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestUserModeEmulate: a filter emulating the server answers the client
+// itself; fwx never connects to the server.
+func TestUserModeEmulate(t *testing.T) {
+	banner := session.DataFilterFunc(func(ctx context.Context, c *session.Connection, in, out session.Socket) error {
+		defer in.Close()
+		if out != nil {
+			t.Error("emulating filter got an external socket")
+		}
+		_, err := in.Write([]byte("220 emulated\r\n"))
+		return err
+	})
+	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.Emulate(banner) }}
+	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
+	// Nothing listens on the server: only emulation can answer.
+	c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(c)
+	if string(got) != "220 emulated\r\n" {
+		t.Errorf("read %q, want the emulated banner", got)
+	}
+}
+
+// TestUserModeBind: a bind made with NoKernelMode is served on the
+// user-mode path: the accepted event fires, and bytes reach the client
+// through the data filter attached at accept.
+func TestUserModeBind(t *testing.T) {
+	events := make(chan session.Event, 8)
+	f := &probeFilter{events: events, onConnect: func(ev *session.Event) error {
+		if ev.Type == session.EventAcceptedConnection {
+			return ev.Conn.AttachDataFilter(upper, session.PriorityMiddle)
+		}
+		return nil
+	}}
+	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
+	peers := echoTCP(t, tb.client, 5001)
+	res, err := tb.session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+		Protocol: session.TCP, ProtocolName: "echo", Flags: session.NoKernelMode, IPFilter: session.NewIPFilter(serverIP.Addr())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The server's bytes reach the inside client unchanged; its echo is
+	// upper-cased on the way out, since the filter's internal side is the
+	// inside client.
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("data"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != "DATA" {
+		t.Errorf("echo %q, want DATA: the data filter is not in the path", buf)
+	}
+	if p := recv(t, peers); p.Addr() != serverIP.Addr() {
+		t.Errorf("inside client saw a connection from %v, want the real server %v", p, serverIP.Addr())
+	}
+	if ev := recv(t, events); ev.Type != session.EventAcceptedConnection || ev.Remote.Addr() != serverIP.Addr() {
+		t.Errorf("event %v from %v, want accepted-connection from the server", ev.Type, ev.Remote)
+	}
+}
