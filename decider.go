@@ -7,8 +7,12 @@ import (
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// decider puts a policy in front of the NAT table.
-type decider struct{ p *policy.Policy }
+// decider puts a policy, and the data filter factories of the sessions, in
+// front of the NAT table.
+type decider struct {
+	p  *policy.Policy
+	fw *Firewall
+}
 
 var _ nat.Decider = decider{}
 
@@ -29,8 +33,10 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 		src, dst = netip.AddrPortFrom(src.Addr(), 0), netip.AddrPortFrom(dst.Addr(), 0)
 	}
 	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
-	// A protocol with an application filter takes the user-mode path.
-	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: r.Filter != "", Protocol: r.Protocol, Filter: r.Filter}
+	// A protocol with an application filter, or a connection a session's
+	// data filter factory wants, takes the user-mode path.
+	userMode := r.Filter != "" || (p == nat.TCP && r.Allow && d.fw.sessions.WantsUserMode(src.Addr(), dst))
+	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: userMode, Protocol: r.Protocol, Filter: r.Filter}
 }
 
 // Inbound implements nat.Decider.

@@ -52,6 +52,7 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	opts := cfg.Policy.Options()
 	t := opts.Timeouts
+	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, reject: opts.Reject}
 	table, err := nat.New(nat.Config{
 		External: cfg.OutsideAddr.Addr(),
 		Internal: cfg.InsideAddr.Addr(),
@@ -63,7 +64,7 @@ func New(cfg Config) (*Firewall, error) {
 			ICMP:           t.ICMP,
 		},
 		Filtering: filtering(opts.Filtering),
-		Decider:   decider{cfg.Policy},
+		Decider:   decider{p: cfg.Policy, fw: fw},
 		Observer:  flowLog{log: cfg.FirewallLog, clock: cfg.Clock},
 		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
 	})
@@ -83,7 +84,7 @@ func New(cfg Config) (*Firewall, error) {
 			return nil, fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
 		}
 	}
-	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, table: table, reject: opts.Reject}
+	fw.table = table
 	if fw.user, err = newUserPath(fw); err != nil {
 		return nil, err
 	}

@@ -194,3 +194,93 @@ func TestUserModeBind(t *testing.T) {
 		t.Errorf("event %v from %v, want accepted-connection from the server", ev.Type, ev.Remote)
 	}
 }
+
+// TestUserModeEmulateBind: a filter emulating a bind serves the connections
+// accepted on the bound port itself; the client is never contacted.
+func TestUserModeEmulateBind(t *testing.T) {
+	greeter := session.DataFilterFunc(func(ctx context.Context, c *session.Connection, in, out session.Socket) error {
+		if in != nil {
+			t.Error("emulated bind got an internal socket")
+		}
+		defer out.Close()
+		_, err := out.Write([]byte("from the filter"))
+		return err
+	})
+	f := &probeFilter{onConnect: func(ev *session.Event) error {
+		if ev.Type == session.EventBindTCP {
+			return ev.Conn.Emulate(greeter)
+		}
+		return nil
+	}}
+	f2 := &bindProbe{probeFilter: f}
+	tb := newTestbed(t, echoPolicy, withFilter("probe", f2))
+	peers := echoTCP(t, tb.client, 5001)
+	res, err := tb.session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+		Protocol: session.TCP, ProtocolName: "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(c)
+	if string(got) != "from the filter" {
+		t.Errorf("read %q, want the emulating filter's bytes", got)
+	}
+	select {
+	case p := <-peers:
+		t.Errorf("the client was contacted by %v", p)
+	default:
+	}
+}
+
+// bindProbe is a probeFilter that also hooks bind events.
+type bindProbe struct{ *probeFilter }
+
+func (f *bindProbe) Init() (session.Hooks, error) {
+	return session.Hooks{Events: session.EventBindTCP, Secondaries: true}, nil
+}
+func (f *bindProbe) AttachToSession(*session.Session) (session.SessionFilter, error) { return f.probeFilter, nil }
+
+// TestSetDataFilterFactory: a session's factory puts a data filter on the
+// client's later connections to an address, with no hook and no flag; once
+// cancelled, new connections take the fast path again.
+func TestSetDataFilterFactory(t *testing.T) {
+	tb := newTestbed(t, "")
+	echoTCP(t, tb.server, 8000)
+	dst := netip.AddrPortFrom(serverIP.Addr(), 8000)
+	a, err := tb.session(t).SetDataFilterFactory(session.FactoryRequest{Event: session.EventConnectTCP, Addr: dst,
+		Factory: func(*session.Connection) (session.DataFilter, error) { return upper, nil }, Priority: session.PriorityMiddle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := func() string {
+		c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("abc"))
+		buf := make([]byte, 3)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		return string(buf)
+	}
+	if got := echo(); got != "ABC" {
+		t.Errorf("with the factory: echo %q, want ABC", got)
+	}
+	if err := a.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Cancel(); !errors.Is(err, session.ErrTerminating) {
+		t.Errorf("second Cancel: %v, want ErrTerminating", err)
+	}
+	if got := echo(); got != "abc" {
+		t.Errorf("after Cancel: echo %q, want abc (fast path)", got)
+	}
+}

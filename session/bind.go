@@ -147,7 +147,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	// now, once.
 	watched := len(s.mgr.hooked(EventAcceptedConnection, d.Filter, true)) > 0
 	for i, c := range conns {
-		userMode := req.Flags&NoKernelMode != 0 || watched || c.userMode()
+		userMode := req.Flags&NoKernelMode != 0 || watched || c.userMode() || s.wantsFilter(EventAcceptedConnection, c.addr)
 		e := &nat.Expectation{
 			Proto:         proto,
 			External:      c.addr,

@@ -188,10 +188,13 @@ func (c *Connection) AttachDataFilter(df DataFilter, p Priority) error {
 }
 
 // Emulate makes df play the far end of the connection (ISA's
-// EmulateForConnect for a connect, EmulateForBind for a bind): fwx does
-// not connect to the server, and df, at PriorityEmulation, gets a nil
-// external socket. It is legal only while handling a connect or bind event
-// (ErrBadContext otherwise) and only once (ErrAlreadyEmulated).
+// EmulateForConnect for a connect, EmulateForBind for a bind). For a
+// connect, fwx does not connect to the server, and df, last in the chain,
+// gets a nil external socket. For a bind, df serves each connection
+// accepted on the bound port in place of the client: it gets the peer's
+// connection as its external socket and a nil internal one. It is legal
+// only while handling a connect or bind event (ErrBadContext otherwise) and
+// only once (ErrAlreadyEmulated).
 func (c *Connection) Emulate(df DataFilter) error {
 	if df == nil {
 		return fmt.Errorf("session: Emulate: %w", ErrInvalidArgument)

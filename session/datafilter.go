@@ -35,9 +35,11 @@ type Socket interface {
 type DataFilter interface {
 	// Serve runs the filter on one connection until it is done with it:
 	// it reads from each socket and writes to the other as it sees fit.
-	// external is nil when the filter emulates the server. Serve owns both
-	// sockets and must close them before it returns; ctx is done when the
-	// connection is killed or its session ends.
+	// external is nil when the filter emulates the server of a connect;
+	// internal is nil when it emulates the client of a bind (it then serves
+	// the connections accepted on the bound port itself, alone). Serve owns
+	// the sockets and must close them before it returns; ctx is done when
+	// the connection is killed or its session ends.
 	Serve(ctx context.Context, c *Connection, internal, external Socket) error
 }
 

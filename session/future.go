@@ -59,15 +59,16 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.admitLocked(1); err != nil {
-		return nil, err
-	}
 	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
 	ev := EventConnectTCP
 	if req.Protocol == UDP {
 		ev = EventUDPDestination
+	}
+	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.admitLocked(1); err != nil {
+		return nil, err
 	}
 	e := &nat.Expectation{
 		Proto:        proto,
@@ -76,7 +77,7 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		ExternalAddr: ext,
 		Multiple:     req.Flags&AllowMultiple != 0,
 		Deadline:     s.deadline(req.Flags).Deadline,
-		UserMode:     req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0,
+		UserMode:     userMode,
 		Rule:         req.ProtocolName,
 		Protocol:     req.ProtocolName,
 		Filter:       d.Filter,

@@ -115,7 +115,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			ExternalAddr: ext,
 			Multiple:     req.Flags&AllowMultiple != 0,
 			Deadline:     s.deadline(req.Flags).Deadline,
-			UserMode:     req.Flags&NoKernelMode != 0 || c.userMode(),
+			UserMode:     req.Flags&NoKernelMode != 0 || c.userMode() || s.wantsFilter(ev, dst),
 			Rule:         req.ProtocolName,
 			Protocol:     req.ProtocolName,
 			Filter:       d.Filter,

@@ -23,10 +23,11 @@ type Session struct {
 
 	mu struct {
 		sync.Mutex
-		ended   bool
-		conns   map[*Connection]struct{}
-		actions map[*FirewallAction]struct{}
-		filters map[*filterEntry]SessionFilter
+		ended     bool
+		conns     map[*Connection]struct{}
+		actions   map[*FirewallAction]struct{}
+		filters   map[*filterEntry]SessionFilter
+		factories []*factory
 	}
 }
 
@@ -100,7 +101,7 @@ func (s *Session) admitLocked(n int) error {
 func (s *Session) pruneLocked() {
 	now := s.mgr.cfg.Clock.Now()
 	for a := range s.mu.actions {
-		if !s.mgr.cfg.Table.ExpectationLive(a.expect, now) {
+		if a.expect != nil && !s.mgr.cfg.Table.ExpectationLive(a.expect, now) {
 			delete(s.mu.actions, a)
 		}
 	}

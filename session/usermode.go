@@ -81,7 +81,10 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 		return
 	}
 	defer s.untrack(c)
-	err := s.dispatch(&Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol, Secondary: owner != nil}, f.Filter)
+	err := s.applyFactories(c, EventConnectTCP, f.Remote)
+	if err == nil {
+		err = s.dispatch(&Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol, Secondary: owner != nil}, f.Filter)
+	}
 	if err != nil {
 		m.cfg.Log.Debug().Err(err).Stringer("client", r.Client).Stringer("dst", r.Dst).Msg("connect refused by a filter")
 		r.Reset()
@@ -163,8 +166,20 @@ func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	defer s.untrack(c)
 	ev := &Event{Type: EventAcceptedConnection, Conn: c, Addr: bound.addr, Local: peer.LocalAddrPort(),
 		Remote: peer.RemoteAddrPort(), Protocol: bound.protocol, Secondary: true}
-	if err := s.dispatch(ev, bound.filter); err != nil {
+	err := s.applyFactories(c, EventAcceptedConnection, bound.addr)
+	if err == nil {
+		err = s.dispatch(ev, bound.filter)
+	}
+	if err != nil {
 		peer.Abort()
+		return
+	}
+	if em := bound.Emulated(); em != nil {
+		// The filter plays the client of the bind.
+		defer peer.Close()
+		if err := em.Serve(c.ctx, c, nil, peer); err != nil && !errors.Is(err, context.Canceled) {
+			s.mgr.cfg.Log.Debug().Err(err).Stringer("bound", bound.addr).Msg("emulated bind ended with an error")
+		}
 		return
 	}
 	client := bound.ClientAddr()
