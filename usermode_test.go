@@ -243,7 +243,9 @@ type bindProbe struct{ *probeFilter }
 func (f *bindProbe) Init() (session.Hooks, error) {
 	return session.Hooks{Events: session.EventBindTCP, Secondaries: true}, nil
 }
-func (f *bindProbe) AttachToSession(*session.Session) (session.SessionFilter, error) { return f.probeFilter, nil }
+func (f *bindProbe) AttachToSession(*session.Session) (session.SessionFilter, error) {
+	return f.probeFilter, nil
+}
 
 // TestSetDataFilterFactory: a session's factory puts a data filter on the
 // client's later connections to an address, with no hook and no flag; once
