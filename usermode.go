@@ -71,7 +71,7 @@ func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
 		Client: r.Src,
 		Dst:    r.Dst,
 		Flow:   f,
-		Accept: func() (session.Conn, error) { return r.Accept() },
+		Accept: func() (session.Conn, error) { return conn(r.Accept()) },
 		Reset:  r.Reset,
 	})
 }
@@ -87,12 +87,12 @@ func (u *userPath) ListenOutside(local netip.AddrPort, backlog int) (session.Lis
 
 // DialInside implements session.UserPath.
 func (u *userPath) DialInside(ctx context.Context, local, remote netip.AddrPort) (session.Conn, error) {
-	return u.inside.DialTCP(ctx, local, remote)
+	return conn(u.inside.DialTCP(ctx, local, remote))
 }
 
 // DialOutside implements session.UserPath.
 func (u *userPath) DialOutside(ctx context.Context, local, remote netip.AddrPort) (session.Conn, error) {
-	return u.outside.DialTCP(ctx, local, remote)
+	return conn(u.outside.DialTCP(ctx, local, remote))
 }
 
 func (u *userPath) close() {
@@ -103,4 +103,13 @@ func (u *userPath) close() {
 // listener adapts a netstack listener to session.Listener.
 type listener struct{ *netstack.Listener }
 
-func (l listener) Accept() (session.Conn, error) { return l.Listener.Accept() }
+func (l listener) Accept() (session.Conn, error) { return conn(l.Listener.Accept()) }
+
+// conn converts a netstack result to a session.Conn, keeping a failed
+// result a nil interface rather than an interface holding a nil pointer.
+func conn(c *netstack.Conn, err error) (session.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}

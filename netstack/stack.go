@@ -158,8 +158,8 @@ func New(opts Options) (*Stack, error) {
 		opts.MaxInFlight = defaultMaxInFlight
 	}
 	for _, a := range opts.Addrs {
-		if err := checkAddr(a); err != nil {
-			return nil, fmt.Errorf("netstack: Options.Addrs: %v: %w", a, err)
+		if err := checkAddr(a); err != nil || a.IsUnspecified() || a.IsMulticast() {
+			return nil, fmt.Errorf("netstack: Options.Addrs: %v: %w", a, ErrAddress)
 		}
 	}
 
@@ -263,7 +263,9 @@ func (s *Stack) setupNIC(addrs []netip.Addr) error {
 // Deliver hands packets read from the device to the stack, synchronously
 // on the caller's goroutine (fwx's reader). Each packet is copied, so pkts
 // may be reused when Deliver returns (zero copy is a later optimisation).
-// Packets that are not IPv4 or IPv6 are counted and dropped.
+// Packets that are not IPv4 or IPv6 are counted and dropped. Deliver may
+// be called from several goroutines (one per device queue), and after
+// Close, when it discards.
 //
 // Deliver does not wait for connections' readers: TCP segments are queued
 // to gVisor's processor goroutines. It waits only when a reply sent inline

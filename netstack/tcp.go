@@ -26,8 +26,9 @@ const defaultBacklog = 128
 // worked, so that a refused or unreachable server reaches the client as
 // a refused connection:
 //
-//	s.HandleTCP(func(r *netstack.TCPRequest) {
-//		up, err := outside.DialTCP(r.Context(), local, r.Dst)
+//	inside.HandleTCP(func(r *netstack.TCPRequest) {
+//		// natAddr: fwx's outside address and the port its NAT allocated.
+//		up, err := outside.DialTCP(r.Context(), natAddr, r.Dst)
 //		if err != nil {
 //			r.Reset()
 //			return
