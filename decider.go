@@ -35,7 +35,9 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
 	// A protocol with an application filter, or a connection a session's
 	// data filter factory wants, takes the user-mode path.
-	userMode := r.Filter != "" || (p == nat.TCP && r.Allow && d.fw.sessions.WantsUserMode(src.Addr(), dst))
+	// The user-mode path terminates TCP only, for now: UDP flows of a
+	// filtered protocol stay on the fast path.
+	userMode := p == nat.TCP && (r.Filter != "" || (r.Allow && d.fw.sessions.WantsUserMode(src.Addr(), dst)))
 	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: userMode, Protocol: r.Protocol, Filter: r.Filter}
 }
 
@@ -45,5 +47,5 @@ func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	if !ok {
 		return nat.Decision{Rule: "default-deny"}
 	}
-	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: pub.Filter != "", Protocol: pub.Protocol, Filter: pub.Filter}
+	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: p == nat.TCP && pub.Filter != "", Protocol: pub.Protocol, Filter: pub.Filter}
 }

@@ -502,3 +502,23 @@ func futureErr(s *session.Session, req session.FutureConnect) error {
 	_, err := s.AllowFutureConnect(req)
 	return err
 }
+
+// TestUDPUserModeNotSupported: the user-mode path carries TCP only for now;
+// a UDP grant that would need it says so.
+func TestUDPUserModeNotSupported(t *testing.T) {
+	tb := newTestbed(t, sdkPolicy)
+	s := tb.session(t)
+	_, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
+		ProtocolName: "tftp", Flags: session.NoKernelMode})
+	if !errors.Is(err, session.ErrNotSupported) {
+		t.Errorf("UDP bind with NoKernelMode: %v, want ErrNotSupported", err)
+	}
+	_, err = s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 6000), Protocol: session.UDP,
+		ProtocolName: "tftp", Flags: session.NoKernelMode})
+	if !errors.Is(err, session.ErrNotSupported) {
+		t.Errorf("UDP future connect with NoKernelMode: %v, want ErrNotSupported", err)
+	}
+	if n := s.Pinholes(); n != 0 {
+		t.Errorf("%d pinholes left by failed grants", n)
+	}
+}

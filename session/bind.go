@@ -148,6 +148,13 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	watched := len(s.mgr.hooked(EventAcceptedConnection, d.Filter, true)) > 0
 	for i, c := range conns {
 		userMode := req.Flags&NoKernelMode != 0 || watched || c.userMode() || s.wantsFilter(EventAcceptedConnection, c.addr)
+		if userMode && req.Protocol == UDP {
+			release(i)
+			for _, done := range conns[:i] {
+				done.Kill()
+			}
+			return nil, fmt.Errorf("session: %s: UDP on the user-mode path: %w", call, ErrNotSupported)
+		}
 		e := &nat.Expectation{
 			Proto:         proto,
 			External:      c.addr,

@@ -65,6 +65,9 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		ev = EventUDPDestination
 	}
 	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
+	if userMode && req.Protocol == UDP {
+		return nil, fmt.Errorf("session: %s: UDP on the user-mode path: %w", call, ErrNotSupported)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.admitLocked(1); err != nil {

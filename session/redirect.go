@@ -106,6 +106,10 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		if err := s.dispatch(&Event{Type: ev, Conn: c, Addr: dst, Protocol: req.ProtocolName, Secondary: true}, d.Filter); err != nil {
 			return fail(i, err)
 		}
+		userMode := req.Flags&NoKernelMode != 0 || c.userMode() || s.wantsFilter(ev, dst)
+		if userMode && req.Protocol == UDP {
+			return fail(i, fmt.Errorf("UDP on the user-mode path: %w", ErrNotSupported))
+		}
 		e := &nat.Expectation{
 			Proto:        proto,
 			Client:       s.client,
@@ -115,7 +119,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			ExternalAddr: ext,
 			Multiple:     req.Flags&AllowMultiple != 0,
 			Deadline:     s.deadline(req.Flags).Deadline,
-			UserMode:     req.Flags&NoKernelMode != 0 || c.userMode() || s.wantsFilter(ev, dst),
+			UserMode:     userMode,
 			Rule:         req.ProtocolName,
 			Protocol:     req.ProtocolName,
 			Filter:       d.Filter,
