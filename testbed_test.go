@@ -47,7 +47,7 @@ type testbed struct {
 // newTestbed builds the topology with fwx running policy (YAML; empty means
 // the built-in default) and stops everything when the test ends, checking
 // that no goroutine is left behind. Options adjust fwx's configuration.
-func newTestbed(t *testing.T, policyYAML string, opts ...func(*fwx.Config)) *testbed {
+func newTestbed(t testing.TB, policyYAML string, opts ...func(*fwx.Config)) *testbed {
 	t.Helper()
 	goroutines := runtime.NumGoroutine()
 	pol := policy.Default()
@@ -101,7 +101,7 @@ func newTestbed(t *testing.T, policyYAML string, opts ...func(*fwx.Config)) *tes
 	return tb
 }
 
-func mustHost(t *testing.T, s *lab.Segment, name string, addr netip.Prefix, gw netip.Addr) *lab.Host {
+func mustHost(t testing.TB, s *lab.Segment, name string, addr netip.Prefix, gw netip.Addr) *lab.Host {
 	t.Helper()
 	h, err := s.AddHost(name, addr, gw)
 	if err != nil {
@@ -111,7 +111,7 @@ func mustHost(t *testing.T, s *lab.Segment, name string, addr netip.Prefix, gw n
 }
 
 // checkGoroutines fails the test if goroutines it started outlive it.
-func checkGoroutines(t *testing.T, before int) {
+func checkGoroutines(t testing.TB, before int) {
 	t.Helper()
 	// Generous: under the race detector on a loaded machine, closing a
 	// lab network's stacks can take seconds.
@@ -189,7 +189,7 @@ func (l *logBuffer) waitRecords(t *testing.T, n int, match map[string]string) []
 	}
 }
 
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

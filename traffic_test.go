@@ -16,7 +16,7 @@ import (
 )
 
 // echoTCP serves a TCP echo on h:port and reports each client's address.
-func echoTCP(t *testing.T, h *lab.Host, port uint16) <-chan netip.AddrPort {
+func echoTCP(t testing.TB, h *lab.Host, port uint16) <-chan netip.AddrPort {
 	t.Helper()
 	ln, err := h.ListenTCP(port)
 	if err != nil {
