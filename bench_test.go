@@ -29,9 +29,11 @@ type passFilter struct{}
 func (passFilter) Init() (session.Hooks, error) {
 	return session.Hooks{Events: session.EventConnectTCP}, nil
 }
-func (passFilter) AttachToSession(*session.Session) (session.SessionFilter, error) { return passFilter{}, nil }
-func (passFilter) Shutdown()                                                      {}
-func (passFilter) Detach()                                                        {}
+func (passFilter) AttachToSession(*session.Session) (session.SessionFilter, error) {
+	return passFilter{}, nil
+}
+func (passFilter) Shutdown() {}
+func (passFilter) Detach()   {}
 func (passFilter) HandleEvent(ev *session.Event) error {
 	return ev.Conn.AttachDataFilter(session.DataFilterFunc(func(ctx context.Context, c *session.Connection, in, out session.Socket) error {
 		_, _, err := stream.Relay(ctx, in, out, 0)
