@@ -51,19 +51,12 @@ func New(cfg Config) (*Firewall, error) {
 		seed = rand.Uint64()
 	}
 	opts := cfg.Policy.Options()
-	t := opts.Timeouts
 	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, reject: opts.Reject}
 	table, err := nat.New(nat.Config{
-		External: cfg.OutsideAddr.Addr(),
-		Internal: cfg.InsideAddr.Addr(),
-		Timeouts: nat.Timeouts{
-			UDP:            t.UDP,
-			TCPEstablished: t.TCPEstablished,
-			TCPTransitory:  t.TCPTransitory,
-			TCPRST:         t.TCPRST,
-			ICMP:           t.ICMP,
-		},
-		Filtering: filtering(opts.Filtering),
+		External:  cfg.OutsideAddr.Addr(),
+		Internal:  cfg.InsideAddr.Addr(),
+		Timeouts:  opts.Timeouts,
+		Filtering: opts.Filtering,
 		Decider:   decider{p: cfg.Policy, fw: fw},
 		Observer:  flowLog{log: cfg.FirewallLog, clock: cfg.Clock},
 		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
@@ -132,16 +125,6 @@ func addFilters(mgr *session.Manager, pol *policy.Policy, reg *filters.Registry)
 // Session returns the filter SDK session of a SecureNAT client address,
 // creating it (ISA's GetClientSession); nil once the firewall has stopped.
 func (fw *Firewall) Session(client netip.Addr) *session.Session { return fw.sessions.Session(client) }
-
-func filtering(f policy.Filtering) nat.Filtering {
-	switch f {
-	case policy.EndpointIndependent:
-		return nat.EndpointIndependent
-	case policy.AddressAndPortDependent:
-		return nat.AddressAndPortDependent
-	}
-	return nat.AddressDependent
-}
 
 // Flows returns the number of live flows.
 func (fw *Firewall) Flows() int { return fw.table.Len() }

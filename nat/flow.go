@@ -40,7 +40,9 @@ func DefaultTimeouts() Timeouts {
 	}
 }
 
-func (t Timeouts) withDefaults() Timeouts {
+// WithDefaults returns t with every zero (or negative) field replaced by
+// its default.
+func (t Timeouts) WithDefaults() Timeouts {
 	d := DefaultTimeouts()
 	for _, f := range []struct{ v, def *time.Duration }{
 		{&t.UDP, &d.UDP}, {&t.TCPEstablished, &d.TCPEstablished},

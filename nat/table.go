@@ -134,7 +134,7 @@ func New(cfg Config) (*Table, error) {
 	if !cfg.External.Is4() {
 		return nil, fmt.Errorf("nat: external address %v is not an IPv4 address", cfg.External)
 	}
-	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	cfg.Timeouts = cfg.Timeouts.WithDefaults()
 	if cfg.Decider == nil {
 		cfg.Decider = allowOutbound{}
 	}

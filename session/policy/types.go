@@ -1,8 +1,9 @@
 package policy
 
 import (
+	"github.com/fwx-dev/fwx/nat"
+
 	"strconv"
-	"time"
 )
 
 // Transport is the transport protocol of a flow or of a protocol
@@ -114,84 +115,26 @@ func (m RejectMode) String() string {
 
 // Filtering is the NAT's filtering behaviour, in the terms of RFC 4787
 // section 5: which packets from the outside may use a mapping that an
-// outbound flow created. The zero Filtering is AddressDependent, the
-// default (RFC 4787 REQ-8 recommends it when security matters more than
-// transparency).
-type Filtering uint8
+// outbound flow created. It is the NAT table's own type; the zero value,
+// AddressDependent, is the default (RFC 4787 REQ-8 recommends it when
+// security matters more than transparency).
+type Filtering = nat.Filtering
 
+// Filtering behaviours, as spelled in the policy file's options.
 const (
-	// AddressDependent lets in packets from any port of an address the
-	// internal endpoint has sent to.
-	AddressDependent Filtering = iota
-	// EndpointIndependent lets in packets from any address and port
-	// (full-cone behaviour).
-	EndpointIndependent
-	// AddressAndPortDependent lets in packets only from address:port pairs
-	// the internal endpoint has sent to.
-	AddressAndPortDependent
+	AddressDependent        = nat.AddressDependent
+	EndpointIndependent     = nat.EndpointIndependent
+	AddressAndPortDependent = nat.AddressAndPortDependent
 )
 
-// String returns the policy file's spelling, such as "address-dependent".
-func (f Filtering) String() string {
-	switch f {
-	case EndpointIndependent:
-		return "endpoint-independent"
-	case AddressDependent:
-		return "address-dependent"
-	case AddressAndPortDependent:
-		return "address-and-port-dependent"
-	}
-	return "Filtering(" + strconv.Itoa(int(f)) + ")"
-}
-
-// Timeouts are the idle timeouts of flows. A zero field means "use the
-// default" (see [DefaultTimeouts]); [Policy.Options] always returns them
+// Timeouts are the idle timeouts of flows: the NAT table's own type. A zero
+// field means "use the default"; [Policy.Options] always returns them
 // filled in.
-type Timeouts struct {
-	// UDP is the idle timeout of a UDP mapping (RFC 4787 REQ-5: at least
-	// 2 minutes; 5 recommended).
-	UDP time.Duration
-	// TCPEstablished is the idle timeout of an established TCP connection
-	// (RFC 5382 REQ-5: at least 2 hours 4 minutes).
-	TCPEstablished time.Duration
-	// TCPTransitory is the idle timeout of a TCP connection that is being
-	// opened or closed (RFC 5382 REQ-5: at least 4 minutes).
-	TCPTransitory time.Duration
-	// TCPRST is how long a TCP flow lingers after a RST.
-	TCPRST time.Duration
-	// ICMP is the idle timeout of an ICMP echo flow (RFC 5508 REQ-1: at
-	// least 60 seconds).
-	ICMP time.Duration
-}
+type Timeouts = nat.Timeouts
 
 // DefaultTimeouts returns the built-in timeouts: UDP 5m, TCP established
 // 2h4m, TCP transitory 4m, TCP after RST 4m, ICMP 60s.
-func DefaultTimeouts() Timeouts {
-	return Timeouts{
-		UDP:            5 * time.Minute,
-		TCPEstablished: 2*time.Hour + 4*time.Minute,
-		TCPTransitory:  4 * time.Minute,
-		TCPRST:         4 * time.Minute,
-		ICMP:           60 * time.Second,
-	}
-}
-
-// WithDefaults returns t with every zero (or negative) field replaced by its
-// default from [DefaultTimeouts].
-func (t Timeouts) WithDefaults() Timeouts {
-	d := DefaultTimeouts()
-	fill := func(v *time.Duration, def time.Duration) {
-		if *v <= 0 {
-			*v = def
-		}
-	}
-	fill(&t.UDP, d.UDP)
-	fill(&t.TCPEstablished, d.TCPEstablished)
-	fill(&t.TCPTransitory, d.TCPTransitory)
-	fill(&t.TCPRST, d.TCPRST)
-	fill(&t.ICMP, d.ICMP)
-	return t
-}
+func DefaultTimeouts() Timeouts { return nat.DefaultTimeouts() }
 
 // Options are a policy's gateway-wide settings (the file's options section).
 // The zero Options are the defaults: reject by reply, address-dependent
