@@ -81,6 +81,14 @@ func New(cfg Config) (*Firewall, error) {
 	if fw.user, err = newUserPath(fw); err != nil {
 		return nil, err
 	}
+	for _, pub := range cfg.Policy.Publications() {
+		if pub.Filter != "" && pub.Transport == policy.TCP {
+			if err := fw.user.publish(pub, netip.AddrPortFrom(cfg.OutsideAddr.Addr(), pub.Listen.Port())); err != nil {
+				fw.user.close()
+				return nil, err
+			}
+		}
+	}
 	mgr := session.NewManager(session.Config{
 		UserPath:       fw.user,
 		Table:          table,
@@ -167,6 +175,7 @@ func (fw *Firewall) Run(ctx context.Context) error {
 		defer wg.Done()
 		fw.sweep(ctx)
 	}()
+	fw.user.serve()
 
 	var err error
 	select {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack"
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // userPath is fwx's user-mode path: two netstacks, one per side. Packets of
@@ -17,9 +19,18 @@ import (
 // re-originates the connection from the flow's external endpoint. What the
 // stacks send is written straight to the devices, untranslated.
 type userPath struct {
-	fw      *Firewall
-	inside  *netstack.Stack
-	outside *netstack.Stack
+	fw        *Firewall
+	inside    *netstack.Stack
+	outside   *netstack.Stack
+	published []published
+	wg        sync.WaitGroup // accept loops and the connections they serve
+}
+
+// published is a server publication handled by a filter: the outside
+// stack accepts its connections, and the session layer serves them.
+type published struct {
+	pub policy.Publication
+	ln  *netstack.Listener
 }
 
 var _ session.UserPath = (*userPath)(nil)
@@ -95,9 +106,53 @@ func (u *userPath) DialOutside(ctx context.Context, local, remote netip.AddrPort
 	return conn(u.outside.DialTCP(ctx, local, remote))
 }
 
+// publish makes the outside stack accept the connections of a publication
+// whose protocol has a filter: the NAT table diverts them here.
+func (u *userPath) publish(pub policy.Publication, listen netip.AddrPort) error {
+	ln, err := u.outside.ListenTCP(listen, 0)
+	if err != nil {
+		return fmt.Errorf("fwx: publish %q on %v: %w", pub.Name, listen, err)
+	}
+	u.published = append(u.published, published{pub, ln})
+	return nil
+}
+
+// serve runs the accept loops of the filtered publications until the
+// listeners close.
+func (u *userPath) serve() {
+	for _, p := range u.published {
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			for {
+				c, err := p.ln.Accept()
+				if err != nil {
+					return
+				}
+				u.wg.Add(1)
+				go func() {
+					defer u.wg.Done()
+					u.fw.sessions.ServeInbound(session.Incoming{
+						Peer:     c,
+						Server:   p.pub.Server,
+						Protocol: p.pub.Protocol,
+						Filter:   p.pub.Filter,
+					})
+				}()
+			}
+		}()
+	}
+}
+
+// close stops the stacks, which ends every user-mode connection and accept
+// loop, and waits for them.
 func (u *userPath) close() {
+	for _, p := range u.published {
+		p.ln.Close()
+	}
 	u.inside.Close()
 	u.outside.Close()
+	u.wg.Wait()
 }
 
 // listener adapts a netstack listener to session.Listener.

@@ -286,3 +286,45 @@ func TestSetDataFilterFactory(t *testing.T) {
 		t.Errorf("after Cancel: echo %q, want abc (fast path)", got)
 	}
 }
+
+// TestPublishedServerWithFilter: a connection to a published server whose
+// protocol has a filter takes the user-mode path; the filter's internal side
+// is the published server, which sees the real outside client.
+func TestPublishedServerWithFilter(t *testing.T) {
+	events := make(chan session.Event, 4)
+	f := &probeFilter{events: events, onConnect: func(ev *session.Event) error {
+		if !ev.Conn.Inbound() {
+			t.Error("a published connection is not marked inbound")
+		}
+		return ev.Conn.AttachDataFilter(upper, session.PriorityMiddle)
+	}}
+	tb := newTestbed(t, `
+protocols:
+  - {name: web-in, transport: tcp, ports: [8080], direction: inbound, filter: probe}
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+publish:
+  - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
+`, withFilter("probe", f))
+	peers := echoTCP(t, tb.client, 80)
+	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("abc"))
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != "ABC" {
+		t.Errorf("echo %q, want ABC: the published server's reply passes the filter", buf)
+	}
+	if p := recv(t, peers); p.Addr() != serverIP.Addr() {
+		t.Errorf("published server saw %v, want the outside client %v", p, serverIP.Addr())
+	}
+	if ev := recv(t, events); ev.Type != session.EventAcceptedConnection || ev.Conn.Session().ClientAddr() != clientIP.Addr() {
+		t.Errorf("event %v in the session of %v; want accepted-connection in the server's session", ev.Type, ev.Conn.Session().ClientAddr())
+	}
+}

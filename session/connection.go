@@ -21,6 +21,7 @@ type Connection struct {
 	protocol string         // the policy protocol
 	filter   string         // the filter the policy binds to the protocol
 	addr     netip.AddrPort // the bound external endpoint, or the destination
+	inbound  bool           // started from the outside: a bind's or a publication's
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -57,6 +58,11 @@ func (c *Connection) Protocol() Protocol { return c.proto }
 
 // ProtocolName returns the policy protocol the connection belongs to.
 func (c *Connection) ProtocolName() string { return c.protocol }
+
+// Inbound reports whether the connection was started from the outside: a
+// connection accepted on a bound port or to a published server. A data
+// filter's internal side is then the inside host that receives it.
+func (c *Connection) Inbound() bool { return c.inbound }
 
 // Addr returns the connection's address on fwx: for BindForClient, the
 // bound external address and port.

@@ -159,6 +159,7 @@ func (m *Manager) listenUserMode(c *Connection, _ *nat.Expectation, backlog int)
 // serveAccepted runs one connection accepted on a user-mode bind.
 func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
+	c.inbound = true
 	if !s.track(c) {
 		peer.Abort()
 		return
@@ -227,4 +228,53 @@ func (s *Session) track(c *Connection) bool {
 // untrack ends a user-mode connection: terminating event, forgotten.
 func (s *Session) untrack(c *Connection) {
 	c.Kill()
+}
+
+// Incoming is a connection from the outside to a published server whose
+// protocol has a filter, as the outside netstack accepted it.
+type Incoming struct {
+	// Peer is the connection from the outside client.
+	Peer Conn
+	// Server is the published inside server; the session is its.
+	Server netip.AddrPort
+	// Protocol and Filter name the publication's protocol and filter.
+	Protocol, Filter string
+}
+
+// ServeInbound runs a connection to a published server to its end: the
+// accepted-connection event in the server's session (filters may deny it
+// or attach data filters), the connection to the server from the outside
+// client's address, and the chain. The data filters' internal side is the
+// published server. It blocks until the connection ends.
+func (m *Manager) ServeInbound(r Incoming) {
+	s := m.Session(r.Server.Addr())
+	if s == nil || m.cfg.UserPath == nil {
+		r.Peer.Abort()
+		return
+	}
+	c := newConnection(s, TCP, r.Protocol, r.Filter, r.Peer.LocalAddrPort(), r.Server)
+	c.inbound = true
+	if !s.track(c) {
+		r.Peer.Abort()
+		return
+	}
+	defer s.untrack(c)
+	err := s.applyFactories(c, EventAcceptedConnection, r.Peer.LocalAddrPort())
+	if err == nil {
+		err = s.dispatch(&Event{Type: EventAcceptedConnection, Conn: c, Addr: r.Peer.LocalAddrPort(),
+			Local: r.Peer.LocalAddrPort(), Remote: r.Peer.RemoteAddrPort(), Protocol: r.Protocol}, r.Filter)
+	}
+	if err != nil {
+		r.Peer.Abort()
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
+	server, err := m.cfg.UserPath.DialInside(ctx, r.Peer.RemoteAddrPort(), r.Server)
+	cancel()
+	if err != nil {
+		m.cfg.Log.Debug().Err(err).Stringer("server", r.Server).Msg("user-mode connect to a published server failed")
+		r.Peer.Abort()
+		return
+	}
+	s.runChain(c, server, r.Peer, c.DataFilters())
 }
