@@ -22,6 +22,7 @@ type Connection struct {
 	filter   string         // the filter the policy binds to the protocol
 	addr     netip.AddrPort // the bound external endpoint, or the destination
 	inbound  bool           // started from the outside: a bind's or a publication's
+	peer     netip.AddrPort // the far end: the server, or the outside client
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -63,6 +64,11 @@ func (c *Connection) ProtocolName() string { return c.protocol }
 // connection accepted on a bound port or to a published server. A data
 // filter's internal side is then the inside host that receives it.
 func (c *Connection) Inbound() bool { return c.inbound }
+
+// Peer returns the far end of a user-mode connection: the server a client
+// connects to, or the outside client of an inbound connection. It is the
+// zero value for bound ports and grants.
+func (c *Connection) Peer() netip.AddrPort { return c.peer }
 
 // Addr returns the connection's address on fwx: for BindForClient, the
 // bound external address and port.

@@ -76,6 +76,7 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	f := r.Flow
 	owner, _ := ownerOf(f)
 	c := newConnection(s, TCP, f.Protocol, f.Filter, r.Dst, r.Client)
+	c.peer = f.Remote
 	if !s.track(c) {
 		r.Reset()
 		return
@@ -159,7 +160,7 @@ func (m *Manager) listenUserMode(c *Connection, _ *nat.Expectation, backlog int)
 // serveAccepted runs one connection accepted on a user-mode bind.
 func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
-	c.inbound = true
+	c.inbound, c.peer = true, peer.RemoteAddrPort()
 	if !s.track(c) {
 		peer.Abort()
 		return
@@ -253,7 +254,7 @@ func (m *Manager) ServeInbound(r Incoming) {
 		return
 	}
 	c := newConnection(s, TCP, r.Protocol, r.Filter, r.Peer.LocalAddrPort(), r.Server)
-	c.inbound = true
+	c.inbound, c.peer = true, r.Peer.RemoteAddrPort()
 	if !s.track(c) {
 		r.Peer.Abort()
 		return

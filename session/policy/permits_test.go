@@ -60,3 +60,21 @@ publish:
 		t.Errorf("Filters() = %q, want [ftp rtsp] (gopher is bound to no rule)", got)
 	}
 }
+
+func TestPermitsPublishedServer(t *testing.T) {
+	p, err := policy.Parse("pub", []byte(`
+protocols:
+  - {name: ftp-server, transport: tcp, ports: [21], direction: inbound, filter: ftp}
+publish:
+  - {name: ftpd, protocol: ftp-server, server: "10.0.0.5"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Permits(netip.MustParseAddr("10.0.0.5"), "ftp-server"); !d.Allow || d.Rule != "ftpd" {
+		t.Errorf("published server: %+v, want allowed by ftpd", d)
+	}
+	if d := p.Permits(netip.MustParseAddr("10.0.0.6"), "ftp-server"); d.Allow {
+		t.Errorf("another host: %+v, want denied", d)
+	}
+}

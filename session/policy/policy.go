@@ -108,7 +108,8 @@ func (p *Policy) Decide(f Flow) Decision {
 // FWX_E_PROTOCOL_RULES_DENIED). The first access rule whose "from" contains
 // client and that lists the protocol, or a built-in protocol covering all of
 // its transports (any), decides; its destinations are not looked at,
-// since a secondary's destination is the protocol's business.
+// since a secondary's destination is the protocol's business. Failing
+// that, a publication of the protocol whose server is client allows it.
 func (p *Policy) Permits(client netip.Addr, protocol string) Decision {
 	if p == nil {
 		return Decision{Rule: DefaultDeny}
@@ -123,6 +124,13 @@ func (p *Policy) Permits(client netip.Addr, protocol string) Decision {
 			if m := &r.protos[j]; m.name == protocol || m.name == "any" {
 				return Decision{Allow: r.action == Allow, Rule: r.name, Protocol: protocol, Filter: m.filter}
 			}
+		}
+	}
+	// A published server may use its publication's protocol: the filter
+	// of a published FTP server grants its data connections with it.
+	for i := range p.pubs {
+		if pub := &p.pubs[i]; pub.Protocol == protocol && pub.Server.Addr().Unmap() == client {
+			return Decision{Allow: true, Rule: pub.Name, Protocol: protocol, Filter: pub.Filter}
 		}
 	}
 	return Decision{Rule: DefaultDeny}
