@@ -282,3 +282,28 @@ func (t *Table) ExpectationLive(e *Expectation, now time.Time) bool {
 	defer t.mu.Unlock()
 	return !e.doneLocked(now.UnixNano())
 }
+
+// ExpectationInUse reports whether e can still admit a flow at now or
+// still has flows through it.
+func (t *Table) ExpectationInUse(e *Expectation, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !e.doneLocked(now.UnixNano()) {
+		return true
+	}
+	if e.mapping != nil {
+		return len(e.mapping.flows) > 0
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		for _, f := range s.out {
+			if f.expect == e {
+				s.mu.RUnlock()
+				return true
+			}
+		}
+		s.mu.RUnlock()
+	}
+	return false
+}

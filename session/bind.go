@@ -119,6 +119,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	conns := make([]*Connection, n)
 	for i := range conns {
 		conns[i] = newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
+		conns[i].timeout = req.Flags&Timeout != 0
 	}
 	release := func(from int) {
 		for i := from; i < n; i++ {

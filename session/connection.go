@@ -23,6 +23,7 @@ type Connection struct {
 	addr     netip.AddrPort // the bound external endpoint, or the destination
 	inbound  bool           // started from the outside: a bind's or a publication's
 	peer     netip.AddrPort // the far end: the server, or the outside client
+	timeout  bool           // a bind made with Timeout: forgotten once spent
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -137,6 +138,23 @@ func (c *Connection) Kill() {
 	}
 	c.s.dispatch(&Event{Type: EventConnectionTerminating, Conn: c, Addr: c.addr, Protocol: c.protocol}, c.filter)
 	c.s.removeConn(c)
+}
+
+// Live reports whether the connection is still of use: not killed, and,
+// for a bind made with Timeout, its pinhole not lapsed or a connection
+// through it still open. fwx forgets a Timeout bind that is no longer
+// live, as ISA deletes such connection objects by itself.
+func (c *Connection) Live() bool {
+	c.mu.Lock()
+	killed, e, timeout := c.mu.killed, c.mu.expect, c.timeout
+	c.mu.Unlock()
+	if killed {
+		return false
+	}
+	if e == nil || !timeout {
+		return true
+	}
+	return c.s.mgr.cfg.Table.ExpectationInUse(e, c.s.mgr.cfg.Clock.Now())
 }
 
 // Killed reports whether the connection has been killed.

@@ -97,12 +97,17 @@ func (s *Session) admitLocked(n int) error {
 }
 
 // pruneLocked forgets actions that are spent (used, timed out or
-// cancelled).
+// cancelled) and Timeout binds that are no longer live.
 func (s *Session) pruneLocked() {
 	now := s.mgr.cfg.Clock.Now()
 	for a := range s.mu.actions {
 		if a.expect != nil && !s.mgr.cfg.Table.ExpectationLive(a.expect, now) {
 			delete(s.mu.actions, a)
+		}
+	}
+	for c := range s.mu.conns {
+		if c.timeout && !c.Live() {
+			delete(s.mu.conns, c)
 		}
 	}
 }
