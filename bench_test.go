@@ -53,7 +53,7 @@ func BenchmarkLabThroughput(b *testing.B) {
 	}{{"fast", 5202}, {"user-mode", 5201}} {
 		b.Run(path.name, func(b *testing.B) {
 			tb := newTestbed(b, benchPolicy, withFilter("pass", passFilter{}))
-			ln, err := tb.server.ListenTCP(path.port)
+			ln, err := tb.Server.ListenTCP(path.port)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -70,7 +70,7 @@ func BenchmarkLabThroughput(b *testing.B) {
 					}(c)
 				}
 			}()
-			c, err := tb.client.DialTCP(ctxTimeout(b, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), path.port))
+			c, err := tb.Client.DialTCP(ctxTimeout(b, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), path.port))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -37,7 +37,7 @@ var rawClient = netip.MustParseAddr("10.0.0.9")
 func TestDeniedFlows(t *testing.T) {
 	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "reply", 1))
 
-	_, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 81))
+	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 81))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial to denied port: %v, want connection refused", err)
 	}
@@ -51,10 +51,10 @@ func TestDeniedFlows(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sent := nat.Parse(c.pkt)
-			if err := tb.inside.Inject(c.pkt); err != nil {
+			if err := tb.Inside.Inject(c.pkt); err != nil {
 				t.Fatal(err)
 			}
-			reply := recv(t, tb.inside.Captured())
+			reply := recv(t, tb.Inside.Captured())
 			p := nat.Parse(reply)
 			if err := lab.VerifyChecksums(reply); err != nil {
 				t.Fatal(err)
@@ -65,7 +65,7 @@ func TestDeniedFlows(t *testing.T) {
 			}
 		})
 	}
-	recs := tb.log.waitRecords(t, 3, map[string]string{"event": "denied", "action": "deny"})
+	recs := tb.Log.WaitRecords(t, 3, map[string]string{"event": "denied", "action": "deny"})
 	rules := map[string]int{}
 	for _, r := range recs {
 		rules[r["rule"].(string)]++
@@ -78,11 +78,11 @@ func TestDeniedFlows(t *testing.T) {
 // TestDeniedSilently checks the reject: drop option: nothing comes back.
 func TestDeniedSilently(t *testing.T) {
 	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "drop", 1))
-	tb.inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 81), header.TCPFlagSyn, 1, 0, nil))
-	tb.inside.Inject(lab.UDPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 5353), nil))
-	tb.log.waitRecords(t, 2, map[string]string{"event": "denied"})
+	tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 81), header.TCPFlagSyn, 1, 0, nil))
+	tb.Inside.Inject(lab.UDPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 5353), nil))
+	tb.Log.WaitRecords(t, 2, map[string]string{"event": "denied"})
 	select {
-	case pkt := <-tb.inside.Captured():
+	case pkt := <-tb.Inside.Captured():
 		t.Errorf("got %s; want silence", lab.PacketString(pkt))
 	case <-time.After(100 * time.Millisecond):
 	}
@@ -91,8 +91,8 @@ func TestDeniedSilently(t *testing.T) {
 // TestFirewallLog checks the fields of the allowed and ended records.
 func TestFirewallLog(t *testing.T) {
 	tb := newTestbed(t, "")
-	echoTCP(t, tb.server, 8000)
-	c, err := tb.client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40100), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	echoTCP(t, tb.Server, 8000)
+	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40100), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,17 +101,17 @@ func TestFirewallLog(t *testing.T) {
 	match := map[string]string{"protocol": "tcp", "client": "10.0.0.2:40100", "destination": "198.51.100.2:8000",
 		"translated_source": "198.51.100.1:40100", "rule": "default-outbound", "path": "fast", "direction": "outbound"}
 	match["event"] = "allowed"
-	tb.log.waitRecords(t, 1, match)
+	tb.Log.WaitRecords(t, 1, match)
 	match["event"] = "ended"
 	// The FINs cross fwx in real time; step the clock past the transitory
 	// timer until the closed flow expires.
 	deadline := time.Now().Add(5 * time.Second)
-	for tb.fw.Flows() > 0 && time.Now().Before(deadline) {
-		tb.clock.Advance(5 * time.Minute)
-		tb.fw.Expire()
+	for tb.FW.Flows() > 0 && time.Now().Before(deadline) {
+		tb.Clock.Advance(5 * time.Minute)
+		tb.FW.Expire()
 		time.Sleep(10 * time.Millisecond)
 	}
-	rec := tb.log.waitRecords(t, 1, match)[0]
+	rec := tb.Log.WaitRecords(t, 1, match)[0]
 	// Bytes are IP bytes: at least the payload plus 40 bytes of headers per
 	// packet, each way.
 	if sent, _ := rec["bytes_sent"].(float64); sent < 10+40*3 {

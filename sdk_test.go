@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -23,21 +21,12 @@ rules:
   - {name: ftp-out, action: allow, from: [internal], to: [external], protocols: [ftp, tftp, ping]}
 `
 
-func (tb *testbed) session(t *testing.T) *session.Session {
-	t.Helper()
-	s := tb.fw.Session(clientIP.Addr())
-	if s == nil {
-		t.Fatal("no session")
-	}
-	return s
-}
-
 // connects reports whether server h reaches dst over TCP (a short wait).
 func (tb *testbed) serverConnects(t *testing.T, from string, dst netip.AddrPort) bool {
 	t.Helper()
-	h := tb.server
+	h := tb.Server
 	if from == "server2" {
-		h = tb.server2
+		h = tb.Server2
 	}
 	c, err := h.DialTCP(ctxTimeout(t, 300*time.Millisecond), dst)
 	if err != nil {
@@ -49,7 +38,7 @@ func (tb *testbed) serverConnects(t *testing.T, from string, dst netip.AddrPort)
 
 func (tb *testbed) clientConnects(t *testing.T, dst netip.AddrPort) bool {
 	t.Helper()
-	c, err := tb.client.DialTCP(ctxTimeout(t, 2*time.Second), dst)
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 2*time.Second), dst)
 	if err != nil {
 		return false
 	}
@@ -83,13 +72,13 @@ func TestBindPortsAlignedConsecutive(t *testing.T) {
 	for i := range 4 {
 		port := uint16(6000 + 10*i) // not consecutive on the client
 		clients = append(clients, clientAt(port))
-		got = append(got, echoUDP(t, tb.client, port))
+		got = append(got, echoUDP(t, tb.Client, port))
 	}
-	res := bind(t, tb.session(t), session.BindRequest{ClientAddrs: clients, Protocol: session.UDP, ProtocolName: "tftp"})
+	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: clients, Protocol: session.UDP, ProtocolName: "tftp"})
 	if res.Proxy.Port()%4 != 0 || res.Proxy.Addr() != fwOut.Addr() {
 		t.Fatalf("bound %v: want fwx's outside address and a port that is a multiple of 4", res.Proxy)
 	}
-	srv, err := tb.server.ListenUDP(0)
+	srv, err := tb.Server.ListenUDP(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +106,8 @@ func TestBindSingleAndMultiple(t *testing.T) {
 	} {
 		t.Run(tt.flags.String(), func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.client, 5001)
-			res := bind(t, tb.session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: tt.flags})
+			echoTCP(t, tb.Client, 5001)
+			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: tt.flags})
 			for i, want := range tt.want {
 				if got := tb.serverConnects(t, "server", res.Proxy); got != want {
 					t.Errorf("connection %d: connected=%v, want %v", i+1, got, want)
@@ -137,9 +126,9 @@ func TestBindTimeout(t *testing.T) {
 	}{{59 * time.Second, true}, {61 * time.Second, false}} {
 		t.Run(tt.after.String(), func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.client, 5001)
-			res := bind(t, tb.session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout})
-			tb.clock.Advance(tt.after)
+			echoTCP(t, tb.Client, 5001)
+			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout})
+			tb.Clock.Advance(tt.after)
 			if got := tb.serverConnects(t, "server", res.Proxy); got != tt.want {
 				t.Errorf("after %v: connected=%v, want %v", tt.after, got, tt.want)
 			}
@@ -161,8 +150,8 @@ func TestBindIPFilter(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.client, 5001)
-			res := bind(t, tb.session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+			echoTCP(t, tb.Client, 5001)
+			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
 				Flags: session.AllowMultiple, IPFilter: tt.filter})
 			if got := tb.serverConnects(t, "server2", res.Proxy); got != tt.server2 {
 				t.Errorf("server2 connected=%v, want %v", got, tt.server2)
@@ -178,8 +167,8 @@ func TestBindIPFilter(t *testing.T) {
 // refuses connections until SetClientAddress, which works once.
 func TestSetClientAddressLate(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.client, 5002)
-	res := bind(t, tb.session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{{}}, Flags: session.AllowMultiple})
+	echoTCP(t, tb.Client, 5002)
+	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{{}}, Flags: session.AllowMultiple})
 	c := res.Conns[0]
 	if tb.serverConnects(t, "server", res.Proxy) {
 		t.Fatal("connected before the client address was known")
@@ -201,8 +190,8 @@ func TestSetClientAddressLate(t *testing.T) {
 // TestKillRevokes: Kill closes the bound port and frees it.
 func TestKillRevokes(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.client, 5001)
-	s := tb.session(t)
+	echoTCP(t, tb.Client, 5001)
+	s := tb.Session(t)
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.AllowMultiple})
 	if !tb.serverConnects(t, "server", res.Proxy) {
 		t.Fatal("bound port unreachable")
@@ -222,9 +211,9 @@ func TestKillRevokes(t *testing.T) {
 // cancels its permissions and frees their ports.
 func TestSessionEndRevokesEverything(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.client, 5001)
-	echoTCP(t, tb.server, 7777)
-	s := tb.session(t)
+	echoTCP(t, tb.Client, 5001)
+	echoTCP(t, tb.Server, 7777)
+	s := tb.Session(t)
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.AllowMultiple})
 	fc, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Protocol: session.TCP,
 		ProtocolName: "ftp", Flags: session.AllowMultiple})
@@ -256,7 +245,7 @@ func TestSessionEndRevokesEverything(t *testing.T) {
 		t.Errorf("BindForClient after End: %v, want ErrTerminating", err)
 	}
 	// A new session for the client can take the same port: nothing leaked.
-	again := bind(t, tb.session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Proxy: res.Proxy})
+	again := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Proxy: res.Proxy})
 	if again.Proxy != res.Proxy {
 		t.Errorf("port %v not freed by the session's end", res.Proxy)
 	}
@@ -289,9 +278,9 @@ func (r *recorder) Detach() {}
 // receives the established-connection event with the caller's context.
 func TestEstablishedEventCarriesContext(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.client, 5001)
-	echoTCP(t, tb.server, 7777)
-	s := tb.session(t)
+	echoTCP(t, tb.Client, 5001)
+	echoTCP(t, tb.Server, 7777)
+	s := tb.Session(t)
 	type ctxKey struct{ name string }
 	rec := newRecorder()
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Notify: rec, Context: ctxKey{"bind"}})
@@ -326,14 +315,6 @@ func (f *testFilter) AttachToSession(*session.Session) (session.SessionFilter, e
 }
 func (f *testFilter) Shutdown() {}
 
-func withFilter(name string, f session.Filter) func(*fwx.Config) {
-	return func(c *fwx.Config) {
-		reg := &filters.Registry{}
-		reg.Register(name, func() session.Filter { return f })
-		c.Filters = reg
-	}
-}
-
 // TestBindEventDeny: a filter hooked to bind events hears of the bind first
 // and can deny it; the bind then fails with ErrAddressInUse and ErrDenied,
 // and leaks no port.
@@ -348,7 +329,7 @@ rules:
   - {name: ftp-out, action: allow, from: [internal], to: [external], protocols: [ftp]}
 `
 	tb := newTestbed(t, pol, withFilter("guard", f))
-	s := tb.session(t)
+	s := tb.Session(t)
 	_, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Protocol: session.TCP,
 		ProtocolName: "ftp", Proxy: netip.AddrPortFrom(netip.IPv4Unspecified(), 40000)})
 	if !errors.Is(err, session.ErrAddressInUse) || !errors.Is(err, session.ErrDenied) {
@@ -391,18 +372,18 @@ func TestAllowFutureConnect(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.server, 7777)
+			echoTCP(t, tb.Server, 7777)
 			if tt.want == nil {
 				if tb.clientConnects(t, dst) {
 					t.Error("the policy let the client through")
 				}
 				return
 			}
-			a, err := tb.session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp", Flags: tt.flags})
+			a, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp", Flags: tt.flags})
 			if err != nil {
 				t.Fatal(err)
 			}
-			tb.clock.Advance(tt.advance)
+			tb.Clock.Advance(tt.advance)
 			if tt.cancel {
 				if err := a.Cancel(); err != nil {
 					t.Fatal(err)
@@ -421,8 +402,8 @@ func TestAllowFutureConnect(t *testing.T) {
 // inside and reaches the connect address, from fwx's outside address.
 func TestRedirectConnections(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	peers := echoTCP(t, tb.server2, 8888)
-	res, err := tb.session(t).RedirectConnections(session.Redirect{
+	peers := echoTCP(t, tb.Server2, 8888)
+	res, err := tb.Session(t).RedirectConnections(session.Redirect{
 		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(server2IP.Addr(), 8888)},
 		Protocol:     session.TCP, ProtocolName: "ftp",
 	})
@@ -432,7 +413,7 @@ func TestRedirectConnections(t *testing.T) {
 	if res.Internal.Addr() != fwIn.Addr() || len(res.Actions) != 1 {
 		t.Fatalf("internal address %v, %d actions; want on %v, 1", res.Internal, len(res.Actions), fwIn.Addr())
 	}
-	c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +430,7 @@ func TestRedirectConnections(t *testing.T) {
 // TestSDKErrors: each error case is a sentinel callers test with errors.Is.
 func TestSDKErrors(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	s := tb.session(t)
+	s := tb.Session(t)
 	one := []netip.AddrPort{clientAt(5001)}
 	forced := netip.AddrPortFrom(fwOut.Addr(), 45000)
 	bind(t, s, session.BindRequest{ClientAddrs: one, Proxy: forced})
@@ -507,7 +488,7 @@ func futureErr(s *session.Session, req session.FutureConnect) error {
 // a UDP grant that would need it says so.
 func TestUDPUserModeNotSupported(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	s := tb.session(t)
+	s := tb.Session(t)
 	_, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
 		ProtocolName: "tftp", Flags: session.NoKernelMode})
 	if !errors.Is(err, session.ErrNotSupported) {

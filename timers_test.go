@@ -45,12 +45,12 @@ func expectRead(t *testing.T, c net.Conn, msg string) {
 // packet and not a second more, on the injected clock.
 func TestUDPTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
-	srv, err := tb.server.ListenUDP(7000)
+	srv, err := tb.Server.ListenUDP(7000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	c, err := tb.client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 44000), netip.AddrPortFrom(serverIP.Addr(), 7000))
+	c, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 44000), netip.AddrPortFrom(serverIP.Addr(), 7000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,35 +63,35 @@ func TestUDPTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tb.clock.Advance(3*time.Minute - time.Second)
+	tb.Clock.Advance(3*time.Minute - time.Second)
 	srv.WriteTo([]byte("late"), peer) // refreshes the flow too
 	expectRead(t, c, "late")
 
-	tb.clock.Advance(3*time.Minute + time.Second)
+	tb.Clock.Advance(3*time.Minute + time.Second)
 	srv.WriteTo([]byte("too late"), peer)
 	expectRead(t, c, "")
-	if n := tb.fw.Flows(); n != 0 {
+	if n := tb.FW.Flows(); n != 0 {
 		t.Errorf("%d flows after expiry, want 0", n)
 	}
-	tb.log.waitRecords(t, 1, map[string]string{"event": "ended", "protocol": "udp"})
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "udp"})
 }
 
 // TestICMPTimer checks the ICMP query timer through the log: the flow's end
 // is reported only once its timer has run out.
 func TestICMPTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
-	if _, err := tb.client.Ping(ctxTimeout(t, 5*time.Second), serverIP.Addr(), 9, 1, nil); err != nil {
+	if _, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), serverIP.Addr(), 9, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	tb.clock.Advance(69 * time.Second)
-	if n := tb.fw.Expire(); n != 0 {
+	tb.Clock.Advance(69 * time.Second)
+	if n := tb.FW.Expire(); n != 0 {
 		t.Fatalf("%d flows expired before the 70 s timer", n)
 	}
-	tb.clock.Advance(2 * time.Second)
-	if n := tb.fw.Expire(); n != 1 {
+	tb.Clock.Advance(2 * time.Second)
+	if n := tb.FW.Expire(); n != 1 {
 		t.Fatalf("%d flows expired after the 70 s timer, want 1", n)
 	}
-	rec := tb.log.waitRecords(t, 1, map[string]string{"event": "ended", "protocol": "icmp"})[0]
+	rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "icmp"})[0]
 	if d, _ := rec["duration"].(float64); d != 70 {
 		t.Errorf("duration %v, want 70 s", rec["duration"])
 	}
@@ -101,7 +101,7 @@ func TestICMPTimer(t *testing.T) {
 // connection survives just under it and is cut just over it.
 func TestTCPEstablishedTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
-	ln, err := tb.server.ListenTCP(8000)
+	ln, err := tb.Server.ListenTCP(8000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestTCPEstablishedTimer(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +122,11 @@ func TestTCPEstablishedTimer(t *testing.T) {
 	// Let the handshake's last ACK pass before the clock moves.
 	roundTripTCP(t, c, s)
 
-	tb.clock.Advance(2*time.Hour + 10*time.Minute - time.Second)
+	tb.Clock.Advance(2*time.Hour + 10*time.Minute - time.Second)
 	s.Write([]byte("still here"))
 	expectRead(t, c, "still here")
 
-	tb.clock.Advance(2*time.Hour + 10*time.Minute + time.Second)
+	tb.Clock.Advance(2*time.Hour + 10*time.Minute + time.Second)
 	s.Write([]byte("gone"))
 	expectRead(t, c, "")
 }
@@ -137,16 +137,16 @@ func TestTCPEstablishedTimer(t *testing.T) {
 func TestTCPResetTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
 	// Nothing listens on server2:9: the SYN is answered with a RST.
-	_, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(server2IP.Addr(), 9))
+	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(server2IP.Addr(), 9))
 	if err == nil {
 		t.Fatal("connected to a closed port")
 	}
-	tb.clock.Advance(6*time.Minute - time.Second)
-	if n := tb.fw.Expire(); n != 0 || tb.fw.Flows() != 1 {
+	tb.Clock.Advance(6*time.Minute - time.Second)
+	if n := tb.FW.Expire(); n != 0 || tb.FW.Flows() != 1 {
 		t.Fatalf("flow gone %d before the RST timer", n)
 	}
-	tb.clock.Advance(2 * time.Second)
-	if n := tb.fw.Expire(); n != 1 {
+	tb.Clock.Advance(2 * time.Second)
+	if n := tb.FW.Expire(); n != 1 {
 		t.Fatalf("%d flows expired after the RST timer, want 1", n)
 	}
 }

@@ -96,10 +96,10 @@ func TestPing(t *testing.T) {
 		from *lab.Host
 		to   netip.Addr
 	}{
-		{"fwx inside address", tb.client, fwIn.Addr()},
-		{"fwx outside address from inside", tb.client, fwOut.Addr()},
-		{"server through fwx", tb.client, serverIP.Addr()},
-		{"fwx outside address from outside", tb.server, fwOut.Addr()},
+		{"fwx inside address", tb.Client, fwIn.Addr()},
+		{"fwx outside address from inside", tb.Client, fwOut.Addr()},
+		{"server through fwx", tb.Client, serverIP.Addr()},
+		{"fwx outside address from outside", tb.Server, fwOut.Addr()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := c.from.Ping(ctxTimeout(t, 5*time.Second), c.to, 7, 1, []byte("ping"))
@@ -117,11 +117,11 @@ func TestPing(t *testing.T) {
 // fwx's outside address as the source, the client's port preserved.
 func TestSecureNAT(t *testing.T) {
 	tb := newTestbed(t, "")
-	tcpPeers := echoTCP(t, tb.server, 8000)
-	udpPeers := echoUDP(t, tb.server, 7000)
+	tcpPeers := echoTCP(t, tb.Server, 8000)
+	udpPeers := echoUDP(t, tb.Server, 7000)
 	src := netip.AddrPortFrom(clientIP.Addr(), 40000)
 
-	c, err := tb.client.DialTCPFrom(ctxTimeout(t, 5*time.Second), src, netip.AddrPortFrom(serverIP.Addr(), 8000))
+	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), src, netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestSecureNAT(t *testing.T) {
 		t.Errorf("server saw TCP from %v, want fwx's outside address and the client's port", got)
 	}
 
-	u, err := tb.client.DialUDP(src, netip.AddrPortFrom(serverIP.Addr(), 7000))
+	u, err := tb.Client.DialUDP(src, netip.AddrPortFrom(serverIP.Addr(), 7000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestSecureNAT(t *testing.T) {
 	if got := recv(t, udpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
 		t.Errorf("server saw UDP from %v, want %v", got, netip.AddrPortFrom(fwOut.Addr(), 40000))
 	}
-	if n := tb.fw.Flows(); n != 2 {
+	if n := tb.FW.Flows(); n != 2 {
 		t.Errorf("%d flows, want 2", n)
 	}
 }
@@ -149,8 +149,8 @@ func TestSecureNAT(t *testing.T) {
 // one client socket reaches two servers from the same external endpoint.
 func TestMappingReuse(t *testing.T) {
 	tb := newTestbed(t, "")
-	p1, p2 := echoUDP(t, tb.server, 7000), echoUDP(t, tb.server2, 7000)
-	c, err := tb.client.ListenUDP(41000)
+	p1, p2 := echoUDP(t, tb.Server, 7000), echoUDP(t, tb.Server2, 7000)
+	c, err := tb.Client.ListenUDP(41000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,10 +170,10 @@ func TestMappingReuse(t *testing.T) {
 // second gets another external port of the same parity (RFC 4787 REQ-4).
 func TestPortParity(t *testing.T) {
 	tb := newTestbed(t, "")
-	peers := echoUDP(t, tb.server, 7000)
+	peers := echoUDP(t, tb.Server, 7000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7000)
 	var seen []netip.AddrPort
-	for _, h := range []*lab.Host{tb.client, tb.client2} {
+	for _, h := range []*lab.Host{tb.Client, tb.Client2} {
 		u, err := h.DialUDP(netip.AddrPortFrom(h.Addr(), 40001), dst)
 		if err != nil {
 			t.Fatal(err)
@@ -195,14 +195,14 @@ func TestPortParity(t *testing.T) {
 // (RFC 4787 REQ-9, RFC 5382 REQ-8).
 func TestHairpin(t *testing.T) {
 	tb := newTestbed(t, "options: {filtering: endpoint-independent}\nrules:\n  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}\n")
-	peers := echoUDP(t, tb.server, 7000)
+	peers := echoUDP(t, tb.Server, 7000)
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP.Addr(), 7000))
-	a, err := tb.client.ListenUDP(42000)
+	a, err := tb.Client.ListenUDP(42000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := tb.client2.ListenUDP(42002)
+	b, err := tb.Client2.ListenUDP(42002)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 	tb := newTestbed(t, "")
 	src := netip.AddrPortFrom(clientIP.Addr(), 43000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 9999) // nothing listens
-	u, err := tb.client.DialUDP(src, dst)
+	u, err := tb.Client.DialUDP(src, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,10 +261,10 @@ func TestICMPErrorTranslation(t *testing.T) {
 
 	// The same from a raw inside address, to look at the bytes.
 	raw := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), 43001)
-	if err := tb.inside.Inject(lab.UDPPacket(raw, dst, []byte("raw"))); err != nil {
+	if err := tb.Inside.Inject(lab.UDPPacket(raw, dst, []byte("raw"))); err != nil {
 		t.Fatal(err)
 	}
-	pkt := recv(t, tb.inside.Captured())
+	pkt := recv(t, tb.Inside.Captured())
 	p := nat.Parse(pkt)
 	if err := lab.VerifyChecksums(pkt); err != nil {
 		t.Fatalf("%v: %s", err, lab.PacketString(pkt))
@@ -281,12 +281,12 @@ func TestICMPErrorTranslation(t *testing.T) {
 // neither fwx's outside address nor the inside addresses themselves.
 func TestUnsolicitedInbound(t *testing.T) {
 	tb := newTestbed(t, "")
-	peers := echoTCP(t, tb.client, 80)
+	peers := echoTCP(t, tb.Client, 80)
 	for _, dst := range []netip.AddrPort{
 		netip.AddrPortFrom(fwOut.Addr(), 80),
 		netip.AddrPortFrom(clientIP.Addr(), 80),
 	} {
-		c, err := tb.server.DialTCP(ctxTimeout(t, 300*time.Millisecond), dst)
+		c, err := tb.Server.DialTCP(ctxTimeout(t, 300*time.Millisecond), dst)
 		if err == nil {
 			c.Close()
 			t.Errorf("connected to %v from the outside", dst)
@@ -298,7 +298,7 @@ func TestUnsolicitedInbound(t *testing.T) {
 	default:
 	}
 	for _, dst := range []string{"198.51.100.1:80", "10.0.0.2:80"} {
-		rec := tb.log.waitRecords(t, 1, map[string]string{"event": "denied", "direction": "inbound", "destination": dst})[0]
+		rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "denied", "direction": "inbound", "destination": dst})[0]
 		if rec["rule"] != "default-deny" {
 			t.Errorf("denied record %v", rec)
 		}
@@ -314,8 +314,8 @@ rules:
 publish:
   - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
 `)
-	peers := echoTCP(t, tb.client, 80)
-	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+	peers := echoTCP(t, tb.Client, 80)
+	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ publish:
 	if got := recv(t, peers); got.Addr() != serverIP.Addr() {
 		t.Errorf("inside server saw %v, want the outside client %v", got, serverIP.Addr())
 	}
-	rec := tb.log.waitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound"})[0]
+	rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound"})[0]
 	if rec["rule"] != "www" || rec["translated_destination"] != "10.0.0.2:80" || rec["destination"] != "198.51.100.1:8080" {
 		t.Errorf("log record %v", rec)
 	}

@@ -78,8 +78,8 @@ var upper = session.DataFilterFunc(func(ctx context.Context, c *session.Connecti
 func TestUserModeDataFilter(t *testing.T) {
 	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.AttachDataFilter(upper, session.PriorityMiddle) }}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
-	peers := echoTCP(t, tb.server, 7)
-	c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	peers := echoTCP(t, tb.Server, 7)
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +100,8 @@ func TestUserModeDataFilter(t *testing.T) {
 		t.Errorf("client's peer %v, want the server", p)
 	}
 	// Other protocols stay on the fast path.
-	echoTCP(t, tb.server, 8000)
-	d, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	echoTCP(t, tb.Server, 8000)
+	d, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +114,8 @@ func TestUserModeDataFilter(t *testing.T) {
 func TestUserModeDeny(t *testing.T) {
 	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.Deny() }}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
-	peers := echoTCP(t, tb.server, 7)
-	_, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	peers := echoTCP(t, tb.Server, 7)
+	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial: %v, want connection refused", err)
 	}
@@ -140,7 +140,7 @@ func TestUserModeEmulate(t *testing.T) {
 	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.Emulate(banner) }}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	// Nothing listens on the server: only emulation can answer.
-	c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,13 +164,13 @@ func TestUserModeBind(t *testing.T) {
 		return nil
 	}}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
-	peers := echoTCP(t, tb.client, 5001)
-	res, err := tb.session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+	peers := echoTCP(t, tb.Client, 5001)
+	res, err := tb.Session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
 		Protocol: session.TCP, ProtocolName: "echo", Flags: session.NoKernelMode, IPFilter: session.NewIPFilter(serverIP.Addr())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,13 +214,13 @@ func TestUserModeEmulateBind(t *testing.T) {
 	}}
 	f2 := &bindProbe{probeFilter: f}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f2))
-	peers := echoTCP(t, tb.client, 5001)
-	res, err := tb.session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+	peers := echoTCP(t, tb.Client, 5001)
+	res, err := tb.Session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
 		Protocol: session.TCP, ProtocolName: "echo"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,15 +252,15 @@ func (f *bindProbe) AttachToSession(*session.Session) (session.SessionFilter, er
 // cancelled, new connections take the fast path again.
 func TestSetDataFilterFactory(t *testing.T) {
 	tb := newTestbed(t, "")
-	echoTCP(t, tb.server, 8000)
+	echoTCP(t, tb.Server, 8000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 8000)
-	a, err := tb.session(t).SetDataFilterFactory(session.FactoryRequest{Event: session.EventConnectTCP, Addr: dst,
+	a, err := tb.Session(t).SetDataFilterFactory(session.FactoryRequest{Event: session.EventConnectTCP, Addr: dst,
 		Factory: func(*session.Connection) (session.DataFilter, error) { return upper, nil }, Priority: session.PriorityMiddle})
 	if err != nil {
 		t.Fatal(err)
 	}
 	echo := func() string {
-		c, err := tb.client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
+		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,8 +306,8 @@ rules:
 publish:
   - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
 `, withFilter("probe", f))
-	peers := echoTCP(t, tb.client, 80)
-	c, err := tb.server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+	peers := echoTCP(t, tb.Client, 80)
+	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
 	if err != nil {
 		t.Fatal(err)
 	}
