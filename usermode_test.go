@@ -66,8 +66,7 @@ var upper = session.DataFilterFunc(func(ctx context.Context, c *session.Connecti
 		}
 		if err != nil {
 			out.CloseWrite()
-			<-ctx.Done()
-			return nil
+			return nil // the deferred Closes end the server-to-client copy
 		}
 	}
 })

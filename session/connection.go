@@ -71,8 +71,10 @@ func (c *Connection) Inbound() bool { return c.inbound }
 // zero value for bound ports and grants.
 func (c *Connection) Peer() netip.AddrPort { return c.peer }
 
-// Addr returns the connection's address on fwx: for BindForClient, the
-// bound external address and port.
+// Addr returns the address the connection is about: for BindForClient the
+// bound external address and port, for a client's connection the
+// destination it dialed, for a connection to a published server the
+// published address.
 func (c *Connection) Addr() netip.AddrPort { return c.addr }
 
 // ClientAddr returns the client address the connection forwards to; the

@@ -157,7 +157,10 @@ func (m *Manager) hooked(ev EventType, filter string, secondary bool) []*filterE
 	var out []*filterEntry
 	for _, e := range m.filters {
 		bound := e.hooks.AnyProtocol || (filter != "" && e.name == filter)
-		if bound && e.hooks.Events&ev != 0 && (!secondary || e.hooks.Secondaries) {
+		// Every filter that could have seen a connection hears of its
+		// end, hooked or not (ISA: nobody registers for it).
+		wants := e.hooks.Events&ev != 0 || (ev == EventConnectionTerminating && e.hooks.Events != 0)
+		if bound && wants && (!secondary || e.hooks.Secondaries) {
 			out = append(out, e)
 		}
 	}

@@ -24,7 +24,8 @@ type Session struct {
 	mu struct {
 		sync.Mutex
 		ended     bool
-		conns     map[*Connection]struct{}
+		conns     map[*Connection]struct{} // bound ports: the session's pinholes
+		live      map[*Connection]struct{} // user-mode connections in progress
 		actions   map[*FirewallAction]struct{}
 		filters   map[*filterEntry]SessionFilter
 		factories []*factory
@@ -35,6 +36,7 @@ func newSession(m *Manager, client netip.Addr) *Session {
 	s := &Session{mgr: m, client: client}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.conns = make(map[*Connection]struct{})
+	s.mu.live = make(map[*Connection]struct{})
 	s.mu.actions = make(map[*FirewallAction]struct{})
 	s.mu.filters = make(map[*filterEntry]SessionFilter)
 	return s
@@ -56,7 +58,7 @@ func (s *Session) End() {
 		return
 	}
 	s.mu.ended = true
-	conns := keys(s.mu.conns)
+	conns := append(keys(s.mu.conns), keys(s.mu.live)...)
 	actions := keys(s.mu.actions)
 	filters := s.mu.filters
 	s.mu.filters = nil
@@ -112,8 +114,9 @@ func (s *Session) pruneLocked() {
 	}
 }
 
-// Pinholes returns how many connection objects and live actions the
-// session holds.
+// Pinholes returns how many bound ports and live permissions the session
+// holds: what counts against its cap. Connections in progress on the
+// user-mode path do not count.
 func (s *Session) Pinholes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,5 +211,6 @@ func (s *Session) addConn(c *Connection) {
 func (s *Session) removeConn(c *Connection) {
 	s.mu.Lock()
 	delete(s.mu.conns, c)
+	delete(s.mu.live, c)
 	s.mu.Unlock()
 }

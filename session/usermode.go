@@ -222,7 +222,7 @@ func (s *Session) track(c *Connection) bool {
 	if s.mu.ended {
 		return false
 	}
-	s.mu.conns[c] = struct{}{}
+	s.mu.live[c] = struct{}{}
 	return true
 }
 

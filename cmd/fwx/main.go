@@ -24,6 +24,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/fwx-dev/fwx"
+	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
 	"github.com/fwx-dev/fwx/session/policy"
 )
 

@@ -53,7 +53,7 @@ type server struct {
 }
 
 func serve(t *testing.T, h *lab.Host, port uint16) *server {
-	s := &server{t: t, host: h, got: make(chan string, 64), reply: map[string]string{}, pasv: 30000}
+	s := &server{t: t, host: h, got: make(chan string, 256), reply: map[string]string{}, pasv: 30000}
 	ln, err := h.ListenTCP(port)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,10 @@ func (s *server) control(c net.Conn) {
 		if err != nil {
 			return
 		}
-		s.got <- strings.TrimRight(line, "\r\n")
+		select {
+		case s.got <- strings.TrimRight(line, "\r\n"):
+		default: // a test that sends many commands does not read them all
+		}
 		verb, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
 		verb = strings.ToUpper(verb)
 		if rep, ok := s.reply[verb]; ok {
@@ -252,8 +255,12 @@ func listenData(t *testing.T, h *lab.Host, port uint16) <-chan string {
 			return
 		}
 		defer c.Close()
+		peer := "?"
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			peer = a.AddrPort().Addr().String()
+		}
 		b, _ := io.ReadAll(c)
-		ch <- c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String() + " " + string(b)
+		ch <- peer + " " + string(b)
 	}()
 	return ch
 }
@@ -335,4 +342,67 @@ func TestPassiveMode(t *testing.T) {
 			}
 		})
 	}
+}
+
+var publishedFTP = netip.AddrPortFrom(filtertest.FWOutside, 21)
+
+// TestPublishedPassive: a published inside server's 227/229 names its inside
+// address; the filter rewrites it to fwx's outside address and a port bound
+// for the outside client, whose data connection reaches the server.
+func TestPublishedPassive(t *testing.T) {
+	for _, verb := range []string{"PASV", "EPSV"} {
+		t.Run(verb, func(t *testing.T) {
+			l := newLab(t)
+			serve(t, l.Client, 21) // the published server, inside
+			c := dial(t, l.Server, publishedFTP)
+			line := c.cmd(verb, map[string]string{"PASV": "227", "EPSV": "229"}[verb])
+			var ap netip.AddrPort
+			if verb == "PASV" {
+				ap, _ = ftp.Parse227(line[4:])
+			} else {
+				port, _ := ftp.Parse229(line[4:])
+				ap = netip.AddrPortFrom(filtertest.FWOutside, port)
+			}
+			if ap.Addr() != filtertest.FWOutside {
+				t.Fatalf("reply %q: want fwx's outside address", line)
+			}
+			// Only the control connection's client may use the port.
+			if d, err := l.Server2.DialTCP(filtertest.Context(t, 300*time.Millisecond), ap); err == nil {
+				d.Close()
+				t.Error("a third party used the published server's data port")
+			}
+			d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), ap)
+			if err != nil {
+				t.Fatalf("data connection: %v", err)
+			}
+			defer d.Close()
+			c.cmd("RETR f", "150")
+			b, _ := io.ReadAll(d)
+			if string(b) != "contents of f" {
+				t.Errorf("data %q", b)
+			}
+		})
+	}
+}
+
+// TestPublishedActive: PORT from the outside client of a published server
+// passes unchanged, and the server's data connection reaches that client
+// (the only address it may name).
+func TestPublishedActive(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Client, 21)
+	data := listenData(t, l.Server, 5010)
+	c := dial(t, l.Server, publishedFTP)
+	port := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ServerAddr, 5010))
+	c.cmd(port, "200")
+	if got := srv.received(t); got != port {
+		t.Errorf("published server got %q, want %q", got, port)
+	}
+	c.cmd("RETR f", "150")
+	if got := recvData(t, data); got != filtertest.FWOutside.String()+" contents of f" {
+		t.Errorf("data connection: %q, want from fwx's outside address", got)
+	}
+	// A PORT naming anyone else is refused.
+	c.expect("226")
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.Server2, 5010)), "500")
 }

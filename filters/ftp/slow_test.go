@@ -2,6 +2,7 @@ package ftp
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/netip"
 	"regexp"
@@ -137,6 +138,8 @@ type slowLine struct {
 	line string
 	err  error
 }
+
+func (l slowLine) String() string { return fmt.Sprintf("{%q %v}", l.line, l.err) }
 
 // slowReadLines is what a LineReader returns for the whole of data followed
 // by EOF, up to and including the first error: the lines one by one, where
