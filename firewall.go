@@ -203,11 +203,18 @@ func (fw *Firewall) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fw.table.Expire(fw.clock.Now())
+			fw.Expire()
 		}
 	}
 }
 
-// Expire reclaims the flows whose timers ran out now, as the periodic sweep
-// does; a test calls it right after advancing its clock.
-func (fw *Firewall) Expire() int { return fw.table.Expire(fw.clock.Now()) }
+// Expire reclaims the flows whose timers ran out now and ends the sessions
+// that have been idle long enough, as the periodic sweep does; a test calls
+// it right after advancing its clock. It returns the number of flows
+// reclaimed.
+func (fw *Firewall) Expire() int {
+	now := fw.clock.Now()
+	n := fw.table.Expire(now)
+	fw.sessions.EndIdle(now)
+	return n
+}

@@ -503,3 +503,30 @@ func TestUDPUserModeNotSupported(t *testing.T) {
 		t.Errorf("%d pinholes left by failed grants", n)
 	}
 }
+
+// TestIdleSessionEnds: a session that holds nothing ends after the idle
+// time, detaching its filters; one that holds a pinhole does not.
+func TestIdleSessionEnds(t *testing.T) {
+	tb := newTestbed(t, sdkPolicy)
+	s := tb.Session(t)
+	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}})
+	tb.Clock.Advance(11 * time.Minute)
+	tb.FW.Expire()
+	if s.Context().Err() != nil {
+		t.Fatal("a session holding a bind ended")
+	}
+	res.Conns[0].Kill()
+	tb.Clock.Advance(9 * time.Minute)
+	tb.FW.Expire()
+	if s.Context().Err() != nil {
+		t.Fatal("the session ended before its idle time")
+	}
+	tb.Clock.Advance(2 * time.Minute)
+	tb.FW.Expire()
+	if s.Context().Err() == nil {
+		t.Fatal("an idle session lived on")
+	}
+	if tb.Session(t) == s {
+		t.Error("the client's next session is the ended one")
+	}
+}

@@ -31,6 +31,10 @@ type Config struct {
 	// MaxPinholes caps the live connection objects and actions of one
 	// session. Zero means 128.
 	MaxPinholes int
+	// SessionIdle is how long a session that holds nothing lives on: then
+	// it ends, its filters are detached, and the client's next event starts
+	// a new one. Zero means 10 minutes.
+	SessionIdle time.Duration
 	// UserPath gives the user-mode path's sockets. Nil means there is none:
 	// grants that need it fail with ErrNotSupported.
 	UserPath UserPath
@@ -67,6 +71,9 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.MaxPinholes <= 0 {
 		cfg.MaxPinholes = 128
+	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 10 * time.Minute
 	}
 	return &Manager{cfg: cfg, sessions: make(map[netip.Addr]*Session)}
 }
@@ -120,6 +127,19 @@ func (m *Manager) Sessions() []*Session {
 		out = append(out, s)
 	}
 	return out
+}
+
+// EndIdle ends the sessions that have held nothing for the idle time at
+// now, and returns how many. fwx calls it periodically.
+func (m *Manager) EndIdle(now time.Time) int {
+	n := 0
+	for _, s := range m.Sessions() {
+		if s.idleSince(now.Add(-m.cfg.SessionIdle)) {
+			s.End()
+			n++
+		}
+	}
+	return n
 }
 
 // forget drops an ended session from the index.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Session is the state fwx keeps for one SecureNAT client address (ISA's
@@ -24,6 +25,7 @@ type Session struct {
 	mu struct {
 		sync.Mutex
 		ended     bool
+		active    time.Time // when the session last created or served something
 		conns     map[*Connection]struct{} // bound ports: the session's pinholes
 		live      map[*Connection]struct{} // user-mode connections in progress
 		actions   map[*FirewallAction]struct{}
@@ -34,6 +36,7 @@ type Session struct {
 
 func newSession(m *Manager, client netip.Addr) *Session {
 	s := &Session{mgr: m, client: client}
+	s.mu.active = m.cfg.Clock.Now()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.conns = make(map[*Connection]struct{})
 	s.mu.live = make(map[*Connection]struct{})
@@ -91,6 +94,7 @@ func (s *Session) admitLocked(n int) error {
 	if s.mu.ended {
 		return fmt.Errorf("session %v: %w", s.client, ErrTerminating)
 	}
+	s.mu.active = s.mgr.cfg.Clock.Now()
 	s.pruneLocked()
 	if len(s.mu.conns)+len(s.mu.actions)+n > s.mgr.cfg.MaxPinholes {
 		return fmt.Errorf("session %v: more than %d pinholes: %w", s.client, s.mgr.cfg.MaxPinholes, ErrBusy)
@@ -112,6 +116,16 @@ func (s *Session) pruneLocked() {
 			delete(s.mu.conns, c)
 		}
 	}
+}
+
+// idleSince reports whether the session holds nothing (no pinholes, no
+// connection in progress) and has done nothing since before t.
+func (s *Session) idleSince(t time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked()
+	return !s.mu.ended && len(s.mu.conns) == 0 && len(s.mu.live) == 0 && len(s.mu.actions) == 0 &&
+		len(s.mu.factories) == 0 && s.mu.active.Before(t)
 }
 
 // Pinholes returns how many bound ports and live permissions the session
@@ -212,5 +226,6 @@ func (s *Session) removeConn(c *Connection) {
 	s.mu.Lock()
 	delete(s.mu.conns, c)
 	delete(s.mu.live, c)
+	s.mu.active = s.mgr.cfg.Clock.Now() // idle from now on, at most
 	s.mu.Unlock()
 }

@@ -223,6 +223,7 @@ func (s *Session) track(c *Connection) bool {
 		return false
 	}
 	s.mu.live[c] = struct{}{}
+	s.mu.active = s.mgr.cfg.Clock.Now()
 	return true
 }
 
