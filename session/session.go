@@ -25,7 +25,7 @@ type Session struct {
 	mu struct {
 		sync.Mutex
 		ended     bool
-		active    time.Time // when the session last created or served something
+		active    time.Time                // when the session last created or served something
 		conns     map[*Connection]struct{} // bound ports: the session's pinholes
 		live      map[*Connection]struct{} // user-mode connections in progress
 		actions   map[*FirewallAction]struct{}
