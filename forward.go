@@ -66,8 +66,11 @@ func newBatch(n int) *batch {
 // forward moves packets from one device to the other until reading fails.
 // out says whether from is the inside device.
 func (fw *Firewall) forward(from, to tun.Device, out bool) error {
-	n := max(from.BatchSize(), to.BatchSize(), 1)
-	b := newBatch(n)
+	return fw.forwardBatch(newBatch(max(from.BatchSize(), to.BatchSize(), 1)), from, to, out)
+}
+
+// forwardBatch is forward with its buffers allocated by the caller.
+func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 	stack := fw.user.outside
 	if out {
 		stack = fw.user.inside
