@@ -16,7 +16,7 @@ import (
 func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	t.mu.Lock()
 	// Another packet may have created the flow meanwhile.
-	if f := t.liveLocked(true, flowKey{p, src, dst}, now); f != nil {
+	if f := t.live(true, flowKey{p, src, dst}, now); f != nil {
 		t.mu.Unlock()
 		return f
 	}
@@ -40,7 +40,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	}
 
 	t.mu.Lock()
-	if f := t.liveLocked(true, flowKey{p, src, dst}, now); f != nil {
+	if f := t.live(true, flowKey{p, src, dst}, now); f != nil {
 		t.mu.Unlock()
 		return f
 	}
@@ -80,7 +80,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 // a mapping's filtering nor a published server admits it.
 func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *Flow {
 	t.mu.Lock()
-	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
+	if f := t.live(false, flowKey{p, dst, src}, now); f != nil {
 		t.mu.Unlock()
 		return f
 	}
@@ -130,7 +130,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 		return nil
 	}
 	t.mu.Lock()
-	if f := t.liveLocked(false, flowKey{p, dst, src}, now); f != nil {
+	if f := t.live(false, flowKey{p, dst, src}, now); f != nil {
 		t.mu.Unlock()
 		return f
 	}

@@ -261,8 +261,9 @@ func (t *Table) newFlowLocked(m *Mapping, fs flowSpec, now int64) *Flow {
 	return f
 }
 
-// liveLocked returns the flow indexed under k if it is still alive.
-func (t *Table) liveLocked(out bool, k flowKey, now int64) *Flow {
+// live returns the flow indexed under k if it is still alive. It takes
+// only the shard's lock.
+func (t *Table) live(out bool, k flowKey, now int64) *Flow {
 	s := t.shard(&k)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -421,13 +422,13 @@ func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 // src to dst belongs to, or nil. The user-mode path uses it to learn where
 // an intercepted connection really goes.
 func (t *Table) LookupOutbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
-	return t.liveLocked(true, flowKey{p, src, dst}, now.UnixNano())
+	return t.live(true, flowKey{p, src, dst}, now.UnixNano())
 }
 
 // LookupInbound returns the live flow a packet from the outside endpoint
 // src to the external endpoint dst belongs to, or nil.
 func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
-	return t.liveLocked(false, flowKey{p, dst, src}, now.UnixNano())
+	return t.live(false, flowKey{p, dst, src}, now.UnixNano())
 }
 
 // Flows returns a snapshot of the live flows, in no particular order.

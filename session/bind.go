@@ -162,7 +162,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Remotes:       remoteFilter(req.IPFilter),
 			Bidirectional: req.Flags&Bidirectional != 0,
 			Multiple:      req.Flags&AllowMultiple != 0,
-			Deadline:      s.deadline(req.Flags).Deadline,
+			Deadline:      s.deadline(req.Flags),
 			UserMode:      userMode,
 			Rule:          req.ProtocolName,
 			Protocol:      req.ProtocolName,

@@ -79,7 +79,7 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		Dst:          dst,
 		ExternalAddr: ext,
 		Multiple:     req.Flags&AllowMultiple != 0,
-		Deadline:     s.deadline(req.Flags).Deadline,
+		Deadline:     s.deadline(req.Flags),
 		UserMode:     userMode,
 		Rule:         req.ProtocolName,
 		Protocol:     req.ProtocolName,

@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/fwx-dev/fwx/nat"
 )
@@ -41,12 +42,13 @@ func (s *Session) externalAddr(call string, a netip.Addr) (netip.Addr, error) {
 	return ext, nil
 }
 
-// deadline returns when a permission granted with flags lapses if unused.
-func (s *Session) deadline(f Flags) (d nat.Expectation) {
-	if f&Timeout != 0 {
-		d.Deadline = s.mgr.cfg.Clock.Now().Add(s.mgr.cfg.PinholeTimeout)
+// deadline returns when a permission granted with flags lapses if unused:
+// never (the zero time) without Timeout.
+func (s *Session) deadline(f Flags) time.Time {
+	if f&Timeout == 0 {
+		return time.Time{}
 	}
-	return d
+	return s.mgr.cfg.Clock.Now().Add(s.mgr.cfg.PinholeTimeout)
 }
 
 // remoteFilter converts an IPFilter to the table's interface, keeping nil

@@ -118,7 +118,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			ReleaseDst:   true,
 			ExternalAddr: ext,
 			Multiple:     req.Flags&AllowMultiple != 0,
-			Deadline:     s.deadline(req.Flags).Deadline,
+			Deadline:     s.deadline(req.Flags),
 			UserMode:     userMode,
 			Rule:         req.ProtocolName,
 			Protocol:     req.ProtocolName,
