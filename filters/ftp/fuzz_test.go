@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -44,6 +45,8 @@ func FuzzParsePORT(f *testing.F) {
 		"1192,0,2,10,4,1",         // four digits
 		"",                        // empty
 		"\xff,0,0,0,0,1",          // non-ASCII
+		"255,255,255,256,0,1",     // just over the limit
+		"0,0,0,0,1000,1",          // four digits
 	} {
 		f.Add(s)
 	}
@@ -85,6 +88,7 @@ func Fuzz227(f *testing.F) {
 		"Entering Passive Mode (192, 0,2,7,117,48).",  // space inside
 		"Entering Passive Mode v2 (192,0,2,7,117,48)", // the first digit is not the address
 		"Entering Passive Mode.",                      // no digits
+		"(255,255,255,256,0,1)",                       // just over the limit
 		"",                                            // empty
 	} {
 		f.Add(s)
@@ -104,6 +108,48 @@ func Fuzz227(f *testing.F) {
 		}
 		if ap2, err := ParsePORT(FormatPORT(ap)); err != nil || ap2 != ap {
 			t.Fatalf("ParsePORT(FormatPORT(%v)) = %v, %v", ap, ap2, err)
+		}
+	})
+}
+
+// FuzzSixNumbers fuzzes the numbers of PORT and 227 rather than their
+// bytes, so that the edges (255/256, 999/1000, negatives) are reached at
+// once; byte mutation alone takes a long time to turn "257" into "256".
+func FuzzSixNumbers(f *testing.F) {
+	f.Add(192, 0, 2, 10, 4, 1)          // typical
+	f.Add(255, 255, 255, 255, 255, 255) // maxima
+	f.Add(0, 0, 0, 256, 0, 1)           // just over
+	f.Add(0, 0, 0, 0, 0, 0)             // port 0
+	f.Add(-1, 0, 0, 0, 0, 1)            // sign
+	f.Add(1000, 0, 0, 0, 0, 1)          // four digits
+	f.Fuzz(func(t *testing.T, a, b, c, d, e, g int) {
+		v := []int{a, b, c, d, e, g}
+		ss := make([]string, 6)
+		valid := true
+		for i, x := range v {
+			ss[i] = strconv.Itoa(x)
+			valid = valid && 0 <= x && x <= 255
+		}
+		s := strings.Join(ss, ",")
+		var want netip.AddrPort
+		var wantErr error
+		switch {
+		case !valid:
+			wantErr = ErrSyntax
+		case e == 0 && g == 0:
+			wantErr = ErrBadPort
+		default:
+			want = netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(a), byte(b), byte(c), byte(d)}), uint16(e*256+g))
+		}
+		if got, err := ParsePORT(s); got != want || errClass(err) != wantErr {
+			t.Fatalf("ParsePORT(%q) = %v, %v; want %v, %v", s, got, err, want, wantErr)
+		}
+		if a < 0 {
+			return // 227 starts at the first digit: a leading "-" is text (see TestParse227)
+		}
+		text := "Entering Passive Mode (" + s + ")."
+		if got, err := Parse227(text); got != want || errClass(err) != wantErr {
+			t.Fatalf("Parse227(%q) = %v, %v; want %v, %v", text, got, err, want, wantErr)
 		}
 	})
 }
@@ -295,13 +341,13 @@ func FuzzLineReader(f *testing.F) {
 			}
 		}
 		if want := slowReadLines(data); !equalLines(got, want) {
-			t.Fatalf("reads %v: got %v, want %v", sizes, got, want)
+			t.Fatalf("reads %v: %s", sizes, diffLines(got, want))
 		}
 		// The same through the iotest readers.
 		for _, rd := range []io.Reader{iotest.DataErrReader(bytes.NewReader(data)), iotest.HalfReader(bytes.NewReader(data))} {
 			got := readAll(t, NewLineReader(rd))
 			if want := slowReadLines(data); !equalLines(got, want) {
-				t.Fatalf("got %v, want %v", got, want)
+				t.Fatal(diffLines(got, want))
 			}
 		}
 	})

@@ -49,7 +49,9 @@ var (
 // arrives, without waiting for the end of its line. Any other error from the
 // underlying reader is returned once the complete lines read before it have
 // been returned; it is not sticky, and the bytes already read are kept, so
-// a caller may call ReadLine again (e.g. after a deadline timeout).
+// a caller may call ReadLine again (e.g. after a deadline timeout). A
+// reader that returns neither bytes nor an error 100 times in a row gives
+// io.ErrNoProgress.
 //
 // The zero value is not usable; use NewLineReader. A LineReader is not safe
 // for concurrent use.

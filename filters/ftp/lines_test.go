@@ -3,6 +3,7 @@ package ftp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -97,17 +98,29 @@ func TestLineReader(t *testing.T) {
 		// The reference must agree with the table, so the fuzz test that
 		// relies on it checks what the table says.
 		if ref := slowReadLines([]byte(tt.in)); !equalLines(ref, tt.want) {
-			t.Fatalf("%s: slowReadLines = %v, want %v", tt.name, ref, tt.want)
+			t.Fatalf("%s: slowReadLines: %s", tt.name, diffLines(ref, tt.want))
 		}
 		for _, rd := range readers {
 			t.Run(tt.name+"/"+rd.name, func(t *testing.T) {
 				got := readAll(t, NewLineReader(rd.wrap(strings.NewReader(tt.in))))
 				if !equalLines(got, tt.want) {
-					t.Fatalf("got  %v\nwant %v", got, tt.want)
+					t.Fatal(diffLines(got, tt.want))
 				}
 			})
 		}
 	}
+}
+
+// diffLines describes the first difference between got and want, short
+// enough to read when thousands of lines agree.
+func diffLines(got, want []slowLine) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("result %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	return fmt.Sprintf("got %d results, want %d (the last: got %v, want %v)",
+		len(got), len(want), got[len(got)-1], want[len(want)-1])
 }
 
 func equalLines(a, b []slowLine) bool {

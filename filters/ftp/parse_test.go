@@ -166,6 +166,7 @@ func TestParse227(t *testing.T) {
 		{"four digits", "Entering Passive Mode (1192,0,2,7,117,48).", netip.AddrPort{}, ErrSyntax},
 		{"space inside", "Entering Passive Mode (192, 0,2,7,117,48).", netip.AddrPort{}, ErrSyntax},
 		{"minus sign", "Entering Passive Mode (192,0,2,7,-117,48).", netip.AddrPort{}, ErrSyntax},
+		{"sign before the first digit is text", "Entering Passive Mode (-192,0,2,7,117,48).", netip.MustParseAddrPort("192.0.2.7:30000"), nil},
 		{"first digit elsewhere", "Entering Passive Mode v2 (192,0,2,7,117,48).", netip.AddrPort{}, ErrSyntax},
 	}
 	for _, tt := range tests {
