@@ -23,14 +23,22 @@ func echoTCP(t testing.TB, h *lab.Host, port uint16) <-chan netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	peers := make(chan netip.AddrPort, 16)
+	peers := make(chan netip.AddrPort, 64)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			// A connection reset at once has no remote address any more.
+			var peer netip.AddrPort
+			if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				peer = a.AddrPort()
+			}
+			select {
+			case peers <- peer:
+			default: // nobody is counting this many
+			}
 			go func() {
 				defer c.Close()
 				io.Copy(c, c)
