@@ -33,6 +33,11 @@ type control struct {
 	// parsed in either direction, whatever the reader goroutines are doing.
 	tls atomic.Bool
 
+	// multi is the code of the multi-line reply being relayed (RFC 959
+	// 4.2), 0 outside one; its inner lines are text, whatever they look
+	// like. Only the replies goroutine uses it.
+	multi int
+
 	mu struct {
 		sync.Mutex
 		pasv, epsv bool      // a PASV or EPSV awaits its reply
@@ -61,7 +66,7 @@ func newControl(cfg Config) *control { return &control{cfg: cfg} }
 // Serve implements session.DataFilter.
 func (x *control) Serve(ctx context.Context, c *session.Connection, internal, external session.Socket) error {
 	if external == nil || internal == nil {
-		return fmt.Errorf("ftp: control connection without two sides: %w", session.ErrNotSupported)
+		return fmt.Errorf("filters/ftp: control connection without two sides: %w", session.ErrNotSupported)
 	}
 	x.conn = c
 	client, server := internal, external
@@ -124,7 +129,7 @@ func (x *control) commands(client, server session.Socket) error {
 			}
 			return server.CloseWrite()
 		case err != nil:
-			return fmt.Errorf("ftp: client: %w", err)
+			return fmt.Errorf("filters/ftp: client: %w", err)
 		}
 	}
 }
@@ -151,7 +156,7 @@ func (x *control) replies(server, client session.Socket) error {
 			}
 			return client.CloseWrite()
 		case err != nil:
-			return fmt.Errorf("ftp: server: %w", err)
+			return fmt.Errorf("filters/ftp: server: %w", err)
 		}
 	}
 }
@@ -270,7 +275,20 @@ func (x *control) activeMode(cmd Command, line []byte) ([]byte, string, chan boo
 // whether the connection turns to TLS after it.
 func (x *control) reply(line []byte) (out []byte, tls bool) {
 	r, ok := ParseReply(line)
-	if !ok || r.More || x.tls.Load() {
+	switch {
+	case x.tls.Load():
+		return line, false
+	case x.multi != 0:
+		// Inside a multi-line reply only "NNN " with its own code ends it,
+		// and the end line is not acted on either.
+		if ok && !r.More && r.Code == x.multi {
+			x.multi = 0
+		}
+		return line, false
+	case !ok:
+		return line, false
+	case r.More:
+		x.multi = r.Code
 		return line, false
 	}
 	switch r.Code {

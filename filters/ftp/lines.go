@@ -25,13 +25,13 @@ const (
 // them (they are sticky).
 var (
 	// ErrLineTooLong means a line was longer than MaxLine bytes.
-	ErrLineTooLong = errors.New("ftp: line too long")
+	ErrLineTooLong = errors.New("filters/ftp: line too long")
 	// ErrNUL means a line held a NUL byte, which no FTP line may contain
 	// (RFC 959 §2.2, Telnet NVT); ftp-proxy ends the session on it too.
-	ErrNUL = errors.New("ftp: NUL in line")
+	ErrNUL = errors.New("filters/ftp: NUL in line")
 
 	// errBadRead means the underlying reader returned an impossible count.
-	errBadRead = errors.New("ftp: reader returned an invalid count")
+	errBadRead = errors.New("filters/ftp: reader returned an invalid count")
 )
 
 // LineReader reads lines from one direction of a control connection.

@@ -30,9 +30,9 @@ import (
 // with errors.Is.
 var (
 	// ErrSyntax means a command argument or reply text is malformed.
-	ErrSyntax = errors.New("ftp: syntax error")
+	ErrSyntax = errors.New("filters/ftp: syntax error")
 	// ErrBadPort means a well-formed address names port 0.
-	ErrBadPort = errors.New("ftp: port 0")
+	ErrBadPort = errors.New("filters/ftp: port 0")
 )
 
 // Privileged reports whether port is below 1024 (port 0 included). The
@@ -344,7 +344,7 @@ func Format227(ap netip.AddrPort) string {
 func appendSix(b []byte, ap netip.AddrPort, who string) []byte {
 	a := ap.Addr().Unmap()
 	if !a.Is4() {
-		panic("ftp: " + who + " of a non-IPv4 address " + ap.String())
+		panic("filters/ftp: " + who + " of a non-IPv4 address " + ap.String())
 	}
 	for _, x := range a.As4() {
 		b = strconv.AppendUint(b, uint64(x), 10)
@@ -368,7 +368,7 @@ func FormatEPRT(ap netip.AddrPort) string {
 	case a.Is6():
 		b = append(make([]byte, 0, 64), "|2|"...)
 	default:
-		panic("ftp: FormatEPRT of an invalid address")
+		panic("filters/ftp: FormatEPRT of an invalid address")
 	}
 	b = a.AppendTo(b)
 	b = append(b, '|')

@@ -16,7 +16,7 @@ func checkErr(t testing.TB, got, want error) {
 		t.Fatalf("unexpected error %v", got)
 	case want != nil && !errors.Is(got, want):
 		t.Fatalf("error = %v, want %v", got, want)
-	case got != nil && !strings.HasPrefix(got.Error(), "ftp: "):
+	case got != nil && !strings.HasPrefix(got.Error(), "filters/ftp: "):
 		t.Fatalf("error %q lacks the package prefix", got)
 	}
 }

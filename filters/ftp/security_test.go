@@ -307,3 +307,19 @@ func TestReadOnly(t *testing.T) {
 	}
 	c.cmd("SIZE f", "200")
 }
+
+// TestReplyInsideMultiLine: a line that looks like a 227 inside another
+// multi-line reply is text, even with a PASV outstanding.
+func TestReplyInsideMultiLine(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Server, 21)
+	trap := "227 " + ftp.Format227(netip.AddrPortFrom(filtertest.ServerAddr, 31001))
+	srv.reply["PASV"] = "211-status\r\n" + trap + "\r\n211 end"
+	c := dial(t, l.Client, ftpServer)
+	c.cmd("PASV", "211-")
+	c.expect("227")
+	c.expect("211 ")
+	if n := l.Session(t).Pinholes(); n != 0 {
+		t.Errorf("a 227 inside a multi-line reply opened %d pinholes", n)
+	}
+}
