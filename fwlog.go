@@ -68,5 +68,9 @@ func flowFields(ev *zerolog.Event, f *nat.Flow) *zerolog.Event {
 		ev = ev.Str("client", f.Inside.String()).Str("destination", f.Remote.String()).
 			Str("translated_source", f.External.String())
 	}
-	return ev.Str("rule", f.Rule).Str("path", "fast")
+	path := "fast"
+	if f.UserMode {
+		path = "user"
+	}
+	return ev.Str("rule", f.Rule).Str("path", path)
 }

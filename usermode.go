@@ -2,9 +2,13 @@ package fwx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
+
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack"
@@ -45,7 +49,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	in, err := netstack.New(netstack.Options{
 		Transparent:  true,
 		MTU:          mtu(fw.cfg.Inside),
-		Output:       func(pkts [][]byte) error { _, err := fw.cfg.Inside.Write(pkts, headroom); return err },
+		Output:       func(pkts [][]byte) error { return write(fw.cfg.Inside, pkts) },
 		OutputOffset: headroom,
 		Log:          fw.cfg.Log.With().Str("stack", "inside").Logger(),
 		Seed:         int64(fw.seed),
@@ -56,7 +60,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	out, err := netstack.New(netstack.Options{
 		Addrs:        []netip.Addr{fw.cfg.OutsideAddr.Addr()},
 		MTU:          mtu(fw.cfg.Outside),
-		Output:       func(pkts [][]byte) error { _, err := fw.cfg.Outside.Write(pkts, headroom); return err },
+		Output:       func(pkts [][]byte) error { return write(fw.cfg.Outside, pkts) },
 		OutputOffset: headroom,
 		Log:          fw.cfg.Log.With().Str("stack", "outside").Logger(),
 		Seed:         int64(fw.seed) + 1,
@@ -68,6 +72,16 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	u := &userPath{fw: fw, inside: in, outside: out}
 	in.HandleTCP(u.interceptTCP)
 	return u, nil
+}
+
+// write sends a netstack's packets to a device. Once fwx is stopping, the
+// devices are closed first; what the stacks still send then is dropped
+// without a word.
+func write(d tun.Device, pkts [][]byte) error {
+	if _, err := d.Write(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // interceptTCP hands a client's connection that the inside stack caught to

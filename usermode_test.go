@@ -99,6 +99,7 @@ func TestUserModeDataFilter(t *testing.T) {
 	if p := c.RemoteAddr().(*net.TCPAddr).AddrPort(); p != netip.AddrPortFrom(serverIP.Addr(), 7) {
 		t.Errorf("client's peer %v, want the server", p)
 	}
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": "198.51.100.2:7", "path": "user", "rule": "echo-out"})
 	// Other protocols stay on the fast path.
 	echoTCP(t, tb.Server, 8000)
 	d, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))

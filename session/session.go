@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Session is the state fwx keeps for one SecureNAT client address (ISA's
@@ -47,6 +49,12 @@ func newSession(m *Manager, client netip.Addr) *Session {
 
 // ClientAddr returns the client's address (ISA's GetClientAddress).
 func (s *Session) ClientAddr() netip.Addr { return s.client }
+
+// Log returns fwx's diagnostic logger, with the session's client; filters
+// log through it.
+func (s *Session) Log() zerolog.Logger {
+	return s.mgr.cfg.Log.With().Stringer("client", s.client).Logger()
+}
 
 // Context returns a context that is done when the session ends.
 func (s *Session) Context() context.Context { return s.ctx }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -108,6 +109,9 @@ func (x *control) commands(client, server session.Socket) error {
 		if len(line) > 0 && err == nil {
 			out, refusal, auth := x.command(line)
 			if refusal != "" {
+				log := x.conn.Session().Log()
+				log.Info().Str("filter", "ftp").Str("refusal", strings.TrimSpace(refusal)).
+					Str("command", strings.TrimSpace(string(line))).Msg("ftp command refused")
 				if err := x.toClient(refusal); err != nil {
 					return err
 				}
