@@ -72,7 +72,7 @@ func (h *Host) dialTCP(ctx context.Context, src, dst netip.AddrPort) (net.Conn, 
 		ep.Close()
 		return nil, opError("dial", "tcp", dst, tcpipErr(terr))
 	}
-	return &tcpConn{gonet.NewTCPConn(&wq, ep)}, nil
+	return newTCPConn(gonet.NewTCPConn(&wq, ep)), nil
 }
 
 // ListenTCP listens on port on all the host's IPv4 addresses. Port 0 picks
@@ -182,7 +182,33 @@ func (h *Host) Ping(ctx context.Context, dst netip.Addr, id, seq uint16, payload
 }
 
 // tcpConn translates gonet's errors.
-type tcpConn struct{ *gonet.TCPConn }
+type tcpConn struct {
+	*gonet.TCPConn
+	// The addresses as they were when the connection was made: gonet's own
+	// return nil once the endpoint is reset, and a test that looks at a
+	// connection its peer already closed should not crash on that.
+	local, remote net.Addr
+}
+
+func newTCPConn(c *gonet.TCPConn) *tcpConn {
+	tc := &tcpConn{TCPConn: c, local: c.LocalAddr(), remote: c.RemoteAddr()}
+	// Reset before it was even handed out: keep the types callers expect.
+	if tc.local == nil {
+		tc.local = &net.TCPAddr{}
+	}
+	if tc.remote == nil {
+		tc.remote = &net.TCPAddr{}
+	}
+	return tc
+}
+
+// LocalAddr implements net.Conn; it is the address when the connection was
+// made.
+func (c *tcpConn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr implements net.Conn; it is the address when the connection was
+// made.
+func (c *tcpConn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *tcpConn) Read(b []byte) (int, error) {
 	n, err := c.TCPConn.Read(b)
@@ -202,7 +228,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	return &tcpConn{c.(*gonet.TCPConn)}, nil
+	return newTCPConn(c.(*gonet.TCPConn)), nil
 }
 
 func fullAddr(ap netip.AddrPort) tcpip.FullAddress {
