@@ -214,19 +214,9 @@ func (t *Table) Cancel(e *Expectation, now time.Time) error {
 
 // Kill withdraws an expectation and ends every flow created through it.
 func (t *Table) Kill(e *Expectation, now time.Time) {
-	var ended []*Flow
 	t.mu.Lock()
 	t.finishLocked(e)
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for _, f := range s.out {
-			if f.expect == e {
-				ended = append(ended, f)
-			}
-		}
-		s.mu.RUnlock()
-	}
+	ended := t.flowsWhere(func(f *Flow) bool { return f.expect == e })
 	live := ended[:0]
 	for _, f := range ended {
 		if t.removeLocked(f) {
@@ -294,16 +284,5 @@ func (t *Table) ExpectationInUse(e *Expectation, now time.Time) bool {
 	if e.mapping != nil {
 		return len(e.mapping.flows) > 0
 	}
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for _, f := range s.out {
-			if f.expect == e {
-				s.mu.RUnlock()
-				return true
-			}
-		}
-		s.mu.RUnlock()
-	}
-	return false
+	return len(t.flowsWhere(func(f *Flow) bool { return f.expect == e })) > 0
 }

@@ -354,17 +354,7 @@ func (t *Table) dropMappingLocked(m *Mapping) {
 // end. Callers run it periodically.
 func (t *Table) Expire(now time.Time) int {
 	n := now.UnixNano()
-	var dead []*Flow
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for _, f := range s.out {
-			if f.expired(n, &t.cfg.Timeouts) {
-				dead = append(dead, f)
-			}
-		}
-		s.mu.RUnlock()
-	}
+	dead := t.flowsWhere(func(f *Flow) bool { return f.expired(n, &t.cfg.Timeouts) })
 	ended := dead[:0]
 	t.mu.Lock()
 	t.expireExpectationsLocked(n)
@@ -382,17 +372,8 @@ func (t *Table) Expire(now time.Time) int {
 
 // Close ends every flow, reporting each to the observer, as when fwx stops.
 func (t *Table) Close(now time.Time) {
-	n := now.UnixNano()
-	var all []*Flow
 	t.mu.Lock()
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for _, f := range s.out {
-			all = append(all, f)
-		}
-		s.mu.RUnlock()
-	}
+	all := t.Flows()
 	ended := all[:0]
 	for _, f := range all {
 		if t.removeLocked(f) {
@@ -402,7 +383,7 @@ func (t *Table) Close(now time.Time) {
 	t.mu.Unlock()
 	for _, f := range ended {
 		if t.cfg.Observer != nil {
-			t.cfg.Observer.FlowEnded(f, time.Unix(0, n))
+			t.cfg.Observer.FlowEnded(f, now)
 		}
 	}
 }
@@ -432,15 +413,21 @@ func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *
 }
 
 // Flows returns a snapshot of the live flows, in no particular order.
-func (t *Table) Flows() []*Flow {
-	var all []*Flow
+func (t *Table) Flows() []*Flow { return t.flowsWhere(nil) }
+
+// flowsWhere returns the flows keep accepts (all for nil). It takes the
+// shards' locks one at a time, so the caller may hold mu.
+func (t *Table) flowsWhere(keep func(*Flow) bool) []*Flow {
+	var out []*Flow
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.RLock()
 		for _, f := range s.out {
-			all = append(all, f)
+			if keep == nil || keep(f) {
+				out = append(out, f)
+			}
 		}
 		s.mu.RUnlock()
 	}
-	return all
+	return out
 }

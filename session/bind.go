@@ -174,7 +174,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			e.Inside = c.mu.client
 		}
 		if userMode {
-			if err := s.mgr.listenUserMode(c, e, req.Backlog); err != nil {
+			if err := s.mgr.listenUserMode(c, req.Backlog); err != nil {
 				release(i)
 				for _, done := range conns[:i] {
 					done.Kill()

@@ -74,7 +74,7 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 		return
 	}
 	f := r.Flow
-	owner, _ := ownerOf(f)
+	owner := ownerOf(f)
 	c := newConnection(s, TCP, f.Protocol, f.Filter, r.Dst, r.Client)
 	c.peer = f.Remote
 	if !s.track(c) {
@@ -117,19 +117,20 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	s.runChain(c, client, server, filters)
 }
 
-// ownerOf returns the connection object of the grant a flow came through.
-func ownerOf(f *nat.Flow) (*Connection, bool) {
+// ownerOf returns the connection object of the grant a flow came through,
+// or nil.
+func ownerOf(f *nat.Flow) *Connection {
 	if e := f.Expectation(); e != nil {
-		c, ok := e.Owner.(*Connection)
-		return c, ok
+		c, _ := e.Owner.(*Connection)
+		return c
 	}
-	return nil, false
+	return nil
 }
 
 // listenUserMode makes a bound connection accept on the user-mode path:
 // each connection accepted on the bound port raises the accepted event,
 // and is spliced through the data filters to the client.
-func (m *Manager) listenUserMode(c *Connection, _ *nat.Expectation, backlog int) error {
+func (m *Manager) listenUserMode(c *Connection, backlog int) error {
 	if m.cfg.UserPath == nil {
 		return fmt.Errorf("user-mode bind of %v: no user-mode path: %w", c.addr, ErrNotSupported)
 	}
