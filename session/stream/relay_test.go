@@ -106,6 +106,9 @@ func TestRelayAbort(t *testing.T) {
 				if r := <-pending; !isReset(r.err) {
 					t.Errorf("other side's blocked Read: %d, %v; want a reset", r.n, r.err)
 				}
+				// Let the relay finish propagating the reset to both
+				// directions before looking at the write side.
+				synctest.Wait()
 				if _, err := other.Write([]byte("x")); !isReset(err) {
 					t.Errorf("other side's Write: %v, want a reset", err)
 				}
