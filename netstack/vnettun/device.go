@@ -1,0 +1,245 @@
+//go:build linux
+
+package vnettun
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+const (
+	// MaxPacket is the largest packet or superpacket Read returns: the
+	// largest IPv4 packet, and the TUN's default gso_max_size (64 KiB)
+	// keeps IPv6 superpackets below it too. Every buffer given to Read
+	// needs offset+MaxPacket bytes.
+	MaxPacket = 65535
+
+	// BatchSize is the value returned by [Device.BatchSize], the same as
+	// wireguard-go's conn.IdealBatchSize.
+	BatchSize = 128
+
+	// defaultReadBatch is how many packets one Read returns at most. One
+	// read() blocks for the first packet; the rest are taken only while
+	// the kernel has them queued (see Read).
+	defaultReadBatch = BatchSize
+
+	tunDevice = "/dev/net/tun"
+)
+
+var _ tun.Device = (*Device)(nil)
+
+// Device is a Linux TUN device opened with IFF_VNET_HDR and every offload
+// the kernel accepts, which Read and Write pass through whole: a
+// superpacket read from one Device can be rewritten once and written to
+// another, and the far kernel segments it. Create one with [Create]; the
+// zero value is not usable.
+//
+// Device implements wireguard-go's tun.Device, with one difference that
+// matters to callers: Read does not split superpackets and does not
+// complete partial checksums, and Write expects a virtio header in the
+// headroom of every packet (see [Device.Read], [Device.Write]). A caller
+// that hands packets to anything but another Device uses [Finish] or
+// [Split].
+//
+// Read and Write are safe for concurrent use with each other and with
+// Close; concurrent Reads are serialized, as are concurrent Writes.
+//
+// Lifecycle: Events delivers [tun.EventUp] once, at Create; the Device
+// does not watch the link afterwards (it may live in another network
+// namespace, where its name means nothing to this process). After Close,
+// Read and Write return [ErrClosed] and the Events channel is closed.
+type Device struct {
+	file      *os.File
+	rc        syscall.RawConn
+	name      string
+	mtu       int
+	offloads  Offloads
+	readBatch int
+	events    chan tun.Event
+	closeOnce sync.Once
+	closed    atomic.Bool // set before the file is closed, see ioError
+
+	// readMu serializes Read and guards rd; readFn is d.readSome.
+	readMu sync.Mutex
+	rd     readOp
+	readFn func(fd uintptr) bool
+
+	// writeMu serializes Write and guards wr and scratch, the buffer
+	// used to split superpackets when the kernel refuses them
+	// (writeSplit); writeFn is d.writeSome.
+	writeMu sync.Mutex
+	wr      writeOp
+	scratch []byte
+	writeFn func(fd uintptr) bool
+
+	// noTSO and noUSO are set once the kernel refused a valid TCP or UDP
+	// superpacket with EINVAL (see Write); Write then splits them.
+	noTSO, noUSO atomic.Bool
+
+	stats struct {
+		packets, superpackets, malformed, splitWrites atomic.Uint64
+	}
+}
+
+// Stats are a Device's counters since Create.
+type Stats struct {
+	Packets      uint64 // packets and superpackets returned by Read
+	Superpackets uint64 // of which GSO superpackets
+	Malformed    uint64 // superpackets Read dropped: header and packet disagree
+	SplitWrites  uint64 // superpackets Write had to split (kernel refused GSO)
+}
+
+// Create creates the TUN device name, or attaches to it if it exists and
+// is a TUN without packet information, opens it with IFF_VNET_HDR,
+// enables the best offloads the kernel accepts (see [Device.Offloads])
+// and sets its MTU. A name such as "tun%d" lets the kernel pick the
+// number. Create does not bring the link up or configure addresses.
+func Create(name string, mtu int) (*Device, error) {
+	fd, err := unix.Open(tunDevice, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("vnettun: open %s: %w", tunDevice, err)
+	}
+	d, err := setup(fd, name, mtu)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// From here the fd belongs to the os.File, which registers it with
+	// the runtime poller because it is non-blocking.
+	d.file = os.NewFile(uintptr(fd), tunDevice)
+	if d.rc, err = d.file.SyscallConn(); err != nil {
+		d.file.Close()
+		return nil, fmt.Errorf("vnettun: %s: %w", d.name, err)
+	}
+	d.events <- tun.EventUp
+	return d, nil
+}
+
+// setup configures the raw TUN fd and returns the Device around it,
+// without its file.
+func setup(fd int, name string, mtu int) (*Device, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return nil, fmt.Errorf("vnettun: interface name %q: %w", name, err)
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return nil, fmt.Errorf("vnettun: create %q: %w", name, err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		return nil, fmt.Errorf("vnettun: %q: TUNGETIFF: %w", name, err)
+	}
+	d := &Device{
+		name:      ifr.Name(),
+		mtu:       mtu,
+		readBatch: defaultReadBatch,
+		events:    make(chan tun.Event, 1),
+	}
+	d.readFn, d.writeFn = d.readSome, d.writeSome
+	// An attached persistent device may have been given another header
+	// size or byte order; Read and Write assume the legacy 10-byte
+	// little-endian header. TUNSETVNETLE exists on every kernel with
+	// vnet headers but only matters on big-endian hosts.
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioHdrLen); err != nil {
+		return nil, fmt.Errorf("vnettun: %s: TUNSETVNETHDRSZ: %w", d.name, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETLE, 1); err != nil && !littleEndianHost() {
+		return nil, fmt.Errorf("vnettun: %s: TUNSETVNETLE: %w", d.name, err)
+	}
+	if d.offloads, err = probeOffloads(fd); err != nil {
+		return nil, fmt.Errorf("vnettun: %s: TUNSETOFFLOAD: %w", d.name, err)
+	}
+	if mtu > 0 {
+		if err := setMTU(d.name, mtu); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func littleEndianHost() bool {
+	return binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+}
+
+// setMTU sets the MTU of the interface name in the caller's network
+// namespace.
+func setMTU(name string, mtu int) error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("vnettun: %s: set MTU: %w", name, err)
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return fmt.Errorf("vnettun: %s: set MTU: %w", name, err)
+	}
+	ifr.SetUint32(uint32(mtu))
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFMTU, ifr); err != nil {
+		return fmt.Errorf("vnettun: %s: set MTU %d: %w", name, mtu, err)
+	}
+	return nil
+}
+
+// Name implements tun.Device. It returns the interface name the kernel
+// gave the device at Create; it never fails.
+func (d *Device) Name() (string, error) { return d.name, nil }
+
+// MTU implements tun.Device. It returns the MTU set at Create (0 if
+// Create left it alone); the Device does not track later changes.
+func (d *Device) MTU() (int, error) { return d.mtu, nil }
+
+// File implements tun.Device.
+func (d *Device) File() *os.File { return d.file }
+
+// Events implements tun.Device. See [Device] for what it delivers.
+func (d *Device) Events() <-chan tun.Event { return d.events }
+
+// BatchSize implements tun.Device. It returns [BatchSize].
+func (d *Device) BatchSize() int { return BatchSize }
+
+// Offloads returns the offloads the kernel accepted at Create.
+func (d *Device) Offloads() Offloads { return d.offloads }
+
+// Stats returns the Device's counters.
+func (d *Device) Stats() Stats {
+	return Stats{
+		Packets:      d.stats.packets.Load(),
+		Superpackets: d.stats.superpackets.Load(),
+		Malformed:    d.stats.malformed.Load(),
+		SplitWrites:  d.stats.splitWrites.Load(),
+	}
+}
+
+// Close implements tun.Device. It closes the file descriptor, which
+// removes a non-persistent TUN from whatever namespace it is in, wakes a
+// blocked Read, and closes the Events channel.
+func (d *Device) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		err = d.file.Close()
+		close(d.events)
+	})
+	if err != nil {
+		return fmt.Errorf("vnettun: close %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// ioError converts an error from the file or a syscall on it. RawConn
+// reports a closed file with an unexported error of package poll, not
+// os.ErrClosed, hence the closed flag.
+func (d *Device) ioError(op string, err error) error {
+	if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) {
+		return ErrClosed
+	}
+	return fmt.Errorf("vnettun: %s: %w", op, err)
+}

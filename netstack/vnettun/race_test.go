@@ -1,0 +1,5 @@
+//go:build race
+
+package vnettun
+
+const raceEnabled = true
