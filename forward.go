@@ -9,6 +9,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -31,8 +33,13 @@ const (
 	// at least 10 bytes).
 	headroom = 16
 	// maxPacket is the largest packet a read can return: a whole GSO
-	// superpacket, before the device splits it.
+	// superpacket.
 	maxPacket = 65535
+	// maxSegments and maxSegment bound the cutting of a superpacket: 64
+	// KiB in segments of at least 1 KiB (an MSS below that is not worth
+	// offloading), each no larger than a 9000-byte jumbo frame.
+	maxSegments = 64
+	maxSegment  = 9216
 )
 
 // batch holds one goroutine's buffers: the packets read, and the two queues
@@ -45,6 +52,14 @@ type batch struct {
 	divert  [][]byte // to the netstack of this side (user-mode flows)
 	replies [][]byte // fwx's own packets (RSTs, ICMP errors)
 	nreply  int
+
+	// split holds the segments of a superpacket that must be cut before
+	// it goes where superpackets cannot (a netstack, a device without
+	// offloads); allocated on first use.
+	split      [][]byte // segment buffers, full length, never resliced
+	splitSizes []int
+	segs       [][]byte        // the segments of the current cut, views into split
+	stack      *netstack.Stack // this side's netstack, for diverted segments
 }
 
 func newBatch(n int) *batch {
@@ -70,10 +85,18 @@ func (fw *Firewall) forward(from, to tun.Device, out bool) error {
 }
 
 // forwardBatch is forward with its buffers allocated by the caller.
+//
+// Between two devices with virtio-net headers (vnettun), superpackets
+// cross whole: the NAT rewrites their headers once, the virtio header stays
+// in the headroom, and the far kernel segments them. Their L4 checksum is
+// then a partial sum, which the NAT updates by its own rule. Where a packet
+// goes that cannot take that (a netstack, a device without headers), it is
+// completed or cut into segments first.
 func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error {
-	stack := fw.user.outside
+	fromVnet, toVnet := isVnet(from), isVnet(to)
+	b.stack = fw.user.outside
 	if out {
-		stack = fw.user.inside
+		b.stack = fw.user.inside
 	}
 	for {
 		count, err := from.Read(b.bufs, b.sizes, headroom)
@@ -91,7 +114,12 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 		b.fwd, b.back, b.divert, b.nreply = b.fwd[:0], b.back[:0], b.divert[:0], 0
 		for i := 0; i < count; i++ {
 			buf := b.bufs[i][:headroom+b.sizes[i]]
+			var hdr vnettun.Hdr
+			if fromVnet {
+				hdr = vnettun.ParseHdr(buf[headroom-vnettun.VirtioHdrLen:])
+			}
 			p := nat.Parse(buf[headroom:])
+			p.SetPartialChecksum(hdr.NeedsCsum())
 			var v nat.Verdict
 			if out {
 				v = fw.table.Outbound(&p, now)
@@ -100,6 +128,13 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			}
 			switch v {
 			case nat.Forward:
+				switch {
+				case fromVnet && !toVnet && (hdr.NeedsCsum() || hdr.IsGSO()):
+					fw.emitSegments(b, to, hdr, p.Bytes())
+					continue
+				case toVnet && !fromVnet:
+					vnettun.ClearHdr(buf[headroom-vnettun.VirtioHdrLen:])
+				}
 				b.fwd = append(b.fwd, buf[:headroom+p.Len()])
 			case nat.Hairpin:
 				b.back = append(b.back, buf[:headroom+p.Len()])
@@ -112,15 +147,66 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			case nat.TimeExceeded:
 				fw.refuse(b, &p, out, header.ICMPv4TimeExceeded, header.ICMPv4TTLExceeded)
 			case nat.Divert:
+				if hdr.IsGSO() || hdr.NeedsCsum() {
+					// gVisor takes whole, checksummed packets.
+					fw.emitSegments(b, nil, hdr, p.Bytes())
+					continue
+				}
 				b.divert = append(b.divert, buf[headroom:headroom+p.Len()])
 			}
 		}
+		if fromVnet {
+			// fwx's own packets go back to a device that reads a
+			// virtio header before each: an empty one.
+			for _, r := range b.replies[:b.nreply] {
+				vnettun.ClearHdr(r[headroom-vnettun.VirtioHdrLen:])
+			}
+		}
 		if len(b.divert) > 0 {
-			stack.Deliver(b.divert)
+			b.stack.Deliver(b.divert)
 		}
 		fw.write(to, b.fwd)
 		fw.write(from, b.back)
 	}
+}
+
+// emitSegments cuts a packet from a device with virtio headers into
+// complete packets and writes them to d, or delivers them to this side's
+// netstack when d is nil.
+func (fw *Firewall) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []byte) {
+	if b.split == nil {
+		b.split = make([][]byte, maxSegments)
+		b.splitSizes = make([]int, maxSegments)
+		b.segs = make([][]byte, 0, maxSegments)
+		for i := range b.split {
+			b.split[i] = make([]byte, headroom+maxSegment)
+		}
+	}
+	n, err := vnettun.Split(hdr, pkt, b.split, b.splitSizes, headroom)
+	if err != nil {
+		fw.cfg.Log.Debug().Err(err).Msg("dropped a superpacket that could not be split")
+		return
+	}
+	segs := b.segs[:0]
+	for i, buf := range b.split[:n] {
+		if d == nil {
+			segs = append(segs, buf[headroom:headroom+b.splitSizes[i]])
+		} else {
+			segs = append(segs, buf[:headroom+b.splitSizes[i]])
+		}
+	}
+	if d == nil {
+		b.stack.Deliver(segs)
+	} else {
+		fw.write(d, segs)
+	}
+}
+
+// isVnet reports whether d carries a virtio-net header in each packet's
+// headroom.
+func isVnet(d tun.Device) bool {
+	_, ok := d.(*vnettun.Device)
+	return ok
 }
 
 func (fw *Firewall) write(d tun.Device, bufs [][]byte) {

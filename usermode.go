@@ -12,6 +12,7 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -78,6 +79,11 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 // devices are closed first; what the stacks still send then is dropped
 // without a word.
 func write(d tun.Device, pkts [][]byte) error {
+	if isVnet(d) {
+		for _, p := range pkts {
+			vnettun.ClearHdr(p[headroom-vnettun.VirtioHdrLen:])
+		}
+	}
 	if _, err := d.Write(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
 		return err
 	}

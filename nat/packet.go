@@ -45,6 +45,7 @@ type Packet struct {
 	ICMPType header.ICMPv4Type
 	ICMPCode header.ICMPv4Code
 	b        []byte       // the whole IP packet, trimmed to its total length
+	partial  bool         // the L4 checksum is a partial pseudo-header sum (virtio NEEDS_CSUM)
 	l4       int          // offset of the transport header in b
 	inner    int          // offset of the quoted IP header in b (Error only)
 	quoted   QuotedPacket // the packet an ICMP error quotes

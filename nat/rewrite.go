@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -42,19 +43,35 @@ func (p *Packet) SetDestination(ap netip.AddrPort) {
 	p.Dst = ap
 }
 
+// SetPartialChecksum says the packet's TCP or UDP checksum field holds a
+// partial pseudo-header sum, to be completed by whoever segments or sends
+// it (a virtio NEEDS_CSUM packet from a TUN with offloads). Rewrites then
+// update that sum for address changes only, with no complement: the ports
+// are not in it yet, they are summed later from the transport header.
+func (p *Packet) SetPartialChecksum(partial bool) { p.partial = partial }
+
 // pseudoHeaderChanged updates a TCP or UDP checksum for an address change.
 // ICMPv4 has no pseudo-header.
 func (p *Packet) pseudoHeaderChanged(old, addr tcpip.Address) {
 	switch p.Proto {
 	case TCP:
-		header.TCP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, true)
+		header.TCP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, !p.partial)
 	case UDP:
-		header.UDP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, true)
+		header.UDP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, !p.partial)
 	}
 }
 
 func (p *Packet) setPort(src bool, port uint16) {
 	l4 := p.b[p.l4:]
+	if p.partial && (p.Proto == TCP || p.Proto == UDP) {
+		// The partial sum does not cover the ports.
+		if src {
+			binary.BigEndian.PutUint16(l4[0:], port)
+		} else {
+			binary.BigEndian.PutUint16(l4[2:], port)
+		}
+		return
+	}
 	switch p.Proto {
 	case TCP:
 		if src {

@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/fwx-dev/fwx"
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -148,11 +148,12 @@ func run(args []string) error {
 	diag := zerolog.New(diagOut).Level(level).With().Timestamp().Logger()
 	fwlog := zerolog.New(fwOut)
 
-	in, err := tun.CreateTUN(f.inTun, f.mtu)
+	// vnettun keeps GSO superpackets whole between the two devices.
+	in, err := vnettun.Create(f.inTun, f.mtu)
 	if err != nil {
 		return fmt.Errorf("run: create %s: %w", f.inTun, err)
 	}
-	out, err := tun.CreateTUN(f.outTun, f.mtu)
+	out, err := vnettun.Create(f.outTun, f.mtu)
 	if err != nil {
 		in.Close()
 		return fmt.Errorf("run: create %s: %w", f.outTun, err)
