@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -74,6 +75,7 @@ type runFlags struct {
 	logFormat       string
 	fwlog           string
 	verbose         bool
+	cpuProfile      string
 }
 
 func parseRunFlags(args []string) (*runFlags, error) {
@@ -88,6 +90,7 @@ func parseRunFlags(args []string) (*runFlags, error) {
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&f.fwlog, "fwlog", "", "write the firewall log to this file instead of standard output")
 	fs.BoolVar(&f.verbose, "v", false, "verbose diagnostics")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -174,6 +177,17 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.cpuProfile != "" {
+		prof, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("run: --cpuprofile: %w", err)
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return fmt.Errorf("run: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	diag.Info().Str("in_tun", f.inTun).Stringer("in_addr", inAddr).Str("out_tun", f.outTun).
 		Stringer("out_addr", outAddr).Str("policy", policyName(f.policy)).Msg("fwx running")
 	err = fw.Run(ctx)
