@@ -124,6 +124,22 @@ func (f *Flow) Counters() (bytesOut, bytesIn, pktsOut, pktsIn uint64) {
 // LastSeen returns the time of the last packet that refreshed the flow.
 func (f *Flow) LastSeen() time.Time { return time.Unix(0, f.lastSeen.Load()) }
 
+// account records a packet of the flow going out (inside → outside) or in:
+// its timer, its counters and its TCP state. It takes no lock.
+func (f *Flow) account(p *Packet, out bool, now int64) {
+	f.touch(now)
+	if out {
+		f.bytesOut.Add(uint64(len(p.b)))
+		f.pktsOut.Add(1)
+	} else {
+		f.bytesIn.Add(uint64(len(p.b)))
+		f.pktsIn.Add(1)
+	}
+	if p.Proto == TCP {
+		f.observeTCP(p.TCPFlags, out)
+	}
+}
+
 // TCP state bits, one per event seen; the timer follows from them.
 const (
 	tcpSynOut uint32 = 1 << iota

@@ -67,7 +67,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 			return Local
 		}
 		// Only a SYN opens a TCP flow; anything else is stale or forged.
-		if p.Proto == TCP && p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) != header.TCPFlagSyn {
+		if p.Proto == TCP && !p.opens() {
 			return Drop
 		}
 		if f = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
@@ -77,12 +77,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	if f.inboundOnly {
 		return Drop
 	}
-	f.touch(n)
-	f.bytesOut.Add(uint64(len(p.b)))
-	f.pktsOut.Add(1)
-	if p.Proto == TCP {
-		f.observeTCP(p.TCPFlags, true)
-	}
+	f.account(p, true, n)
 	if f.UserMode {
 		return Divert
 	}
@@ -103,6 +98,12 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		return Hairpin
 	}
 	return Forward
+}
+
+// opens reports whether a TCP packet is a bare SYN, the only packet that
+// may open a flow.
+func (p *Packet) opens() bool {
+	return p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn
 }
 
 // hasExpectation reports whether an outbound pinhole waits for p's
@@ -127,7 +128,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	if p.Dst.Addr() != t.cfg.External {
 		// Addressed past fwx, to an inside host or elsewhere: nothing
 		// reaches the inside unasked. Logged like any unsolicited flow.
-		if p.Kind == Transport && (p.Proto != TCP || p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn) {
+		if p.Kind == Transport && (p.Proto != TCP || p.opens()) {
 			t.denied(Denial{Proto: p.Proto, Origin: Inbound, Src: p.Src, Dst: p.Dst, Rule: "default-deny"}, now.UnixNano())
 		}
 		return Drop
@@ -146,20 +147,14 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 	f := t.lookup(false, flowKey{p.Proto, p.Dst, p.Src}, n)
 	if f == nil {
-		syn := p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn
 		if p.Kind == Query {
 			return Drop // an echo reply nobody asked for
 		}
-		if f = t.inbound(p.Proto, p.Src, p.Dst, syn, n); f == nil {
+		if f = t.inbound(p.Proto, p.Src, p.Dst, p.opens(), n); f == nil {
 			return Drop
 		}
 	}
-	f.touch(n)
-	f.bytesIn.Add(uint64(len(p.b)))
-	f.pktsIn.Add(1)
-	if p.Proto == TCP {
-		f.observeTCP(p.TCPFlags, false)
-	}
+	f.account(p, false, n)
 	if f.UserMode {
 		return Divert
 	}
