@@ -36,9 +36,9 @@ const (
 	// superpacket.
 	maxPacket = 65535
 	// maxSegments and maxSegment bound the cutting of a superpacket: 64
-	// KiB in segments of at least 1 KiB (an MSS below that is not worth
-	// offloading), each no larger than a 9000-byte jumbo frame.
-	maxSegments = 64
+	// KiB in segments of at least the 536-byte minimum MSS (RFC 9293), each
+	// no larger than a 9000-byte jumbo frame.
+	maxSegments = 128
 	maxSegment  = 9216
 )
 
