@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/netstack/lab"
+	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/refs"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
 // Addresses of the test topologies. The inside segment has a client whose
@@ -49,6 +52,7 @@ const rigOffset = 16
 type rigOpts struct {
 	quiet bool // no packet log (bulk transfers)
 	ipv6  bool // hosts may have IPv6 addresses
+	gso   bool // Options.GSO, with Output splitting as the kernel would
 }
 
 // newRig builds a network with one segment and a Stack configured by opts
@@ -73,6 +77,11 @@ func newRig(tb testing.TB, opts Options, ro rigOpts) *rig {
 		_, err := dev.Write(pkts, rigOffset)
 		return err
 	}
+	var sp *gsoSplitter
+	if ro.gso {
+		sp = newGSOSplitter(dev, rigOffset, 1500)
+		opts.GSO, opts.Output = true, sp.output
+	}
 	st, err := New(opts)
 	if err != nil {
 		r.net.Close()
@@ -91,6 +100,11 @@ func newRig(tb testing.TB, opts Options, ro rigOpts) *rig {
 			// Nothing of gVisor's is alive any more: every reference
 			// counted object (packets, buffers) must have been released.
 			refs.DoRepeatedLeakCheck()
+		}
+		if sp != nil {
+			if n := sp.bad.Load(); n != 0 {
+				tb.Errorf("%d packets with a virtio header that does not describe them", n)
+			}
 		}
 		if st := r.seg.Stats(); st.CaptureDrops != 0 {
 			tb.Errorf("segment dropped %d captured packets", st.CaptureDrops)
@@ -124,6 +138,61 @@ func (r *rig) runPump() {
 		}
 		r.st.Deliver(pkts)
 	}
+}
+
+// gsoSplitter is the Output of a rig with Options.GSO: it does what the
+// kernel behind a vnettun.Device does with what the stack writes, cutting
+// each superpacket into segments and completing partial checksums
+// (vnettun.Split), and writes the resulting MTU-sized packets to the lab
+// device, which wants ordinary packets. It counts the packets whose
+// virtio header Split rejects or whose segments exceed the MTU.
+type gsoSplitter struct {
+	dev    tun.Device
+	offset int
+	mtu    int
+	out    [][]byte
+	sizes  []int
+	segs   [][]byte
+
+	supers, bad atomic.Uint64
+}
+
+func newGSOSplitter(dev tun.Device, offset, mtu int) *gsoSplitter {
+	// A superpacket has at most 64 KiB / MSS segments; 128 covers an
+	// MSS down to 512 bytes.
+	const maxSegs = 128
+	sp := &gsoSplitter{dev: dev, offset: offset, mtu: mtu, sizes: make([]int, maxSegs), segs: make([][]byte, 0, maxSegs)}
+	sp.out = make([][]byte, maxSegs)
+	for i := range sp.out {
+		sp.out[i] = make([]byte, offset+vnettun.MaxPacket)
+	}
+	return sp
+}
+
+// output is an Options.Output; the stack never calls it concurrently.
+func (sp *gsoSplitter) output(pkts [][]byte) error {
+	for _, p := range pkts {
+		h := vnettun.ParseHdr(p[sp.offset-vnettun.VirtioHdrLen:])
+		if h.IsGSO() {
+			sp.supers.Add(1)
+		}
+		n, err := vnettun.Split(h, p[sp.offset:], sp.out, sp.sizes, sp.offset)
+		if err != nil {
+			sp.bad.Add(1)
+			continue
+		}
+		sp.segs = sp.segs[:0]
+		for i := range n {
+			if sp.sizes[i] > sp.mtu {
+				sp.bad.Add(1)
+			}
+			sp.segs = append(sp.segs, sp.out[i][:sp.offset+sp.sizes[i]])
+		}
+		if _, err := sp.dev.Write(sp.segs, sp.offset); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addHost adds a host to the rig's segment and fails the test on error.

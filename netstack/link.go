@@ -3,12 +3,12 @@ package netstack
 // Packet flow through the link:
 //
 //	Stack.Deliver ─copy─► link.deliver ─► gVisor NetworkDispatcher (inline, caller's goroutine)
-//	gVisor ─► link.WritePackets ─► out (bounded, BLOCKING) ─► link.run ─copy─► Options.Output (batches ≤ 128)
+//	gVisor ─► link.WritePackets ─► out (bounded, BLOCKING) ─► link.run ─copy (+ virtio header)─► Options.Output (batches ≤ 128)
 //
+// With Options.GSO, gVisor's TCP hands WritePackets superpackets of up to
+// 64 KiB and run writes a virtio-net header before each packet (gso.go).
 // GRO would plug in at deliver (coalesce a batch's TCP segments before the
-// dispatcher, once checksums are validated), and GSO at WritePackets /
-// Capabilities / GSOMaxSize (hand superpackets to a TUN with a virtio
-// header instead of one MTU-sized packet each). Neither is done yet.
+// dispatcher, once checksums are validated); it is not done yet.
 
 import (
 	"sync"
@@ -21,6 +21,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
 const (
@@ -28,6 +30,9 @@ const (
 	// goroutine before the stack's writers block. Enough to cover a burst
 	// of a few windows without making the stack's goroutines wait on every
 	// packet; small enough (about 1.5 MB at MTU 1500) to bound memory.
+	// With GSO a queued superpacket can hold 64 KiB, but its payload is
+	// shared with the TCP send buffer it came from (at most bufferMax per
+	// connection), so the queue adds little memory of its own.
 	outQueueLen = 1024
 
 	// outBatch is the largest batch handed to Options.Output, matching
@@ -47,12 +52,17 @@ var _ stack.LinkEndpoint = (*link)(nil)
 // shut down. One goroutine (run) drains the queue, copies each packet into
 // a buffer it owns and calls output with the batch.
 //
+// With gso set, the link advertises host GSO (gso.go) and run writes a
+// virtio-net header into the last vnettun.VirtioHdrLen bytes of each
+// packet's headroom; offset is then at least that.
+//
 // Lifecycle: newLink starts run; shutdown (idempotent) makes writers fail
 // instead of waiting and lets run flush what is queued and return; wait
 // joins run and releases anything left in the queue.
 type link struct {
 	mtu    atomic.Uint32
 	offset int
+	gso    bool
 	output func(pkts [][]byte) error
 	log    zerolog.Logger
 
@@ -71,14 +81,16 @@ type link struct {
 
 // linkStats counts the link's packets; see [Stats].
 type linkStats struct {
-	in, invalidIn, out, outBatches, outputErrors atomic.Uint64
+	in, invalidIn, out, outBatches, outputErrors, superpacketsOut atomic.Uint64
 }
 
 // newLink returns a link whose drain goroutine calls output with packets
 // that start offset bytes into each slice, and starts that goroutine.
-func newLink(mtu, offset int, output func([][]byte) error, log zerolog.Logger) *link {
+// With gso, offset must be at least vnettun.VirtioHdrLen (New checks).
+func newLink(mtu, offset int, gso bool, output func([][]byte) error, log zerolog.Logger) *link {
 	l := &link{
 		offset: offset,
+		gso:    gso,
 		output: output,
 		log:    log,
 		out:    make(chan *stack.PacketBuffer, outQueueLen),
@@ -153,9 +165,9 @@ func closedForSend(n int) tcpip.Error {
 // run is the output goroutine: it takes up to outBatch queued packets at a
 // time, copies each into a buffer of its own (gVisor's packets are chains
 // of views; Output wants one slice per packet, and a copy keeps the
-// PacketBuffer's lifetime out of the caller's hands), releases the
-// packets and calls output. After shutdown it flushes what is queued
-// without waiting, then returns.
+// PacketBuffer's lifetime out of the caller's hands), with GSO writes its
+// virtio header in front, releases the packets and calls output. After
+// shutdown it flushes what is queued without waiting, then returns.
 func (l *link) run() {
 	defer l.wg.Done()
 	l.log.Debug().Msg("netstack: output goroutine started")
@@ -185,27 +197,60 @@ func (l *link) run() {
 			return // closing and nothing left
 		}
 		pkts = pkts[:0]
+		var supers uint64
 		for i, p := range batch {
-			size := l.offset + p.Size()
-			if cap(bufs[i]) < size {
-				bufs[i] = make([]byte, 0, max(size, l.offset+int(l.mtu.Load())))
-			}
-			pkts = append(pkts, appendPacket(bufs[i][:l.offset], p))
-			p.DecRef()
 			batch[i] = nil
+			h, ok := vnettun.Hdr{}, true
+			if l.gso {
+				h, ok = virtioHdr(p)
+			}
+			if !ok {
+				l.log.Error().Int("gsoType", int(p.GSOOptions.Type)).Int("size", p.Size()).
+					Msg("netstack: dropped a packet the device cannot segment")
+				p.DecRef()
+				continue
+			}
+			b := l.buffer(bufs, len(pkts), p.Size())
+			b = appendPacket(b[:l.offset], p)
+			p.DecRef()
+			if l.gso {
+				h.Encode(b[l.offset-vnettun.VirtioHdrLen:])
+				if h.IsGSO() {
+					supers++
+				}
+			}
+			pkts = append(pkts, b)
 		}
 		batch = batch[:0]
-		l.stats.out.Add(uint64(len(pkts)))
-		l.stats.outBatches.Add(1)
-		if err := l.output(pkts); err != nil {
-			l.stats.outputErrors.Add(1)
-			l.log.Warn().Err(err).Int("packets", len(pkts)).Msg("netstack: output failed")
+		if len(pkts) > 0 {
+			l.stats.out.Add(uint64(len(pkts)))
+			l.stats.superpacketsOut.Add(supers)
+			l.stats.outBatches.Add(1)
+			if err := l.output(pkts); err != nil {
+				l.stats.outputErrors.Add(1)
+				l.log.Warn().Err(err).Int("packets", len(pkts)).Msg("netstack: output failed")
+			}
+			clear(pkts)
 		}
-		clear(pkts)
 		if closing && len(l.out) == 0 {
 			return
 		}
 	}
+}
+
+// buffer returns bufs[i], grown if needed to hold a packet of size bytes
+// after the headroom. A buffer is sized for the MTU, or, once it must hold
+// a superpacket, for the largest one, so that it grows at most twice.
+func (l *link) buffer(bufs [][]byte, i, size int) []byte {
+	size += l.offset
+	if cap(bufs[i]) < size {
+		want := l.offset + int(l.mtu.Load())
+		if l.gso && size > want {
+			want = l.offset + gsoMaxSize
+		}
+		bufs[i] = make([]byte, 0, max(size, want))
+	}
+	return bufs[i]
 }
 
 // appendPacket appends the bytes of pkt to b. It walks the packet's views
@@ -284,11 +329,12 @@ func (*link) LinkAddress() tcpip.LinkAddress { return "" }
 // SetLinkAddress implements stack.NetworkLinkEndpoint. It does nothing.
 func (*link) SetLinkAddress(tcpip.LinkAddress) {}
 
-// Capabilities implements stack.NetworkLinkEndpoint. None for now: the
-// stack computes every checksum it sends and checks every one it
-// receives. With GRO this becomes CapabilityRXChecksumOffload (checksums
-// checked once while coalescing), and a GSOEndpoint implementation
-// (GSOMaxSize, SupportedGSO = HostGSOSupported) goes with GSO.
+// Capabilities implements stack.NetworkLinkEndpoint. None: the stack
+// checks every checksum it receives, and computes every one it sends
+// except those of TCP packets sent with host GSO (gso.go), which gVisor
+// leaves partial on its own (it needs no CapabilityTXChecksumOffload for
+// that, as link/fdbased shows). With GRO this becomes
+// CapabilityRXChecksumOffload (checksums checked once while coalescing).
 func (*link) Capabilities() stack.LinkEndpointCapabilities { return 0 }
 
 // Wait implements stack.NetworkLinkEndpoint. The output goroutine is

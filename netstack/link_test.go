@@ -60,7 +60,7 @@ func TestLinkBlocksNeverDrops(t *testing.T) {
 	checkGoroutines(t)
 	const offset = 10
 	rec := &recorder{offset: offset, release: make(chan struct{})}
-	l := newLink(1500, offset, rec.output, zerolog.Nop())
+	l := newLink(1500, offset, false, rec.output, zerolog.Nop())
 
 	const total = outQueueLen + 2*outBatch
 	var written atomic.Int64
@@ -126,7 +126,7 @@ func TestLinkBlocksNeverDrops(t *testing.T) {
 func TestLinkShutdownReleasesWriters(t *testing.T) {
 	checkGoroutines(t)
 	rec := &recorder{release: make(chan struct{})}
-	l := newLink(1500, 0, rec.output, zerolog.Nop())
+	l := newLink(1500, 0, false, rec.output, zerolog.Nop())
 
 	var pkts []*stack.PacketBuffer
 	errc := make(chan tcpip.Error, 1)

@@ -18,6 +18,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
 // nicID is the ID of the stack's only NIC.
@@ -78,6 +80,19 @@ type Options struct {
 	// batch straight to tun.Device.Write(pkts, OutputOffset), which needs
 	// headroom for a virtio header, without another copy. 0 means none.
 	OutputOffset int
+
+	// GSO says that the device Output writes to takes virtio-net headers
+	// and segments superpackets, as a vnettun.Device does: the link
+	// advertises host GSO up to 64 KiB, so the stack's TCP sends
+	// superpackets of up to 64 KiB with a partial checksum, and every
+	// packet passed to Output is preceded by its virtio header, at
+	// pkts[i][OutputOffset-vnettun.VirtioHdrLen:OutputOffset] (all zero
+	// for a packet with a complete checksum and no segmentation). Output
+	// must hand the batch to the device as is, with that offset, and must
+	// not clear the header. It requires OutputOffset >=
+	// vnettun.VirtioHdrLen. False means no header is written (the headroom
+	// is the caller's) and every packet fits the MTU.
+	GSO bool
 
 	// MaxInFlight bounds the inbound connection attempts (TCP) and new
 	// datagram flows (UDP) being decided by handlers at once; beyond it,
@@ -154,6 +169,10 @@ func New(opts Options) (*Stack, error) {
 	if opts.OutputOffset < 0 {
 		return nil, fmt.Errorf("netstack: negative OutputOffset %d", opts.OutputOffset)
 	}
+	if opts.GSO && opts.OutputOffset < vnettun.VirtioHdrLen {
+		return nil, fmt.Errorf("netstack: OutputOffset %d leaves no room for a virtio header (GSO needs %d)",
+			opts.OutputOffset, vnettun.VirtioHdrLen)
+	}
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = defaultMaxInFlight
 	}
@@ -186,7 +205,7 @@ func New(opts Options) (*Stack, error) {
 		s.st.Destroy()
 		return nil, err
 	}
-	s.link = newLink(opts.MTU, opts.OutputOffset, opts.Output, opts.Log)
+	s.link = newLink(opts.MTU, opts.OutputOffset, opts.GSO, opts.Output, opts.Log)
 	if err := s.setupNIC(opts.Addrs); err != nil {
 		s.link.shutdown()
 		s.st.Destroy()
@@ -198,7 +217,7 @@ func New(opts Options) (*Stack, error) {
 	s.tcpFwd = tcp.NewForwarder(s.st, forwardWindow, s.maxInFlight, s.forwardTCP)
 	s.st.SetTransportProtocolHandler(tcp.ProtocolNumber, s.handleTCPPacket)
 	s.st.SetTransportProtocolHandler(udp.ProtocolNumber, s.handleUDPPacket)
-	s.log.Debug().Bool("transparent", opts.Transparent).Int("mtu", opts.MTU).Msg("netstack: stack up")
+	s.log.Debug().Bool("transparent", opts.Transparent).Int("mtu", opts.MTU).Bool("gso", opts.GSO).Msg("netstack: stack up")
 	return s, nil
 }
 
@@ -283,6 +302,10 @@ type Stats struct {
 	InvalidIn uint64
 	// PacketsOut counts packets passed to Output, in OutputBatches calls.
 	PacketsOut, OutputBatches uint64
+	// SuperpacketsOut counts the packets passed to Output (included in
+	// PacketsOut) that were GSO superpackets for the device to segment.
+	// Always 0 without Options.GSO.
+	SuperpacketsOut uint64
 	// OutputErrors counts Output calls that returned an error.
 	OutputErrors uint64
 	// TCPInFlightDrops counts SYNs ignored because MaxInFlight attempts
@@ -302,6 +325,7 @@ func (s *Stack) Stats() Stats {
 		InvalidIn:        l.invalidIn.Load(),
 		PacketsOut:       l.out.Load(),
 		OutputBatches:    l.outBatches.Load(),
+		SuperpacketsOut:  l.superpacketsOut.Load(),
 		OutputErrors:     l.outputErrors.Load(),
 		TCPInFlightDrops: s.st.Stats().TCP.ForwardMaxInFlightDrop.Value(),
 		UDPInFlightDrops: s.stats.udpInFlightDrops.Load(),

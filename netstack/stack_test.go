@@ -22,6 +22,7 @@ func TestNewRejects(t *testing.T) {
 		{"MTU too small", Options{Output: out, MTU: 67}, "MTU 67"},
 		{"MTU too large", Options{Output: out, MTU: 70000}, "MTU 70000"},
 		{"negative offset", Options{Output: out, OutputOffset: -1}, "OutputOffset"},
+		{"GSO without headroom", Options{Output: out, GSO: true, OutputOffset: 9}, "virtio header"},
 		{"invalid address", Options{Output: out, Addrs: []netip.Addr{{}}}, "invalid address"},
 		{"mapped address", Options{Output: out, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}, "invalid address"},
 		{"unspecified address", Options{Output: out, Addrs: []netip.Addr{netip.IPv4Unspecified()}}, "invalid address"},

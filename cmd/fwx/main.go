@@ -25,6 +25,7 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
+	_ "github.com/fwx-dev/fwx/filters/relay"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
 	"github.com/fwx-dev/fwx/session/policy"
 )
