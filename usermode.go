@@ -78,9 +78,8 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 
 // write sends a netstack's packets to a device. Once fwx is stopping, the
 // devices are closed first; what the stacks still send then is dropped
-// without a word.
-// The stacks of vnet devices run with GSO: their link writes each packet's
-// virtio header itself.
+// without a word. The stacks of vnet devices run with GSO: their link
+// writes each packet's virtio header itself.
 func write(d tun.Device, pkts [][]byte) error {
 	if _, err := d.Write(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
 		return err
