@@ -20,6 +20,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"github.com/fwx-dev/fwx/netstack/vnettun"
+
+	"github.com/fwx-dev/fwx/netstack/internal/seedrand"
 )
 
 // nicID is the ID of the stack's only NIC.
@@ -189,7 +191,7 @@ func New(opts Options) (*Stack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	}
 	if opts.Seed != 0 {
-		sopts.RandSource, sopts.SecureRNG = randSources(opts.Seed)
+		sopts.RandSource, sopts.SecureRNG = seedrand.New(opts.Seed, 0x6e6574) // "net"
 	}
 	s := &Stack{
 		st:          stack.New(sopts),

@@ -17,6 +17,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/fwx-dev/fwx/netstack/internal/seedrand"
 )
 
 // nicID is the ID of a host's only NIC.
@@ -112,7 +114,7 @@ func (s *Segment) AddHost(name string, addr netip.Prefix, gw netip.Addr) (*Host,
 // newStack returns the host's stack, its random sources seeded from the
 // network's seed and the host's index.
 func (h *Host) newStack() *stack.Stack {
-	rnd, secure := hostRand(h.net.opts.Seed, h.index)
+	rnd, secure := seedrand.New(h.net.opts.Seed, uint64(h.index))
 	opts := stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
