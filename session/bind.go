@@ -90,17 +90,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			return nil, fmt.Errorf("session: %s: client address %v is not the session's client %v: %w", call, c, s.client, ErrInvalidArgument)
 		}
 	}
-	ext, err := s.externalAddr(call, req.Proxy.Addr())
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.mgr.permits(s.client, req.ProtocolName)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	err = s.admitLocked(n)
-	s.mu.Unlock()
+	ext, d, err := s.admitGrant(call, req.Proxy.Addr(), req.ProtocolName, n)
 	if err != nil {
 		return nil, err
 	}

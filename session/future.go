@@ -51,27 +51,15 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode); err != nil {
 		return nil, err
 	}
-	ext, err := s.externalAddr(call, req.ProxyExternal)
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.mgr.permits(s.client, req.ProtocolName)
+	ext, d, err := s.admitGrant(call, req.ProxyExternal, req.ProtocolName, 1)
 	if err != nil {
 		return nil, err
 	}
 	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
-	ev := EventConnectTCP
-	if req.Protocol == UDP {
-		ev = EventUDPDestination
-	}
+	ev := connectEvent(req.Protocol)
 	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
 	if userMode && req.Protocol == UDP {
 		return nil, fmt.Errorf("session: %s: UDP on the user-mode path: %w", call, ErrNotSupported)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.admitLocked(1); err != nil {
-		return nil, err
 	}
 	e := &nat.Expectation{
 		Proto:        proto,
@@ -95,6 +83,8 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		return nil, fmt.Errorf("session: %s: %w", call, err)
 	}
 	a := &FirewallAction{s: s, expect: e, addr: dst}
+	s.mu.Lock()
 	s.mu.actions[a] = struct{}{}
+	s.mu.Unlock()
 	return a, nil
 }

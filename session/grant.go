@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // What BindForClient, AllowFutureConnect and RedirectConnections share:
@@ -40,6 +41,32 @@ func (s *Session) externalAddr(call string, a netip.Addr) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("session: %s: %v is not an address of this firewall: %w", call, a, ErrAddressNotAvailable)
 	}
 	return ext, nil
+}
+
+// admitGrant makes the checks every grant shares: the external address is
+// fwx's, the policy lets the client use the protocol, and the session may
+// hold n more pinholes. It returns the external address and the policy's
+// decision (which names the protocol's filter).
+func (s *Session) admitGrant(call string, ext netip.Addr, protocol string, n int) (netip.Addr, policy.Decision, error) {
+	ext, err := s.externalAddr(call, ext)
+	if err != nil {
+		return ext, policy.Decision{}, err
+	}
+	d, err := s.mgr.permits(s.client, protocol)
+	if err != nil {
+		return ext, d, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ext, d, s.admitLocked(n)
+}
+
+// connectEvent is the event a client's connection of transport p raises.
+func connectEvent(p Protocol) EventType {
+	if p == UDP {
+		return EventUDPDestination
+	}
+	return EventConnectTCP
 }
 
 // deadline returns when a permission granted with flags lapses if unused:

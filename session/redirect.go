@@ -67,17 +67,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
 		return nil, err
 	}
-	ext, err := s.externalAddr(call, req.ProxyExternal)
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.mgr.permits(s.client, req.ProtocolName)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	err = s.admitLocked(n)
-	s.mu.Unlock()
+	ext, d, err := s.admitGrant(call, req.ProxyExternal, req.ProtocolName, n)
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +76,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
-	ev := EventConnectTCP
-	if req.Protocol == UDP {
-		ev = EventUDPDestination
-	}
+	ev := connectEvent(req.Protocol)
 	res := &RedirectResult{Internal: base}
 	fail := func(i int, err error) (*RedirectResult, error) {
 		for _, a := range res.Actions {
