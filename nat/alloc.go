@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"errors"
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
@@ -19,8 +20,9 @@ func (s *portSet) clear(p uint16)     { s[p/64] &^= 1 << (p % 64) }
 // external address. It is not safe for concurrent use; the table serializes
 // calls to it.
 type allocator struct {
-	sets map[portSpace]*portSet
-	rand *rand.Rand
+	sets  map[portSpace]*portSet
+	rand  *rand.Rand
+	ports Ports // nil: the ports are fwx's alone (router mode)
 }
 
 type portSpace struct {
@@ -28,8 +30,31 @@ type portSpace struct {
 	addr  netip.Addr
 }
 
-func newAllocator(r *rand.Rand) *allocator {
-	return &allocator{sets: make(map[portSpace]*portSet), rand: r}
+func newAllocator(r *rand.Rand, ports Ports) *allocator {
+	return &allocator{sets: make(map[portSpace]*portSet), rand: r, ports: ports}
+}
+
+// maxBusy bounds how many ports the host may turn down in one allocation
+// before it fails: past that the host is short of ports, and scanning on
+// would only hold the table's lock longer.
+const maxBusy = 64
+
+// hold claims a port the bitmap has free on the host, when there is one.
+// It reports whether the port was taken, and an error when the host
+// failed for another reason than the port being busy: then no other port
+// will do either.
+func (a *allocator) hold(p Proto, ap netip.AddrPort, inbound bool) (bool, error) {
+	if a.ports == nil {
+		return true, nil
+	}
+	err := a.ports.Hold(p, ap, inbound)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrPortInUse):
+		return false, nil
+	}
+	return false, err
 }
 
 func (a *allocator) set(p Proto, addr netip.Addr) *portSet {
@@ -45,18 +70,27 @@ func (a *allocator) set(p Proto, addr netip.Addr) *portSet {
 	return s
 }
 
-// reserve takes a specific port, reporting whether it was free.
+// reserve takes a specific port for inbound connections, reporting
+// whether it was free.
 func (a *allocator) reserve(p Proto, ap netip.AddrPort) bool {
 	s, port := a.set(p, ap.Addr()), ap.Port()
 	if s.used(port) {
+		return false
+	}
+	if ok, _ := a.hold(p, ap, true); !ok {
 		return false
 	}
 	s.set(port)
 	return true
 }
 
-// release frees a port taken by reserve or allocate.
-func (a *allocator) release(p Proto, ap netip.AddrPort) { a.set(p, ap.Addr()).clear(ap.Port()) }
+// release frees a port taken by reserve, allocate or allocateBlock.
+func (a *allocator) release(p Proto, ap netip.AddrPort) {
+	a.set(p, ap.Addr()).clear(ap.Port())
+	if a.ports != nil {
+		a.ports.Release(p, ap)
+	}
+}
 
 // allocate picks an external port for an inside port want. It keeps want when
 // it is free (port preservation); otherwise it draws a random port of the
@@ -67,8 +101,13 @@ func (a *allocator) release(p Proto, ap netip.AddrPort) { a.set(p, ap.Addr()).cl
 func (a *allocator) allocate(p Proto, addr netip.Addr, want uint16) (uint16, bool) {
 	s := a.set(p, addr)
 	if !s.used(want) {
-		s.set(want)
-		return want, true
+		switch ok, err := a.hold(p, netip.AddrPortFrom(addr, want), false); {
+		case ok:
+			s.set(want)
+			return want, true
+		case err != nil:
+			return 0, false
+		}
 	}
 	lo, hi := 1024, 65535
 	switch {
@@ -78,28 +117,33 @@ func (a *allocator) allocate(p Proto, addr netip.Addr, want uint16) (uint16, boo
 		lo, hi = 1, 1023
 	}
 	if p == ICMP {
-		return a.scan(s, lo, hi, 1, 0)
+		return a.scan(p, addr, s, lo, hi, 1, 0)
 	}
 	// Walk the ports of want's parity from a random one (RFC 6056
 	// algorithm 1 keeps randomness; parity is RFC 4787 REQ-4).
-	return a.scan(s, lo&^1, hi, 2, int(want&1))
+	return a.scan(p, addr, s, lo&^1, hi, 2, int(want&1))
 }
 
 // scan takes the first free port of the form base+k*step+off, at most hi,
 // trying k from a random start. Port 0 is marked used in TCP and UDP sets, so
 // it is never returned for them.
-func (a *allocator) scan(s *portSet, base, hi, step, off int) (uint16, bool) {
+func (a *allocator) scan(p Proto, addr netip.Addr, s *portSet, base, hi, step, off int) (uint16, bool) {
 	n := (hi-base)/step + 1
 	start := a.rand.IntN(n)
-	for i := 0; i < n; i++ {
+	busy := 0
+	for i := 0; i < n && busy < maxBusy; i++ {
 		port := base + (start+i)%n*step + off
-		if port > hi {
+		if port > hi || s.used(uint16(port)) {
 			continue
 		}
-		if !s.used(uint16(port)) {
+		switch ok, err := a.hold(p, netip.AddrPortFrom(addr, uint16(port)), false); {
+		case ok:
 			s.set(uint16(port))
 			return uint16(port), true
+		case err != nil:
+			return 0, false
 		}
+		busy++
 	}
 	return 0, false
 }
@@ -119,16 +163,38 @@ func (a *allocator) allocateBlock(p Proto, addr netip.Addr, n int) (uint16, bool
 		return 0, false
 	}
 	start := a.rand.IntN(blocks)
-	for i := 0; i < blocks; i++ {
+	busy := 0
+	for i := 0; i < blocks && busy < maxBusy; i++ {
 		base := (first + (start+i)%blocks) * n
-		if a.blockFree(s, base, n) {
+		if !a.blockFree(s, base, n) {
+			continue
+		}
+		switch held, err := a.holdBlock(p, addr, base, n); {
+		case held:
 			for j := 0; j < n; j++ {
 				s.set(uint16(base + j))
 			}
 			return uint16(base), true
+		case err != nil:
+			return 0, false
 		}
+		busy++
 	}
 	return 0, false
+}
+
+// holdBlock claims the n ports from base on the host, all or nothing.
+func (a *allocator) holdBlock(p Proto, addr netip.Addr, base, n int) (bool, error) {
+	for j := 0; j < n; j++ {
+		ok, err := a.hold(p, netip.AddrPortFrom(addr, uint16(base+j)), true)
+		if !ok {
+			for k := 0; k < j; k++ {
+				a.ports.Release(p, netip.AddrPortFrom(addr, uint16(base+k)))
+			}
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func (a *allocator) blockFree(s *portSet, base, n int) bool {

@@ -8,7 +8,7 @@ import (
 
 var extAddr = netip.MustParseAddr("198.51.100.1")
 
-func newTestAllocator() *allocator { return newAllocator(rand.New(rand.NewPCG(1, 2))) }
+func newTestAllocator() *allocator { return newAllocator(rand.New(rand.NewPCG(1, 2)), nil) }
 
 func TestAllocatePreservesFreePort(t *testing.T) {
 	a := newTestAllocator()

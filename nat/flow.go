@@ -140,6 +140,24 @@ func (f *Flow) account(p *Packet, out bool, now int64) {
 	}
 }
 
+// Observe records what happened on a flow's outside where no packet of it
+// crosses the table: in host mode a host socket carries the outside of a
+// TCP flow, and this is how the flow's timer, counters and state learn of
+// it. n counts payload bytes; flags are those a packet would have carried
+// (a SYN when the connection to the server is up, a FIN at its end of
+// stream, a RST when it was reset).
+func (f *Flow) Observe(out bool, n int, flags header.TCPFlags, now time.Time) {
+	f.touch(now.UnixNano())
+	if out {
+		f.bytesOut.Add(uint64(n))
+	} else {
+		f.bytesIn.Add(uint64(n))
+	}
+	if f.Proto == TCP {
+		f.observeTCP(flags, out)
+	}
+}
+
 // TCP state bits, one per event seen; the timer follows from them.
 const (
 	tcpSynOut uint32 = 1 << iota

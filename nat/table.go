@@ -84,6 +84,27 @@ type Config struct {
 	// Rand is the random source for port selection. Nil means a source
 	// seeded from the operating system; tests pass a seeded one.
 	Rand *rand.Rand
+	// Ports, if set, holds every external port on the host before the
+	// table hands it out (host mode). Nil: the external address is fwx's
+	// alone.
+	Ports Ports
+	// UserModeTCP sends every TCP flow to the user-mode path: in host mode
+	// TCP reaches the outside only through host sockets.
+	UserModeTCP bool
+}
+
+// Ports makes the table's external ports real on a host. In fwx's host
+// mode the outside is the host's own network stack, and an external port
+// is fwx's only while a host socket holds it. The table calls Ports with
+// its lock held, so each call must be quick (a bind).
+type Ports interface {
+	// Hold claims ap on the host, for a mapping's flows (inbound false)
+	// or for connections to arrive on (inbound true: a published server,
+	// a bound port). An error wrapping [ErrPortInUse] makes the table try
+	// another port; any other error fails the allocation.
+	Hold(p Proto, ap netip.AddrPort, inbound bool) error
+	// Release gives back a port Hold claimed.
+	Release(p Proto, ap netip.AddrPort)
 }
 
 const shardCount = 64
@@ -146,7 +167,7 @@ func New(cfg Config) (*Table, error) {
 		mappings: make(map[mapKey]*Mapping),
 		byExt:    make(map[mapKey]*Mapping),
 		expects:  make(map[expectKey]*Expectation),
-		alloc:    newAllocator(cfg.Rand),
+		alloc:    newAllocator(cfg.Rand, cfg.Ports),
 	}
 	for i := range t.shards {
 		t.shards[i].out = make(map[flowKey]*Flow)
@@ -229,6 +250,9 @@ type flowSpec struct {
 func (t *Table) newFlowLocked(m *Mapping, fs flowSpec, now int64) *Flow {
 	if !fs.target.IsValid() {
 		fs.target = fs.remote
+	}
+	if m.Proto == TCP && t.cfg.UserModeTCP {
+		fs.userMode = true
 	}
 	f := &Flow{
 		Proto:       m.Proto,
@@ -404,6 +428,19 @@ func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 // an intercepted connection really goes.
 func (t *Table) LookupOutbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
 	return t.live(true, flowKey{p, src, dst}, now.UnixNano())
+}
+
+// Admit decides a new connection from src on the outside to the external
+// endpoint dst that reached fwx without a packet crossing the table: in
+// host mode, a host listener accepted it. The rules of an opening packet
+// apply (pinholes, published servers, filtering); a refusal is logged as
+// one. It returns the connection's flow, or nil.
+func (t *Table) Admit(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
+	n := now.UnixNano()
+	if f := t.lookup(false, flowKey{p, dst, src}, n); f != nil {
+		return f
+	}
+	return t.inbound(p, src, dst, true, n)
 }
 
 // LookupInbound returns the live flow a packet from the outside endpoint
