@@ -10,6 +10,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/fwx-dev/fwx/filters"
+	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -19,14 +20,19 @@ type Clock interface {
 	Now() time.Time
 }
 
-// Config configures a [Firewall]. Inside, Outside, InsideAddr and
-// OutsideAddr are required; every other field has a useful zero value.
+// Config configures a [Firewall]. Inside, InsideAddr and an outside are
+// required: Outside and OutsideAddr (router mode), or Host (host mode);
+// every other field has a useful zero value.
 type Config struct {
 	// Inside is the device whose traffic fwx's clients send: every packet
 	// read from it comes from a SecureNAT client.
 	Inside tun.Device
 	// Outside is the device on the external side (router mode).
 	Outside tun.Device
+	// Host, instead of Outside, makes the host's own network stack the
+	// external side (host mode): flows leave from host sockets, and
+	// OutsideAddr, if unset, is the address they bind to.
+	Host *hostnet.Host
 	// InsideAddr is fwx's own address on the inside, the clients' gateway.
 	InsideAddr netip.Prefix
 	// OutsideAddr is fwx's address on the outside, the source address of
@@ -66,7 +72,17 @@ func (c *Config) validate() error {
 	if c.Inside == nil {
 		errs = append(errs, errors.New("no inside device"))
 	}
-	if c.Outside == nil {
+	switch {
+	case c.Host != nil && c.Outside != nil:
+		errs = append(errs, errors.New("both an outside device and the host as the outside"))
+	case c.Host != nil:
+		if !c.OutsideAddr.IsValid() {
+			c.OutsideAddr = netip.PrefixFrom(c.Host.Addr(), 32)
+		}
+		if c.OutsideAddr.Addr() != c.Host.Addr() {
+			errs = append(errs, fmt.Errorf("outside address %v is not the host address %v", c.OutsideAddr.Addr(), c.Host.Addr()))
+		}
+	case c.Outside == nil:
 		errs = append(errs, errors.New("no outside device"))
 	}
 	if !c.InsideAddr.Addr().Is4() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -36,6 +37,9 @@ type Firewall struct {
 func New(cfg Config) (*Firewall, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Host != nil {
+		cfg.Outside = cfg.Host // the host's sockets carry UDP and ICMP as packets
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.Default()
@@ -60,6 +64,10 @@ func New(cfg Config) (*Firewall, error) {
 		Decider:   decider{p: cfg.Policy, fw: fw},
 		Observer:  flowLog{log: cfg.FirewallLog, clock: cfg.Clock},
 		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
+		Ports:     hostPorts(cfg.Host),
+		// Host sockets carry TCP as streams: every TCP flow is
+		// terminated in the inside netstack.
+		UserModeTCP: cfg.Host != nil,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fwx: %w", err)
@@ -82,7 +90,7 @@ func New(cfg Config) (*Firewall, error) {
 		return nil, err
 	}
 	for _, pub := range cfg.Policy.Publications() {
-		if pub.Filter != "" && pub.Transport == policy.TCP {
+		if pub.Transport == policy.TCP && (pub.Filter != "" || cfg.Host != nil) {
 			if err := fw.user.publish(pub, netip.AddrPortFrom(cfg.OutsideAddr.Addr(), pub.Listen.Port())); err != nil {
 				fw.user.close()
 				return nil, err
@@ -97,6 +105,7 @@ func New(cfg Config) (*Firewall, error) {
 		Internal:       cfg.InsideAddr.Addr(),
 		Clock:          cfg.Clock,
 		PinholeTimeout: cfg.PinholeTimeout,
+		UserModeTCP:    cfg.Host != nil,
 		Log:            cfg.Log,
 	})
 	if err := addFilters(mgr, cfg.Policy, cfg.Filters); err != nil {
@@ -106,6 +115,15 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	fw.sessions = mgr
 	return fw, nil
+}
+
+// hostPorts returns the host as the table's port holder, or nil (a nil
+// interface, not a nil pointer) in router mode.
+func hostPorts(h *hostnet.Host) nat.Ports {
+	if h == nil {
+		return nil
+	}
+	return h
 }
 
 // addFilters turns on the filters the policy names, in registration order.

@@ -147,6 +147,9 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			case nat.TimeExceeded:
 				fw.refuse(b, &p, out, header.ICMPv4TimeExceeded, header.ICMPv4TTLExceeded)
 			case nat.Divert:
+				if b.stack == nil {
+					continue // host mode: nothing from the host is diverted
+				}
 				if hdr.IsGSO() || hdr.NeedsCsum() {
 					// gVisor takes whole, checksummed packets.
 					fw.emitSegments(b, nil, hdr, p.Bytes())

@@ -16,25 +16,27 @@ import (
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// userPath is fwx's user-mode path: two netstacks, one per side. Packets of
+// userPath is fwx's user-mode path: a netstack on each side. Packets of
 // user-mode flows ([nat.Divert]) are delivered to the stack of the side
 // they came from: the inside stack is transparent and answers the client
 // as the server it dialed; the outside stack owns fwx's outside address and
 // re-originates the connection from the flow's external endpoint. What the
-// stacks send is written straight to the devices, untranslated.
+// stacks send is written straight to the devices, untranslated. In host
+// mode the host's own stack is the outside one (see host.go).
 type userPath struct {
 	fw        *Firewall
 	inside    *netstack.Stack
-	outside   *netstack.Stack
+	outside   *netstack.Stack // nil in host mode
 	published []published
 	wg        sync.WaitGroup // accept loops and the connections they serve
 }
 
-// published is a server publication handled by a filter: the outside
-// stack accepts its connections, and the session layer serves them.
+// published is a server publication served on the user-mode path: one
+// with a filter, or any TCP one in host mode. The outside accepts its
+// connections, and the session layer serves them.
 type published struct {
 	pub policy.Publication
-	ln  *netstack.Listener
+	ln  session.Listener
 }
 
 var _ session.UserPath = (*userPath)(nil)
@@ -58,7 +60,12 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fwx: inside netstack: %w", err)
 	}
-	out, err := netstack.New(netstack.Options{
+	u := &userPath{fw: fw, inside: in}
+	in.HandleTCP(u.interceptTCP)
+	if fw.cfg.Host != nil {
+		return u, nil
+	}
+	u.outside, err = netstack.New(netstack.Options{
 		Addrs:        []netip.Addr{fw.cfg.OutsideAddr.Addr()},
 		GSO:          isVnet(fw.cfg.Outside),
 		MTU:          mtu(fw.cfg.Outside),
@@ -71,8 +78,6 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 		in.Close()
 		return nil, fmt.Errorf("fwx: outside netstack: %w", err)
 	}
-	u := &userPath{fw: fw, inside: in, outside: out}
-	in.HandleTCP(u.interceptTCP)
 	return u, nil
 }
 
@@ -106,6 +111,9 @@ func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
 
 // ListenOutside implements session.UserPath.
 func (u *userPath) ListenOutside(local netip.AddrPort, backlog int) (session.Listener, error) {
+	if u.outside == nil {
+		return u.listenHost(local)
+	}
 	ln, err := u.outside.ListenTCP(local, backlog)
 	if err != nil {
 		return nil, err
@@ -120,13 +128,17 @@ func (u *userPath) DialInside(ctx context.Context, local, remote netip.AddrPort)
 
 // DialOutside implements session.UserPath.
 func (u *userPath) DialOutside(ctx context.Context, local, remote netip.AddrPort) (session.Conn, error) {
+	if u.outside == nil {
+		return u.dialHost(ctx, local, remote)
+	}
 	return conn(u.outside.DialTCP(ctx, local, remote))
 }
 
-// publish makes the outside stack accept the connections of a publication
-// whose protocol has a filter: the NAT table diverts them here.
+// publish makes the outside accept the connections of a publication on
+// the user-mode path: in router mode the NAT table diverts them to the
+// outside stack.
 func (u *userPath) publish(pub policy.Publication, listen netip.AddrPort) error {
-	ln, err := u.outside.ListenTCP(listen, 0)
+	ln, err := u.ListenOutside(listen, 0)
 	if err != nil {
 		return fmt.Errorf("fwx: publish %q on %v: %w", pub.Name, listen, err)
 	}
@@ -168,7 +180,9 @@ func (u *userPath) close() {
 		p.ln.Close()
 	}
 	u.inside.Close()
-	u.outside.Close()
+	if u.outside != nil {
+		u.outside.Close()
+	}
 	u.wg.Wait()
 }
 

@@ -61,6 +61,13 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	}
 	dst := p.Dst.Addr()
 	n := now.UnixNano()
+	if src := p.Src.Addr(); src == t.cfg.External || src == t.cfg.Internal {
+		// fwx's own address cannot be a client's: a spoofed packet, or a
+		// routing loop (in host mode, fwx's own sockets routed back into
+		// its TUN). Passing it on would feed the loop.
+		t.denied(Denial{Proto: p.Proto, Origin: Outbound, Src: p.Src, Dst: p.Dst, Rule: "own-address"}, n)
+		return Drop
+	}
 	f := t.lookup(true, flowKey{p.Proto, p.Src, p.Dst}, n)
 	if f == nil {
 		if (dst == t.cfg.Internal || (dst == t.cfg.External && p.Kind == Query)) && !t.hasExpectation(p, n) {

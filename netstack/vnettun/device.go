@@ -100,7 +100,8 @@ type Stats struct {
 // Create creates the TUN device name, or attaches to it if it exists and
 // is a TUN without packet information, opens it with IFF_VNET_HDR,
 // enables the best offloads the kernel accepts (see [Device.Offloads])
-// and sets its MTU. A name such as "tun%d" lets the kernel pick the
+// and sets its MTU (mtu 0 leaves the device's, which needs no privilege).
+// A name such as "tun%d" lets the kernel pick the
 // number. Create does not bring the link up or configure addresses.
 func Create(name string, mtu int) (*Device, error) {
 	fd, err := unix.Open(tunDevice, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -161,12 +162,33 @@ func setup(fd int, name string, mtu int) (*Device, error) {
 		if err := setMTU(d.name, mtu); err != nil {
 			return nil, err
 		}
+	} else if d.mtu, err = getMTU(d.name); err != nil {
+		// Setting an MTU needs CAP_NET_ADMIN; an unprivileged user
+		// attached to a persistent device takes the one it has.
+		return nil, err
 	}
 	return d, nil
 }
 
 func littleEndianHost() bool {
 	return binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+}
+
+// getMTU returns the MTU of the interface name; it needs no privilege.
+func getMTU(name string) (int, error) {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("vnettun: %s: get MTU: %w", name, err)
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, fmt.Errorf("vnettun: %s: get MTU: %w", name, err)
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, fmt.Errorf("vnettun: %s: get MTU: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
 }
 
 // setMTU sets the MTU of the interface name in the caller's network
@@ -192,8 +214,9 @@ func setMTU(name string, mtu int) error {
 // gave the device at Create; it never fails.
 func (d *Device) Name() (string, error) { return d.name, nil }
 
-// MTU implements tun.Device. It returns the MTU set at Create (0 if
-// Create left it alone); the Device does not track later changes.
+// MTU implements tun.Device. It returns the MTU set at Create, or the
+// device's own when Create left it alone; the Device does not track later
+// changes.
 func (d *Device) MTU() (int, error) { return d.mtu, nil }
 
 // File implements tun.Device.
