@@ -157,7 +157,8 @@ func (r *TCPRequest) Reset() {
 // (any address, an ephemeral port), have an unspecified address (the
 // stack picks) or port 0 (ephemeral). A fixed local port may be shared by
 // connections to different remotes, as fwx's NAT mappings need; the same
-// 4-tuple twice fails with EADDRNOTAVAIL (also while in TIME-WAIT, 5 s).
+// 4-tuple twice fails with EADDRNOTAVAIL, except that a connection in
+// TIME-WAIT gives way to the new one.
 // A Transparent stack may dial from any address; other stacks only from
 // their Addrs.
 //
@@ -186,6 +187,9 @@ func (s *Stack) DialTCP(ctx context.Context, local, remote netip.AddrPort) (*Con
 	defer wq.EventUnregister(&entry)
 
 	if local.IsValid() && (local.Port() != 0 || !local.Addr().IsUnspecified()) {
+		if local.Port() != 0 {
+			s.endTimeWait(local, remote)
+		}
 		ep.SocketOptions().SetReuseAddress(true)
 		if terr := ep.Bind(fullAddr(local)); terr != nil {
 			ep.Close()
@@ -216,6 +220,25 @@ func (s *Stack) DialTCP(ctx context.Context, local, remote netip.AddrPort) (*Con
 		return fail(err)
 	}
 	return c, nil
+}
+
+// endTimeWait ends a connection in TIME-WAIT that holds the four-tuple a
+// dial from local to remote needs. fwx dials from the port its client
+// chose; when the client opens a new connection from a port whose old one
+// is still in TIME-WAIT here, the client has moved on, and so does fwx, as
+// the client's own kernel did (RFC 6191 reuse). Without it the new
+// connection would fail until TIME-WAIT runs out.
+func (s *Stack) endTimeWait(local, remote netip.AddrPort) {
+	id := stack.TransportEndpointID{
+		LocalPort:     local.Port(),
+		LocalAddress:  tcpip.AddrFromSlice(local.Addr().AsSlice()),
+		RemotePort:    remote.Port(),
+		RemoteAddress: tcpip.AddrFromSlice(remote.Addr().AsSlice()),
+	}
+	if ep, ok := s.st.FindTransportEndpoint(netProto(remote.Addr()), tcp.ProtocolNumber, id, nicID).(*tcp.Endpoint); ok &&
+		ep.EndpointState() == tcp.StateTimeWait {
+		ep.Abort()
+	}
 }
 
 // ListenTCP listens on local; port 0 picks an ephemeral port (see

@@ -3,6 +3,7 @@ package netstack
 import (
 	"bytes"
 	"errors"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"io"
 	"net"
 	"net/netip"
@@ -227,6 +228,23 @@ func TestOutsideDialTCP(t *testing.T) {
 		}
 	})
 
+	t.Run("TIME-WAIT gives way", func(t *testing.T) {
+		// fwx closes first, so its side of the old connection lingers in
+		// TIME-WAIT; a new connection on the same four-tuple must not
+		// wait for it.
+		c, sc := dial(t, 40007)
+		c.Close()
+		if _, err := sc.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("server read after close: %v, want EOF", err)
+		}
+		sc.Close()
+		waitFor(t, "TIME-WAIT", func() bool {
+			return r.st.st.Stats().TCP.CurrentEstablished.Value() == 0 && timeWaits(r.st) > 0
+		})
+		c2, _ := dial(t, 40007)
+		mustWrite(t, c2, "again")
+	})
+
 	t.Run("not our address", func(t *testing.T) {
 		_, err := r.st.DialTCP(testContext(t), netip.MustParseAddrPort("198.51.100.99:40005"), serverAP)
 		if !errors.Is(err, syscall.EADDRNOTAVAIL) {
@@ -401,4 +419,15 @@ func TestSeed(t *testing.T) {
 	if a == other {
 		t.Logf("seeds 7 and 8 both gave port %d (possible, unlikely)", a)
 	}
+}
+
+// timeWaits counts the stack's TCP endpoints in TIME-WAIT.
+func timeWaits(s *Stack) int {
+	n := 0
+	for _, ep := range s.st.RegisteredEndpoints() {
+		if e, ok := ep.(*tcp.Endpoint); ok && e.EndpointState() == tcp.StateTimeWait {
+			n++
+		}
+	}
+	return n
 }
