@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -222,8 +223,8 @@ func (s *Stack) DialTCP(ctx context.Context, local, remote netip.AddrPort) (*Con
 	return c, nil
 }
 
-// endTimeWait ends a connection in TIME-WAIT that holds the four-tuple a
-// dial from local to remote needs. fwx dials from the port its client
+// endTimeWait ends a connection fwx has closed (in TIME-WAIT, or still
+// closing) that holds the four-tuple a dial from local to remote needs. fwx dials from the port its client
 // chose; when the client opens a new connection from a port whose old one
 // is still in TIME-WAIT here, the client has moved on, and so does fwx, as
 // the client's own kernel did (RFC 6191 reuse). Without it the new
@@ -235,9 +236,22 @@ func (s *Stack) endTimeWait(local, remote netip.AddrPort) {
 		RemotePort:    remote.Port(),
 		RemoteAddress: tcpip.AddrFromSlice(remote.Addr().AsSlice()),
 	}
-	if ep, ok := s.st.FindTransportEndpoint(netProto(remote.Addr()), tcp.ProtocolNumber, id, nicID).(*tcp.Endpoint); ok &&
-		ep.EndpointState() == tcp.StateTimeWait {
-		ep.Abort()
+	find := func() stack.TransportEndpoint {
+		return s.st.FindTransportEndpoint(netProto(remote.Addr()), tcp.ProtocolNumber, id, nicID)
+	}
+	ep, ok := find().(*tcp.Endpoint)
+	if !ok {
+		return
+	}
+	switch ep.EndpointState() {
+	case tcp.StateTimeWait, tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateClosing, tcp.StateLastAck:
+	default:
+		return // still open: the dial fails
+	}
+	ep.Abort()
+	// The endpoint's own goroutine releases the four-tuple, soon.
+	for i := 0; i < 100 && find() == stack.TransportEndpoint(ep); i++ {
+		time.Sleep(time.Millisecond)
 	}
 }
 
