@@ -220,6 +220,45 @@ func TestHostMode(t *testing.T) {
 		}
 	})
 
+	t.Run("AllowFutureConnect", func(t *testing.T) {
+		// The policy allows only FTP control connections: the pinhole
+		// alone lets the client reach the server's other port, once.
+		tb := newHostLab(t, sdkPolicy)
+		dst, _ := hostEcho(t, hostServer)
+		if tb.clientConnects(t, dst) {
+			t.Fatal("the policy let the client through")
+		}
+		if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp"}); err != nil {
+			t.Fatal(err)
+		}
+		if !tb.clientConnects(t, dst) {
+			t.Error("the pinhole did not let the client through")
+		}
+		if tb.clientConnects(t, dst) {
+			t.Error("a single-use pinhole let a second connection through")
+		}
+	})
+
+	t.Run("RedirectConnections", func(t *testing.T) {
+		tb := newHostLab(t, sdkPolicy)
+		dst, peers := hostEcho(t, hostServer2)
+		res, err := tb.Session(t).RedirectConnections(session.Redirect{
+			ConnectAddrs: []netip.AddrPort{dst}, Protocol: session.TCP, ProtocolName: "ftp",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		roundTrip(t, c, "redirected")
+		if got := recv(t, peers); got.Addr() != hostAddr {
+			t.Errorf("server saw %v, want the host address", got)
+		}
+	})
+
 	t.Run("bind", func(t *testing.T) {
 		tb := newHostLab(t, sdkPolicy)
 		echoTCP(t, tb.Client, 5001)
