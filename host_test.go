@@ -259,6 +259,28 @@ func TestHostMode(t *testing.T) {
 		}
 	})
 
+	t.Run("published server", func(t *testing.T) {
+		tb := newHostLab(t, `
+protocols:
+  - {name: web-in, transport: tcp, ports: [8080], direction: inbound}
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+publish:
+  - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
+`)
+		peers := echoTCP(t, tb.Client, 80)
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: hostServer.AsSlice()}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp4", netip.AddrPortFrom(hostAddr, 8080).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		roundTrip(t, c, "to the published server")
+		if got := recv(t, peers); got.Addr() != hostServer {
+			t.Errorf("the published server saw %v, want the real client %v", got, hostServer)
+		}
+	})
+
 	t.Run("bind", func(t *testing.T) {
 		tb := newHostLab(t, sdkPolicy)
 		echoTCP(t, tb.Client, 5001)
