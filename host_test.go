@@ -212,6 +212,26 @@ func TestHostMode(t *testing.T) {
 		}
 	})
 
+	t.Run("udp refused", func(t *testing.T) {
+		tb := newHostLab(t, "")
+		srv, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostServer, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := srv.LocalAddr().(*net.UDPAddr).AddrPort()
+		srv.Close()
+		c, err := tb.Client.DialUDP(clientAt(40300), closed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(fmt.Sprint(err), "refused") {
+			t.Fatalf("read after a datagram to a closed port: %v, want the port unreachable as ECONNREFUSED", err)
+		}
+	})
+
 	t.Run("ping", func(t *testing.T) {
 		tb := newHostLab(t, "")
 		got, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), hostServer, 9, 1, []byte("ping"))

@@ -56,10 +56,15 @@ func (h *Host) receive(s *packetSocket) {
 		n, from, err := s.conn.ReadFromUDPAddrPort(pk.b[hdr:])
 		if err != nil {
 			packets.Put(pk)
-			if errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, net.ErrClosed):
 				return
+			case s.proto == nat.UDP:
+				// An ICMP error for a datagram sent earlier.
+				h.drainErrors(s)
+			default:
+				h.opts.Log.Debug().Err(err).Stringer("port", s.ext).Msg("host socket read failed")
 			}
-			h.opts.Log.Debug().Err(err).Stringer("port", s.ext).Msg("host socket read failed")
 			continue
 		}
 		if !build(pk, s, from, n) {

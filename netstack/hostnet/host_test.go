@@ -315,3 +315,34 @@ func linkUp(name string) error {
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
+
+// TestUDPPortUnreachable: a datagram to a closed port comes back as the
+// ICMP error the kernel received for it, addressed to the mapping and
+// quoting the datagram as it left the mapping.
+func TestUDPPortUnreachable(t *testing.T) {
+	h := newHost(t)
+	ext := freePort(t, "udp")
+	closed := freePort(t, "udp")
+	if err := h.Hold(nat.UDP, ext, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write([][]byte{lab.UDPPacket(ext, closed, []byte("anyone?"))}, 0); err != nil {
+		t.Fatal(err)
+	}
+	p := readPacket(t, h)
+	if err := lab.VerifyChecksums(p); err != nil {
+		t.Fatal(err)
+	}
+	ip := header.IPv4(p)
+	icmp := header.ICMPv4(ip.Payload())
+	if netip.AddrFrom4(ip.DestinationAddress().As4()) != ext.Addr() ||
+		icmp.Type() != header.ICMPv4DstUnreachable || icmp.Code() != header.ICMPv4PortUnreachable {
+		t.Fatalf("got %s, want a port unreachable to %v", lab.PacketString(p), ext)
+	}
+	quoted := header.IPv4(icmp.Payload())
+	u := header.UDP(quoted.Payload())
+	if netip.AddrFrom4(quoted.SourceAddress().As4()) != ext.Addr() || u.SourcePort() != ext.Port() ||
+		netip.AddrFrom4(quoted.DestinationAddress().As4()) != closed.Addr() || u.DestinationPort() != closed.Port() {
+		t.Fatalf("quoted %s, want the datagram from %v to %v", lab.PacketString(icmp.Payload()), ext, closed)
+	}
+}

@@ -53,7 +53,12 @@ func (h *Host) Hold(p nat.Proto, ap netip.AddrPort, inbound bool) error {
 		if err != nil {
 			return err
 		}
-		h.start(h.udp, &packetSocket{proto: p, ext: ap, conn: c})
+		s := &packetSocket{proto: p, ext: ap, conn: c}
+		if err := recvErr(s); err != nil {
+			c.Close()
+			return fmt.Errorf("hostnet: UDP %v: IP_RECVERR: %w", ap, err)
+		}
+		h.start(h.udp, s)
 	case nat.ICMP:
 		c, err := h.listenPing(ap)
 		if err != nil {
