@@ -150,8 +150,10 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				if b.stack == nil {
 					continue // host mode: nothing from the host is diverted
 				}
-				if hdr.IsGSO() || hdr.NeedsCsum() {
-					// gVisor takes whole, checksummed packets.
+				// gVisor takes complete packets: a TCP superpacket goes
+				// in as one large segment, as GRO would hand it to a
+				// local stack; what cannot be one is cut.
+				if (hdr.IsGSO() || hdr.NeedsCsum()) && vnettun.Coalesce(hdr, p.Bytes()) != nil {
 					fw.emitSegments(b, nil, hdr, p.Bytes())
 					continue
 				}
