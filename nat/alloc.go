@@ -70,18 +70,20 @@ func (a *allocator) set(p Proto, addr netip.Addr) *portSet {
 	return s
 }
 
-// reserve takes a specific port for inbound connections, reporting
-// whether it was free.
-func (a *allocator) reserve(p Proto, ap netip.AddrPort) bool {
+// reserve takes a specific port for inbound connections. It fails with
+// ErrPortInUse when the port is taken, or with the host's reason.
+func (a *allocator) reserve(p Proto, ap netip.AddrPort) error {
 	s, port := a.set(p, ap.Addr()), ap.Port()
 	if s.used(port) {
-		return false
+		return ErrPortInUse
 	}
-	if ok, _ := a.hold(p, ap, true); !ok {
-		return false
+	if a.ports != nil {
+		if err := a.ports.Hold(p, ap, true); err != nil {
+			return err
+		}
 	}
 	s.set(port)
-	return true
+	return nil
 }
 
 // release frees a port taken by reserve, allocate or allocateBlock.

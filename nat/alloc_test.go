@@ -34,7 +34,7 @@ func TestAllocateKeepsParityAndRange(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newTestAllocator()
-			if !a.reserve(TCP, netip.AddrPortFrom(extAddr, tt.want)) {
+			if a.reserve(TCP, netip.AddrPortFrom(extAddr, tt.want)) != nil {
 				t.Fatal("reserve failed")
 			}
 			seen := map[uint16]bool{}
@@ -89,7 +89,7 @@ func TestAllocateBlockAligned(t *testing.T) {
 				t.Errorf("block of %d starts at %d: not a multiple of n above 1023", n, base)
 			}
 			for j := 0; j < n; j++ {
-				if a.reserve(UDP, netip.AddrPortFrom(extAddr, base+uint16(j))) {
+				if a.reserve(UDP, netip.AddrPortFrom(extAddr, base+uint16(j))) == nil {
 					t.Errorf("port %d of block not taken", int(base)+j)
 				}
 			}

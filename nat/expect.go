@@ -127,8 +127,8 @@ func (t *Table) outboundExpectLocked(p Proto, client netip.Addr, dst netip.AddrP
 func (t *Table) ReservePort(p Proto, ap netip.AddrPort) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.alloc.reserve(p, ap) {
-		return fmt.Errorf("nat: %v %v: %w", p, ap, ErrPortInUse)
+	if err := t.alloc.reserve(p, ap); err != nil {
+		return fmt.Errorf("nat: %v %v: %w", p, ap, err)
 	}
 	return nil
 }

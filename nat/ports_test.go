@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,5 +182,17 @@ func TestObserveKeepsHostFlowsAlive(t *testing.T) {
 	}
 	if tab.LookupOutbound(nat.TCP, client, server, t0.Add(2*time.Hour)) == nil {
 		t.Fatal("an established flow the outside kept busy expired")
+	}
+}
+
+// TestPortsHostReason: a port the host refuses for another reason than
+// its being taken (a privileged port, say) fails with that reason.
+func TestPortsHostReason(t *testing.T) {
+	host := newHostPorts()
+	host.fail = errors.New("bind: permission denied")
+	tab, _ := newTable(t, nat.Config{Ports: host})
+	err := tab.Publish(nat.TCP, netip.AddrPortFrom(ext, 80), netip.MustParseAddrPort("10.0.0.9:80"))
+	if err == nil || errors.Is(err, nat.ErrPortInUse) || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("publish on a port the host refuses: %v", err)
 	}
 }

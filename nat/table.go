@@ -192,8 +192,11 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mappings[mapKey{p, server}] != nil || !t.alloc.reserve(p, external) {
-		return fmt.Errorf("nat: publish %v %v: %w", p, external, ErrPortInUse)
+	if t.mappings[mapKey{p, server}] != nil {
+		return fmt.Errorf("nat: publish %v %v: %v already published: %w", p, external, server, ErrPortInUse)
+	}
+	if err := t.alloc.reserve(p, external); err != nil {
+		return fmt.Errorf("nat: publish %v %v: %w", p, external, err)
 	}
 	m := &Mapping{Proto: p, Inside: server, External: external, Static: true}
 	t.mappings[mapKey{p, server}] = m

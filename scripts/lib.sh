@@ -312,3 +312,86 @@ lab_wait_port() {
 	done
 	return 1
 }
+
+# --- host mode (scripts/e2e-host) ----------------------------------------------
+
+# lab_veth NS1 DEV1 CIDR1 NS2 DEV2 CIDR2 links NS1 and NS2 with a veth pair,
+# DEV1 in NS1 and DEV2 in NS2, each addressed and up, IPv6 off.
+lab_veth() {
+	ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+	ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"
+	ip netns exec "$4" sysctl -qw "net.ipv6.conf.$5.disable_ipv6=1"
+	ip -n "$1" addr add "$3" dev "$2"
+	ip -n "$4" addr add "$6" dev "$5"
+	ip -n "$1" link set "$2" up
+	ip -n "$4" link set "$5" up
+}
+
+# lab_bg_unprivileged NS LOGFILE UID GID CMD... is lab_bg for a process that
+# must run without any privilege: CMD runs as UID:GID with no supplementary
+# groups, every capability set empty (bounding set included) and
+# no_new_privs, so it cannot gain one back. Where /dev/net/tun is not mode
+# 0666, as udev's default rule makes it on a desktop, CMD gets a mount
+# namespace of its own whose /dev/net holds a 0666 tun node (the same
+# device, 10:200): machines without udev leave it 0600, which no
+# unprivileged program may open. The exec chain (unshare, bash, setpriv)
+# keeps the recorded PID CMD's own.
+lab_bg_unprivileged() {
+	local ns=$1 log=$2 uid=$3 gid=$4
+	shift 4
+	local devnet=0
+	[[ $(stat -c %a /dev/net/tun 2>/dev/null) == 666 ]] || devnet=1
+	lab_bg "$ns" "$log" unshare --mount --propagation private /bin/bash -c '
+		set -e
+		devnet=$1 uid=$2 gid=$3
+		shift 3
+		if ((devnet)); then
+			mount -t tmpfs -o mode=0755,size=16k fwx-lab-devnet /dev/net
+			mknod -m 0666 /dev/net/tun c 10 200
+		fi
+		exec setpriv --reuid="$uid" --regid="$gid" --clear-groups \
+			--inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs "$@"
+	' lab-unprivileged "$devnet" "$uid" "$gid" "$@"
+}
+
+# lab_wait_grep FILE REGEX SECONDS [PID] waits until a line of FILE matches
+# the extended REGEX. It fails early when PID has exited.
+lab_wait_grep() {
+	local file=$1 re=$2 secs=$3 pid=${4:-} i
+	for ((i = 0; i < secs * 20; i++)); do
+		grep -qE -- "$re" "$file" 2>/dev/null && return 0
+		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+			grep -qE -- "$re" "$file" 2>/dev/null
+			return
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# lab_descendants PID prints the PIDs of PID's descendants (servers that
+# fork per session).
+lab_descendants() {
+	local c
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		echo "$c"
+		lab_descendants "$c"
+	done
+}
+
+# lab_stop_tree PID stops PID (one this run started) and its descendants:
+# SIGTERM, up to 3 s, then SIGKILL; then drops PID from the cleanup list.
+lab_stop_tree() {
+	local pid=$1 kids i
+	kids=$(lab_descendants "$pid")
+	# shellcheck disable=SC2086 # a list of PIDs
+	kill -TERM "$pid" $kids 2>/dev/null || true
+	for ((i = 0; i < 30; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	kill -KILL "$pid" $kids 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	lab_forget "$pid"
+}
