@@ -71,12 +71,21 @@ func (h *Host) receive(s *packetSocket) {
 			packets.Put(pk)
 			continue
 		}
-		select {
-		case h.rx <- pk:
-		case <-h.closed:
-			packets.Put(pk)
+		if !h.queue(pk) {
 			return
 		}
+	}
+}
+
+// queue hands a received packet to Read, waiting while the queue is full;
+// it reports false, dropping the packet, once the host is closed.
+func (h *Host) queue(pk *packet) bool {
+	select {
+	case h.rx <- pk:
+		return true
+	case <-h.closed:
+		packets.Put(pk)
+		return false
 	}
 }
 

@@ -66,10 +66,7 @@ func (h *Host) drainErrors(s *packetSocket) {
 				packets.Put(pk)
 				continue
 			}
-			select {
-			case h.rx <- pk:
-			case <-h.closed:
-				packets.Put(pk)
+			if !h.queue(pk) {
 				return true
 			}
 		}
