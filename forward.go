@@ -167,6 +167,11 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				vnettun.ClearHdr(r[headroom-vnettun.VirtioHdrLen:])
 			}
 		}
+		if toVnet && !fromVnet {
+			// Segments from a device without offloads (a VPN's
+			// peers) go to the kernel merged, as its GRO would.
+			b.fwd = vnettun.GRO(b.fwd, headroom)
+		}
 		if len(b.divert) > 0 {
 			b.stack.Deliver(b.divert)
 		}

@@ -20,8 +20,11 @@
 //	_, err = ext.Write(out[:n], offset)
 //
 // Packets going anywhere else (gVisor, an in-memory device, a host socket)
-// must be made ordinary first: [Finish] completes a partial checksum, and
-// [Split] cuts a superpacket into MTU packets with complete checksums.
+// must be made ordinary first: [Finish] completes a partial checksum,
+// [Split] cuts a superpacket into MTU packets with complete checksums, and
+// [Coalesce] makes a TCP superpacket one large segment for a local stack.
+// The other way, [GRO] merges the TCP segments of a device without
+// offloads into superpackets before they are written.
 // Packets the caller builds itself go to Write with a zero header
 // ([ClearHdr]). A superpacket's segments are sized for the link it was
 // sent on (GSOSize), so give both Devices the same MTU.
