@@ -23,7 +23,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,9 +30,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/refs"
 
+	"github.com/fwx-dev/fwx/netstack/internal/netns"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
@@ -145,7 +144,7 @@ func kernelTransfer(t *testing.T, gso bool, n int64) float64 {
 	})
 
 	var c net.Conn
-	if err := inNetns(ns, func() (err error) {
+	if err := netns.Do(ns, func() (err error) {
 		c, err = net.DialTimeout("tcp", net.JoinHostPort(kernelDst, strconv.Itoa(kernelPort)), 10*time.Second)
 		return err
 	}); err != nil {
@@ -269,30 +268,6 @@ func pumpDevice(dev *vnettun.Device, st *Stack, bad *atomic.Uint64) {
 	}
 }
 
-// inNetns runs fn on an OS thread moved into network namespace ns. A
-// socket keeps the namespace it was created in, so fn creates sockets
-// there that work from any goroutine afterwards. The thread is never
-// unlocked: it exits with its goroutine instead of returning to the
-// scheduler in the wrong namespace.
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
 // cmd runs a command and fails tb if it fails.
 func cmd(tb testing.TB, name string, args ...string) {
 	tb.Helper()
@@ -305,26 +280,9 @@ func cmd(tb testing.TB, name string, args ...string) {
 // with prefix, in namespace ns.
 func snmp(tb testing.TB, ns, prefix, name string) uint64 {
 	tb.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	v, err := netns.SNMP(ns, prefix, name)
 	if err != nil {
-		tb.Fatalf("read /proc/net/snmp in %s: %v", ns, err)
+		tb.Fatal(err)
 	}
-	lines := strings.Split(string(out), "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		if !strings.HasPrefix(lines[i], prefix) || !strings.HasPrefix(lines[i+1], prefix) {
-			continue
-		}
-		names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		for j, n := range names {
-			if n == name && j < len(vals) {
-				v, err := strconv.ParseUint(vals[j], 10, 64)
-				if err != nil {
-					tb.Fatalf("%s %s %q: %v", prefix, name, vals[j], err)
-				}
-				return v
-			}
-		}
-	}
-	tb.Fatalf("no %s %s in /proc/net/snmp of %s", prefix, name, ns)
-	return 0
+	return v
 }

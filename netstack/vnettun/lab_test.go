@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/fwx-dev/fwx/netstack/internal/netns"
 )
 
 const (
@@ -258,24 +260,11 @@ func tcpInCsumErrors(tb testing.TB, ns string) uint64 {
 // starts with prefix, in namespace ns.
 func snmpCounter(tb testing.TB, ns, prefix, name string) uint64 {
 	tb.Helper()
-	lines := strings.Split(run(tb, "ip", "netns", "exec", ns, "cat", "/proc/net/snmp"), "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		if !strings.HasPrefix(lines[i], prefix) || !strings.HasPrefix(lines[i+1], prefix) {
-			continue
-		}
-		names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		for j, n := range names {
-			if n == name && j < len(vals) {
-				v, err := strconv.ParseUint(vals[j], 10, 64)
-				if err != nil {
-					tb.Fatalf("%s %s %q: %v", prefix, name, vals[j], err)
-				}
-				return v
-			}
-		}
+	v, err := netns.SNMP(ns, prefix, name)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("no %s %s in /proc/net/snmp of %s", prefix, name, ns)
-	return 0
+	return v
 }
 
 func createVnet(name string) (tun.Device, error) { return Create(name, 1500) }

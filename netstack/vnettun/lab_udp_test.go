@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fwx-dev/fwx/netstack/internal/netns"
 )
 
 // TestLabUDP sends UDP superpackets (UDP_SEGMENT, so the sending kernel
@@ -64,7 +66,7 @@ func udpTransfer(t *testing.T, l *lab) {
 		inFlight   = 4 * udpSegs
 	)
 	var rx *net.UDPConn
-	if err := inNetns(l.nsB, func() (err error) {
+	if err := netns.Do(l.nsB, func() (err error) {
 		rx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(addrB), Port: iperfPt})
 		return err
 	}); err != nil {
@@ -78,7 +80,7 @@ func udpTransfer(t *testing.T, l *lab) {
 		})
 	}
 	var tx *net.UDPConn
-	if err := inNetns(l.nsA, func() (err error) {
+	if err := netns.Do(l.nsA, func() (err error) {
 		tx, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(addrB), Port: iperfPt})
 		return err
 	}); err != nil {

@@ -6,42 +6,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/fwx-dev/fwx/netstack/internal/netns"
 )
-
-// inNetns runs fn on an OS thread moved into network namespace ns. A
-// socket keeps the namespace it was created in, so fn creates sockets
-// there that work from any goroutine afterwards. The thread is never
-// unlocked: it exits with its goroutine instead of returning to the
-// scheduler in the wrong namespace.
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
 
 // transfer sends n bytes of pseudo-random data over one TCP connection
 // from ns A to dst:port, which reaches a listener on listen:iperfPt in
@@ -50,7 +23,7 @@ func inNetns(ns string, fn func() error) error {
 func transfer(tb testing.TB, l *lab, listen, dst string, port int, n int64) float64 {
 	tb.Helper()
 	var ln net.Listener
-	if err := inNetns(l.nsB, func() (err error) {
+	if err := netns.Do(l.nsB, func() (err error) {
 		ln, err = net.Listen("tcp", net.JoinHostPort(listen, strconv.Itoa(iperfPt)))
 		return err
 	}); err != nil {
@@ -80,7 +53,7 @@ func transfer(tb testing.TB, l *lab, listen, dst string, port int, n int64) floa
 	}()
 
 	var c net.Conn
-	if err := inNetns(l.nsA, func() (err error) {
+	if err := netns.Do(l.nsA, func() (err error) {
 		c, err = net.DialTimeout("tcp", net.JoinHostPort(dst, strconv.Itoa(port)), 10*time.Second)
 		return err
 	}); err != nil {
