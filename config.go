@@ -67,7 +67,7 @@ type Config struct {
 	FirewallLog zerolog.Logger
 }
 
-func (c *Config) validate() error {
+func (c Config) validate() error {
 	var errs []error
 	if c.Inside == nil {
 		errs = append(errs, errors.New("no inside device"))
@@ -76,10 +76,7 @@ func (c *Config) validate() error {
 	case c.Host != nil && c.Outside != nil:
 		errs = append(errs, errors.New("both an outside device and the host as the outside"))
 	case c.Host != nil:
-		if !c.OutsideAddr.IsValid() {
-			c.OutsideAddr = netip.PrefixFrom(c.Host.Addr(), 32)
-		}
-		if c.OutsideAddr.Addr() != c.Host.Addr() {
+		if c.OutsideAddr.IsValid() && c.OutsideAddr.Addr() != c.Host.Addr() {
 			errs = append(errs, fmt.Errorf("outside address %v is not the host address %v", c.OutsideAddr.Addr(), c.Host.Addr()))
 		}
 	case c.Outside == nil:
@@ -88,7 +85,7 @@ func (c *Config) validate() error {
 	if !c.InsideAddr.Addr().Is4() {
 		errs = append(errs, fmt.Errorf("inside address %v: not an IPv4 prefix", c.InsideAddr))
 	}
-	if !c.OutsideAddr.Addr().Is4() {
+	if c.Host == nil && !c.OutsideAddr.Addr().Is4() {
 		errs = append(errs, fmt.Errorf("outside address %v: not an IPv4 prefix", c.OutsideAddr))
 	}
 	if c.InsideAddr.IsValid() && c.InsideAddr.Addr() == c.OutsideAddr.Addr() {

@@ -40,6 +40,9 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	if cfg.Host != nil {
 		cfg.Outside = cfg.Host // the host's sockets carry UDP and ICMP as packets
+		if !cfg.OutsideAddr.IsValid() {
+			cfg.OutsideAddr = netip.PrefixFrom(cfg.Host.Addr(), 32)
+		}
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.Default()
@@ -105,7 +108,6 @@ func New(cfg Config) (*Firewall, error) {
 		Internal:       cfg.InsideAddr.Addr(),
 		Clock:          cfg.Clock,
 		PinholeTimeout: cfg.PinholeTimeout,
-		UserModeTCP:    cfg.Host != nil,
 		Log:            cfg.Log,
 	})
 	if err := addFilters(mgr, cfg.Policy, cfg.Filters); err != nil {

@@ -40,21 +40,13 @@ func newAllocator(r *rand.Rand, ports Ports) *allocator {
 const maxBusy = 64
 
 // hold claims a port the bitmap has free on the host, when there is one.
-// It reports whether the port was taken, and an error when the host
-// failed for another reason than the port being busy: then no other port
-// will do either.
-func (a *allocator) hold(p Proto, ap netip.AddrPort, inbound bool) (bool, error) {
+// An error wrapping ErrPortInUse means the host has that port; any other
+// means the host failed, and no other port will do either.
+func (a *allocator) hold(p Proto, ap netip.AddrPort, inbound bool) error {
 	if a.ports == nil {
-		return true, nil
+		return nil
 	}
-	err := a.ports.Hold(p, ap, inbound)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, ErrPortInUse):
-		return false, nil
-	}
-	return false, err
+	return a.ports.Hold(p, ap, inbound)
 }
 
 func (a *allocator) set(p Proto, addr netip.Addr) *portSet {
@@ -77,10 +69,8 @@ func (a *allocator) reserve(p Proto, ap netip.AddrPort) error {
 	if s.used(port) {
 		return ErrPortInUse
 	}
-	if a.ports != nil {
-		if err := a.ports.Hold(p, ap, true); err != nil {
-			return err
-		}
+	if err := a.hold(p, ap, true); err != nil {
+		return err
 	}
 	s.set(port)
 	return nil
@@ -103,11 +93,11 @@ func (a *allocator) release(p Proto, ap netip.AddrPort) {
 func (a *allocator) allocate(p Proto, addr netip.Addr, want uint16) (uint16, bool) {
 	s := a.set(p, addr)
 	if !s.used(want) {
-		switch ok, err := a.hold(p, netip.AddrPortFrom(addr, want), false); {
-		case ok:
+		switch err := a.hold(p, netip.AddrPortFrom(addr, want), false); {
+		case err == nil:
 			s.set(want)
 			return want, true
-		case err != nil:
+		case !errors.Is(err, ErrPortInUse):
 			return 0, false
 		}
 	}
@@ -138,11 +128,11 @@ func (a *allocator) scan(p Proto, addr netip.Addr, s *portSet, base, hi, step, o
 		if port > hi || s.used(uint16(port)) {
 			continue
 		}
-		switch ok, err := a.hold(p, netip.AddrPortFrom(addr, uint16(port)), false); {
-		case ok:
+		switch err := a.hold(p, netip.AddrPortFrom(addr, uint16(port)), false); {
+		case err == nil:
 			s.set(uint16(port))
 			return uint16(port), true
-		case err != nil:
+		case !errors.Is(err, ErrPortInUse):
 			return 0, false
 		}
 		busy++
@@ -171,13 +161,13 @@ func (a *allocator) allocateBlock(p Proto, addr netip.Addr, n int) (uint16, bool
 		if !a.blockFree(s, base, n) {
 			continue
 		}
-		switch held, err := a.holdBlock(p, addr, base, n); {
-		case held:
+		switch err := a.holdBlock(p, addr, base, n); {
+		case err == nil:
 			for j := 0; j < n; j++ {
 				s.set(uint16(base + j))
 			}
 			return uint16(base), true
-		case err != nil:
+		case !errors.Is(err, ErrPortInUse):
 			return 0, false
 		}
 		busy++
@@ -186,17 +176,16 @@ func (a *allocator) allocateBlock(p Proto, addr netip.Addr, n int) (uint16, bool
 }
 
 // holdBlock claims the n ports from base on the host, all or nothing.
-func (a *allocator) holdBlock(p Proto, addr netip.Addr, base, n int) (bool, error) {
+func (a *allocator) holdBlock(p Proto, addr netip.Addr, base, n int) error {
 	for j := 0; j < n; j++ {
-		ok, err := a.hold(p, netip.AddrPortFrom(addr, uint16(base+j)), true)
-		if !ok {
+		if err := a.hold(p, netip.AddrPortFrom(addr, uint16(base+j)), true); err != nil {
 			for k := 0; k < j; k++ {
 				a.ports.Release(p, netip.AddrPortFrom(addr, uint16(base+k)))
 			}
-			return false, err
+			return err
 		}
 	}
-	return true, nil
+	return nil
 }
 
 func (a *allocator) blockFree(s *portSet, base, n int) bool {

@@ -176,6 +176,10 @@ func New(cfg Config) (*Table, error) {
 	return t, nil
 }
 
+// UserModeTCP reports whether every TCP flow takes the user-mode path
+// ([Config].UserModeTCP).
+func (t *Table) UserModeTCP() bool { return t.cfg.UserModeTCP }
+
 // Timeouts returns the timers in force, defaults filled in.
 func (t *Table) Timeouts() Timeouts { return t.cfg.Timeouts }
 

@@ -138,7 +138,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	// now, once.
 	watched := len(s.mgr.hooked(EventAcceptedConnection, d.Filter, true)) > 0
 	for i, c := range conns {
-		userMode := req.Flags&NoKernelMode != 0 || (req.Protocol == TCP && s.mgr.cfg.UserModeTCP) || watched || c.userMode() || s.wantsFilter(EventAcceptedConnection, c.addr)
+		userMode := req.Flags&NoKernelMode != 0 || (req.Protocol == TCP && table.UserModeTCP()) || watched || c.userMode() || s.wantsFilter(EventAcceptedConnection, c.addr)
 		if userMode && req.Protocol == UDP {
 			release(i)
 			for _, done := range conns[:i] {

@@ -35,10 +35,6 @@ type Config struct {
 	// it ends, its filters are detached, and the client's next event starts
 	// a new one. Zero means 10 minutes.
 	SessionIdle time.Duration
-	// UserModeTCP puts every TCP grant on the user-mode path, as if each
-	// had NoKernelMode: in host mode, TCP reaches the outside only
-	// through host sockets.
-	UserModeTCP bool
 	// UserPath gives the user-mode path's sockets. Nil means there is none:
 	// grants that need it fail with ErrNotSupported.
 	UserPath UserPath
