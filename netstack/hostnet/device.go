@@ -193,17 +193,13 @@ func (h *Host) send(pkt []byte) {
 			return
 		}
 		u := header.UDP(payload)
-		h.mu.Lock()
-		s = h.udp[u.SourcePort()]
-		h.mu.Unlock()
+		s = h.socket(nat.UDP, u.SourcePort())
 		to, payload = netip.AddrPortFrom(dst, u.DestinationPort()), payload[header.UDPMinimumSize:]
 	case header.ICMPv4ProtocolNumber:
 		if len(payload) < header.ICMPv4MinimumSize || header.ICMPv4(payload).Type() != header.ICMPv4Echo {
 			return
 		}
-		h.mu.Lock()
-		s = h.icmp[header.ICMPv4(payload).Ident()]
-		h.mu.Unlock()
+		s = h.socket(nat.ICMP, header.ICMPv4(payload).Ident())
 		to = netip.AddrPortFrom(dst, 0)
 	}
 	if s == nil {

@@ -54,9 +54,11 @@ type Host struct {
 	closed chan struct{}
 	events chan tun.Event
 
+	// sockets maps a sockKey to its *packetSocket. Write looks sockets
+	// up per packet without a lock; mu orders the changes.
+	sockets sync.Map
+
 	mu        sync.Mutex
-	udp       map[uint16]*packetSocket
-	icmp      map[uint16]*packetSocket
 	listeners map[uint16]*heldListener
 	isClosed  bool
 	wg        sync.WaitGroup // socket readers
@@ -74,8 +76,6 @@ func New(o Options) (*Host, error) {
 		rx:        make(chan *packet, rxQueue),
 		closed:    make(chan struct{}),
 		events:    make(chan tun.Event, 1),
-		udp:       make(map[uint16]*packetSocket),
-		icmp:      make(map[uint16]*packetSocket),
 		listeners: make(map[uint16]*heldListener),
 	}
 	h.events <- tun.EventUp
@@ -121,17 +121,14 @@ func (h *Host) Close() error {
 	}
 	h.isClosed = true
 	close(h.closed)
-	for _, s := range h.udp {
-		s.conn.Close()
-	}
-	for _, s := range h.icmp {
-		s.conn.Close()
-	}
+	h.sockets.Range(func(k, v any) bool {
+		v.(*packetSocket).conn.Close()
+		h.sockets.Delete(k)
+		return true
+	})
 	for _, l := range h.listeners {
 		l.ln.Close()
 	}
-	clear(h.udp)
-	clear(h.icmp)
 	clear(h.listeners)
 	h.mu.Unlock()
 	h.wg.Wait()

@@ -15,6 +15,20 @@ import (
 // needs no socket of its own: each of its connections dials from the port
 // ([Host.DialTCP]).
 
+// sockKey names the packet socket of one UDP port or ICMP identifier.
+type sockKey struct {
+	proto nat.Proto
+	port  uint16
+}
+
+// socket returns the packet socket holding port, or nil.
+func (h *Host) socket(p nat.Proto, port uint16) *packetSocket {
+	if v, ok := h.sockets.Load(sockKey{p, port}); ok {
+		return v.(*packetSocket)
+	}
+	return nil
+}
+
 // packetSocket is the host socket of one UDP port or ICMP identifier.
 type packetSocket struct {
 	proto nat.Proto
@@ -58,13 +72,13 @@ func (h *Host) Hold(p nat.Proto, ap netip.AddrPort, inbound bool) error {
 			c.Close()
 			return fmt.Errorf("hostnet: UDP %v: IP_RECVERR: %w", ap, err)
 		}
-		h.start(h.udp, s)
+		h.start(s)
 	case nat.ICMP:
 		c, err := h.listenPing(ap)
 		if err != nil {
 			return err
 		}
-		h.start(h.icmp, &packetSocket{proto: p, ext: ap, conn: c})
+		h.start(&packetSocket{proto: p, ext: ap, conn: c})
 	}
 	return nil
 }
@@ -86,15 +100,9 @@ func (h *Host) Release(p nat.Proto, ap netip.AddrPort) {
 			}
 			delete(h.listeners, port)
 		}
-	case nat.UDP:
-		if s := h.udp[port]; s != nil {
-			s.conn.Close()
-			delete(h.udp, port)
-		}
-	case nat.ICMP:
-		if s := h.icmp[port]; s != nil {
-			s.conn.Close()
-			delete(h.icmp, port)
+	case nat.UDP, nat.ICMP:
+		if v, ok := h.sockets.LoadAndDelete(sockKey{p, port}); ok {
+			v.(*packetSocket).conn.Close()
 		}
 	}
 }
@@ -139,8 +147,8 @@ func (h *Host) listenUDP(ap netip.AddrPort) (*net.UDPConn, error) {
 }
 
 // start registers a packet socket and starts its reader. h.mu is held.
-func (h *Host) start(m map[uint16]*packetSocket, s *packetSocket) {
-	m[s.ext.Port()] = s
+func (h *Host) start(s *packetSocket) {
+	h.sockets.Store(sockKey{s.proto, s.ext.Port()}, s)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
