@@ -327,21 +327,19 @@ lab_veth() {
 	ip -n "$4" link set "$5" up
 }
 
-# lab_bg_unprivileged NS LOGFILE UID GID CMD... is lab_bg for a process that
-# must run without any privilege: CMD runs as UID:GID with no supplementary
+# lab_unprivileged UID GID sets LAB_UNPRIV to the command prefix that runs
+# a program without any privilege: as UID:GID with no supplementary
 # groups, every capability set empty (bounding set included) and
 # no_new_privs, so it cannot gain one back. Where /dev/net/tun is not mode
-# 0666, as udev's default rule makes it on a desktop, CMD gets a mount
-# namespace of its own whose /dev/net holds a 0666 tun node (the same
-# device, 10:200): machines without udev leave it 0600, which no
+# 0666, as udev's default rule makes it on a desktop, the program gets a
+# mount namespace of its own whose /dev/net holds a 0666 tun node (the
+# same device, 10:200): machines without udev leave it 0600, which no
 # unprivileged program may open. The exec chain (unshare, bash, setpriv)
-# keeps the recorded PID CMD's own.
-lab_bg_unprivileged() {
-	local ns=$1 log=$2 uid=$3 gid=$4
-	shift 4
-	local devnet=0
+# keeps the PID of the prefixed command the program's own.
+lab_unprivileged() {
+	local uid=$1 gid=$2 devnet=0
 	[[ $(stat -c %a /dev/net/tun 2>/dev/null) == 666 ]] || devnet=1
-	lab_bg "$ns" "$log" unshare --mount --propagation private /bin/bash -c '
+	LAB_UNPRIV=(unshare --mount --propagation private /bin/bash -c '
 		set -e
 		devnet=$1 uid=$2 gid=$3
 		shift 3
@@ -351,7 +349,16 @@ lab_bg_unprivileged() {
 		fi
 		exec setpriv --reuid="$uid" --regid="$gid" --clear-groups \
 			--inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs "$@"
-	' lab-unprivileged "$devnet" "$uid" "$gid" "$@"
+	' lab-unprivileged "$devnet" "$uid" "$gid")
+}
+
+# lab_bg_unprivileged NS LOGFILE UID GID CMD... is lab_bg for a process that
+# must run without any privilege (lab_unprivileged).
+lab_bg_unprivileged() {
+	local ns=$1 log=$2
+	lab_unprivileged "$3" "$4"
+	shift 4
+	lab_bg "$ns" "$log" "${LAB_UNPRIV[@]}" "$@"
 }
 
 # lab_wait_grep FILE REGEX SECONDS [PID] waits until a line of FILE matches
