@@ -24,8 +24,10 @@ import (
 //	  Divert        ─► the user-mode flow's netstack on this side
 //	write each queue as one batch
 //
-// Buffers are allocated once per goroutine; a packet is never copied, and
-// nothing is allocated per packet.
+// Buffers are allocated once per goroutine and nothing is allocated per
+// packet. A packet is rewritten in the buffer it was read into and written
+// from there; it is copied only where it must change shape (a superpacket
+// cut into segments, segments merged by vnettun.GRO, a netstack's own copy).
 
 const (
 	// headroom is left before each packet so a TUN with a virtio-net

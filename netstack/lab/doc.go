@@ -19,8 +19,12 @@
 //	server, _ := outside.AddHost("server", netip.MustParsePrefix("192.0.2.10/24"), netip.MustParseAddr("192.0.2.1"))
 //
 //	clock := lab.NewManualClock(time.Unix(0, 0))
-//	// gw, _ := fwx.New(fwx.Config{Internal: inside.Device(), External: outside.Device(), Clock: clock, ...})
-//	// defer gw.Close()
+//	fw, _ := fwx.New(fwx.Config{
+//		Inside: inside.Device(), InsideAddr: netip.MustParsePrefix("10.0.0.1/24"),
+//		Outside: outside.Device(), OutsideAddr: netip.MustParsePrefix("192.0.2.1/24"),
+//		Clock: clock,
+//	})
+//	go fw.Run(ctx) // Run closes both devices when ctx ends
 //
 //	ln, _ := server.ListenTCP(80)
 //	c, err := client.DialTCP(ctx, netip.MustParseAddrPort("192.0.2.10:80"))

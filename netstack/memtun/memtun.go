@@ -3,7 +3,6 @@ package memtun
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -12,14 +11,15 @@ import (
 )
 
 const (
-	// QueueLen is how many injected packets a Device holds before Inject
-	// waits for Read.
+	// QueueLen is how many packets a Device or one direction of a pair
+	// holds before Inject or Write waits for Read.
 	QueueLen = 1024
 
-	// BatchSize is the value returned by [Device.BatchSize].
+	// BatchSize is the value returned by [Device.BatchSize] and
+	// [End.BatchSize].
 	BatchSize = 128
 
-	// maxPacket is the largest packet Inject accepts: the largest IPv4 or
+	// maxPacket is the largest packet Inject and End.Write accept: the largest IPv4 or
 	// (non-jumbo) IPv6 packet.
 	maxPacket = 65535 + 40
 )
@@ -31,9 +31,9 @@ var (
 	errClosed = fmt.Errorf("memtun: %w", os.ErrClosed)
 
 	errShortSizes = errors.New("memtun: read: len(sizes) < len(bufs)")
-	errEmpty      = errors.New("memtun: inject: empty packet")
-	errTooBig     = errors.New("memtun: inject: packet larger than 65575 bytes")
-	errOffset     = errors.New("memtun: write: offset beyond packet")
+	errEmpty      = errors.New("memtun: empty packet")
+	errTooBig     = errors.New("memtun: packet larger than 65575 bytes")
+	errOffset     = errors.New("memtun: offset beyond packet")
 )
 
 var _ tun.Device = (*Device)(nil)
@@ -55,20 +55,8 @@ type Device struct {
 	// call Inject on this Device (a loopback) without deadlock.
 	output atomic.Pointer[func(pkt []byte)]
 
-	// pool recycles the copies Inject makes; bufSize is their capacity.
-	pool    sync.Pool
-	bufSize int
-
-	// queue holds injected packets, oldest first, in a ring.
-	queue struct {
-		sync.Mutex
-		ring     [QueueLen]*[]byte
-		head     int // index of the oldest packet
-		n        int // packets queued
-		closed   bool
-		nonEmpty sync.Cond // signalled when n goes up or the device closes
-		nonFull  sync.Cond // signalled when n goes down or the device closes
-	}
+	// queue holds injected packets until Read.
+	queue queue
 
 	closed    atomic.Bool // set by Close; read by Write without a lock
 	closeOnce sync.Once
@@ -82,17 +70,11 @@ func New(name string, mtu int) *Device {
 		mtu = 1500
 	}
 	d := &Device{
-		name:    name,
-		mtu:     mtu,
-		events:  make(chan tun.Event, 1),
-		bufSize: mtu,
+		name:   name,
+		mtu:    mtu,
+		events: make(chan tun.Event, 1),
 	}
-	d.pool.New = func() any {
-		b := make([]byte, 0, d.bufSize)
-		return &b
-	}
-	d.queue.nonEmpty.L = &d.queue.Mutex
-	d.queue.nonFull.L = &d.queue.Mutex
+	d.queue.init(mtu)
 	d.events <- tun.EventUp
 	return d
 }
@@ -126,46 +108,7 @@ func (d *Device) BatchSize() int { return BatchSize }
 // Read returns an error wrapping os.ErrClosed once the Device is closed,
 // including when Close is called while Read waits.
 func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	if len(bufs) == 0 {
-		return 0, nil
-	}
-	if len(sizes) < len(bufs) {
-		return 0, errShortSizes
-	}
-	q := &d.queue
-	q.Lock()
-	for q.n == 0 && !q.closed {
-		q.nonEmpty.Wait()
-	}
-	if q.closed {
-		q.Unlock()
-		return 0, errClosed
-	}
-	n := 0
-	var err error
-	for n < len(bufs) && q.n > 0 {
-		p := q.ring[q.head]
-		if offset < 0 || offset > len(bufs[n]) || len(*p) > len(bufs[n])-offset {
-			if n > 0 {
-				break // leave it for the next Read to report
-			}
-			err = fmt.Errorf("memtun: read: %d-byte packet into %d-byte buffer at offset %d: %w",
-				len(*p), len(bufs[n]), offset, io.ErrShortBuffer)
-		} else {
-			sizes[n] = copy(bufs[n][offset:], *p)
-			n++
-		}
-		q.ring[q.head] = nil
-		q.head = (q.head + 1) % QueueLen
-		q.n--
-		d.putBuf(p)
-		if err != nil {
-			break
-		}
-	}
-	q.nonFull.Broadcast()
-	q.Unlock()
-	return n, err
+	return d.queue.pop(bufs, sizes, offset)
 }
 
 // Write implements tun.Device. It passes bufs[i][offset:] to the output
@@ -194,18 +137,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 func (d *Device) Close() error {
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
-		q := &d.queue
-		q.Lock()
-		q.closed = true
-		for q.n > 0 {
-			d.putBuf(q.ring[q.head])
-			q.ring[q.head] = nil
-			q.head = (q.head + 1) % QueueLen
-			q.n--
-		}
-		q.nonEmpty.Broadcast()
-		q.nonFull.Broadcast()
-		q.Unlock()
+		d.queue.close()
 		close(d.events)
 	})
 	return nil
@@ -216,30 +148,11 @@ func (d *Device) Close() error {
 // an error wrapping os.ErrClosed if the Device is or becomes closed. pkt may
 // be reused as soon as Inject returns.
 func (d *Device) Inject(pkt []byte) error {
-	switch {
-	case len(pkt) == 0:
-		return errEmpty
-	case len(pkt) > maxPacket:
-		return errTooBig
+	if err := check(pkt, 0); err != nil {
+		return err
 	}
-	p := d.getBuf(len(pkt))
-	copy(*p, pkt)
-
-	q := &d.queue
-	q.Lock()
-	for q.n == QueueLen && !q.closed {
-		q.nonFull.Wait()
-	}
-	if q.closed {
-		q.Unlock()
-		d.putBuf(p)
-		return errClosed
-	}
-	q.ring[(q.head+q.n)%QueueLen] = p
-	q.n++
-	q.nonEmpty.Signal()
-	q.Unlock()
-	return nil
+	_, err := d.queue.push([][]byte{pkt}, 0)
+	return err
 }
 
 // SetOutput sets the function that receives every packet written to the
@@ -260,27 +173,4 @@ func (d *Device) SetOutput(out func(pkt []byte)) {
 }
 
 // Pending reports how many injected packets are waiting to be read.
-func (d *Device) Pending() int {
-	d.queue.Lock()
-	defer d.queue.Unlock()
-	return d.queue.n
-}
-
-// getBuf returns a pooled buffer of length n.
-func (d *Device) getBuf(n int) *[]byte {
-	p := d.pool.Get().(*[]byte)
-	if cap(*p) < n {
-		*p = make([]byte, n)
-	}
-	*p = (*p)[:n]
-	return p
-}
-
-func (d *Device) putBuf(p *[]byte) {
-	// Keep the pool to ordinary sizes: a single GSO-sized injection
-	// should not pin 64 KiB per pooled entry forever.
-	if cap(*p) > 2*d.bufSize && cap(*p) > 16<<10 {
-		return
-	}
-	d.pool.Put(p)
-}
+func (d *Device) Pending() int { return d.queue.len() }

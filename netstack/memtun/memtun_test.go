@@ -385,9 +385,6 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestNoAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("sync.Pool drops items at random under -race")
-	}
 	d := newTestDevice(t)
 	var sink int
 	d.SetOutput(func(p []byte) { sink += len(p) })

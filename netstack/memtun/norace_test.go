@@ -1,5 +1,0 @@
-//go:build !race
-
-package memtun
-
-const raceEnabled = false
