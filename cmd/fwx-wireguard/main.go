@@ -1,0 +1,225 @@
+// Command fwx-wireguard is a WireGuard server with fwx inside: the example
+// of a VPN product that embeds fwx (docs/EMBED.md walks through it).
+//
+//	fwx-wireguard --name wg0 --in-addr 10.8.0.1/24 --out-tun fwxo --out-addr 198.51.100.1/24
+//	fwx-wireguard --name wg0 --in-addr 10.8.0.1/24 --out host [--out-dev eth0]
+//
+// wireguard-go's device decrypts what the peers send and hands the packets
+// to its TUN. Here that TUN is one end of an in-process device pair
+// (memtun.NewPair), whose other end is fwx's inside: the peers are fwx's
+// SecureNAT clients, and no kernel TUN lies between the tunnel and the
+// firewall. fwx's outside is a TUN it creates (router mode, --out-tun) or
+// the host's own network (host mode, --out host).
+//
+// The WireGuard side is configured as wireguard-go's own command is:
+// through the UAPI socket /var/run/wireguard/NAME.sock, so wg(8) works
+// unchanged (wg setconf NAME FILE, wg show NAME). fwx-wireguard runs until
+// SIGINT or SIGTERM, or until the tunnel or fwx fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+
+	"github.com/fwx-dev/fwx"
+	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" filter
+	"github.com/fwx-dev/fwx/netstack/hostnet"
+	"github.com/fwx-dev/fwx/netstack/memtun"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
+	"github.com/fwx-dev/fwx/session/policy"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "fwx-wireguard:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	name            string
+	inAddr, outAddr string
+	outTun, out     string
+	outDev          string
+	policy, fwlog   string
+	mtu             int
+	verbose         bool
+}
+
+func parse(args []string) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("fwx-wireguard", flag.ContinueOnError)
+	fs.StringVar(&o.name, "name", "wg0", "WireGuard interface name: the UAPI socket is /var/run/wireguard/NAME.sock")
+	fs.StringVar(&o.inAddr, "in-addr", "", "fwx's address inside the tunnel, the peers' gateway, as CIDR (required)")
+	fs.StringVar(&o.outTun, "out-tun", "", "router mode: name of the outside TUN device to create")
+	fs.StringVar(&o.outAddr, "out-addr", "", "router mode: fwx's outside address, the peers' SecureNAT source, as CIDR")
+	fs.StringVar(&o.out, "out", "", `"host": the outside is the host's own network (host mode)`)
+	fs.StringVar(&o.outDev, "out-dev", "", "host mode: bind fwx's sockets to this interface")
+	fs.StringVar(&o.policy, "policy", "", "fwx policy file (YAML); empty means the built-in default")
+	fs.StringVar(&o.fwlog, "fwlog", "", "write the firewall log to this file instead of standard output")
+	fs.IntVar(&o.mtu, "mtu", device.DefaultMTU, "MTU of the tunnel")
+	fs.BoolVar(&o.verbose, "v", false, "verbose diagnostics (WireGuard's too)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case o.inAddr == "":
+		return nil, errors.New("--in-addr is required")
+	case o.out == "host" && (o.outTun != "" || o.outAddr != ""):
+		return nil, errors.New("--out host excludes --out-tun and --out-addr")
+	case o.out == "" && (o.outTun == "" || o.outAddr == ""):
+		return nil, errors.New("name the outside: --out-tun and --out-addr (router mode), or --out host")
+	case o.out != "" && o.out != "host":
+		return nil, fmt.Errorf("--out %q: the only value is host", o.out)
+	}
+	return &o, nil
+}
+
+func run(args []string) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	level := zerolog.InfoLevel
+	if o.verbose {
+		level = zerolog.DebugLevel
+	}
+	diag := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
+
+	cfg, closeOutside, err := firewallConfig(o, diag)
+	if err != nil {
+		return err
+	}
+
+	// The tunnel's TUN and fwx's inside are the two ends of one pair.
+	wgTun, fwxTun := memtun.NewPair(o.name, o.name+"-fwx", o.mtu)
+	cfg.Inside = fwxTun
+	fw, err := fwx.New(cfg)
+	if err != nil {
+		fwxTun.Close()
+		closeOutside()
+		return err
+	}
+	wg := device.NewDevice(wgTun, conn.NewDefaultBind(), wireguardLogger(diag))
+	defer wg.Close()
+	uapi, err := listenUAPI(o.name, wg)
+	if err != nil {
+		fwxTun.Close()
+		closeOutside()
+		return err
+	}
+	defer uapi.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		// The tunnel closes itself when its TUN (the pair) closes or
+		// it fails; either way fwx has nothing left to serve.
+		<-wg.Wait()
+		cancel()
+	}()
+	diag.Info().Str("name", o.name).Stringer("in_addr", cfg.InsideAddr).
+		Stringer("out_addr", cfg.OutsideAddr.Addr()).Msg("fwx-wireguard running")
+	// Run owns both of fwx's devices and closes them when it returns;
+	// closing fwx's end of the pair closes the tunnel's end too.
+	err = fw.Run(ctx)
+	diag.Info().Err(err).Msg("fwx-wireguard stopped")
+	return err
+}
+
+// firewallConfig builds fwx's configuration from the options, except its
+// inside, and returns a function that releases the outside if fwx does not
+// start.
+func firewallConfig(o *options, log zerolog.Logger) (fwx.Config, func(), error) {
+	cfg := fwx.Config{Policy: policy.Default(), Log: log, FirewallLog: zerolog.New(os.Stdout)}
+	var err error
+	if cfg.InsideAddr, err = netip.ParsePrefix(o.inAddr); err != nil {
+		return cfg, nil, fmt.Errorf("--in-addr: %w", err)
+	}
+	if o.policy != "" {
+		if cfg.Policy, err = policy.Load(o.policy); err != nil {
+			return cfg, nil, err
+		}
+	}
+	var fwlog io.WriteCloser
+	if o.fwlog != "" {
+		if fwlog, err = os.OpenFile(o.fwlog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err != nil {
+			return cfg, nil, fmt.Errorf("--fwlog: %w", err)
+		}
+		cfg.FirewallLog = zerolog.New(fwlog)
+	}
+	if o.out == "host" {
+		_, addr, err := hostnet.Uplink(o.outDev)
+		if err == nil {
+			cfg.Host, err = hostnet.New(hostnet.Options{Addr: addr, Device: o.outDev, Log: log})
+		}
+		if err != nil {
+			return cfg, nil, fmt.Errorf("host mode: %w", err)
+		}
+		cfg.OutsideAddr = netip.PrefixFrom(addr, 32)
+		return cfg, func() { cfg.Host.Close() }, nil
+	}
+	if cfg.OutsideAddr, err = netip.ParsePrefix(o.outAddr); err != nil {
+		return cfg, nil, fmt.Errorf("--out-addr: %w", err)
+	}
+	// vnettun keeps GSO superpackets whole on the outside; fwx cuts them
+	// into segments for the pair, which has no offloads.
+	out, err := vnettun.Create(o.outTun, 1500)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("create %s: %w", o.outTun, err)
+	}
+	cfg.Outside = out
+	return cfg, func() { out.Close() }, nil
+}
+
+// listenUAPI serves wireguard-go's configuration protocol for dev on
+// /var/run/wireguard/NAME.sock until the listener is closed.
+func listenUAPI(name string, dev *device.Device) (net.Listener, error) {
+	file, err := ipc.UAPIOpen(name)
+	if err != nil {
+		return nil, fmt.Errorf("uapi: %w", err)
+	}
+	ln, err := ipc.UAPIListen(name, file)
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("uapi: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go dev.IpcHandle(c)
+		}
+	}()
+	return ln, nil
+}
+
+// wireguardLogger sends wireguard-go's log lines to fwx's diagnostics.
+func wireguardLogger(log zerolog.Logger) *device.Logger {
+	log = log.With().Str("component", "wireguard").Logger()
+	return &device.Logger{
+		Verbosef: func(format string, args ...any) { log.Debug().Msgf(format, args...) },
+		Errorf:   func(format string, args ...any) { log.Error().Msgf(format, args...) },
+	}
+}
