@@ -26,7 +26,7 @@ func (l flowLog) FlowStarted(f *nat.Flow) {
 	if ev == nil {
 		return
 	}
-	flowFields(ev.Time("time", f.Start), f).Str("event", "allowed").Str("action", "allow").Msg("flow")
+	flowFields(ev.Time("time", f.Start()), f).Str("event", "allowed").Str("action", "allow").Msg("flow")
 }
 
 // FlowEnded implements nat.Observer.
@@ -37,12 +37,12 @@ func (l flowLog) FlowEnded(f *nat.Flow, at time.Time) {
 	}
 	out, in, _, _ := f.Counters()
 	sent, received := out, in
-	if f.Origin == nat.Inbound {
+	if f.Origin() == nat.Inbound {
 		sent, received = in, out
 	}
 	flowFields(ev.Time("time", at), f).Str("event", "ended").Str("action", "allow").
 		Uint64("bytes_sent", sent).Uint64("bytes_received", received).
-		Float64("duration", at.Sub(f.Start).Seconds()).Msg("flow")
+		Float64("duration", at.Sub(f.Start()).Seconds()).Msg("flow")
 }
 
 // FlowDenied implements nat.Observer.
@@ -60,17 +60,17 @@ func (l flowLog) FlowDenied(d nat.Denial) {
 // flowFields adds what identifies a flow: who started it, where to, and what
 // fwx translated.
 func flowFields(ev *zerolog.Event, f *nat.Flow) *zerolog.Event {
-	ev = ev.Str("protocol", f.Proto.String()).Str("direction", f.Origin.String())
-	if f.Origin == nat.Inbound {
-		ev = ev.Str("client", f.Remote.String()).Str("destination", f.External.String()).
-			Str("translated_destination", f.Inside.String())
+	ev = ev.Str("protocol", f.Proto().String()).Str("direction", f.Origin().String())
+	if f.Origin() == nat.Inbound {
+		ev = ev.Str("client", f.Remote().String()).Str("destination", f.External().String()).
+			Str("translated_destination", f.Inside().String())
 	} else {
-		ev = ev.Str("client", f.Inside.String()).Str("destination", f.Remote.String()).
-			Str("translated_source", f.External.String())
+		ev = ev.Str("client", f.Inside().String()).Str("destination", f.Remote().String()).
+			Str("translated_source", f.External().String())
 	}
 	path := "fast"
-	if f.UserMode {
+	if f.UserMode() {
 		path = "user"
 	}
-	return ev.Str("rule", f.Rule).Str("path", path)
+	return ev.Str("rule", f.Rule()).Str("path", path)
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"golang.zx2c4.com/wireguard/tun"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack"
@@ -96,7 +97,7 @@ func write(d tun.Device, pkts [][]byte) error {
 // the session layer, with the NAT flow that says where it goes.
 func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
 	f := u.fw.table.LookupOutbound(nat.TCP, r.Src, r.Dst, u.fw.clock.Now())
-	if f == nil || !f.UserMode {
+	if f == nil || !f.UserMode() {
 		r.Reset()
 		return
 	}
@@ -105,7 +106,13 @@ func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
 		Dst:    r.Dst,
 		Flow:   f,
 		Accept: func() (session.Conn, error) { return conn(r.Accept()) },
-		Reset:  r.Reset,
+		Reset: func() {
+			// The RST goes from the inside stack straight to the
+			// client; the flow learns of it here, so it ends now
+			// rather than on its SYN_SENT timer.
+			r.Reset()
+			f.Observe(false, 0, header.TCPFlagRst, u.fw.clock.Now())
+		},
 	})
 }
 

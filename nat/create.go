@@ -64,9 +64,9 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port"}, now)
 			return nil
 		}
-		m = &Mapping{Proto: p, Inside: src, External: netip.AddrPortFrom(extAddr, port)}
+		m = &mapping{table: t, proto: p, inside: src, external: netip.AddrPortFrom(extAddr, port)}
 		t.mappings[mapKey{p, src}] = m
-		t.byExt[mapKey{p, m.External}] = m
+		t.byExt[mapKey{p, m.external}] = m
 	}
 	f := t.newFlowLocked(m, fs, now)
 	t.mu.Unlock()
@@ -98,20 +98,20 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
 		fs.protocol, fs.filter = e.Protocol, e.Filter
 		fs.inboundOnly = p == UDP && !e.Bidirectional
-		ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
+		ended := t.endExpiredLocked(flowKey{p, m.inside, src}, now)
 		f := t.newFlowLocked(m, fs, now)
 		t.claimLocked(e, now) // after the flow holds the mapping
 		t.mu.Unlock()
 		t.notifyEnded(ended, now)
 		t.started(f)
 		return f
-	case m.Static:
+	case m.static:
 		admit = true // the policy decides below
 	default:
 		admit, fs.rule = t.filterLocked(m, src, now)
 	}
 	t.mu.Unlock()
-	if admit && m.Static {
+	if admit && m.static {
 		d := t.cfg.Decider.Inbound(p, src, dst)
 		admit, fs.rule, fs.userMode = d.Allow, d.Rule, d.UserMode
 		fs.protocol, fs.filter = d.Protocol, d.Filter
@@ -134,7 +134,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 		t.mu.Unlock()
 		return f
 	}
-	ended := t.endExpiredLocked(flowKey{p, m.Inside, src}, now)
+	ended := t.endExpiredLocked(flowKey{p, m.inside, src}, now)
 	if t.byExt[mapKey{p, dst}] != m { // the mapping ended meanwhile
 		t.mu.Unlock()
 		t.notifyEnded(ended, now)
@@ -159,17 +159,17 @@ func (t *Table) started(f *Flow) {
 // filterLocked applies the filtering behaviour of dynamic mapping m to a
 // packet from src (RFC 4787 section 5). It returns the rule of the flow
 // that opened the way, for the log.
-func (t *Table) filterLocked(m *Mapping, src netip.AddrPort, now int64) (bool, string) {
+func (t *Table) filterLocked(m *mapping, src netip.AddrPort, now int64) (bool, string) {
 	for _, f := range m.flows {
 		if f.expired(now, &t.cfg.Timeouts) {
 			continue
 		}
 		switch t.cfg.Filtering {
 		case EndpointIndependent:
-			return true, f.Rule
+			return true, f.rule
 		case AddressDependent:
-			if f.Remote.Addr() == src.Addr() {
-				return true, f.Rule
+			if f.remote.Addr() == src.Addr() {
+				return true, f.rule
 			}
 		}
 	}

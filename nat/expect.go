@@ -79,7 +79,7 @@ type Expectation struct {
 	// guarded by Table.mu
 	done    bool
 	used    int
-	mapping *Mapping // inbound: the mapping holding External
+	mapping *mapping // inbound: the mapping holding External
 }
 
 // admitsLocked reports whether an inbound flow from remote may use e.
@@ -176,7 +176,7 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 	if t.byExt[k] != nil {
 		return fmt.Errorf("nat: %v %v: %w", e.Proto, e.External, ErrPortInUse)
 	}
-	m := &Mapping{Proto: e.Proto, Inside: e.Inside, External: e.External, expect: e}
+	m := &mapping{table: t, proto: e.Proto, inside: e.Inside, external: e.External, expect: e}
 	e.mapping = m
 	t.byExt[k] = m
 	return nil
@@ -194,7 +194,7 @@ func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) erro
 		return ErrPinholeGone
 	}
 	e.Inside = inside
-	e.mapping.Inside = inside
+	e.mapping.inside = inside
 	return nil
 }
 

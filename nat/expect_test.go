@@ -199,7 +199,7 @@ func TestUserModeDivert(t *testing.T) {
 		t.Fatalf("verdict %v, packet changed %v; want divert, unchanged", v, string(pkt) != orig)
 	}
 	// The outside stack answers from the flow's external endpoint.
-	e := tab.Flows()[0].External
+	e := tab.Flows()[0].External()
 	reply := lab.TCPPacket(server, e, header.TCPFlagSyn|header.TCPFlagAck, 1, 1001, nil)
 	if v, _ := in(tab, reply, t0); v != nat.Divert {
 		t.Errorf("reply verdict %v, want divert", v)

@@ -13,13 +13,22 @@ type Timeouts struct {
 	// UDP is the idle timeout of a UDP flow: at least 2 minutes by RFC 4787
 	// REQ-5, 5 minutes by default.
 	UDP time.Duration
+	// TCPSynSent is the idle timeout of a TCP flow whose opening SYN has no
+	// answer yet: 2 minutes by default, Linux conntrack's SYN_SENT timer.
+	TCPSynSent time.Duration
+	// TCPSynRecv is the idle timeout of a TCP flow whose SYN was answered
+	// but whose opener has not acknowledged the answer: 60 seconds by
+	// default, conntrack's SYN_RECV timer. A client that sends SYNs and
+	// ignores the replies holds its ports this long, not for the
+	// established timer.
+	TCPSynRecv time.Duration
 	// TCPEstablished is the idle timeout of a TCP flow whose handshake
-	// completed and that has not closed: at least 2 h 4 min (RFC 5382
-	// REQ-5), the default.
+	// completed and that has not started closing: at least 2 h 4 min (RFC
+	// 5382 REQ-5), the default.
 	TCPEstablished time.Duration
-	// TCPTransitory is the idle timeout of a TCP flow that is opening or has
-	// closed in both directions: at least 4 minutes (RFC 5382 REQ-5), the
-	// default.
+	// TCPTransitory is the idle timeout of a TCP flow that is closing, or
+	// has closed both ways (TIME_WAIT): at least 4 minutes (RFC 5382
+	// REQ-5), the default.
 	TCPTransitory time.Duration
 	// TCPRST is how long a TCP flow lives after a RST: 4 minutes by default,
 	// so a stray RST cannot tear down a live mapping (RFC 7857 section 2.2).
@@ -33,6 +42,8 @@ type Timeouts struct {
 func DefaultTimeouts() Timeouts {
 	return Timeouts{
 		UDP:            5 * time.Minute,
+		TCPSynSent:     2 * time.Minute,
+		TCPSynRecv:     60 * time.Second,
 		TCPEstablished: 2*time.Hour + 4*time.Minute,
 		TCPTransitory:  4 * time.Minute,
 		TCPRST:         4 * time.Minute,
@@ -45,8 +56,9 @@ func DefaultTimeouts() Timeouts {
 func (t Timeouts) WithDefaults() Timeouts {
 	d := DefaultTimeouts()
 	for _, f := range []struct{ v, def *time.Duration }{
-		{&t.UDP, &d.UDP}, {&t.TCPEstablished, &d.TCPEstablished},
-		{&t.TCPTransitory, &d.TCPTransitory}, {&t.TCPRST, &d.TCPRST}, {&t.ICMP, &d.ICMP},
+		{&t.UDP, &d.UDP}, {&t.TCPSynSent, &d.TCPSynSent}, {&t.TCPSynRecv, &d.TCPSynRecv},
+		{&t.TCPEstablished, &d.TCPEstablished}, {&t.TCPTransitory, &d.TCPTransitory},
+		{&t.TCPRST, &d.TCPRST}, {&t.ICMP, &d.ICMP},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -55,62 +67,93 @@ func (t Timeouts) WithDefaults() Timeouts {
 	return t
 }
 
-// Mapping is an endpoint-independent mapping (RFC 4787 REQ-1, RFC 5382
+// mapping is an endpoint-independent mapping (RFC 4787 REQ-1, RFC 5382
 // REQ-1): one inside endpoint bound to one external endpoint for every
 // destination. It lives while any of its flows lives, or for ever when it is
 // static (a published server).
-type Mapping struct {
-	Proto    Proto
-	Inside   netip.AddrPort
-	External netip.AddrPort
-	// Static mappings come from server publishing and never expire.
-	Static bool
+type mapping struct {
+	table    *Table
+	proto    Proto
+	inside   netip.AddrPort
+	external netip.AddrPort
+	// static mappings come from server publishing and never expire.
+	static bool
 
 	expect *Expectation // an inbound pinhole holding the mapping; guarded by Table.mu
 	flows  []*Flow      // guarded by Table.mu
 }
 
 // Flow is one session through a mapping: the mapping's inside endpoint
-// talking to one remote endpoint. Its counters and timer are updated per
-// packet without locks.
+// talking to one remote endpoint. What identifies it is fixed when it is
+// created; its counters, timer and TCP state are updated per packet
+// without locks, and its methods are safe for concurrent use.
 type Flow struct {
-	Proto Proto
-	// Inside is the inside endpoint: the client of an outbound flow, the
-	// server of a published one.
-	Inside netip.AddrPort
-	// External is fwx's endpoint for the flow (the mapping's).
-	External netip.AddrPort
-	// Target is the endpoint the inside host addresses: the same as Remote
-	// except for a redirected flow (RedirectConnections), where the inside
-	// host talks to an address of fwx's and the flow really goes to Remote.
-	Target netip.AddrPort
-	// Remote is the endpoint on the outside (for a hairpinned flow, the
-	// other inside host's external endpoint).
-	Remote netip.AddrPort
-	// Origin is the side that started the flow.
-	Origin Direction
-	// Rule names the policy rule that admitted the flow.
-	Rule string
-	// UserMode says the flow takes the user-mode path: its packets are
-	// handed to a netstack instead of being rewritten ([Divert]).
-	UserMode bool
-	// Protocol and Filter name the flow's policy protocol and application
-	// filter, as the Decider or the expectation gave them.
-	Protocol, Filter string
-	// Start is when the flow was created.
-	Start time.Time
+	proto            Proto
+	origin           Direction
+	userMode         bool
+	inboundOnly      bool // a UDP flow the inside may not answer on (a bind without Bidirectional)
+	inside, external netip.AddrPort
+	target, remote   netip.AddrPort
+	rule             string
+	protocol, filter string
+	start            int64 // unix nanoseconds
 
-	mapping     *Mapping
-	expect      *Expectation  // the pinhole the flow came through, if any
-	inboundOnly bool          // a UDP flow the inside may not answer on (a bind without Bidirectional)
-	lastSeen    atomic.Int64  // unix nanoseconds of the last packet that refreshed the flow
-	tcp         atomic.Uint32 // tcpState bits
-	bytesOut    atomic.Uint64 // inside → outside, IP bytes
-	bytesIn     atomic.Uint64 // outside → inside
-	pktsOut     atomic.Uint64
-	pktsIn      atomic.Uint64
-	ended       atomic.Bool
+	mapping *mapping
+	expect  *Expectation // the pinhole the flow came through, if any
+
+	lastSeen atomic.Int64 // unix nanoseconds of the last packet that refreshed the flow
+	tcp      tcpTracker
+	bytesOut atomic.Uint64 // inside → outside, IP bytes
+	bytesIn  atomic.Uint64 // outside → inside
+	pktsOut  atomic.Uint64
+	pktsIn   atomic.Uint64
+	removed  atomic.Bool // unindexed from the table
+	reported atomic.Bool // its end was told to the Observer
 }
+
+// Proto returns the flow's transport protocol.
+func (f *Flow) Proto() Proto { return f.proto }
+
+// Inside returns the inside endpoint: the client of an outbound flow, the
+// server of a published one.
+func (f *Flow) Inside() netip.AddrPort { return f.inside }
+
+// External returns fwx's endpoint for the flow (its mapping's).
+func (f *Flow) External() netip.AddrPort { return f.external }
+
+// Target returns the endpoint the inside host addresses: the same as
+// [Flow.Remote] except for a redirected flow (RedirectConnections), where
+// the inside host talks to an address of fwx's and the flow really goes to
+// Remote.
+func (f *Flow) Target() netip.AddrPort { return f.target }
+
+// Remote returns the endpoint on the outside (for a hairpinned flow, the
+// other inside host's external endpoint).
+func (f *Flow) Remote() netip.AddrPort { return f.remote }
+
+// Origin returns the side that started the flow.
+func (f *Flow) Origin() Direction { return f.origin }
+
+// Rule names the policy rule (or pinhole) that admitted the flow.
+func (f *Flow) Rule() string { return f.rule }
+
+// UserMode reports whether the flow takes the user-mode path: its packets
+// are handed to a netstack instead of being rewritten ([Divert]).
+func (f *Flow) UserMode() bool { return f.userMode }
+
+// Protocol names the flow's policy protocol, as the Decider or the
+// expectation gave it.
+func (f *Flow) Protocol() string { return f.protocol }
+
+// Filter names the flow's application filter, if any.
+func (f *Flow) Filter() string { return f.filter }
+
+// Start returns when the flow was created: the time of its first packet.
+func (f *Flow) Start() time.Time { return time.Unix(0, f.start) }
+
+// LastSeen returns the time of the flow's last packet (ICMP errors about
+// it excepted, RFC 5508 REQ-6). The flow's duration is LastSeen - Start.
+func (f *Flow) LastSeen() time.Time { return time.Unix(0, f.lastSeen.Load()) }
 
 // Expectation returns the pinhole the flow came through, or nil.
 func (f *Flow) Expectation() *Expectation { return f.expect }
@@ -121,12 +164,23 @@ func (f *Flow) Counters() (bytesOut, bytesIn, pktsOut, pktsIn uint64) {
 	return f.bytesOut.Load(), f.bytesIn.Load(), f.pktsOut.Load(), f.pktsIn.Load()
 }
 
-// LastSeen returns the time of the last packet that refreshed the flow.
-func (f *Flow) LastSeen() time.Time { return time.Unix(0, f.lastSeen.Load()) }
+// TCPState returns the state of a TCP flow's connection; [TCPNone] for
+// other protocols.
+func (f *Flow) TCPState() TCPState {
+	if f.proto != TCP {
+		return TCPNone
+	}
+	return f.tcp.state()
+}
+
+// Established reports whether a TCP flow's opener has completed the
+// handshake and neither side has started closing it or reset it.
+func (f *Flow) Established() bool { return f.TCPState() == TCPEstablished }
 
 // account records a packet of the flow going out (inside → outside) or in:
-// its timer, its counters and its TCP state. It takes no lock.
-func (f *Flow) account(p *Packet, out bool, now int64) {
+// its timer, its counters and its TCP state. It takes no lock. It reports
+// whether the packet closed a TCP connection (see [tcpTracker.observe]).
+func (f *Flow) account(p *Packet, out bool, now int64) bool {
 	f.touch(now)
 	if out {
 		f.bytesOut.Add(uint64(len(p.b)))
@@ -135,9 +189,16 @@ func (f *Flow) account(p *Packet, out bool, now int64) {
 		f.bytesIn.Add(uint64(len(p.b)))
 		f.pktsIn.Add(1)
 	}
-	if p.Proto == TCP {
-		f.observeTCP(p.TCPFlags, out)
+	if p.Proto != TCP {
+		return false
 	}
+	seg := segment{flags: p.TCPFlags, fromOrigin: out == (f.origin == Outbound)}
+	if !f.userMode {
+		// The fast path sees both ends' sequence numbers; the user-mode
+		// path sees two connections that do not share them.
+		seg.seq, seg.ack, seg.len, seg.numbered = p.tcpSeq(), p.tcpAck(), uint32(len(p.Payload())), true
+	}
+	return f.tcp.observe(seg)
 }
 
 // Observe records what happened on a flow's outside where no packet of it
@@ -145,7 +206,8 @@ func (f *Flow) account(p *Packet, out bool, now int64) {
 // TCP flow, and this is how the flow's timer, counters and state learn of
 // it. n counts payload bytes; flags are those a packet would have carried
 // (a SYN when the connection to the server is up, a FIN at its end of
-// stream, a RST when it was reset).
+// stream, a RST when it was reset). When this closes the connection, the
+// table's [Observer] is told.
 func (f *Flow) Observe(out bool, n int, flags header.TCPFlags, now time.Time) {
 	f.touch(now.UnixNano())
 	if out {
@@ -153,68 +215,36 @@ func (f *Flow) Observe(out bool, n int, flags header.TCPFlags, now time.Time) {
 	} else {
 		f.bytesIn.Add(uint64(n))
 	}
-	if f.Proto == TCP {
-		f.observeTCP(flags, out)
+	if f.proto != TCP {
+		return
 	}
-}
-
-// TCP state bits, one per event seen; the timer follows from them.
-const (
-	tcpSynOut uint32 = 1 << iota
-	tcpSynIn
-	tcpFinOut
-	tcpFinIn
-	tcpRST
-)
-
-// observeTCP records the flags of a packet going out (inside → outside) or
-// in. It is lock-free: bits only accumulate.
-func (f *Flow) observeTCP(flags header.TCPFlags, out bool) {
-	var add uint32
-	switch {
-	case flags&header.TCPFlagRst != 0:
-		add = tcpRST
-	case out:
-		if flags&header.TCPFlagSyn != 0 {
-			add |= tcpSynOut
-		}
-		if flags&header.TCPFlagFin != 0 {
-			add |= tcpFinOut
-		}
-	default:
-		if flags&header.TCPFlagSyn != 0 {
-			add |= tcpSynIn
-		}
-		if flags&header.TCPFlagFin != 0 {
-			add |= tcpFinIn
-		}
+	if flags&header.TCPFlagSyn == 0 {
+		// Whatever a socket reports after its handshake, its peer
+		// acknowledged what came before.
+		flags |= header.TCPFlagAck
 	}
-	if add != 0 && f.tcp.Load()&add != add {
-		f.tcp.Or(add)
+	if f.tcp.observe(segment{flags: flags, fromOrigin: out == (f.origin == Outbound)}) {
+		f.mapping.table.closed(f, now.UnixNano())
 	}
-}
-
-// Established reports whether a TCP flow has seen a SYN each way and has not
-// closed or been reset.
-func (f *Flow) Established() bool {
-	s := f.tcp.Load()
-	return s&(tcpSynOut|tcpSynIn) == tcpSynOut|tcpSynIn && s&tcpRST == 0 && s&(tcpFinOut|tcpFinIn) != tcpFinOut|tcpFinIn
 }
 
 // timeout returns the flow's idle timer under t.
 func (f *Flow) timeout(t *Timeouts) time.Duration {
-	switch f.Proto {
+	switch f.proto {
 	case UDP:
 		return t.UDP
 	case ICMP:
 		return t.ICMP
 	}
-	s := f.tcp.Load()
-	switch {
-	case s&tcpRST != 0:
-		return t.TCPRST
-	case f.Established():
+	switch f.tcp.state() {
+	case TCPSynSent:
+		return t.TCPSynSent
+	case TCPSynReceived:
+		return t.TCPSynRecv
+	case TCPEstablished:
 		return t.TCPEstablished
+	case TCPReset:
+		return t.TCPRST
 	}
 	return t.TCPTransitory
 }

@@ -74,6 +74,11 @@ func (p *Packet) Quoted() QuotedPacket { return p.quoted }
 // TTL returns the packet's time to live.
 func (p *Packet) TTL() uint8 { return p.b[8] }
 
+// tcpSeq and tcpAck return a TCP packet's sequence and acknowledgment
+// numbers.
+func (p *Packet) tcpSeq() uint32 { return binary.BigEndian.Uint32(p.b[p.l4+4:]) }
+func (p *Packet) tcpAck() uint32 { return binary.BigEndian.Uint32(p.b[p.l4+8:]) }
+
 // Payload returns the transport payload of a TCP or UDP packet.
 func (p *Packet) Payload() []byte {
 	switch p.Proto {

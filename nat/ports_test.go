@@ -150,7 +150,7 @@ func TestAdmit(t *testing.T) {
 		t.Fatalf("admitted %v, which the pinhole's IP filter excludes", server2)
 	}
 	f := tab.Admit(nat.TCP, server, bound, t0)
-	if f == nil || f.Inside != client || f.Origin != nat.Inbound || f.Rule != "ftp-data" {
+	if f == nil || f.Inside() != client || f.Origin() != nat.Inbound || f.Rule() != "ftp-data" {
 		t.Fatalf("flow %+v", f)
 	}
 	if g := tab.Admit(nat.TCP, netip.AddrPortFrom(server.Addr(), 81), bound, t0); g != nil {
@@ -168,13 +168,20 @@ func TestObserveKeepsHostFlowsAlive(t *testing.T) {
 		t.Fatalf("verdict %v: every TCP flow takes the user-mode path", v)
 	}
 	f := tab.LookupOutbound(nat.TCP, client, server, t0)
-	if f == nil || !f.UserMode {
+	if f == nil || !f.UserMode() {
 		t.Fatalf("flow %+v", f)
 	}
 	// The server's side is a host socket: the flow hears of it by Observe.
 	f.Observe(false, 0, header.TCPFlagSyn, t0)
+	if f.Established() {
+		t.Fatal("established before the client completed its handshake")
+	}
+	// The inside netstack answers the client, whose ACK completes it.
+	if v, _ := out(tab, lab.TCPPacket(client, server, header.TCPFlagAck, 1001, 77, nil), t0); v != nat.Divert {
+		t.Fatalf("client's ACK: verdict %v", v)
+	}
 	if !f.Established() {
-		t.Fatal("not established after the host connection came up")
+		t.Fatal("not established after the client's ACK")
 	}
 	f.Observe(false, 1000, 0, t0.Add(time.Hour))
 	if _, in, _, _ := f.Counters(); in != 1000 {

@@ -57,8 +57,16 @@ type Denial struct {
 // is one. It is called synchronously from the packet path and from
 // [Table.Expire], never with the table locked.
 type Observer interface {
+	// FlowStarted is called when a flow is created, with its first packet.
 	FlowStarted(f *Flow)
+	// FlowDenied is called when a new flow is refused.
 	FlowDenied(d Denial)
+	// FlowEnded is called once per flow: for a TCP flow when its
+	// connection closes (both FINs acknowledged) or is reset, at that
+	// packet's time; for any other flow (and a TCP flow that never
+	// closed) when it is removed, at the time its timer ran out. A TCP
+	// flow may stay in the table after it ended, on its TIME_WAIT or
+	// RST timer.
 	FlowEnded(f *Flow, at time.Time)
 }
 
@@ -144,8 +152,8 @@ type Table struct {
 	deniedSeen deniedCache
 
 	mu       sync.Mutex
-	mappings map[mapKey]*Mapping        // by inside endpoint
-	byExt    map[mapKey]*Mapping        // by external endpoint
+	mappings map[mapKey]*mapping        // by inside endpoint
+	byExt    map[mapKey]*mapping        // by external endpoint
 	expects  map[expectKey]*Expectation // outbound pinholes
 	alloc    *allocator
 }
@@ -164,8 +172,8 @@ func New(cfg Config) (*Table, error) {
 	}
 	t := &Table{
 		cfg:      cfg,
-		mappings: make(map[mapKey]*Mapping),
-		byExt:    make(map[mapKey]*Mapping),
+		mappings: make(map[mapKey]*mapping),
+		byExt:    make(map[mapKey]*mapping),
 		expects:  make(map[expectKey]*Expectation),
 		alloc:    newAllocator(cfg.Rand, cfg.Ports),
 	}
@@ -202,7 +210,7 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	if err := t.alloc.reserve(p, external); err != nil {
 		return fmt.Errorf("nat: publish %v %v: %w", p, external, err)
 	}
-	m := &Mapping{Proto: p, Inside: server, External: external, Static: true}
+	m := &mapping{table: t, proto: p, inside: server, external: external, static: true}
 	t.mappings[mapKey{p, server}] = m
 	t.byExt[mapKey{p, external}] = m
 	return nil
@@ -254,33 +262,33 @@ type flowSpec struct {
 }
 
 // newFlowLocked creates a flow of mapping m and indexes it.
-func (t *Table) newFlowLocked(m *Mapping, fs flowSpec, now int64) *Flow {
+func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 	if !fs.target.IsValid() {
 		fs.target = fs.remote
 	}
-	if m.Proto == TCP && t.cfg.UserModeTCP {
+	if m.proto == TCP && t.cfg.UserModeTCP {
 		fs.userMode = true
 	}
 	f := &Flow{
-		Proto:       m.Proto,
-		Inside:      m.Inside,
-		External:    m.External,
-		Target:      fs.target,
-		Remote:      fs.remote,
-		Origin:      fs.origin,
-		Rule:        fs.rule,
-		UserMode:    fs.userMode,
-		Protocol:    fs.protocol,
-		Filter:      fs.filter,
-		Start:       time.Unix(0, now),
+		proto:       m.proto,
+		inside:      m.inside,
+		external:    m.external,
+		target:      fs.target,
+		remote:      fs.remote,
+		origin:      fs.origin,
+		rule:        fs.rule,
+		userMode:    fs.userMode,
+		protocol:    fs.protocol,
+		filter:      fs.filter,
+		start:       now,
 		mapping:     m,
 		inboundOnly: fs.inboundOnly,
 		expect:      fs.expect,
 	}
 	f.lastSeen.Store(now)
 	m.flows = append(m.flows, f)
-	ko := flowKey{m.Proto, m.Inside, f.Target}
-	ki := flowKey{m.Proto, m.External, f.Remote}
+	ko := flowKey{m.proto, m.inside, f.target}
+	ki := flowKey{m.proto, m.external, f.remote}
 	so, si := t.shard(&ko), t.shard(&ki)
 	so.mu.Lock()
 	so.out[ko] = f
@@ -318,26 +326,44 @@ func (t *Table) end(f *Flow, now int64) {
 	}
 }
 
+// notifyEnded tells the observer that a flow removed at now ended, unless
+// it was told already (a TCP flow is reported when it closes). A flow
+// ends when its timer ran out, not when it was swept.
 func (t *Table) notifyEnded(f *Flow, now int64) {
-	if f == nil || t.cfg.Observer == nil {
+	if f == nil {
 		return
 	}
-	// A flow ends when its timer ran out, not when it was swept.
-	at := time.Unix(0, now)
-	if d := time.Unix(0, f.lastSeen.Load()).Add(f.timeout(&t.cfg.Timeouts)); d.Before(at) {
-		at = d
+	if d := f.lastSeen.Load() + int64(f.timeout(&t.cfg.Timeouts)); d < now {
+		now = d
 	}
-	t.cfg.Observer.FlowEnded(f, at)
+	t.closed(f, now)
+}
+
+// closed tells the observer that f ended at now, once per flow: a TCP flow
+// when its connection closes or is reset, any flow when it is removed.
+func (t *Table) closed(f *Flow, now int64) {
+	if f.reported.Swap(true) || t.cfg.Observer == nil {
+		return
+	}
+	t.cfg.Observer.FlowEnded(f, time.Unix(0, now))
+}
+
+// account records a packet of flow f (see [Flow.account]) and reports the
+// flow's end when the packet closed its connection.
+func (t *Table) account(f *Flow, p *Packet, out bool, now int64) {
+	if f.account(p, out, now) {
+		t.closed(f, now)
+	}
 }
 
 // removeLocked unindexes f and, when it was its mapping's last flow, frees the
 // mapping and its port. It reports false if f was already gone.
 func (t *Table) removeLocked(f *Flow) bool {
-	if f.ended.Swap(true) {
+	if f.removed.Swap(true) {
 		return false
 	}
-	ko := flowKey{f.Proto, f.Inside, f.Target}
-	ki := flowKey{f.Proto, f.External, f.Remote}
+	ko := flowKey{f.proto, f.inside, f.target}
+	ki := flowKey{f.proto, f.external, f.remote}
 	so, si := t.shard(&ko), t.shard(&ki)
 	so.mu.Lock()
 	if so.out[ko] == f {
@@ -367,16 +393,16 @@ func (t *Table) removeLocked(f *Flow) bool {
 
 // dropMappingLocked frees mapping m and its port, unless something still
 // holds it: a publication, or a live expectation.
-func (t *Table) dropMappingLocked(m *Mapping) {
-	if m.Static || (m.expect != nil && !m.expect.done) || len(m.flows) > 0 {
+func (t *Table) dropMappingLocked(m *mapping) {
+	if m.static || (m.expect != nil && !m.expect.done) || len(m.flows) > 0 {
 		return
 	}
-	if t.mappings[mapKey{m.Proto, m.Inside}] == m {
-		delete(t.mappings, mapKey{m.Proto, m.Inside})
+	if t.mappings[mapKey{m.proto, m.inside}] == m {
+		delete(t.mappings, mapKey{m.proto, m.inside})
 	}
-	if t.byExt[mapKey{m.Proto, m.External}] == m {
-		delete(t.byExt, mapKey{m.Proto, m.External})
-		t.alloc.release(m.Proto, m.External)
+	if t.byExt[mapKey{m.proto, m.external}] == m {
+		delete(t.byExt, mapKey{m.proto, m.external})
+		t.alloc.release(m.proto, m.external)
 	}
 }
 
@@ -413,9 +439,7 @@ func (t *Table) Close(now time.Time) {
 	}
 	t.mu.Unlock()
 	for _, f := range ended {
-		if t.cfg.Observer != nil {
-			t.cfg.Observer.FlowEnded(f, now)
-		}
+		t.closed(f, now.UnixNano())
 	}
 }
 

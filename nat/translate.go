@@ -69,6 +69,9 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		return Drop
 	}
 	f := t.lookup(true, flowKey{p.Proto, p.Src, p.Dst}, n)
+	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
+		f = t.reopen(f, Outbound, n)
+	}
 	if f == nil {
 		if (dst == t.cfg.Internal || (dst == t.cfg.External && p.Kind == Query)) && !t.hasExpectation(p, n) {
 			return Local
@@ -84,16 +87,16 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	if f.inboundOnly {
 		return Drop
 	}
-	f.account(p, true, n)
-	if f.UserMode {
+	t.account(f, p, true, n)
+	if f.userMode {
 		return Divert
 	}
 	if !p.DecrementTTL() {
 		return TimeExceeded
 	}
-	p.SetSource(f.External)
-	if f.Target != f.Remote {
-		p.SetDestination(f.Remote)
+	p.SetSource(f.external)
+	if f.target != f.remote {
+		p.SetDestination(f.remote)
 	}
 	if p.Dst.Addr() == t.cfg.External {
 		// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet, now
@@ -153,6 +156,9 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 
 func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 	f := t.lookup(false, flowKey{p.Proto, p.Dst, p.Src}, n)
+	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
+		f = t.reopen(f, Inbound, n)
+	}
 	if f == nil {
 		if p.Kind == Query {
 			return Drop // an echo reply nobody asked for
@@ -161,16 +167,16 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 			return Drop
 		}
 	}
-	f.account(p, false, n)
-	if f.UserMode {
+	t.account(f, p, false, n)
+	if f.userMode {
 		return Divert
 	}
 	if !p.DecrementTTL() {
 		return TimeExceeded
 	}
-	p.SetDestination(f.Inside)
-	if f.Target != f.Remote {
-		p.SetSource(f.Target)
+	p.SetDestination(f.inside)
+	if f.target != f.remote {
+		p.SetSource(f.target)
 	}
 	return Forward
 }
@@ -185,16 +191,16 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	switch {
 	case f == nil:
 		return Drop
-	case f.UserMode:
+	case f.userMode:
 		return Divert
 	case !p.DecrementTTL():
 		return Drop
 	}
-	p.SetQuotedSource(f.Inside)
-	if f.Target != f.Remote {
-		p.SetQuotedDestination(f.Target)
+	p.SetQuotedSource(f.inside)
+	if f.target != f.remote {
+		p.SetQuotedDestination(f.target)
 	}
-	p.SetDestination(netip.AddrPortFrom(f.Inside.Addr(), 0))
+	p.SetDestination(netip.AddrPortFrom(f.inside.Addr(), 0))
 	return Forward
 }
 
@@ -205,13 +211,28 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 func (t *Table) outboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
 	f := t.lookup(true, flowKey{q.Proto, q.Dst, q.Src}, n)
-	if f == nil || f.UserMode || !p.DecrementTTL() {
+	if f == nil || f.userMode || !p.DecrementTTL() {
 		return Drop
 	}
-	if f.Target != f.Remote {
-		p.SetQuotedSource(f.Remote)
+	if f.target != f.remote {
+		p.SetQuotedSource(f.remote)
 	}
-	p.SetQuotedDestination(f.External)
-	p.SetSource(netip.AddrPortFrom(f.External.Addr(), 0))
+	p.SetQuotedDestination(f.external)
+	p.SetSource(netip.AddrPortFrom(f.external.Addr(), 0))
 	return Forward
+}
+
+// reopen handles a SYN that arrives on a TCP flow whose connection ended
+// (TIME_WAIT, or after a RST), from side dir: the same four-tuple opening
+// a new connection, as a client that reuses its ports does. From the side
+// that opened the old connection, the old flow makes way and the caller
+// creates a new one, so the new connection is decided, logged and timed
+// as new; it returns nil then. From the other side it returns f, whose
+// packets then pass as the late packets of the old connection do.
+func (t *Table) reopen(f *Flow, dir Direction, now int64) *Flow {
+	if f.origin != dir {
+		return f
+	}
+	t.end(f, now)
+	return nil
 }

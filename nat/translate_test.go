@@ -32,6 +32,7 @@ type recorder struct {
 	started []*nat.Flow
 	denied  []nat.Denial
 	ended   []*nat.Flow
+	endedAt []time.Time
 }
 
 func (r *recorder) FlowStarted(f *nat.Flow) {
@@ -44,9 +45,10 @@ func (r *recorder) FlowDenied(d nat.Denial) {
 	r.denied = append(r.denied, d)
 	r.mu.Unlock()
 }
-func (r *recorder) FlowEnded(f *nat.Flow, _ time.Time) {
+func (r *recorder) FlowEnded(f *nat.Flow, at time.Time) {
 	r.mu.Lock()
 	r.ended = append(r.ended, f)
+	r.endedAt = append(r.endedAt, at)
 	r.mu.Unlock()
 }
 
@@ -238,9 +240,22 @@ func TestOnlySYNOpensTCP(t *testing.T) {
 // second before the timer runs out gets through, one second after it does
 // not, and the end is reported once.
 func TestTimers(t *testing.T) {
-	to := nat.Timeouts{UDP: 3 * time.Minute, TCPEstablished: 2*time.Hour + 5*time.Minute,
-		TCPTransitory: 5 * time.Minute, TCPRST: 6 * time.Minute, ICMP: 70 * time.Second}
+	to := nat.Timeouts{UDP: 3 * time.Minute, TCPSynSent: 100 * time.Second, TCPSynRecv: 50 * time.Second,
+		TCPEstablished: 2*time.Hour + 5*time.Minute, TCPTransitory: 5 * time.Minute, TCPRST: 6 * time.Minute,
+		ICMP: 70 * time.Second}
 	ack := header.TCPFlagAck
+	// handshake opens a TCP flow and takes it as far as steps say:
+	// 1 = SYN, 2 = + SYN-ACK, 3 = + the client's ACK.
+	handshake := func(tab *nat.Table, steps int) netip.AddrPort {
+		_, p := out(tab, syn(client, server), t0)
+		if steps > 1 {
+			in(tab, lab.TCPPacket(server, p.Src, header.TCPFlagSyn|ack, 1, 1001, nil), t0)
+		}
+		if steps > 2 {
+			out(tab, lab.TCPPacket(client, server, ack, 1001, 2, nil), t0)
+		}
+		return p.Src
+	}
 	tests := []struct {
 		name    string
 		timeout time.Duration
@@ -257,21 +272,28 @@ func TestTimers(t *testing.T) {
 		}, func(e netip.AddrPort) []byte {
 			return lab.ICMPEcho(server.Addr(), e.Addr(), header.ICMPv4EchoReply, e.Port(), 2)
 		}},
-		{"tcp transitory", to.TCPTransitory, func(tab *nat.Table) netip.AddrPort {
-			_, p := out(tab, syn(client, server), t0)
-			return p.Src
-		}, func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, header.TCPFlagSyn|ack, 1, 1001, nil) }},
-		{"tcp established", to.TCPEstablished, func(tab *nat.Table) netip.AddrPort {
-			_, p := out(tab, syn(client, server), t0)
-			in(tab, lab.TCPPacket(server, p.Src, header.TCPFlagSyn|ack, 1, 1001, nil), t0)
-			out(tab, lab.TCPPacket(client, server, ack, 1001, 2, nil), t0)
-			return p.Src
-		}, func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, ack, 2, 1001, []byte("x")) }},
+		{"tcp syn-sent", to.TCPSynSent, func(tab *nat.Table) netip.AddrPort { return handshake(tab, 1) },
+			func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, header.TCPFlagSyn|ack, 1, 1001, nil) }},
+		{"tcp syn-received", to.TCPSynRecv, func(tab *nat.Table) netip.AddrPort { return handshake(tab, 2) },
+			func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, header.TCPFlagSyn|ack, 1, 1001, nil) }},
+		{"tcp established", to.TCPEstablished, func(tab *nat.Table) netip.AddrPort { return handshake(tab, 3) },
+			func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, ack, 2, 1001, []byte("x")) }},
+		{"tcp closing", to.TCPTransitory, func(tab *nat.Table) netip.AddrPort {
+			e := handshake(tab, 3)
+			out(tab, lab.TCPPacket(client, server, header.TCPFlagFin|ack, 1001, 2, nil), t0)
+			return e
+		}, func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, ack, 2, 1002, []byte("x")) }},
+		{"tcp time-wait", to.TCPTransitory, func(tab *nat.Table) netip.AddrPort {
+			e := handshake(tab, 3)
+			out(tab, lab.TCPPacket(client, server, header.TCPFlagFin|ack, 1001, 2, nil), t0)
+			in(tab, lab.TCPPacket(server, e, header.TCPFlagFin|ack, 2, 1002, nil), t0)
+			out(tab, lab.TCPPacket(client, server, ack, 1002, 3, nil), t0)
+			return e
+		}, func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, header.TCPFlagFin|ack, 2, 1002, nil) }},
 		{"tcp after rst", to.TCPRST, func(tab *nat.Table) netip.AddrPort {
-			_, p := out(tab, syn(client, server), t0)
-			in(tab, lab.TCPPacket(server, p.Src, header.TCPFlagSyn|ack, 1, 1001, nil), t0)
+			e := handshake(tab, 2)
 			out(tab, lab.TCPPacket(client, server, header.TCPFlagRst, 1001, 0, nil), t0)
-			return p.Src
+			return e
 		}, func(e netip.AddrPort) []byte { return lab.TCPPacket(server, e, ack, 2, 1001, nil) }},
 	}
 	for _, tt := range tests {
@@ -381,7 +403,7 @@ func TestPublish(t *testing.T) {
 	if v, _ := in(tab, syn(server2, public), t0); v != nat.Drop {
 		t.Errorf("source the policy refuses: verdict %v, want drop", v)
 	}
-	if len(rec.started) != 1 || rec.started[0].Origin != nat.Inbound || len(rec.denied) != 1 {
+	if len(rec.started) != 1 || rec.started[0].Origin() != nat.Inbound || len(rec.denied) != 1 {
 		t.Errorf("started %d (want 1 inbound), denied %d (want 1)", len(rec.started), len(rec.denied))
 	}
 }

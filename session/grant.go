@@ -94,13 +94,13 @@ func (s *Session) established(c *Connection, protocol string, notify SessionFilt
 		return nil
 	}
 	return func(f *nat.Flow) {
-		local := f.External
-		if f.Origin == nat.Outbound {
-			local = f.Inside
+		local := f.External()
+		if f.Origin() == nat.Outbound {
+			local = f.Inside()
 		}
 		s.notifyEstablished(notify, &Event{
-			Type: EventEstablishedConnection, Conn: c, Addr: f.Target,
-			Local: local, Remote: f.Remote, Protocol: protocol, Secondary: true, Context: ctx,
+			Type: EventEstablishedConnection, Conn: c, Addr: f.Target(),
+			Local: local, Remote: f.Remote(), Protocol: protocol, Secondary: true, Context: ctx,
 		})
 	}
 }

@@ -75,16 +75,16 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	}
 	f := r.Flow
 	owner := ownerOf(f)
-	c := newConnection(s, TCP, f.Protocol, f.Filter, r.Dst, r.Client)
-	c.peer = f.Remote
+	c := newConnection(s, TCP, f.Protocol(), f.Filter(), r.Dst, r.Client)
+	c.peer = f.Remote()
 	if !s.track(c) {
 		r.Reset()
 		return
 	}
 	defer s.untrack(c)
-	err := s.applyFactories(c, EventConnectTCP, f.Remote)
+	err := s.applyFactories(c, EventConnectTCP, f.Remote())
 	if err == nil {
-		err = s.dispatch(&Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol, Secondary: owner != nil}, f.Filter)
+		err = s.dispatch(&Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol(), Secondary: owner != nil}, f.Filter())
 	}
 	if err != nil {
 		m.cfg.Log.Debug().Err(err).Stringer("client", r.Client).Stringer("dst", r.Dst).Msg("connect refused by a filter")
@@ -99,10 +99,10 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	var server Conn
 	if c.Emulated() == nil {
 		ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
-		server, err = m.cfg.UserPath.DialOutside(ctx, f.External, f.Remote)
+		server, err = m.cfg.UserPath.DialOutside(ctx, f.External(), f.Remote())
 		cancel()
 		if err != nil {
-			m.cfg.Log.Debug().Err(err).Stringer("remote", f.Remote).Msg("user-mode connect failed")
+			m.cfg.Log.Debug().Err(err).Stringer("remote", f.Remote()).Msg("user-mode connect failed")
 			r.Reset()
 			return
 		}

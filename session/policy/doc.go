@@ -47,6 +47,8 @@
 //	                                 # address-and-port-dependent (RFC 4787 filtering)
 //	  timeouts:             # Go durations; each optional; absent = built-in default
 //	    udp: 5m
+//	    tcp-syn-sent: 2m    # a SYN without an answer
+//	    tcp-syn-recv: 60s   # an answered SYN whose opener has not acknowledged the answer
 //	    tcp-established: 2h4m
 //	    tcp-transitory: 4m
 //	    tcp-rst: 4m

@@ -465,6 +465,8 @@ func (d *decoder) options(n *yaml.Node, p pos, o *Options) {
 			t := &o.Timeouts
 			d.fields(v, p.path,
 				field{name: "udp", decode: d.duration(&t.UDP)},
+				field{name: "tcp-syn-sent", decode: d.duration(&t.TCPSynSent)},
+				field{name: "tcp-syn-recv", decode: d.duration(&t.TCPSynRecv)},
 				field{name: "tcp-established", decode: d.duration(&t.TCPEstablished)},
 				field{name: "tcp-transitory", decode: d.duration(&t.TCPTransitory)},
 				field{name: "tcp-rst", decode: d.duration(&t.TCPRST)},

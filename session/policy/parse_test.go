@@ -252,9 +252,10 @@ func TestParseValid(t *testing.T) {
 		{"null document", "~\n", Options{Timeouts: DefaultTimeouts()}},
 		{"empty sections", "networks: {}\nprotocols: []\nrules: []\npublish: []\noptions: {}\n", Options{Timeouts: DefaultTimeouts()}},
 		{"null sections", "networks:\nprotocols:\nrules:\npublish:\noptions:\n", Options{Timeouts: DefaultTimeouts()}},
-		{"options", "options:\n  reject: drop\n  filtering: endpoint-independent\n  timeouts:\n    udp: 30s\n    icmp: 1m30s\n",
+		{"options", "options:\n  reject: drop\n  filtering: endpoint-independent\n  timeouts:\n    udp: 30s\n    icmp: 1m30s\n    tcp-syn-recv: 20s\n",
 			Options{Reject: RejectDrop, Filtering: EndpointIndependent, Timeouts: Timeouts{
-				UDP: 30 * time.Second, TCPEstablished: 2*time.Hour + 4*time.Minute, TCPTransitory: 4 * time.Minute,
+				UDP: 30 * time.Second, TCPSynSent: 2 * time.Minute, TCPSynRecv: 20 * time.Second,
+				TCPEstablished: 2*time.Hour + 4*time.Minute, TCPTransitory: 4 * time.Minute,
 				TCPRST: 4 * time.Minute, ICMP: 90 * time.Second}}},
 		{"address-and-port-dependent", "options:\n  filtering: address-and-port-dependent\n",
 			Options{Filtering: AddressAndPortDependent, Timeouts: DefaultTimeouts()}},

@@ -132,8 +132,9 @@ const (
 // filled in.
 type Timeouts = nat.Timeouts
 
-// DefaultTimeouts returns the built-in timeouts: UDP 5m, TCP established
-// 2h4m, TCP transitory 4m, TCP after RST 4m, ICMP 60s.
+// DefaultTimeouts returns the built-in timeouts: UDP 5m, TCP SYN sent 2m,
+// SYN received 60s, established 2h4m, transitory 4m, after RST 4m, ICMP
+// 60s.
 func DefaultTimeouts() Timeouts { return nat.DefaultTimeouts() }
 
 // Options are a policy's gateway-wide settings (the file's options section).
