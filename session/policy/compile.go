@@ -89,9 +89,11 @@ func (d *decoder) compile(c *config) *Policy {
 		protos[pd.name] = pd
 	}
 	r := resolver{d: d, nets: nets, protos: protos}
-	p := &Policy{opts: c.opts}
+	p := &Policy{opts: c.opts, file: d.file}
 	p.rules = r.rules(c.rules)
 	p.pubs = r.publications(c.publish)
+	p.filters = r.filters
+	p.warnings = r.warnings
 	return p
 }
 
@@ -100,6 +102,16 @@ type resolver struct {
 	d      *decoder
 	nets   map[string]*networkDef
 	protos map[string]*protocolDef
+
+	filters  []filterAt // the filters of the protocols used, in file order
+	warnings []*Error
+}
+
+// filterAt is a filter name and where a protocol definition that a rule or
+// publication uses names it.
+type filterAt struct {
+	name string
+	at   pos
 }
 
 // protocol returns the protocol ref names, reporting it if unknown; nil if
@@ -115,6 +127,9 @@ func (r *resolver) protocol(ref ref) *protocolDef {
 	}
 	if !pd.valid {
 		return nil
+	}
+	if pd.filter != "" && !slices.ContainsFunc(r.filters, func(f filterAt) bool { return f.at == pd.filterAt }) {
+		r.filters = append(r.filters, filterAt{pd.filter, pd.filterAt})
 	}
 	return pd
 }
@@ -176,14 +191,17 @@ func (r *resolver) rules(defs []*ruleDef) []rule {
 			from:   r.addrSet(rd.from, netInternal),
 			to:     r.addrSet(rd.to, netExternal),
 		}
+		var refs []ref
 		for _, ref := range rd.protocols {
 			// A protocol with direction inbound describes flows that access
 			// rules never see; it is legal here but matches nothing.
 			if pd := r.protocol(ref); pd != nil && pd.dir.outbound() {
 				ru.protos = append(ru.protos, pd.match())
+				refs = append(refs, ref)
 			}
 		}
 		out = append(out, ru)
+		r.shadows(out, defs, refs)
 	}
 	return out
 }
@@ -252,10 +270,19 @@ func (r *resolver) publications(defs []*publishDef) []publication {
 			from: from,
 		}
 		for j := range out {
-			if o := &out[j]; conflicts(&o.Publication, &pub.Publication) {
-				k := outIdx[j]
+			o := &out[j]
+			k := outIdx[j]
+			switch {
+			case conflicts(&o.Publication, &pub.Publication):
 				r.d.errorf(def.listenAt, "%s %s conflicts with publish[%d] %q (line %d): both listen on it",
 					t, listenString(listen), k, o.Name, defs[k].at.line)
+			case o.Transport == t && o.Server == server:
+				// A server endpoint has one external endpoint
+				// (endpoint-independent mapping): its replies could
+				// not leave from two.
+				r.d.errorf(def.serverAt, "%s server %v is already published by publish[%d] %q (line %d) on %s; "+
+					"a server endpoint can be published once: list several sources in one rule's from, or give this one another server port",
+					t, server, k, o.Name, defs[k].at.line, listenString(o.Listen))
 			}
 		}
 		out = append(out, pub)

@@ -114,6 +114,7 @@ type protocolDef struct {
 	ports      []portRange
 	dir        protoDir
 	filter     string
+	filterAt   pos
 	valid      bool // decoded without error; only valid ones are checked further
 }
 
@@ -131,7 +132,8 @@ type publishDef struct {
 	listen   netip.AddrPort // Port 0: take the protocol's port
 	listenAt pos
 	server   netip.AddrPort // Port 0: the listen port
-	from     []ref          // nil: any
+	serverAt pos
+	from     []ref // nil: any
 }
 
 // config decodes the root mapping.
@@ -261,6 +263,7 @@ func (d *decoder) protocol(n *yaml.Node, p pos) *protocolDef {
 			}
 		}},
 		field{name: "filter", decode: func(v *yaml.Node, p pos) {
+			pd.filterAt = p
 			if s, ok := d.scalar(v, p); ok {
 				if !isFilterName(s) {
 					d.errorf(p, "bad filter name %s: want printable text of at most %d bytes", quote(s), maxName)
@@ -375,6 +378,7 @@ func (d *decoder) publish(n *yaml.Node, p pos) *publishDef {
 			}
 		}},
 		field{name: "server", required: true, decode: func(v *yaml.Node, p pos) {
+			pd.serverAt = p
 			if s, ok := d.scalar(v, p); ok {
 				var err error
 				if pd.server, err = parseServer(s); err != nil {

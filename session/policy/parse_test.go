@@ -137,6 +137,14 @@ publish:
   - {name: a, protocol: web-in, server: 10.0.0.2}
   - {name: b, protocol: web-in, server: 10.0.0.3}
 `, 5, "publish[1].listen", `conflicts with publish[0] "a"`},
+		{"publish same server twice", `protocols:
+  - {name: web-in, transport: tcp, ports: [80], direction: inbound}
+publish:
+  - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
+  - name: www-default-port
+    protocol: web-in
+    server: 10.0.0.2
+`, 7, "publish[1].server", `tcp server 10.0.0.2:80 is already published by publish[0] "www" (line 4) on :8080`},
 		{"publish outbound protocol", "protocols:\n  - {name: web, transport: tcp, ports: [80]}\npublish:\n  - {name: p, protocol: web, server: 10.0.0.2}\n",
 			4, "publish[0].protocol", `protocol "web" has direction outbound`},
 		{"publish any", "publish:\n  - {name: p, protocol: any, listen: \":80\", server: 10.0.0.2}\n", 2, "publish[0].protocol", "no single transport"},

@@ -19,6 +19,10 @@ type Policy struct {
 	rules []rule
 	pubs  []publication
 	opts  Options
+
+	file     string     // the name given to Parse, for errors found later
+	filters  []filterAt // where each filter the rules and publications reach is named
+	warnings []*Error
 }
 
 // Flow describes a new flow for [Policy.Decide]: its transport, the side
