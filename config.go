@@ -63,8 +63,13 @@ type Config struct {
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
 	// FirewallLog receives one record per flow allowed, denied and ended.
-	// The zero value discards them.
+	// It is written on the packet path, so its writer must never block:
+	// put a [github.com/fwx-dev/fwx/logq.Writer] under it. The zero value discards them.
 	FirewallLog zerolog.Logger
+	// DenialQuiet is how long a denied flow must go without another
+	// attempt before its one record (with the count of attempts) is
+	// written. Zero means 30 seconds, which covers TCP's SYN retries.
+	DenialQuiet time.Duration
 }
 
 func (c Config) validate() error {

@@ -27,6 +27,7 @@ type Firewall struct {
 	clock    Clock
 	seed     uint64
 	table    *nat.Table
+	log      *flowLog
 	sessions *session.Manager
 	user     *userPath
 	reject   policy.RejectMode
@@ -47,6 +48,9 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.Policy == nil {
 		cfg.Policy = policy.Default()
 	}
+	if err := CheckPolicy(cfg.Policy, cfg.Filters); err != nil {
+		return nil, fmt.Errorf("fwx: %w", err)
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
 	}
@@ -59,13 +63,14 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	opts := cfg.Policy.Options()
 	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, reject: opts.Reject}
+	fw.log = newFlowLog(cfg.FirewallLog, cfg.Clock, cfg.DenialQuiet)
 	table, err := nat.New(nat.Config{
 		External:  cfg.OutsideAddr.Addr(),
 		Internal:  cfg.InsideAddr.Addr(),
 		Timeouts:  opts.Timeouts,
 		Filtering: opts.Filtering,
 		Decider:   decider{p: cfg.Policy, fw: fw},
-		Observer:  flowLog{log: cfg.FirewallLog, clock: cfg.Clock},
+		Observer:  fw.log,
 		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		Ports:     hostPorts(cfg.Host),
 		// Host sockets carry TCP as streams: every TCP flow is
@@ -128,18 +133,29 @@ func hostPorts(h *hostnet.Host) nat.Ports {
 	return h
 }
 
-// addFilters turns on the filters the policy names, in registration order.
-// A name the registry does not know is a configuration error.
+// CheckPolicy makes the checks of a policy that need to know the fwx that
+// would run it, beyond what parsing checked: every filter it uses is in
+// reg (nil means [filters.Default]). New and a reload make them; `fwx
+// policy` makes them before anything runs. Errors carry the policy file's
+// line, as parse errors do.
+func CheckPolicy(p *policy.Policy, reg *filters.Registry) error {
+	if reg == nil {
+		reg = &filters.Default
+	}
+	var names []string
+	for _, e := range reg.Entries() {
+		names = append(names, e.Name)
+	}
+	return p.CheckFilters(names)
+}
+
+// addFilters turns on the filters the policy names, in registration order;
+// CheckPolicy made sure reg has them all.
 func addFilters(mgr *session.Manager, pol *policy.Policy, reg *filters.Registry) error {
 	if reg == nil {
 		reg = &filters.Default
 	}
 	on := pol.Filters()
-	for _, name := range on {
-		if _, ok := reg.Lookup(name); !ok {
-			return fmt.Errorf("fwx: the policy names filter %q, which is not registered", name)
-		}
-	}
 	for _, e := range reg.Entries() {
 		if slices.Contains(on, e.Name) {
 			if err := mgr.AddFilter(e.Name, e.New()); err != nil {
@@ -190,10 +206,14 @@ func (fw *Firewall) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		fw.sweep(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		fw.flushLog(ctx)
 	}()
 	fw.user.serve()
 
@@ -209,7 +229,9 @@ func (fw *Firewall) Run(ctx context.Context) error {
 	wg.Wait()
 	fw.sessions.Close()
 	fw.user.close()
-	fw.table.Close(fw.clock.Now())
+	now := fw.clock.Now()
+	fw.table.Close(now)
+	fw.log.flush(now, true)
 	return errors.Join(err, errIn, errOut)
 }
 
@@ -228,13 +250,29 @@ func (fw *Firewall) sweep(ctx context.Context) {
 	}
 }
 
-// Expire reclaims the flows whose timers ran out now and ends the sessions
-// that have been idle long enough, as the periodic sweep does; a test calls
-// it right after advancing its clock. It returns the number of flows
-// reclaimed.
+// flushLog writes the records of denied flows once their retries stop.
+// It looks every second, on the real clock, whatever the sweep interval.
+func (fw *Firewall) flushLog(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fw.log.flush(fw.clock.Now(), false)
+		}
+	}
+}
+
+// Expire reclaims the flows whose timers ran out now, ends the sessions
+// that have been idle long enough and writes the records of denied flows
+// that are due, as the periodic sweep does; a test calls it right after
+// advancing its clock. It returns the number of flows reclaimed.
 func (fw *Firewall) Expire() int {
 	now := fw.clock.Now()
 	n := fw.table.Expire(now)
 	fw.sessions.EndIdle(now)
+	fw.log.flush(now, false)
 	return n
 }

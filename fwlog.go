@@ -1,6 +1,9 @@
 package fwx
 
 import (
+	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -8,20 +11,37 @@ import (
 	"github.com/fwx-dev/fwx/nat"
 )
 
-// flowLog writes the firewall log: one record when a flow is allowed or
-// denied and one when it ends, with the fields of ISA Server's firewall log
-// (client, original destination, translated address, protocol, rule, action,
-// bytes each way, duration, and the path that carried the flow). Each
+// flowLog writes the firewall log: one record when a flow is allowed, one
+// when it ends, and one per denied flow however often it was retried,
+// with the fields of ISA Server's firewall log (client, original
+// destination, translated address, protocol, rule, action, bytes and
+// packets each way, duration, and the path that carried the flow). Each
 // record's "time" is the event's time on fwx's clock.
+//
+// The logger is called on the packet path: what it writes to must not
+// block (cmd/fwx puts a logq.Writer under it).
 type flowLog struct {
-	log   zerolog.Logger
-	clock Clock
+	log     zerolog.Logger
+	clock   Clock
+	denials denials
 }
 
-var _ nat.Observer = flowLog{}
+var _ nat.Observer = (*flowLog)(nil)
+
+func newFlowLog(log zerolog.Logger, clock Clock, quiet time.Duration) *flowLog {
+	if quiet <= 0 {
+		quiet = 30 * time.Second
+	}
+	return &flowLog{log: log, clock: clock, denials: denials{
+		quiet:    quiet,
+		longest:  max(5*time.Minute, quiet),
+		pending:  make(map[denialKey]*pendingDenial),
+		overflow: make(map[overflowKey]*overflowDenials),
+	}}
+}
 
 // FlowStarted implements nat.Observer.
-func (l flowLog) FlowStarted(f *nat.Flow) {
+func (l *flowLog) FlowStarted(f *nat.Flow) {
 	ev := l.log.Info()
 	if ev == nil {
 		return
@@ -29,32 +49,60 @@ func (l flowLog) FlowStarted(f *nat.Flow) {
 	flowFields(ev.Time("time", f.Start()), f).Str("event", "allowed").Str("action", "allow").Msg("flow")
 }
 
-// FlowEnded implements nat.Observer.
-func (l flowLog) FlowEnded(f *nat.Flow, at time.Time) {
+// FlowEnded implements nat.Observer. A flow's duration runs from its first
+// packet to its last, whenever its end is noticed.
+func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
 	ev := l.log.Info()
 	if ev == nil {
 		return
 	}
-	out, in, _, _ := f.Counters()
-	sent, received := out, in
+	out, in, pout, pin := f.Counters()
+	sent, received, psent, preceived := out, in, pout, pin
 	if f.Origin() == nat.Inbound {
-		sent, received = in, out
+		sent, received, psent, preceived = in, out, pin, pout
+	}
+	last := f.LastSeen()
+	if last.Before(f.Start()) {
+		last = f.Start()
 	}
 	flowFields(ev.Time("time", at), f).Str("event", "ended").Str("action", "allow").
 		Uint64("bytes_sent", sent).Uint64("bytes_received", received).
-		Float64("duration", at.Sub(f.Start()).Seconds()).Msg("flow")
+		Uint64("packets_sent", psent).Uint64("packets_received", preceived).
+		Float64("duration", last.Sub(f.Start()).Seconds()).Msg("flow")
 }
 
-// FlowDenied implements nat.Observer.
-func (l flowLog) FlowDenied(d nat.Denial) {
-	ev := l.log.Info()
-	if ev == nil {
-		return
+// FlowDenied implements nat.Observer. The table calls it for every packet
+// that would have opened a flow; the record waits until the flow's
+// retries stop (see denials).
+func (l *flowLog) FlowDenied(d nat.Denial) {
+	l.denials.add(d, l.clock.Now())
+}
+
+// flush writes the records of the denied flows that have not been retried
+// for the quiet time at now, or all of them.
+func (l *flowLog) flush(now time.Time, all bool) {
+	flows, over := l.denials.due(now, all)
+	for _, p := range flows {
+		ev := l.log.Info()
+		if ev == nil {
+			return
+		}
+		ev.Time("time", p.first).Str("event", "denied").Str("action", "deny").
+			Str("protocol", p.Proto.String()).Str("direction", p.Origin.String()).
+			Str("client", p.Src.String()).Str("destination", p.Dst.String()).
+			Str("rule", p.Rule).Str("path", "fast").
+			Uint64("attempts", p.attempts).Time("last", p.last).Msg("flow")
 	}
-	ev.Time("time", l.clock.Now()).Str("event", "denied").Str("action", "deny").
-		Str("protocol", d.Proto.String()).Str("direction", d.Origin.String()).
-		Str("client", d.Src.String()).Str("destination", d.Dst.String()).
-		Str("rule", d.Rule).Str("path", "fast").Msg("flow")
+	for _, o := range over {
+		ev := l.log.Info()
+		if ev == nil {
+			return
+		}
+		ev.Time("time", o.first).Str("event", "denied-summary").Str("action", "deny").
+			Str("protocol", o.key.proto.String()).Str("direction", o.key.origin.String()).
+			Str("rule", o.key.rule).Uint64("attempts", o.attempts).Time("last", o.last).
+			Msg("denied flows beyond the log's table of pending denials")
+	}
 }
 
 // flowFields adds what identifies a flow: who started it, where to, and what
@@ -68,9 +116,109 @@ func flowFields(ev *zerolog.Event, f *nat.Flow) *zerolog.Event {
 		ev = ev.Str("client", f.Inside().String()).Str("destination", f.Remote().String()).
 			Str("translated_source", f.External().String())
 	}
-	path := "fast"
+	return ev.Str("rule", f.Rule()).Str("path", flowPath(f))
+}
+
+// flowPath names the path that carries a flow, as the log and status show it.
+func flowPath(f *nat.Flow) string {
 	if f.UserMode() {
-		path = "user"
+		return "user"
 	}
-	return ev.Str("rule", f.Rule()).Str("path", path)
+	return "fast"
+}
+
+// denials summarises refused flows: a denied flow is one record, written
+// once the flow has not been retried for quiet (a TCP client retrying its
+// SYN, a UDP application its datagram), or longest after its first
+// attempt if it never stops, with the number of attempts. Its memory is
+// bounded: beyond maxPendingDenials flows, attempts are only counted per
+// protocol, direction and rule, and reported as one summary record, so a
+// flood of unsolicited packets from random sources writes a few records,
+// not one per packet.
+type denials struct {
+	quiet, longest time.Duration
+
+	mu       sync.Mutex
+	pending  map[denialKey]*pendingDenial
+	overflow map[overflowKey]*overflowDenials
+}
+
+// maxPendingDenials bounds the denied flows remembered one by one.
+const maxPendingDenials = 4096
+
+type denialKey struct {
+	proto    nat.Proto
+	origin   nat.Direction
+	src, dst netip.AddrPort
+	rule     string // after a reload, another rule's denial is another record
+}
+
+type pendingDenial struct {
+	nat.Denial
+	first, last time.Time
+	attempts    uint64
+}
+
+type overflowKey struct {
+	proto  nat.Proto
+	origin nat.Direction
+	rule   string
+}
+
+type overflowDenials struct {
+	key         overflowKey
+	first, last time.Time
+	attempts    uint64
+}
+
+// add counts an attempt of a denied flow at now.
+func (ds *denials) add(d nat.Denial, now time.Time) {
+	k := denialKey{d.Proto, d.Origin, d.Src, d.Dst, d.Rule}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if p := ds.pending[k]; p != nil {
+		p.attempts++
+		p.last = now
+		return
+	}
+	if len(ds.pending) < maxPendingDenials {
+		ds.pending[k] = &pendingDenial{Denial: d, first: now, last: now, attempts: 1}
+		return
+	}
+	ok := overflowKey{d.Proto, d.Origin, d.Rule}
+	o := ds.overflow[ok]
+	if o == nil {
+		o = &overflowDenials{key: ok, first: now}
+		ds.overflow[ok] = o
+	}
+	o.attempts++
+	o.last = now
+}
+
+// due removes and returns the denials whose records are due at now (all of
+// them when all is set), oldest first.
+func (ds *denials) due(now time.Time, all bool) ([]*pendingDenial, []*overflowDenials) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	var flows []*pendingDenial
+	for k, p := range ds.pending {
+		if all || now.Sub(p.last) >= ds.quiet || now.Sub(p.first) >= ds.longest {
+			flows = append(flows, p)
+			delete(ds.pending, k)
+		}
+	}
+	var over []*overflowDenials
+	for k, o := range ds.overflow {
+		if all || now.Sub(o.first) >= ds.quiet {
+			over = append(over, o)
+			delete(ds.overflow, k)
+		}
+	}
+	sortByFirst(flows, func(p *pendingDenial) time.Time { return p.first })
+	sortByFirst(over, func(o *overflowDenials) time.Time { return o.first })
+	return flows, over
+}
+
+func sortByFirst[T any](s []T, first func(T) time.Time) {
+	slices.SortStableFunc(s, func(a, b T) int { return first(a).Compare(first(b)) })
 }

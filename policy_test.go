@@ -65,7 +65,7 @@ func TestDeniedFlows(t *testing.T) {
 			}
 		})
 	}
-	recs := tb.Log.WaitRecords(t, 3, map[string]string{"event": "denied", "action": "deny"})
+	recs := tb.waitDenied(t, 3, map[string]string{"event": "denied", "action": "deny"})
 	rules := map[string]int{}
 	for _, r := range recs {
 		rules[r["rule"].(string)]++
@@ -80,7 +80,7 @@ func TestDeniedSilently(t *testing.T) {
 	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "drop", 1))
 	tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 81), header.TCPFlagSyn, 1, 0, nil))
 	tb.Inside.Inject(lab.UDPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 5353), nil))
-	tb.Log.WaitRecords(t, 2, map[string]string{"event": "denied"})
+	tb.waitDenied(t, 2, map[string]string{"event": "denied"})
 	select {
 	case pkt := <-tb.Inside.Captured():
 		t.Errorf("got %s; want silence", lab.PacketString(pkt))
@@ -97,11 +97,14 @@ func TestFirewallLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	roundTrip(t, c, "0123456789")
-	c.Close()
 	match := map[string]string{"protocol": "tcp", "client": "10.0.0.2:40100", "destination": "198.51.100.2:8000",
 		"translated_source": "198.51.100.1:40100", "rule": "default-outbound", "path": "fast", "direction": "outbound"}
 	match["event"] = "allowed"
 	tb.Log.WaitRecords(t, 1, match)
+	// The flow's last packets come 7 s (on the lab clock) after its first.
+	tb.Clock.Advance(7 * time.Second)
+	roundTrip(t, c, "abcdefghij")
+	c.Close()
 	match["event"] = "ended"
 	// The connection's end is logged when its last FIN is acknowledged,
 	// not when its flow is reaped after TIME_WAIT.
@@ -111,14 +114,17 @@ func TestFirewallLog(t *testing.T) {
 	}
 	// Bytes are IP bytes: at least the payload plus 40 bytes of headers per
 	// packet, each way.
-	if sent, _ := rec["bytes_sent"].(float64); sent < 10+40*3 {
+	if sent, _ := rec["bytes_sent"].(float64); sent < 20+40*4 {
 		t.Errorf("bytes_sent %v", rec["bytes_sent"])
 	}
-	if got, _ := rec["bytes_received"].(float64); got < 10+40*3 {
+	if got, _ := rec["bytes_received"].(float64); got < 20+40*4 {
 		t.Errorf("bytes_received %v", rec["bytes_received"])
 	}
-	if d, ok := rec["duration"].(float64); !ok || d != 0 {
-		t.Errorf("duration %v s, want 0: the lab clock did not move while the connection lived", rec["duration"])
+	if n, _ := rec["packets_sent"].(float64); n < 5 {
+		t.Errorf("packets_sent %v, want the SYN, the ACK, two segments and the FIN at least", rec["packets_sent"])
+	}
+	if d, _ := rec["duration"].(float64); d != 7 || rec["time"] != "2026-11-23T09:00:07Z" {
+		t.Errorf("duration %v s at %v, want 7 s (first to last packet on the lab clock) at the close, 09:00:07", rec["duration"], rec["time"])
 	}
 	if rec["time"] == nil {
 		t.Error("no time field")

@@ -45,3 +45,23 @@ func withFilter(name string, f session.Filter) func(*fwx.Config) {
 }
 
 func ctxTimeout(t testing.TB, d time.Duration) context.Context { return filtertest.Context(t, d) }
+
+// waitDenied waits until n records of denied flows matching match are
+// written: each round moves the lab clock past the quiet time after which a
+// denied flow's record is due, and sweeps.
+func (tb *testbed) waitDenied(t testing.TB, n int, match map[string]string) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tb.Clock.Advance(31 * time.Second)
+		tb.FW.Expire()
+		recs := tb.Log.Records(t, match)
+		if len(recs) >= n || time.Now().After(deadline) {
+			if len(recs) < n {
+				t.Fatalf("%d log records match %v, want %d", len(recs), match, n)
+			}
+			return recs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -77,10 +77,15 @@ func TestUDPTimer(t *testing.T) {
 }
 
 // TestICMPTimer checks the ICMP query timer through the log: the flow's end
-// is reported only once its timer has run out.
+// is reported only once its timer has run out after the last packet, and
+// its duration runs to that last packet.
 func TestICMPTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
 	if _, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), serverIP.Addr(), 9, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	tb.Clock.Advance(10 * time.Second)
+	if _, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), serverIP.Addr(), 9, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	tb.Clock.Advance(69 * time.Second)
@@ -92,8 +97,8 @@ func TestICMPTimer(t *testing.T) {
 		t.Fatalf("%d flows expired after the 70 s timer, want 1", n)
 	}
 	rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "icmp"})[0]
-	if d, _ := rec["duration"].(float64); d != 70 {
-		t.Errorf("duration %v, want 70 s", rec["duration"])
+	if d, _ := rec["duration"].(float64); d != 10 || rec["time"] != "2026-11-23T09:01:20Z" {
+		t.Errorf("duration %v at %v, want 10 s (first to last echo), ended when the timer ran out at 09:01:20", rec["duration"], rec["time"])
 	}
 }
 

@@ -306,7 +306,7 @@ func TestUnsolicitedInbound(t *testing.T) {
 	default:
 	}
 	for _, dst := range []string{"198.51.100.1:80", "10.0.0.2:80"} {
-		rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "denied", "direction": "inbound", "destination": dst})[0]
+		rec := tb.waitDenied(t, 1, map[string]string{"event": "denied", "direction": "inbound", "destination": dst})[0]
 		if rec["rule"] != "default-deny" {
 			t.Errorf("denied record %v", rec)
 		}

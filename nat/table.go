@@ -55,7 +55,9 @@ type Denial struct {
 
 // Observer is told when flows start, are denied and end; fwx's firewall log
 // is one. It is called synchronously from the packet path and from
-// [Table.Expire], never with the table locked.
+// [Table.Expire], never with the table locked, so it must be quick and
+// must not block. FlowDenied is called for every packet that would have
+// opened a refused flow, retransmissions and floods included.
 type Observer interface {
 	// FlowStarted is called when a flow is created, with its first packet.
 	FlowStarted(f *Flow)
@@ -146,10 +148,9 @@ type mapKey struct {
 // Lock order: mu, then a shard's mu. Per-packet lookups take a shard's read
 // lock only; mu is taken when flows are created or removed.
 type Table struct {
-	cfg        Config
-	shards     [shardCount]shard
-	flows      atomic.Int64
-	deniedSeen deniedCache
+	cfg    Config
+	shards [shardCount]shard
+	flows  atomic.Int64
 
 	mu       sync.Mutex
 	mappings map[mapKey]*mapping        // by inside endpoint

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fwx-dev/fwx/logq"
+)
+
+// logs are fwx run's two logs: the firewall log (standard output or
+// --fwlog) and diagnostics (standard error). Each is written through a
+// logq.Writer, so that a reader that stops reading costs records, never
+// forwarding, and a reader that goes away ends only its log.
+type logs struct {
+	fw, diag   zerolog.Logger
+	fwq, diagq *logq.Writer
+	file       *logq.File // the --fwlog file, or nil
+}
+
+// closeTimeout bounds how long fwx waits at exit for a log's reader.
+const closeTimeout = 2 * time.Second
+
+func openLogs(c *runConfig, e env) (*logs, error) {
+	l := &logs{}
+	var fwOut io.Writer = e.stdout
+	if c.fwlog != "" {
+		f, err := logq.OpenFile(c.fwlog, c.fwlogMaxSize, c.fwlogKeep)
+		if err != nil {
+			return nil, fmt.Errorf("run: --fwlog: %w", err)
+		}
+		l.file, fwOut = f, f
+	}
+	var diagOut = e.stderr
+	if c.logFormat == "console" {
+		// Formatting happens on the queues' goroutines, off the
+		// packet path.
+		fwOut = zerolog.ConsoleWriter{Out: fwOut, TimeFormat: time.TimeOnly, NoColor: c.fwlog != ""}
+		diagOut = zerolog.ConsoleWriter{Out: diagOut, TimeFormat: time.TimeOnly}
+	}
+	l.diagq = logq.New(diagOut, logq.Options{})
+	level := zerolog.InfoLevel
+	if c.verbose {
+		level = zerolog.DebugLevel
+	}
+	l.diag = zerolog.New(l.diagq).Level(level).With().Timestamp().Logger()
+	l.fwq = logq.New(fwOut, logq.Options{
+		Rate: c.fwlogRate,
+		OnError: func(err error) {
+			l.diag.Error().Err(err).Msg("the firewall log's output failed: no more records are written until it is reopened (SIGUSR1, for a file); forwarding goes on")
+		},
+	})
+	l.fw = zerolog.New(l.fwq)
+	return l, nil
+}
+
+// reopenOn reopens the firewall log file each time sig arrives, until ctx
+// ends: logrotate renames the file, then signals fwx to write a new one.
+func (l *logs) reopenOn(ctx context.Context, sig os.Signal) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			if l.file == nil {
+				l.diag.Info().Msg("SIGUSR1: the firewall log goes to standard output; nothing to reopen")
+				continue
+			}
+			if err := l.file.Reopen(); err != nil {
+				l.diag.Error().Err(err).Msg("SIGUSR1: reopening the firewall log failed")
+				continue
+			}
+			l.fwq.Resume()
+			l.diag.Info().Msg("SIGUSR1: firewall log reopened")
+		}
+	}
+}
+
+// close writes what the logs still hold, waiting a bounded time for
+// readers that do not read: fwx's exit never hangs on its logs.
+func (l *logs) close() {
+	if err := l.fwq.Close(closeTimeout); err != nil {
+		l.diag.Error().Err(err).Msg("firewall log")
+	}
+	if s := l.fwq.Stats(); s.Dropped+s.Suppressed+s.Lost > 0 {
+		l.diag.Warn().Uint64("written", s.Written).Uint64("dropped", s.Dropped).
+			Uint64("suppressed", s.Suppressed).Uint64("lost", s.Lost).Msg("firewall log records not written")
+	}
+	l.diagq.Close(closeTimeout)
+	if l.file != nil {
+		l.file.Close()
+	}
+}

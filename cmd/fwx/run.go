@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fwx-dev/fwx"
+	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
+	_ "github.com/fwx-dev/fwx/filters/relay"
+	"github.com/fwx-dev/fwx/netstack/hostnet"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
+	"github.com/fwx-dev/fwx/session/policy"
+)
+
+const runSynopsis = `usage: fwx run --in-tun NAME --in-addr CIDR --out-tun NAME --out-addr CIDR [flags]
+       fwx run --in-tun NAME --in-addr CIDR --out host [--out-dev IFACE] [--out-addr ADDR] [flags]
+
+Forwards between the inside TUN and the outside until SIGINT or SIGTERM.
+SIGUSR1 reopens the firewall log file (after logrotate moved it).
+`
+
+// runConfig is fwx run's command line, checked.
+type runConfig struct {
+	inTun, outTun string
+	inAddr        netip.Prefix
+	outAddr       netip.Prefix // router mode; host mode: the address (a /32) if given
+	host          bool
+	outDev        string
+	outMark       uint32
+	policyPath    string
+	policy        *policy.Policy
+	mtu           int
+	logFormat     string
+	fwlog         string
+	fwlogMaxSize  int64
+	fwlogKeep     int
+	fwlogRate     float64
+	deniedWait    time.Duration
+	verbose       bool
+	cpuProfile    string
+}
+
+// Limits of the values fwx run takes.
+const (
+	maxIfName = 15 // IFNAMSIZ - 1
+	minMTU    = 576
+	maxMTU    = 65535
+)
+
+// parseRun reads and checks fwx run's command line, and loads the policy
+// file, making every check that needs no device.
+func parseRun(args []string, e env) (*runConfig, error) {
+	var c runConfig
+	var inAddr, outAddr, out, mark, maxSize string
+	fs := flagSet("fwx run", runSynopsis, e)
+	fs.StringVar(&c.inTun, "in-tun", "", "`NAME` of the inside TUN device to create or attach to (required)")
+	fs.StringVar(&inAddr, "in-addr", "", "fwx's own address on the inside, the clients' gateway, with the inside network's prefix length, as `CIDR` (required)")
+	fs.StringVar(&c.outTun, "out-tun", "", "`NAME` of the outside TUN device to create (router mode)")
+	fs.StringVar(&out, "out", "", "`host`: the outside is the host's own network, reached through ordinary sockets (host mode)")
+	fs.StringVar(&outAddr, "out-addr", "", "router mode (required): fwx's address on the outside, the SecureNAT source, as `CIDR`; host mode: the host address fwx's sockets bind to (default: the --out-dev's, or the default route's interface's)")
+	fs.StringVar(&c.outDev, "out-dev", "", "host mode: bind fwx's sockets to this interface `IFACE` (SO_BINDTODEVICE), so they never loop back into the inside TUN")
+	fs.StringVar(&mark, "out-mark", "", "host mode: mark fwx's sockets' packets with `N` (SO_MARK, needs CAP_NET_ADMIN) for a policy-routing rule")
+	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
+	fs.IntVar(&c.mtu, "mtu", 0, "MTU `N` of the TUN devices, 576 to 65535; without it, 1500 for devices fwx creates, and an existing device's own")
+	fs.StringVar(&c.logFormat, "log-format", "json", "`FORMAT` of both logs: json (one JSON object per line) or console (for people)")
+	fs.StringVar(&c.fwlog, "fwlog", "", "write the firewall log to `FILE` instead of standard output")
+	fs.StringVar(&maxSize, "fwlog-max-size", "", "rotate the --fwlog file when it would grow past `SIZE` (bytes, or with K, M or G): FILE becomes FILE.1, and so on")
+	fs.IntVar(&c.fwlogKeep, "fwlog-keep", 5, "how many rotated firewall log files `N` to keep")
+	fs.Float64Var(&c.fwlogRate, "fwlog-rate", 1000, "write at most `N` firewall log records per second on average (bursts of five seconds' worth); the rest are counted in a log-suppressed record; 0: no limit")
+	fs.DurationVar(&c.deniedWait, "fwlog-denied-wait", 30*time.Second, "write a denied flow's one record once it has gone `DURATION` without another attempt")
+	fs.BoolVar(&c.verbose, "v", false, "verbose diagnostics")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to `FILE`")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("fwx run: unexpected argument %q (every setting is a flag, such as --policy FILE)", fs.Arg(0))
+	}
+
+	switch out {
+	case "":
+	case "host":
+		c.host = true
+	default:
+		return nil, usagef("fwx run: --out %q: the only value is host (for router mode, name the outside device with --out-tun)", out)
+	}
+	switch {
+	case c.inTun == "":
+		return nil, usagef("fwx run: --in-tun is required: the name of the inside TUN device")
+	case inAddr == "":
+		return nil, usagef("fwx run: --in-addr is required: fwx's inside address with the network's prefix length, such as 10.0.0.1/24")
+	case c.host && c.outTun != "":
+		return nil, usagef("fwx run: --out host and --out-tun exclude each other: host mode has no outside device")
+	case !c.host && c.outTun == "":
+		return nil, usagef("fwx run: --out-tun NAME is required in router mode (or pass --out host for host mode)")
+	case !c.host && outAddr == "":
+		return nil, usagef("fwx run: --out-addr is required in router mode: fwx's outside address with its prefix length, such as 198.51.100.1/24")
+	case !c.host && (c.outDev != "" || mark != ""):
+		return nil, usagef("fwx run: --out-dev and --out-mark are for host mode (--out host)")
+	}
+	for _, t := range []struct{ flag, name string }{{"--in-tun", c.inTun}, {"--out-tun", c.outTun}, {"--out-dev", c.outDev}} {
+		if err := checkIfName(t.flag, t.name); err != nil {
+			return nil, err
+		}
+	}
+	if c.outTun == c.inTun {
+		return nil, usagef("fwx run: --in-tun and --out-tun are both %q: the inside and the outside need a device each", c.inTun)
+	}
+	var err error
+	if c.inAddr, err = parseOwnAddr("--in-addr", inAddr, "10.0.0.1/24"); err != nil {
+		return nil, err
+	}
+	if c.host {
+		if outAddr != "" {
+			if c.outAddr, err = parseHostAddr(outAddr); err != nil {
+				return nil, err
+			}
+		}
+	} else if c.outAddr, err = parseOwnAddr("--out-addr", outAddr, "198.51.100.1/24"); err != nil {
+		return nil, err
+	}
+	if err := checkSides(c.inAddr, c.outAddr, c.host); err != nil {
+		return nil, err
+	}
+	if mark != "" {
+		m, err := strconv.ParseUint(mark, 0, 32)
+		if err != nil {
+			return nil, usagef("fwx run: --out-mark %q: want a 32-bit number, such as 0x100", mark)
+		}
+		c.outMark = uint32(m)
+	}
+	if c.mtu != 0 && (c.mtu < minMTU || c.mtu > maxMTU) {
+		return nil, usagef("fwx run: --mtu %d: out of range; pass %d to %d, or leave it out for 1500", c.mtu, minMTU, maxMTU)
+	}
+	if c.logFormat != "json" && c.logFormat != "console" {
+		return nil, usagef("fwx run: --log-format %q: pass json or console", c.logFormat)
+	}
+	if maxSize != "" {
+		if c.fwlog == "" {
+			return nil, usagef("fwx run: --fwlog-max-size rotates a log file: pass --fwlog FILE too")
+		}
+		if c.fwlogMaxSize, err = parseSize(maxSize); err != nil {
+			return nil, usagef("fwx run: --fwlog-max-size %q: %v", maxSize, err)
+		}
+	}
+	if c.fwlogKeep < 1 {
+		return nil, usagef("fwx run: --fwlog-keep %d: keep at least 1 rotated file", c.fwlogKeep)
+	}
+	if c.fwlogRate < 0 {
+		return nil, usagef("fwx run: --fwlog-rate %v: pass a rate of records per second, or 0 for no limit", c.fwlogRate)
+	}
+	if c.deniedWait <= 0 {
+		return nil, usagef("fwx run: --fwlog-denied-wait %v: pass a positive duration, such as 30s", c.deniedWait)
+	}
+	if c.policy, err = loadRunPolicy(c.policyPath); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkIfName checks a network interface name as Linux takes it.
+func checkIfName(flag, name string) error {
+	switch {
+	case name == "":
+		return nil
+	case len(name) > maxIfName:
+		return usagef("fwx run: %s %q is %d bytes; Linux interface names have at most %d: pass a shorter name", flag, name, len(name), maxIfName)
+	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r > '~' }):
+		return usagef("fwx run: %s %q: not a valid interface name; pass letters, digits, '-', '_' or '.', such as fwx0", flag, name)
+	}
+	return nil
+}
+
+// parseOwnAddr parses an address fwx takes for itself on a network, with
+// the network's prefix length: it must be IPv4 and a host address of that
+// network, not the network or the broadcast address.
+func parseOwnAddr(flag, s, example string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			return p, usagef("fwx run: %s %s: give the network's prefix length too, such as %s/24", flag, s, a)
+		}
+		return p, usagef("fwx run: %s %q: not an address with a prefix length; pass one such as %s", flag, s, example)
+	}
+	a := p.Addr()
+	if !a.Is4() {
+		return p, usagef("fwx run: %s %s: fwx runs IPv4 on its devices; pass an IPv4 address such as %s", flag, s, example)
+	}
+	if !a.IsGlobalUnicast() {
+		return p, usagef("fwx run: %s %s: not a unicast address a host can own; pass one such as %s", flag, s, example)
+	}
+	if bits := p.Bits(); bits <= 30 {
+		network := p.Masked()
+		host := network.Addr().Next()
+		switch a {
+		case network.Addr():
+			return p, usagef("fwx run: %s %s: %v is the network address of %v, not an address fwx can own; pass a host address in it, such as %v/%d", flag, s, a, network, host, bits)
+		case broadcast(network):
+			return p, usagef("fwx run: %s %s: %v is the broadcast address of %v, not an address fwx can own; pass a host address in it, such as %v/%d", flag, s, a, network, host, bits)
+		}
+	}
+	return p, nil
+}
+
+// broadcast returns the last address of an IPv4 network.
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	for i := p.Bits(); i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom4(b)
+}
+
+// parseHostAddr parses host mode's --out-addr: an address, or a CIDR whose
+// address is taken.
+func parseHostAddr(s string) (netip.Prefix, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		p, perr := netip.ParsePrefix(s)
+		if perr != nil {
+			return netip.Prefix{}, usagef("fwx run: --out-addr %q: not an address; pass the host address fwx's sockets bind to, such as 192.0.2.10", s)
+		}
+		a = p.Addr()
+	}
+	if !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
+		return netip.Prefix{}, usagef("fwx run: --out-addr %s: pass one of the host's IPv4 unicast addresses", s)
+	}
+	return netip.PrefixFrom(a, 32), nil
+}
+
+// checkSides refuses an outside that overlaps the inside: packets for one
+// side would be taken for the other's.
+func checkSides(in, out netip.Prefix, host bool) error {
+	if !out.IsValid() {
+		return nil
+	}
+	if host {
+		if in.Contains(out.Addr()) {
+			return usagef("fwx run: --out-addr %v is in the inside network %v: fwx's sockets would send into its own TUN; pass the address of the host's uplink", out.Addr(), in.Masked())
+		}
+		return nil
+	}
+	inNet, outNet := in.Masked(), out.Masked()
+	switch {
+	case in.Addr() == out.Addr():
+		return usagef("fwx run: --in-addr and --out-addr are both %v: fwx needs an address on each side; pass the outside network's address as --out-addr", in.Addr())
+	case inNet == outNet:
+		return usagef("fwx run: --in-addr %v and --out-addr %v are on the same network %v: the inside and the outside must be different networks; pass an --out-addr on the outside network", in, out, inNet)
+	case inNet.Overlaps(outNet):
+		return usagef("fwx run: the inside network %v (--in-addr %v) and the outside network %v (--out-addr %v) overlap: addresses in both could not be told apart; pass prefixes that do not overlap", inNet, in, outNet, out)
+	}
+	return nil
+}
+
+// parseSize parses a byte count with an optional K, M or G (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSuffix(strings.ToUpper(s), "B")
+	switch {
+	case strings.HasSuffix(num, "K"):
+		mult, num = 1<<10, strings.TrimSuffix(num, "K")
+	case strings.HasSuffix(num, "M"):
+		mult, num = 1<<20, strings.TrimSuffix(num, "M")
+	case strings.HasSuffix(num, "G"):
+		mult, num = 1<<30, strings.TrimSuffix(num, "G")
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, errors.New("want a size such as 100M, 1G or 65536")
+	}
+	return n * mult, nil
+}
+
+func run(args []string, e env) error {
+	c, err := parseRun(args, e)
+	if err != nil {
+		return err
+	}
+	// A reader of standard output or error that goes away must end the
+	// log, not fwx: writes then fail with EPIPE instead of killing it.
+	signal.Ignore(syscall.SIGPIPE)
+	logs, err := openLogs(c, e)
+	if err != nil {
+		return err
+	}
+	defer logs.close()
+	diag := logs.diag
+	for _, w := range c.policy.Warnings() {
+		diag.Warn().Msg(w.Error())
+	}
+
+	cfg := fwx.Config{InsideAddr: c.inAddr, Policy: c.policy, Log: diag, FirewallLog: logs.fw, DenialQuiet: c.deniedWait}
+	outName := c.outTun
+	if c.host {
+		if cfg.Host, err = hostOutside(c, diag); err != nil {
+			return err
+		}
+		outName = "host"
+		if c.outDev != "" {
+			outName = "host via " + c.outDev
+		}
+	} else {
+		cfg.OutsideAddr = c.outAddr
+	}
+	if cfg.Host != nil && c.outDev == "" {
+		// A default route through fwx's own TUN would loop its sockets
+		// back into it.
+		if dev, _, err := hostnet.Uplink(""); err == nil && dev == c.inTun {
+			cfg.Host.Close()
+			return fmt.Errorf("run: the default route goes through %s, fwx's inside TUN: name the uplink with --out-dev", c.inTun)
+		}
+	}
+	// vnettun keeps GSO superpackets whole between the two devices.
+	mtu := c.mtu
+	if mtu == 0 && !c.host {
+		mtu = 1500
+	}
+	in, err := vnettun.Create(c.inTun, mtu)
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			err = fmt.Errorf("%w (without CAP_NET_ADMIN, fwx attaches only to a TUN created for its user: ip tuntap add dev %s mode tun user $USER)", err, c.inTun)
+		}
+		if cfg.Host != nil {
+			cfg.Host.Close()
+		}
+		return fmt.Errorf("run: %s: %w", c.inTun, err)
+	}
+	cfg.Inside = in
+	if cfg.Host == nil {
+		if cfg.Outside, err = vnettun.Create(c.outTun, mtu); err != nil {
+			in.Close()
+			return fmt.Errorf("run: create %s: %w", c.outTun, err)
+		}
+	}
+	fw, err := fwx.New(cfg)
+	if err != nil {
+		in.Close()
+		if cfg.Outside != nil {
+			cfg.Outside.Close()
+		}
+		if cfg.Host != nil {
+			cfg.Host.Close()
+		}
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go logs.reopenOn(ctx, syscall.SIGUSR1)
+	if c.cpuProfile != "" {
+		prof, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("run: --cpuprofile: %w", err)
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return fmt.Errorf("run: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	outAddr := cfg.OutsideAddr.Addr()
+	if cfg.Host != nil {
+		outAddr = cfg.Host.Addr()
+	}
+	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Stringer("in_addr", c.inAddr).Str("out", outName).
+		Stringer("out_addr", outAddr).Str("policy", policyName(c.policyPath)).Msg("fwx running")
+	err = fw.Run(ctx)
+	diag.Info().Err(err).Msg("fwx stopped")
+	return err
+}
+
+// hostOutside makes the host's network fwx's outside, as the flags say.
+func hostOutside(c *runConfig, log zerolog.Logger) (*hostnet.Host, error) {
+	opts := hostnet.Options{Device: c.outDev, Mark: c.outMark, Log: log}
+	if c.outAddr.IsValid() {
+		opts.Addr = c.outAddr.Addr()
+	} else {
+		_, a, err := hostnet.Uplink(c.outDev)
+		if err != nil {
+			return nil, fmt.Errorf("run: %w", err)
+		}
+		opts.Addr = a
+	}
+	h, err := hostnet.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	return h, nil
+}
+
+func policyName(path string) string {
+	if path == "" {
+		return "built-in default"
+	}
+	return path
+}
