@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -33,11 +34,13 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 		src, dst = netip.AddrPortFrom(src.Addr(), 0), netip.AddrPortFrom(dst.Addr(), 0)
 	}
 	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
-	// A protocol with an application filter, or a connection a session's
-	// data filter factory wants, takes the user-mode path.
-	// The user-mode path terminates TCP only, for now: UDP flows of a
-	// filtered protocol stay on the fast path.
-	userMode := p == nat.TCP && (r.Filter != "" || (r.Allow && d.fw.sessions.WantsUserMode(src.Addr(), dst)))
+	// A flow whose connect event a filter hooked (for its protocol, or for
+	// every protocol), or that a session's data filter factory wants,
+	// takes the user-mode path, as in ISA.
+	userMode := false
+	if t, ok := sdkTransport(p); ok && r.Allow {
+		userMode = d.fw.sessions.Hooks(connectEvent(t), r.Filter) || d.fw.sessions.WantsUserMode(t, src.Addr(), dst)
+	}
 	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: userMode, Protocol: r.Protocol, Filter: r.Filter}
 }
 
@@ -47,5 +50,31 @@ func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	if !ok {
 		return nat.Decision{Rule: "default-deny"}
 	}
-	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: p == nat.TCP && pub.Filter != "", Protocol: pub.Protocol, Filter: pub.Filter}
+	// A published server's connection whose event a filter hooked takes
+	// the user-mode path: an accepted TCP connection, a UDP peer.
+	ev := session.EventAcceptedConnection
+	if p == nat.UDP {
+		ev = session.EventUDPDestination
+	}
+	userMode := d.fw.sessions.Hooks(ev, pub.Filter)
+	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: userMode, Protocol: pub.Protocol, Filter: pub.Filter}
+}
+
+// sdkTransport converts a NAT protocol to the SDK's transports.
+func sdkTransport(p nat.Proto) (session.Protocol, bool) {
+	switch p {
+	case nat.TCP:
+		return session.TCP, true
+	case nat.UDP:
+		return session.UDP, true
+	}
+	return 0, false
+}
+
+// connectEvent is the event a client's new flow of transport t raises.
+func connectEvent(t session.Protocol) session.EventType {
+	if t == session.UDP {
+		return session.EventUDPDestination
+	}
+	return session.EventConnectTCP
 }

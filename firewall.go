@@ -70,7 +70,7 @@ func New(cfg Config) (*Firewall, error) {
 		Timeouts:  opts.Timeouts,
 		Filtering: opts.Filtering,
 		Decider:   decider{p: cfg.Policy, fw: fw},
-		Observer:  fw.log,
+		Observer:  flowEnds{fw.log, fw},
 		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		Ports:     hostPorts(cfg.Host),
 		// Host sockets carry TCP as streams: every TCP flow is
@@ -97,14 +97,6 @@ func New(cfg Config) (*Firewall, error) {
 	if fw.user, err = newUserPath(fw); err != nil {
 		return nil, err
 	}
-	for _, pub := range cfg.Policy.Publications() {
-		if pub.Transport == policy.TCP && (pub.Filter != "" || cfg.Host != nil) {
-			if err := fw.user.publish(pub, netip.AddrPortFrom(cfg.OutsideAddr.Addr(), pub.Listen.Port())); err != nil {
-				fw.user.close()
-				return nil, err
-			}
-		}
-	}
 	mgr := session.NewManager(session.Config{
 		UserPath:       fw.user,
 		Table:          table,
@@ -121,6 +113,17 @@ func New(cfg Config) (*Firewall, error) {
 		return nil, err
 	}
 	fw.sessions = mgr
+	// A TCP publication is served on the user-mode path when a filter
+	// hooks its connections, and always in host mode.
+	for _, pub := range cfg.Policy.Publications() {
+		if pub.Transport == policy.TCP && (mgr.Hooks(session.EventAcceptedConnection, pub.Filter) || cfg.Host != nil) {
+			if err := fw.user.publish(pub, netip.AddrPortFrom(cfg.OutsideAddr.Addr(), pub.Listen.Port())); err != nil {
+				mgr.Close()
+				fw.user.close()
+				return nil, err
+			}
+		}
+	}
 	return fw, nil
 }
 

@@ -3,6 +3,7 @@ package fwx
 import (
 	"errors"
 	"os"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -21,7 +22,8 @@ import (
 //	  Forward       ─► queue for the other device
 //	  Hairpin/Local ─► answer or turn around ─► queue back to this device
 //	  Reject        ─► RST / ICMP administratively prohibited ─► queue back
-//	  Divert        ─► the user-mode flow's netstack on this side
+//	  Divert        ─► the user-mode flow's netstack on this side (TCP),
+//	                   or its datagram filters (UDP, usermode_udp.go)
 //	write each queue as one batch
 //
 // Buffers are allocated once per goroutine and nothing is allocated per
@@ -149,8 +151,13 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			case nat.TimeExceeded:
 				fw.refuse(b, &p, out, header.ICMPv4TimeExceeded, header.ICMPv4TTLExceeded)
 			case nat.Divert:
+				if p.Proto == nat.UDP {
+					// UDP takes the user-mode path as datagrams.
+					fw.divertDatagrams(b, hdr, &p, out, now)
+					continue
+				}
 				if b.stack == nil {
-					continue // host mode: nothing from the host is diverted
+					continue // host mode: no TCP from the host is diverted
 				}
 				// gVisor takes complete packets: a TCP superpacket goes
 				// in as one large segment, as GRO would hand it to a
@@ -186,17 +193,8 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 // complete packets and writes them to d, or delivers them to this side's
 // netstack when d is nil.
 func (fw *Firewall) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []byte) {
-	if b.split == nil {
-		b.split = make([][]byte, maxSegments)
-		b.splitSizes = make([]int, maxSegments)
-		b.segs = make([][]byte, 0, maxSegments)
-		for i := range b.split {
-			b.split[i] = make([]byte, headroom+maxSegment)
-		}
-	}
-	n, err := vnettun.Split(hdr, pkt, b.split, b.splitSizes, headroom)
-	if err != nil {
-		fw.cfg.Log.Debug().Err(err).Msg("dropped a superpacket that could not be split")
+	n := fw.split(b, hdr, pkt)
+	if n == 0 {
 		return
 	}
 	segs := b.segs[:0]
@@ -211,6 +209,39 @@ func (fw *Firewall) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []
 		b.stack.Deliver(segs)
 	} else {
 		fw.write(d, segs)
+	}
+}
+
+// split cuts a superpacket into b.split and returns the number of
+// segments, 0 when it cannot be cut.
+func (fw *Firewall) split(b *batch, hdr vnettun.Hdr, pkt []byte) int {
+	if b.split == nil {
+		b.split = make([][]byte, maxSegments)
+		b.splitSizes = make([]int, maxSegments)
+		b.segs = make([][]byte, 0, maxSegments)
+		for i := range b.split {
+			b.split[i] = make([]byte, headroom+maxSegment)
+		}
+	}
+	n, err := vnettun.Split(hdr, pkt, b.split, b.splitSizes, headroom)
+	if err != nil {
+		fw.cfg.Log.Debug().Err(err).Msg("dropped a superpacket that could not be split")
+		return 0
+	}
+	return n
+}
+
+// divertDatagrams hands a packet of a user-mode UDP flow to its datagram
+// filters; a UDP superpacket is cut into its datagrams first.
+func (fw *Firewall) divertDatagrams(b *batch, hdr vnettun.Hdr, p *nat.Packet, out bool, now time.Time) {
+	if !hdr.IsGSO() {
+		fw.user.divertDatagram(p, out, now)
+		return
+	}
+	n := fw.split(b, hdr, p.Bytes())
+	for i, buf := range b.split[:n] {
+		seg := nat.Parse(buf[headroom : headroom+b.splitSizes[i]])
+		fw.user.divertDatagram(&seg, out, now)
 	}
 }
 

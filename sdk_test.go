@@ -484,26 +484,6 @@ func futureErr(s *session.Session, req session.FutureConnect) error {
 	return err
 }
 
-// TestUDPUserModeNotSupported: the user-mode path carries TCP only for now;
-// a UDP grant that would need it says so.
-func TestUDPUserModeNotSupported(t *testing.T) {
-	tb := newTestbed(t, sdkPolicy)
-	s := tb.Session(t)
-	_, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
-		ProtocolName: "tftp", Flags: session.NoKernelMode})
-	if !errors.Is(err, session.ErrNotSupported) {
-		t.Errorf("UDP bind with NoKernelMode: %v, want ErrNotSupported", err)
-	}
-	_, err = s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 6000), Protocol: session.UDP,
-		ProtocolName: "tftp", Flags: session.NoKernelMode})
-	if !errors.Is(err, session.ErrNotSupported) {
-		t.Errorf("UDP future connect with NoKernelMode: %v, want ErrNotSupported", err)
-	}
-	if n := s.Pinholes(); n != 0 {
-		t.Errorf("%d pinholes left by failed grants", n)
-	}
-}
-
 // TestIdleSessionEnds: a session that holds nothing ends after the idle
 // time, detaching its filters; one that holds a pinhole does not.
 func TestIdleSessionEnds(t *testing.T) {

@@ -44,18 +44,42 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 		t.mu.Unlock()
 		return f
 	}
+	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
+	m := t.mappings[mapKey{p, src}]
+	var pinned netip.AddrPort
+	if e != nil && e.ExternalPort != 0 {
+		// A pinned source port: the mapping must be on it, and a mapping
+		// made for it takes the port over (before the claim, which may
+		// end the expectation and would free the port).
+		pinned = netip.AddrPortFrom(t.externalAddr(e), e.ExternalPort)
+		if (m != nil && m.external != pinned) || (m == nil && e.portHanded) {
+			t.mu.Unlock()
+			t.notifyEnded(ended, now)
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "pinned-port-taken"}, now)
+			return nil
+		}
+		e.portHanded = true
+	}
 	if e != nil && !t.claimLocked(e, now) {
 		// The pinhole was used up or cancelled meanwhile.
+		if m == nil && pinned.IsValid() {
+			e.portHanded = false // not taken: ending e frees it
+			t.finishLocked(e)
+		}
 		t.mu.Unlock()
+		t.notifyEnded(ended, now)
 		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule}, now)
 		return nil
 	}
-	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
-	m := t.mappings[mapKey{p, src}]
+	if m == nil && pinned.IsValid() {
+		m = &mapping{table: t, proto: p, inside: src, external: pinned}
+		t.mappings[mapKey{p, src}] = m
+		t.byExt[mapKey{p, m.external}] = m
+	}
 	if m == nil {
 		extAddr := t.cfg.External
-		if e != nil && e.ExternalAddr.IsValid() {
-			extAddr = e.ExternalAddr
+		if e != nil {
+			extAddr = t.externalAddr(e)
 		}
 		port, ok := t.alloc.allocate(p, extAddr, src.Port())
 		if !ok {
@@ -87,13 +111,15 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 	m := t.byExt[mapKey{p, dst}]
 	opening := p != TCP || syn
 	admit, fs := false, flowSpec{remote: src, origin: Inbound}
+	var e *Expectation
+	if m != nil && opening {
+		e = m.admittingLocked(src, now)
+	}
 	switch {
 	case m == nil || !opening:
-	case m.expect != nil:
-		e := m.expect
-		if !e.admitsLocked(src.Addr(), now) {
-			fs.rule = e.Rule
-			break
+	case e != nil:
+		if e.oneSource() {
+			e.source = src
 		}
 		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
 		fs.protocol, fs.filter = e.Protocol, e.Filter
@@ -105,6 +131,8 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 		t.notifyEnded(ended, now)
 		t.started(f)
 		return f
+	case m.expect != nil:
+		fs.rule = m.expect.Rule // a bind that does not admit src
 	case m.static:
 		admit = true // the policy decides below
 	default:

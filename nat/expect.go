@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -42,6 +43,13 @@ type Expectation struct {
 	// ExternalAddr pins the source address of an outbound flow on a
 	// firewall with several outside addresses; unset means the table's.
 	ExternalAddr netip.Addr
+	// ExternalPort, if set, pins the source port of an outbound flow too:
+	// the caller reserved it on ExternalAddr (or the table's address) with
+	// ReservePort, and the flow's mapping takes it over. A flow whose inside
+	// endpoint already holds a mapping on another port is refused, so the
+	// port serves one inside endpoint. The table frees the port if no flow
+	// took it when the expectation ends.
+	ExternalPort uint16
 
 	// External is the external endpoint of an inbound expectation,
 	// reserved by the caller with ReservePort or ReserveBlock.
@@ -57,10 +65,16 @@ type Expectation struct {
 	Bidirectional bool
 
 	// Multiple lets the expectation serve more than one flow; otherwise
-	// the first flow uses it up.
+	// the first flow uses it up, except that an inbound UDP expectation
+	// serves one source instead: the first peer's flows, for as long as it
+	// lives (ISA: "if only a single source will send datagrams").
 	Multiple bool
 	// Deadline, if set, is when the expectation lapses if unused.
 	Deadline time.Time
+	// CloseIdle ends an inbound UDP expectation once it was used and its
+	// last flow has ended, idle or killed (ISA's FWX_FLAG_TIMEOUT for UDP:
+	// "closed automatically when they are detected to be idle").
+	CloseIdle bool
 	// UserMode sends flows created through the expectation to the
 	// user-mode path.
 	UserMode bool
@@ -77,15 +91,24 @@ type Expectation struct {
 	OnFlow func(*Flow)
 
 	// guarded by Table.mu
-	done    bool
-	used    int
-	mapping *mapping // inbound: the mapping holding External
+	done       bool
+	used       int
+	flows      int            // live flows created through e
+	source     netip.AddrPort // the one peer of an inbound UDP expectation without Multiple
+	mapping    *mapping       // inbound: the mapping holding External
+	portHanded bool           // ExternalPort went to a mapping
 }
 
 // admitsLocked reports whether an inbound flow from remote may use e.
-func (e *Expectation) admitsLocked(remote netip.Addr, now int64) bool {
-	return !e.doneLocked(now) && e.Inside.IsValid() && (e.Remotes == nil || e.Remotes.Contains(remote))
+func (e *Expectation) admitsLocked(remote netip.AddrPort, now int64) bool {
+	return !e.doneLocked(now) && e.Inside.IsValid() &&
+		(e.Remotes == nil || e.Remotes.Contains(remote.Addr())) &&
+		(!e.source.IsValid() || e.source == remote)
 }
+
+// oneSource reports whether e serves one source rather than one flow: an
+// inbound UDP expectation without Multiple.
+func (e *Expectation) oneSource() bool { return e.Proto == UDP && e.mapping != nil && !e.Multiple }
 
 func (e *Expectation) doneLocked(now int64) bool {
 	if !e.done && !e.Deadline.IsZero() && e.used == 0 && now > e.Deadline.UnixNano() {
@@ -100,7 +123,7 @@ func (t *Table) claimLocked(e *Expectation, now int64) bool {
 		return false
 	}
 	e.used++
-	if !e.Multiple {
+	if !e.Multiple && !e.oneSource() {
 		t.finishLocked(e)
 	}
 	return true
@@ -182,6 +205,58 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 	return nil
 }
 
+// ExpectOnMapping installs an inbound expectation on the dynamic mapping
+// that holds e.External for an inside endpoint of client: the peers it
+// admits may reach that endpoint whatever the filtering behaviour, and
+// take precedence over it (ISA's RetroactiveAllowBind: a socket the client
+// has had for a while is allowed secondary inbound flows; TFTP's transfer
+// comes back to the port the request left from). It sets e.Inside to the
+// mapping's inside endpoint. While the expectation is live it keeps the
+// mapping; when the mapping ends, so does the expectation. It fails with
+// ErrPinholeGone when no such mapping lives.
+func (t *Table) ExpectOnMapping(e *Expectation, client netip.Addr) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.byExt[mapKey{e.Proto, e.External}]
+	if m == nil || m.static || m.expect != nil || m.inside.Addr() != client {
+		return fmt.Errorf("nat: no mapping of %v on %v %v: %w", client, e.Proto, e.External, ErrPinholeGone)
+	}
+	e.Inside, e.mapping = m.inside, m
+	m.pinholes = append(m.pinholes, e)
+	return nil
+}
+
+// DynamicMapping returns the inside endpoint of the dynamic mapping (one a
+// flow from the inside made) that holds external, and whether there is
+// one.
+func (t *Table) DynamicMapping(p Proto, external netip.AddrPort) (netip.AddrPort, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.byExt[mapKey{p, external}]
+	if m == nil || m.static || m.expect != nil {
+		return netip.AddrPort{}, false
+	}
+	return m.inside, true
+}
+
+// admittingLocked returns the expectation of mapping m that admits a new
+// flow from remote: the bind's, or one of the pinholes on a dynamic
+// mapping; nil if none does.
+func (m *mapping) admittingLocked(remote netip.AddrPort, now int64) *Expectation {
+	if e := m.expect; e != nil {
+		if e.admitsLocked(remote, now) {
+			return e
+		}
+		return nil
+	}
+	for _, e := range m.pinholes {
+		if e.admitsLocked(remote, now) {
+			return e
+		}
+	}
+	return nil
+}
+
 // SetExpectationInside sets the inside endpoint of an inbound expectation
 // created before it was known (ISA's IFWXConnection::SetClientAddress).
 func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) error {
@@ -246,10 +321,26 @@ func (t *Table) finishLocked(e *Expectation) {
 		if e.Redirect.IsValid() && e.ReleaseDst {
 			t.alloc.release(e.Proto, e.Dst)
 		}
+		if e.ExternalPort != 0 && !e.portHanded {
+			e.portHanded = true // released once
+			t.alloc.release(e.Proto, netip.AddrPortFrom(t.externalAddr(e), e.ExternalPort))
+		}
 	}
 	if m := e.mapping; m != nil {
+		if m.expect != e {
+			m.pinholes = slices.DeleteFunc(m.pinholes, func(x *Expectation) bool { return x == e })
+		}
 		t.dropMappingLocked(m)
 	}
+}
+
+// externalAddr returns the address an outbound expectation's flows leave
+// from.
+func (t *Table) externalAddr(e *Expectation) netip.Addr {
+	if e.ExternalAddr.IsValid() {
+		return e.ExternalAddr
+	}
+	return t.cfg.External
 }
 
 // expireExpectationsLocked drops expectations whose deadline passed.
@@ -262,6 +353,11 @@ func (t *Table) expireExpectationsLocked(now int64) {
 	for _, m := range t.byExt {
 		if e := m.expect; e != nil && e.doneLocked(now) {
 			t.finishLocked(e)
+		}
+		for _, e := range slices.Clone(m.pinholes) {
+			if e.doneLocked(now) {
+				t.finishLocked(e)
+			}
 		}
 	}
 }
@@ -281,8 +377,5 @@ func (t *Table) ExpectationInUse(e *Expectation, now time.Time) bool {
 	if !e.doneLocked(now.UnixNano()) {
 		return true
 	}
-	if e.mapping != nil {
-		return len(e.mapping.flows) > 0
-	}
-	return len(t.flowsWhere(func(f *Flow) bool { return f.expect == e })) > 0
+	return e.flows > 0
 }

@@ -79,8 +79,9 @@ type mapping struct {
 	// static mappings come from server publishing and never expire.
 	static bool
 
-	expect *Expectation // an inbound pinhole holding the mapping; guarded by Table.mu
-	flows  []*Flow      // guarded by Table.mu
+	expect   *Expectation   // an inbound pinhole holding the mapping (a bind); guarded by Table.mu
+	pinholes []*Expectation // pinholes on a dynamic mapping (ExpectOnMapping); guarded by Table.mu
+	flows    []*Flow        // guarded by Table.mu
 }
 
 // Flow is one session through a mapping: the mapping's inside endpoint
@@ -157,6 +158,10 @@ func (f *Flow) LastSeen() time.Time { return time.Unix(0, f.lastSeen.Load()) }
 
 // Expectation returns the pinhole the flow came through, or nil.
 func (f *Flow) Expectation() *Expectation { return f.expect }
+
+// Removed reports whether the flow is gone from the table: expired,
+// killed or closed down.
+func (f *Flow) Removed() bool { return f.removed.Load() }
 
 // Counters returns the bytes and packets the flow carried each way, counted
 // as whole IP packets: out is inside → outside.

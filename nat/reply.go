@@ -122,3 +122,38 @@ func writeIPv4(b []byte, proto tcpip.TransportProtocolNumber, src, dst tcpip.Add
 	})
 	ip.SetChecksum(^ip.CalculateChecksum())
 }
+
+// BuildUDP writes into b an IPv4 UDP datagram from src to dst carrying
+// payload, with the given TTL and complete checksums, and returns its
+// length, or 0 when b is too small or the datagram would not fit in an IPv4
+// packet. The user-mode path sends what datagram filters pass on with it.
+func BuildUDP(b []byte, src, dst netip.AddrPort, ttl uint8, payload []byte) int {
+	n := header.IPv4MinimumSize + header.UDPMinimumSize + len(payload)
+	if n > len(b) || n > 0xffff || !src.Addr().Is4() || !dst.Addr().Is4() {
+		return 0
+	}
+	s, d := addr(src.Addr().As4()), addr(dst.Addr().As4())
+	ip := header.IPv4(b[:n])
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(n),
+		TTL:         ttl,
+		Protocol:    uint8(header.UDPProtocolNumber),
+		SrcAddr:     s,
+		DstAddr:     d,
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	u := header.UDP(b[header.IPv4MinimumSize:n])
+	u.Encode(&header.UDPFields{
+		SrcPort: src.Port(),
+		DstPort: dst.Port(),
+		Length:  uint16(header.UDPMinimumSize + len(payload)),
+	})
+	copy(u[header.UDPMinimumSize:], payload)
+	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, s, d, uint16(len(u)))
+	xsum = checksum.Checksum(payload, xsum)
+	u.SetChecksum(^u.CalculateChecksum(xsum))
+	if u.Checksum() == 0 {
+		u.SetChecksum(0xffff) // RFC 768: zero means no checksum
+	}
+	return n
+}

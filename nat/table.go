@@ -288,6 +288,9 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 	}
 	f.lastSeen.Store(now)
 	m.flows = append(m.flows, f)
+	if fs.expect != nil {
+		fs.expect.flows++
+	}
 	ko := flowKey{m.proto, m.inside, f.target}
 	ki := flowKey{m.proto, m.external, f.remote}
 	so, si := t.shard(&ko), t.shard(&ki)
@@ -316,6 +319,11 @@ func (t *Table) live(out bool, k flowKey, now int64) *Flow {
 	}
 	return f
 }
+
+// EndFlow ends flow f now, as if its timer ran out: the user-mode path
+// ends a flow whose connection a filter killed. Its next packet starts a
+// new flow.
+func (t *Table) EndFlow(f *Flow, now time.Time) { t.end(f, now.UnixNano()) }
 
 // end removes flow f and tells the observer.
 func (t *Table) end(f *Flow, now int64) {
@@ -386,6 +394,12 @@ func (t *Table) removeLocked(f *Flow) bool {
 			break
 		}
 	}
+	if e := f.expect; e != nil {
+		e.flows--
+		if e.CloseIdle && e.flows == 0 {
+			t.finishLocked(e) // idle: a UDP Timeout bind closes
+		}
+	}
 	if len(m.flows) == 0 {
 		t.dropMappingLocked(m)
 	}
@@ -395,7 +409,7 @@ func (t *Table) removeLocked(f *Flow) bool {
 // dropMappingLocked frees mapping m and its port, unless something still
 // holds it: a publication, or a live expectation.
 func (t *Table) dropMappingLocked(m *mapping) {
-	if m.static || (m.expect != nil && !m.expect.done) || len(m.flows) > 0 {
+	if m.static || (m.expect != nil && !m.expect.done) || len(m.flows) > 0 || len(m.pinholes) > 0 {
 		return
 	}
 	if t.mappings[mapKey{m.proto, m.inside}] == m {

@@ -23,8 +23,9 @@ type BindRequest struct {
 	Proxy netip.AddrPort
 	// Protocol is TCP or UDP.
 	Protocol Protocol
-	// Flags: AllowMultiple, Timeout, NoKernelMode, Bidirectional (UDP).
-	// Timeout cannot be combined with AllowMultiple.
+	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
+	// Bidirectional and IncreaseReceiveBuffer. Timeout cannot be combined
+	// with AllowMultiple.
 	Flags Flags
 	// Backlog is the listen backlog of a user-mode TCP bind; 0 means a
 	// default.
@@ -77,12 +78,12 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 		return nil, fmt.Errorf("session: %s: backlog %d: %w", call, req.Backlog, ErrInvalidArgument)
 	case req.Flags&Timeout != 0 && req.Flags&AllowMultiple != 0:
 		return nil, fmt.Errorf("session: %s: Timeout with AllowMultiple: %w", call, ErrInvalidArgument)
-	case req.Flags&Bidirectional != 0 && req.Protocol != UDP:
-		return nil, fmt.Errorf("session: %s: Bidirectional is for UDP only: %w", call, ErrInvalidArgument)
+	case req.Flags&(Bidirectional|IncreaseReceiveBuffer) != 0 && req.Protocol != UDP:
+		return nil, fmt.Errorf("session: %s: %v is for UDP only: %w", call, req.Flags&(Bidirectional|IncreaseReceiveBuffer), ErrInvalidArgument)
 	case req.Proxy.Port() != 0 && n > 1:
 		return nil, fmt.Errorf("session: %s: a port can be forced only for one address: %w", call, ErrInvalidArgument)
 	}
-	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional); err != nil {
+	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer); err != nil {
 		return nil, err
 	}
 	for _, c := range req.ClientAddrs {
@@ -108,8 +109,12 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	}
 	conns := make([]*Connection, n)
 	for i := range conns {
-		conns[i] = newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
-		conns[i].timeout = req.Flags&Timeout != 0
+		c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
+		c.timeout, c.context = req.Flags&Timeout != 0, req.Context
+		if req.Flags&IncreaseReceiveBuffer != 0 {
+			c.rcvbuf = rcvbufIncreased
+		}
+		conns[i] = c
 	}
 	release := func(from int) {
 		for i := from; i < n; i++ {
@@ -117,13 +122,21 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 		}
 	}
 
-	// Other filters hear of the bind first and may deny it.
-	ev := EventBindTCP
+	// Other filters hear of the bind first and may deny it. A UDP port
+	// gets the data filters of the session's factories for binds now,
+	// since its datagrams pass them all.
+	ev, result := EventBindTCP, EventAcceptedConnection
 	if req.Protocol == UDP {
-		ev = EventBindUDP
+		ev, result = EventBindUDP, EventUDPDestination
 	}
 	for i, c := range conns {
-		err := s.dispatch(&Event{Type: ev, Conn: c, Addr: req.Proxy, Protocol: req.ProtocolName, Secondary: true}, d.Filter)
+		var err error
+		if req.Protocol == UDP {
+			err = s.applyFactories(c, EventBindUDP, c.addr)
+		}
+		if err == nil {
+			err = s.dispatch(&Event{Type: ev, Conn: c, Addr: req.Proxy, Protocol: req.ProtocolName, Secondary: true}, d.Filter)
+		}
 		if err != nil {
 			release(0)
 			if errors.Is(err, ErrDenied) {
@@ -134,18 +147,11 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	}
 
 	// A connection with a data filter, or a filter waiting for the
-	// accepted connection, cannot take the fast path; the choice is made
-	// now, once.
-	watched := len(s.mgr.hooked(EventAcceptedConnection, d.Filter, true)) > 0
+	// connection the bind brings (an accepted TCP connection, a UDP peer),
+	// cannot take the fast path; the choice is made now, once.
+	watched := len(s.mgr.hooked(result, d.Filter, true)) > 0
 	for i, c := range conns {
-		userMode := req.Flags&NoKernelMode != 0 || (req.Protocol == TCP && table.UserModeTCP()) || watched || c.userMode() || s.wantsFilter(EventAcceptedConnection, c.addr)
-		if userMode && req.Protocol == UDP {
-			release(i)
-			for _, done := range conns[:i] {
-				done.Kill()
-			}
-			return nil, fmt.Errorf("session: %s: UDP on the user-mode path: %w", call, ErrNotSupported)
-		}
+		userMode := req.Flags&NoKernelMode != 0 || (req.Protocol == TCP && table.UserModeTCP()) || watched || c.userMode() || s.wantsFilter(result, c.addr)
 		e := &nat.Expectation{
 			Proto:         proto,
 			External:      c.addr,
@@ -153,6 +159,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Bidirectional: req.Flags&Bidirectional != 0,
 			Multiple:      req.Flags&AllowMultiple != 0,
 			Deadline:      s.deadline(req.Flags),
+			CloseIdle:     req.Protocol == UDP && req.Flags&Timeout != 0,
 			UserMode:      userMode,
 			Rule:          req.ProtocolName,
 			Protocol:      req.ProtocolName,
@@ -163,7 +170,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 		if known(c.mu.client) {
 			e.Inside = c.mu.client
 		}
-		if userMode {
+		if userMode && req.Protocol == TCP {
 			if err := s.mgr.listenUserMode(c, req.Backlog); err != nil {
 				release(i)
 				for _, done := range conns[:i] {

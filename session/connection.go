@@ -23,7 +23,13 @@ type Connection struct {
 	addr     netip.AddrPort // the bound external endpoint, or the destination
 	inbound  bool           // started from the outside: a bind's or a publication's
 	peer     netip.AddrPort // the far end: the server, or the outside client
+	external netip.AddrPort // fwx's outside endpoint of a flow through fwx
 	timeout  bool           // a bind made with Timeout: forgotten once spent
+	redirect bool           // a redirect's: its event was raised when it was made
+	rcvbuf   int            // a UDP grant's receive buffer; 0: the default
+	context  any            // a grant's context, for its connections' events
+	flow     *nat.Flow      // a user-mode UDP flow's, and
+	dg       *udpConn       // its datagram queue and chain
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -37,12 +43,18 @@ type Connection struct {
 		filters  []attachedFilter
 		emulated DataFilter
 		onKill   []func()
+		peers    map[netip.AddrPort]*udpConn // a UDP grant's live user-mode flows
 	}
 }
 
+// attachedFilter is a data filter on a connection: a stream one (df) on a
+// TCP connection, a datagram one (dg) on a UDP connection, for every peer
+// or for one.
 type attachedFilter struct {
 	df   DataFilter
+	dg   DatagramFilter
 	prio Priority
+	peer netip.AddrPort
 }
 
 func newConnection(s *Session, proto Protocol, protocol, filter string, addr, client netip.AddrPort) *Connection {
@@ -76,6 +88,22 @@ func (c *Connection) Peer() netip.AddrPort { return c.peer }
 // destination it dialed, for a connection to a published server the
 // published address.
 func (c *Connection) Addr() netip.AddrPort { return c.addr }
+
+// External returns fwx's outside endpoint of the connection: the
+// endpoint a client's connection leaves from (its NAT mapping) or a
+// connection from the outside arrives at, or the bound port of a bind.
+// It is the zero value for a future connect or redirect not yet used.
+func (c *Connection) External() netip.AddrPort {
+	if c.external.IsValid() {
+		return c.external
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.mu.expect; e != nil {
+		return e.External // a bind's: the bound port; zero for others
+	}
+	return netip.AddrPort{}
+}
 
 // ClientAddr returns the client address the connection forwards to; the
 // zero value when not known yet.
@@ -182,40 +210,75 @@ func (c *Connection) onKilled(f func()) {
 // Deny vetoes the operation the current event is about (ISA's
 // IFWXConnection::Deny): a bind fails with ErrAddressInUse, a connect is
 // refused, an accepted connection is aborted. It is legal only while
-// handling EventBindTCP, EventBindUDP, EventConnectTCP or
-// EventAcceptedConnection for this connection; elsewhere it returns
-// ErrBadContext.
+// handling EventBindTCP, EventBindUDP, EventConnectTCP,
+// EventAcceptedConnection or EventUDPDestination (ISA's
+// IFWXUdpDestination::Deny: the destination's datagrams are dropped) for
+// this connection; elsewhere it returns ErrBadContext.
 func (c *Connection) Deny() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch c.mu.event {
-	case EventBindTCP, EventBindUDP, EventConnectTCP, EventAcceptedConnection:
+	case EventBindTCP, EventBindUDP, EventConnectTCP, EventAcceptedConnection, EventUDPDestination:
 		c.mu.denied = true
 		return nil
 	}
 	return fmt.Errorf("session: Deny: %w", ErrBadContext)
 }
 
-// AttachDataFilter inserts df into the connection's chain at priority p
-// (ISA's IFWXConnection::AttachDataFilter). It is legal only while handling
-// a connect, bind, accept or UDP-destination event for this connection;
+// AttachDataFilter inserts df into the chain of a TCP connection at
+// priority p (ISA's IFWXConnection::AttachDataFilter). It is legal only
+// while handling a connect, bind or accept event for this connection;
 // elsewhere it returns ErrBadContext. A connection with a data filter takes
-// the user-mode path.
+// the user-mode path. A UDP connection takes a [DatagramFilter] instead
+// (ErrInvalidArgument).
 func (c *Connection) AttachDataFilter(df DataFilter, p Priority) error {
-	if df == nil || p > PriorityEmulation {
+	if df == nil || c.proto != TCP {
 		return fmt.Errorf("session: AttachDataFilter: %w", ErrInvalidArgument)
+	}
+	return c.attach("AttachDataFilter", attachedFilter{df: df, prio: p})
+}
+
+// AttachDatagramFilter inserts df into the chain of a UDP connection at
+// priority p, for every peer of the connection: it sees every datagram
+// (ISA's IFWXConnection::AttachDataFilter on a UDP connection). It is
+// legal only while handling EventUDPDestination or EventBindUDP for this
+// connection; elsewhere it returns ErrBadContext. Attached at a bind, it
+// sees the datagrams of every peer the bound port exchanges with. A TCP
+// connection takes a [DataFilter] instead (ErrInvalidArgument).
+func (c *Connection) AttachDatagramFilter(df DatagramFilter, p Priority) error {
+	return c.AttachDatagramFilterWithDestination(df, p, netip.AddrPort{})
+}
+
+// AttachDatagramFilterWithDestination is AttachDatagramFilter for the
+// datagrams exchanged with one peer only (ISA's
+// IFWXConnection::AttachDataFilterWithDestination): a bound port's
+// datagrams from and to peer, where port 0 stands for every port of
+// peer's address. The filter leaves with the peer's flow: a later flow
+// with the same peer gets it again.
+func (c *Connection) AttachDatagramFilterWithDestination(df DatagramFilter, p Priority, peer netip.AddrPort) error {
+	if df == nil || c.proto != UDP || (peer.IsValid() && !peer.Addr().Is4()) {
+		return fmt.Errorf("session: AttachDatagramFilter: %w", ErrInvalidArgument)
+	}
+	if peer.IsValid() {
+		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	}
+	return c.attach("AttachDatagramFilter", attachedFilter{dg: df, prio: p, peer: peer})
+}
+
+// attach adds af to the chain, in an event that allows it.
+func (c *Connection) attach(call string, af attachedFilter) error {
+	if af.prio > PriorityEmulation {
+		return fmt.Errorf("session: %s: priority %d: %w", call, af.prio, ErrInvalidArgument)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.killed {
-		return fmt.Errorf("session: AttachDataFilter: %w", ErrTerminating)
+		return fmt.Errorf("session: %s: %w", call, ErrTerminating)
 	}
-	switch c.mu.event {
-	case EventBindTCP, EventBindUDP, EventConnectTCP, EventAcceptedConnection, EventUDPDestination:
-	default:
-		return fmt.Errorf("session: AttachDataFilter: %w", ErrBadContext)
+	if !attachable(c.mu.event, c.proto) {
+		return fmt.Errorf("session: %s: %w", call, ErrBadContext)
 	}
-	c.mu.filters = append(c.mu.filters, attachedFilter{df, p})
+	c.mu.filters = append(c.mu.filters, af)
 	return nil
 }
 
@@ -226,10 +289,15 @@ func (c *Connection) AttachDataFilter(df DataFilter, p Priority) error {
 // accepted on the bound port in place of the client: it gets the peer's
 // connection as its external socket and a nil internal one. It is legal
 // only while handling a connect or bind event (ErrBadContext otherwise) and
-// only once (ErrAlreadyEmulated).
+// only once (ErrAlreadyEmulated). A UDP connection is not emulated
+// (ErrNotSupported): a datagram filter that drops what the inside host
+// sends and injects the answers plays the server.
 func (c *Connection) Emulate(df DataFilter) error {
 	if df == nil {
 		return fmt.Errorf("session: Emulate: %w", ErrInvalidArgument)
+	}
+	if c.proto != TCP {
+		return fmt.Errorf("session: Emulate: a UDP connection: %w", ErrNotSupported)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -263,12 +331,28 @@ func (c *Connection) DataFilters() []DataFilter {
 	slices.SortStableFunc(fs, func(a, b attachedFilter) int { return int(a.prio) - int(b.prio) })
 	out := make([]DataFilter, 0, len(fs)+1)
 	for _, f := range fs {
-		out = append(out, f.df)
+		if f.df != nil {
+			out = append(out, f.df)
+		}
 	}
 	if c.mu.emulated != nil {
 		out = append(out, c.mu.emulated)
 	}
 	return out
+}
+
+// attachable reports whether a data filter may be attached to a connection
+// of transport p while ev is handled: the events that start a connection
+// of that transport (ISA: Connect_Tcp, Bind_*, AcceptedConnection,
+// Udp_Destination).
+func attachable(ev EventType, p Protocol) bool {
+	switch ev {
+	case EventBindTCP, EventConnectTCP, EventAcceptedConnection:
+		return p == TCP
+	case EventBindUDP, EventUDPDestination:
+		return p == UDP
+	}
+	return false
 }
 
 // userMode reports whether the connection needs the user-mode path.

@@ -38,6 +38,9 @@ var (
 	// ErrNotSupported: the operation is not supported for this object
 	// (FWX_E_NOT_SUPPORTED).
 	ErrNotSupported = errors.New("session: not supported")
+	// ErrNotFound: the object the call is about does not exist, such as
+	// a mapping of the client's for RetroactiveAllowBind (ERROR_NOT_FOUND).
+	ErrNotFound = errors.New("session: not found")
 	// ErrDenied: a filter denied the operation from its event handler
 	// (IFWXConnection::Deny); a denied connect is refused.
 	ErrDenied = errors.New("session: denied by a filter")

@@ -15,7 +15,12 @@ const (
 	// RedirectConnections. A handler may Deny it, attach a data filter or
 	// emulate the server.
 	EventConnectTCP EventType = 0x001
-	// EventUDPDestination: a client sends to a new UDP destination.
+	// EventUDPDestination: a UDP flow starts on the user-mode path: a
+	// client sends to a new destination, or a new peer sends to a bound or
+	// published port (ISA: "a packet just arrived for the client from that
+	// address"). It is raised when the flow's first datagram arrives, which
+	// waits for the handlers. A handler may Deny it (the flow's datagrams
+	// are dropped until it idles out) or attach a datagram filter.
 	EventUDPDestination EventType = 0x002
 	// EventBindTCP and EventBindUDP: a filter calls BindForClient. A
 	// handler may Deny it (the bind fails with ErrAddressInUse), attach a
@@ -79,9 +84,12 @@ type Event struct {
 	Protocol string
 	// Secondary is true for connections a filter allowed.
 	Secondary bool
-	// Context is the caller's context of an established-connection event:
-	// the value given to BindForClient, RedirectConnections or
-	// AllowFutureConnect.
+	// Context is the value given to the BindForClient,
+	// RedirectConnections, AllowFutureConnect or RetroactiveAllowBind
+	// call the connection came through: in its established-connection
+	// event, and in the events of its secondary connections (accepted,
+	// connect, UDP destination), so the filter that made the call can tell
+	// which of its grants a connection belongs to.
 	Context any
 }
 

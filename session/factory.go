@@ -10,18 +10,29 @@ import (
 // the session that match an event and an address (ISA's
 // IFWXSession::SetDataFilterFactory), without hooking the event.
 type FactoryRequest struct {
-	// Event is EventConnectTCP (Addr is the destination the client
-	// connects to) or EventAcceptedConnection (Addr is the bound address a
-	// connection arrives on).
+	// Event selects the connections, with Addr:
+	//   - EventConnectTCP: the client's TCP connections to Addr;
+	//   - EventAcceptedConnection: TCP connections accepted on the bound
+	//     address Addr;
+	//   - EventBindUDP: UDP ports bound at Addr (BindForClient): the
+	//     filter sees the datagrams of every peer of the port;
+	//   - EventUDPDestination: the client's UDP flows with the peer Addr,
+	//     whichever side started them.
 	Event EventType
 	// Addr selects the connections; an unspecified address or port 0
 	// matches any.
 	Addr netip.AddrPort
-	// Factory makes the data filter for each matching connection.
-	Factory DataFilterFactory
+	// Factory makes the data filter of each matching TCP connection;
+	// DatagramFactory that of each matching UDP one. Exactly the one the
+	// event's transport needs is set.
+	Factory         DataFilterFactory
+	DatagramFactory DatagramFilterFactory
 	// Priority places the filter in the chain.
 	Priority Priority
 }
+
+// DatagramFilterFactory makes a datagram filter for a new UDP connection.
+type DatagramFilterFactory func(c *Connection) (DatagramFilter, error)
 
 // factory is a registered FactoryRequest.
 type factory struct{ FactoryRequest }
@@ -39,9 +50,15 @@ func (f *factory) matches(ev EventType, a netip.AddrPort) bool {
 // returned action cancels the registration; it is also cancelled when the
 // session ends.
 func (s *Session) SetDataFilterFactory(req FactoryRequest) (*FirewallAction, error) {
-	if req.Factory == nil || req.Priority > PriorityEmulation ||
-		(req.Event != EventConnectTCP && req.Event != EventAcceptedConnection) {
-		return nil, fmt.Errorf("session: SetDataFilterFactory: %w", ErrInvalidArgument)
+	var ok bool
+	switch req.Event {
+	case EventConnectTCP, EventAcceptedConnection:
+		ok = req.Factory != nil && req.DatagramFactory == nil
+	case EventBindUDP, EventUDPDestination:
+		ok = req.DatagramFactory != nil && req.Factory == nil
+	}
+	if !ok || req.Priority > PriorityEmulation {
+		return nil, fmt.Errorf("session: SetDataFilterFactory: %v: %w", req.Event, ErrInvalidArgument)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -74,12 +91,21 @@ func (s *Session) applyFactories(c *Connection, ev EventType, a netip.AddrPort) 
 	}
 	s.mu.Unlock()
 	for _, f := range fs {
-		df, err := f.Factory(c)
+		af := attachedFilter{prio: f.Priority}
+		var err error
+		if f.DatagramFactory != nil {
+			af.dg, err = f.DatagramFactory(c)
+		} else {
+			af.df, err = f.Factory(c)
+		}
+		if err == nil && af.df == nil && af.dg == nil {
+			err = fmt.Errorf("made no filter: %w", ErrInvalidArgument)
+		}
 		if err != nil {
 			return fmt.Errorf("session: data filter factory: %w", err)
 		}
 		c.mu.Lock()
-		c.mu.filters = append(c.mu.filters, attachedFilter{df, f.Priority})
+		c.mu.filters = append(c.mu.filters, af)
 		c.mu.Unlock()
 	}
 	return nil
@@ -97,12 +123,12 @@ func (s *Session) removeFactory(f *factory) bool {
 	return true
 }
 
-// WantsUserMode reports whether a connection from client to dst must take
-// the user-mode path because the client's session registered a data filter
-// factory for it. fwx asks it when a flow is created.
-func (m *Manager) WantsUserMode(client netip.Addr, dst netip.AddrPort) bool {
+// WantsUserMode reports whether a flow of transport p from client to dst
+// must take the user-mode path because the client's session registered a
+// data filter factory for it. fwx asks it when a flow is created.
+func (m *Manager) WantsUserMode(p Protocol, client netip.Addr, dst netip.AddrPort) bool {
 	m.mu.Lock()
 	s := m.sessions[client.Unmap()]
 	m.mu.Unlock()
-	return s != nil && s.wantsFilter(EventConnectTCP, dst)
+	return s != nil && s.wantsFilter(connectEvent(p), dst)
 }

@@ -15,12 +15,14 @@ import (
 type FutureConnect struct {
 	// Addr is where the client will connect.
 	Addr netip.AddrPort
-	// ProxyExternal pins the external address the connection leaves from;
-	// unset means fwx's.
-	ProxyExternal netip.Addr
+	// ProxyExternal pins the external address the connection leaves from
+	// and, with a port, its source port too (see [Redirect]); the zero
+	// value means fwx's address and any port.
+	ProxyExternal netip.AddrPort
 	// Protocol is TCP or UDP.
 	Protocol Protocol
-	// Flags: AllowMultiple, Timeout, NoKernelMode.
+	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
+	// IncreaseReceiveBuffer.
 	Flags Flags
 	// ProtocolName is the policy protocol the connection belongs to; the
 	// policy must let the client use it.
@@ -48,24 +50,26 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 	if !req.Addr.IsValid() || req.Addr.Addr().IsUnspecified() || req.Addr.Port() == 0 {
 		return nil, fmt.Errorf("session: %s: destination %v: %w", call, req.Addr, ErrInvalidArgument)
 	}
-	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode); err != nil {
+	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
 		return nil, err
 	}
-	ext, d, err := s.admitGrant(call, req.ProxyExternal, req.ProtocolName, 1)
+	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.ProtocolName, 1)
 	if err != nil {
 		return nil, err
 	}
 	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
 	ev := connectEvent(req.Protocol)
 	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
-	if userMode && req.Protocol == UDP {
-		return nil, fmt.Errorf("session: %s: UDP on the user-mode path: %w", call, ErrNotSupported)
+	pinned, err := s.pinPort(call, proto, ext, req.ProxyExternal.Port())
+	if err != nil {
+		return nil, err
 	}
 	e := &nat.Expectation{
 		Proto:        proto,
 		Client:       s.client,
 		Dst:          dst,
 		ExternalAddr: ext,
+		ExternalPort: pinned,
 		Multiple:     req.Flags&AllowMultiple != 0,
 		Deadline:     s.deadline(req.Flags),
 		UserMode:     userMode,
@@ -73,10 +77,11 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		Protocol:     req.ProtocolName,
 		Filter:       d.Filter,
 	}
-	c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, netip.AddrPort{})
+	c := newGrantConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, req.Flags, req.Context)
 	e.Owner = c
 	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
+		s.unpinPort(proto, ext, pinned)
 		if errors.Is(err, nat.ErrPortInUse) {
 			return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 		}

@@ -20,6 +20,45 @@ func checkFlags(call string, f, allowed Flags) error {
 	return nil
 }
 
+// checkGrantFlags is checkFlags for a grant of transport p: the flags for
+// UDP only are refused for TCP.
+func checkGrantFlags(call string, p Protocol, f, allowed Flags) error {
+	if udpOnly := f & (Bidirectional | IncreaseReceiveBuffer); udpOnly != 0 && p != UDP {
+		return fmt.Errorf("session: %s: %v is for UDP only: %w", call, udpOnly, ErrInvalidArgument)
+	}
+	return checkFlags(call, f, allowed)
+}
+
+// newGrantConnection makes the connection object of a grant: what its
+// flows' filters and events come from.
+func newGrantConnection(s *Session, p Protocol, protocol, filter string, addr netip.AddrPort, f Flags, ctx any) *Connection {
+	c := newConnection(s, p, protocol, filter, addr, netip.AddrPort{})
+	c.context = ctx
+	if f&IncreaseReceiveBuffer != 0 {
+		c.rcvbuf = rcvbufIncreased
+	}
+	return c
+}
+
+// pinPort reserves the external port a grant's outbound flow must leave
+// from (ProxyExternal with a port), or does nothing for port 0.
+func (s *Session) pinPort(call string, p nat.Proto, ext netip.Addr, port uint16) (uint16, error) {
+	if port == 0 {
+		return 0, nil
+	}
+	if err := s.mgr.cfg.Table.ReservePort(p, netip.AddrPortFrom(ext, port)); err != nil {
+		return 0, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
+	}
+	return port, nil
+}
+
+// unpinPort frees a port pinPort reserved for a grant that failed.
+func (s *Session) unpinPort(p nat.Proto, ext netip.Addr, port uint16) {
+	if port != 0 {
+		s.mgr.cfg.Table.ReleasePort(p, netip.AddrPortFrom(ext, port))
+	}
+}
+
 func natProto(p Protocol) (nat.Proto, error) {
 	switch p {
 	case TCP:

@@ -52,6 +52,8 @@ type Manager struct {
 	sessions map[netip.Addr]*Session
 	filters  []*filterEntry // in registration order, which is event order
 	closed   bool
+
+	udp sync.Map // *nat.Flow → *udpConn: the user-mode UDP connections
 }
 
 // filterEntry is a filter with its name and hooks.
@@ -185,6 +187,22 @@ func (m *Manager) hooked(ev EventType, filter string, secondary bool) []*filterE
 		}
 	}
 	return out
+}
+
+// Hooks reports whether a filter wants event ev of a primary connection
+// of a protocol bound to filter: a hooked connection takes the user-mode
+// path, as in ISA, where hooking a connection's events is what keeps it
+// out of kernel mode. fwx asks it when a flow is created; it does not
+// allocate.
+func (m *Manager) Hooks(ev EventType, filter string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.filters {
+		if e.hooks.Events&ev != 0 && (e.hooks.AnyProtocol || (filter != "" && e.name == filter)) {
+			return true
+		}
+	}
+	return false
 }
 
 // permits checks that the policy lets client use protocol.

@@ -15,11 +15,17 @@ type Redirect struct {
 	ConnectAddrs []netip.AddrPort
 	// ProxyExternal pins the external address the redirected connections
 	// leave from, so a secondary connection uses the primary's address on
-	// a firewall with several; unset means any (fwx's).
-	ProxyExternal netip.Addr
+	// a firewall with several; the zero value means any (fwx's). With a
+	// port (one connect address only) it pins their source port too: fwx
+	// reserves it now, and the first inside endpoint that uses the
+	// redirect leaves from it; another endpoint, or one that already
+	// leaves from another port, is refused.
+	ProxyExternal netip.AddrPort
 	// Protocol is TCP or UDP.
 	Protocol Protocol
-	// Flags: AllowMultiple, Timeout, NoKernelMode, IncreaseReceiveBuffer.
+	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
+	// IncreaseReceiveBuffer (a 64 KiB receive buffer on the user-mode
+	// path).
 	Flags Flags
 	// ProtocolName is the policy protocol the connections belong to.
 	ProtocolName string
@@ -58,27 +64,37 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		return nil, fmt.Errorf("session: %s: %d addresses: %w", call, n, ErrInvalidArgument)
 	case !s.mgr.cfg.Internal.IsValid():
 		return nil, fmt.Errorf("session: %s: fwx has no inside address: %w", call, ErrAddressNotAvailable)
+	case req.ProxyExternal.Port() != 0 && n > 1:
+		return nil, fmt.Errorf("session: %s: a port can be pinned only for one address: %w", call, ErrInvalidArgument)
 	}
 	for _, a := range req.ConnectAddrs {
 		if !a.IsValid() || a.Addr().IsUnspecified() || a.Port() == 0 {
 			return nil, fmt.Errorf("session: %s: connect address %v: %w", call, a, ErrInvalidArgument)
 		}
 	}
-	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
+	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
 		return nil, err
 	}
-	ext, d, err := s.admitGrant(call, req.ProxyExternal, req.ProtocolName, n)
+	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.ProtocolName, n)
 	if err != nil {
 		return nil, err
 	}
 	table := s.mgr.cfg.Table
+	pinned, err := s.pinPort(call, proto, ext, req.ProxyExternal.Port())
+	if err != nil {
+		return nil, err
+	}
 	base, err := table.ReserveBlock(proto, s.mgr.cfg.Internal, n)
 	if err != nil {
+		s.unpinPort(proto, ext, pinned)
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
 	ev := connectEvent(req.Protocol)
 	res := &RedirectResult{Internal: base}
 	fail := func(i int, err error) (*RedirectResult, error) {
+		if len(res.Actions) == 0 {
+			s.unpinPort(proto, ext, pinned) // else the cancelled expectation frees it
+		}
 		for _, a := range res.Actions {
 			a.Cancel()
 		}
@@ -89,14 +105,18 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	}
 	for i, dst := range req.ConnectAddrs {
 		dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-		c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, netip.AddrPort{})
-		if err := s.dispatch(&Event{Type: ev, Conn: c, Addr: dst, Protocol: req.ProtocolName, Secondary: true}, d.Filter); err != nil {
+		// The redirect raises the connect event of the connection now; the
+		// connection, when it comes, does not raise it again.
+		c := newGrantConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, req.Flags, req.Context)
+		c.redirect = true
+		err := s.applyFactories(c, ev, dst)
+		if err == nil {
+			err = s.dispatch(&Event{Type: ev, Conn: c, Addr: dst, Protocol: req.ProtocolName, Secondary: true, Context: req.Context}, d.Filter)
+		}
+		if err != nil {
 			return fail(i, err)
 		}
-		userMode := req.Flags&NoKernelMode != 0 || c.userMode() || s.wantsFilter(ev, dst)
-		if userMode && req.Protocol == UDP {
-			return fail(i, fmt.Errorf("UDP on the user-mode path: %w", ErrNotSupported))
-		}
+		userMode := req.Flags&NoKernelMode != 0 || c.userMode() || (req.Protocol == TCP && table.UserModeTCP())
 		e := &nat.Expectation{
 			Proto:        proto,
 			Client:       s.client,
@@ -104,6 +124,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			Redirect:     dst,
 			ReleaseDst:   true,
 			ExternalAddr: ext,
+			ExternalPort: pinned,
 			Multiple:     req.Flags&AllowMultiple != 0,
 			Deadline:     s.deadline(req.Flags),
 			UserMode:     userMode,

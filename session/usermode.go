@@ -41,6 +41,11 @@ type UserPath interface {
 	DialInside(ctx context.Context, local, remote netip.AddrPort) (Conn, error)
 	// DialOutside connects to remote from fwx's external endpoint local.
 	DialOutside(ctx context.Context, local, remote netip.AddrPort) (Conn, error)
+	// SendDatagram sends payload as a datagram of the user-mode UDP flow
+	// f with the flow's translation: to the inside host from the address
+	// it talks to when toInside, else from the flow's external endpoint to
+	// its remote. It does not keep payload.
+	SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload []byte) error
 }
 
 // dialTimeout bounds how long the user-mode path waits for a server.
@@ -76,15 +81,24 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	f := r.Flow
 	owner := ownerOf(f)
 	c := newConnection(s, TCP, f.Protocol(), f.Filter(), r.Dst, r.Client)
-	c.peer = f.Remote()
+	c.peer, c.external = f.Remote(), f.External()
 	if !s.track(c) {
 		r.Reset()
 		return
 	}
 	defer s.untrack(c)
-	err := s.applyFactories(c, EventConnectTCP, f.Remote())
-	if err == nil {
-		err = s.dispatch(&Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol(), Secondary: owner != nil}, f.Filter())
+	// A redirected connection raised its connect event, and got its data
+	// filters, when the redirect was made.
+	var err error
+	if owner == nil || !owner.redirect {
+		err = s.applyFactories(c, EventConnectTCP, f.Remote())
+		if err == nil {
+			ev := &Event{Type: EventConnectTCP, Conn: c, Addr: r.Dst, Protocol: f.Protocol(), Secondary: owner != nil}
+			if owner != nil {
+				ev.Context = owner.context
+			}
+			err = s.dispatch(ev, f.Filter())
+		}
 	}
 	if err != nil {
 		m.cfg.Log.Debug().Err(err).Stringer("client", r.Client).Stringer("dst", r.Dst).Msg("connect refused by a filter")
@@ -161,14 +175,14 @@ func (m *Manager) listenUserMode(c *Connection, backlog int) error {
 // serveAccepted runs one connection accepted on a user-mode bind.
 func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
-	c.inbound, c.peer = true, peer.RemoteAddrPort()
+	c.inbound, c.peer, c.external = true, peer.RemoteAddrPort(), bound.addr
 	if !s.track(c) {
 		peer.Abort()
 		return
 	}
 	defer s.untrack(c)
 	ev := &Event{Type: EventAcceptedConnection, Conn: c, Addr: bound.addr, Local: peer.LocalAddrPort(),
-		Remote: peer.RemoteAddrPort(), Protocol: bound.protocol, Secondary: true}
+		Remote: peer.RemoteAddrPort(), Protocol: bound.protocol, Secondary: true, Context: bound.context}
 	err := s.applyFactories(c, EventAcceptedConnection, bound.addr)
 	if err == nil {
 		err = s.dispatch(ev, bound.filter)
@@ -256,7 +270,7 @@ func (m *Manager) ServeInbound(r Incoming) {
 		return
 	}
 	c := newConnection(s, TCP, r.Protocol, r.Filter, r.Peer.LocalAddrPort(), r.Server)
-	c.inbound, c.peer = true, r.Peer.RemoteAddrPort()
+	c.inbound, c.peer, c.external = true, r.Peer.RemoteAddrPort(), r.Peer.LocalAddrPort()
 	if !s.track(c) {
 		r.Peer.Abort()
 		return

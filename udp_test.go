@@ -1,0 +1,316 @@
+package fwx_test
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx/session"
+)
+
+// The user-mode path for UDP: datagrams of hooked flows pass through
+// datagram filters, with their boundaries and peers kept.
+
+// dgramPolicy binds UDP port 9000 to the test filter "probe"; everything
+// else goes out on the fast path.
+const dgramPolicy = `
+protocols:
+  - {name: dgram, transport: udp, ports: [9000], filter: probe}
+  - {name: tftp, transport: udp, ports: [69]}
+rules:
+  - {name: dgram-out, action: allow, from: [internal], to: [external], protocols: [dgram]}
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+`
+
+// udpProbe hooks the UDP events and lets each test decide what to do.
+type udpProbe struct {
+	hooks    session.Hooks
+	onEvent  func(ev *session.Event) error
+	events   chan session.Event
+	mu       sync.Mutex
+	detached int
+}
+
+func newUDPProbe(onEvent func(ev *session.Event) error) *udpProbe {
+	return &udpProbe{
+		hooks:   session.Hooks{Events: session.EventUDPDestination | session.EventBindUDP, Secondaries: true},
+		onEvent: onEvent,
+		events:  make(chan session.Event, 64),
+	}
+}
+
+func (f *udpProbe) Init() (session.Hooks, error)                                    { return f.hooks, nil }
+func (f *udpProbe) AttachToSession(*session.Session) (session.SessionFilter, error) { return f, nil }
+func (f *udpProbe) Shutdown()                                                       {}
+func (f *udpProbe) Detach() {
+	f.mu.Lock()
+	f.detached++
+	f.mu.Unlock()
+}
+func (f *udpProbe) HandleEvent(ev *session.Event) error {
+	select {
+	case f.events <- *ev:
+	default:
+	}
+	if f.onEvent != nil {
+		return f.onEvent(ev)
+	}
+	return nil
+}
+
+// nextEvent returns the next event of type typ, skipping others.
+func (f *udpProbe) nextEvent(t *testing.T, typ session.EventType) session.Event {
+	t.Helper()
+	for {
+		if ev := recv(t, f.events); ev.Type == typ {
+			return ev
+		}
+	}
+}
+
+// noEvent checks that no event of type typ arrives for a moment.
+func (f *udpProbe) noEvent(t *testing.T, typ session.EventType) {
+	t.Helper()
+	deadline := time.After(200 * time.Millisecond)
+	for {
+		select {
+		case ev := <-f.events:
+			if ev.Type == typ {
+				t.Errorf("unexpected %v event for %v", ev.Type, ev.Addr)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// seen is what a datagram filter saw of one datagram.
+type seen struct {
+	payload      string
+	fromInside   bool
+	inside, peer netip.AddrPort
+	conn         *session.Connection
+}
+
+// rewriter is a datagram filter that records what it sees, upper-cases
+// what the inside sends, drops "drop", and answers "inject" with an extra
+// datagram to the inside host.
+type rewriter struct {
+	seen chan seen
+}
+
+func newRewriter() *rewriter { return &rewriter{seen: make(chan seen, 64)} }
+
+func (r *rewriter) HandleDatagram(c *session.Connection, d *session.Datagram) session.Verdict {
+	r.seen <- seen{string(d.Payload), d.FromInside, d.Inside, d.Peer, c}
+	switch {
+	case string(d.Payload) == "drop":
+		return session.Drop
+	case string(d.Payload) == "inject" && d.FromInside:
+		if err := c.Inject(true, d.Peer, []byte("injected")); err != nil {
+			panic(err)
+		}
+	case d.FromInside:
+		d.Payload = bytes.ToUpper(d.Payload)
+	}
+	return session.Pass
+}
+
+// none is what exchange and read return when no datagram came.
+const none = "(nothing)"
+
+// exchange sends msg on c and returns the datagram that comes back, or
+// none after a wait.
+func exchange(t *testing.T, c net.Conn, msg string, wait time.Duration) string {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	return read(c, wait)
+}
+
+func read(c net.Conn, wait time.Duration) string {
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 70000)
+	n, err := c.Read(buf)
+	if err != nil {
+		return none
+	}
+	return string(buf[:n])
+}
+
+// TestUDPDatagramFilter: a flow whose UDP destination event a filter
+// hooked passes through the datagram filter it attached: each datagram
+// whole (boundaries kept, to the largest that needs no fragment), with
+// its peer, rewritten,
+// dropped or answered by an injected one; the server sees fwx's outside
+// address, the client the server's.
+func TestUDPDatagramFilter(t *testing.T) {
+	rw := newRewriter()
+	probe := newUDPProbe(func(ev *session.Event) error {
+		if ev.Type == session.EventUDPDestination {
+			return ev.Conn.AttachDatagramFilter(rw, session.PriorityMiddle)
+		}
+		return nil
+	})
+	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
+	peers := echoUDP(t, tb.Server, 9000)
+	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	client := c.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	if got := exchange(t, c, "hello", 5*time.Second); got != "HELLO" {
+		t.Fatalf("echo %q, want HELLO: the datagram filter is not in the path", got)
+	}
+	ev := probe.nextEvent(t, session.EventUDPDestination)
+	if ev.Addr != dst || ev.Conn.Protocol() != session.UDP || ev.Conn.Peer() != dst || ev.Secondary {
+		t.Errorf("event addr %v proto %v peer %v secondary %v; want %v, udp, the server, primary", ev.Addr, ev.Conn.Protocol(), ev.Conn.Peer(), ev.Secondary, dst)
+	}
+	out, back := recv(t, rw.seen), recv(t, rw.seen)
+	if out.payload != "hello" || !out.fromInside || out.inside != client || out.peer != dst {
+		t.Errorf("outbound datagram seen as %+v; want hello from %v to %v", out, client, dst)
+	}
+	if back.payload != "HELLO" || back.fromInside || back.peer != dst {
+		t.Errorf("inbound datagram seen as %+v; want HELLO from %v", back, dst)
+	}
+	if p := recv(t, peers); p.Addr() != fwOut.Addr() {
+		t.Errorf("server saw %v, want fwx's outside address", p)
+	}
+
+	// Boundaries: datagrams of many sizes each come back whole.
+	for _, n := range []int{0, 1, 1400, 1472} {
+		msg := string(bytes.Repeat([]byte{'a'}, n))
+		if got := exchange(t, c, msg, 5*time.Second); got != string(bytes.Repeat([]byte{'A'}, n)) {
+			t.Errorf("%d-byte datagram came back as %d bytes", n, len(got))
+		}
+	}
+	// Drop and inject.
+	if got := exchange(t, c, "drop", 300*time.Millisecond); got != none {
+		t.Errorf("dropped datagram answered with %q", got)
+	}
+	if got := exchange(t, c, "inject", 5*time.Second); got != "injected" {
+		t.Errorf("first answer %q, want the injected datagram", got)
+	}
+	if got := read(c, 5*time.Second); got != "inject" {
+		t.Errorf("second answer %q, want the echo", got)
+	}
+	if ra := c.RemoteAddr().(*net.UDPAddr).AddrPort(); ra != dst {
+		t.Errorf("client's peer %v, want the server", ra)
+	}
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "protocol": "udp", "destination": dst.String(), "path": "user", "rule": "dgram-out"})
+
+	// Other UDP stays on the fast path and raises nothing.
+	echoUDP(t, tb.Server, 9001)
+	d, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9001))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := exchange(t, d, "fast", 5*time.Second); got != "fast" {
+		t.Errorf("fast-path echo %q", got)
+	}
+	probe.noEvent(t, session.EventUDPDestination)
+}
+
+// TestUDPDestinationEvent: the event comes once per new destination, not
+// per datagram; a denied destination's datagrams are dropped; an idle
+// flow's end raises the terminating event, and its next datagram is a new
+// destination again.
+func TestUDPDestinationEvent(t *testing.T) {
+	deny := netip.AddrPortFrom(server2IP.Addr(), 9000)
+	probe := newUDPProbe(func(ev *session.Event) error {
+		if ev.Type == session.EventUDPDestination && ev.Addr == deny {
+			return ev.Conn.Deny()
+		}
+		return nil
+	})
+	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
+	echoUDP(t, tb.Server, 9000)
+	echoUDP(t, tb.Server2, 9000)
+	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
+	c, err := tb.Client.ListenUDP(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(to netip.AddrPort, msg string) string {
+		c.WriteTo([]byte(msg), net.UDPAddrFromAddrPort(to))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 100)
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return ""
+		}
+		return string(buf[:n])
+	}
+	for i := range 3 {
+		if got := ask(dst, "x"); got != "x" {
+			t.Fatalf("datagram %d: echo %q", i, got)
+		}
+	}
+	if ev := probe.nextEvent(t, session.EventUDPDestination); ev.Addr != dst {
+		t.Errorf("event for %v, want %v", ev.Addr, dst)
+	}
+	probe.noEvent(t, session.EventUDPDestination)
+	if got := ask(deny, "y"); got != "" {
+		t.Errorf("denied destination answered %q", got)
+	}
+	if ev := probe.nextEvent(t, session.EventUDPDestination); ev.Addr != deny {
+		t.Errorf("event for %v, want %v", ev.Addr, deny)
+	}
+	tb.Clock.Advance(6 * time.Minute)
+	tb.FW.Expire()
+	ends := map[netip.AddrPort]bool{}
+	for range 2 {
+		ev := probe.nextEvent(t, session.EventConnectionTerminating)
+		ends[ev.Conn.Peer()] = true
+	}
+	if !ends[dst] || !ends[deny] {
+		t.Errorf("terminating events for %v, want both flows", ends)
+	}
+	if got := ask(dst, "z"); got != "z" {
+		t.Fatalf("after idle: echo %q", got)
+	}
+	if ev := probe.nextEvent(t, session.EventUDPDestination); ev.Addr != dst {
+		t.Errorf("event for %v, want %v", ev.Addr, dst)
+	}
+}
+
+// TestUDPConnectionKill: killing a UDP connection ends its flow; the
+// client's next datagram starts a new one, with a new event.
+func TestUDPConnectionKill(t *testing.T) {
+	probe := newUDPProbe(nil)
+	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
+	echoUDP(t, tb.Server, 9000)
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := exchange(t, c, "a", 5*time.Second); got != "a" {
+		t.Fatalf("echo %q", got)
+	}
+	ev := probe.nextEvent(t, session.EventUDPDestination)
+	ev.Conn.Kill()
+	if probe.nextEvent(t, session.EventConnectionTerminating).Conn != ev.Conn {
+		t.Error("terminating event for another connection")
+	}
+	if err := ev.Conn.Inject(true, ev.Conn.Peer(), []byte("late")); !errors.Is(err, session.ErrTerminating) {
+		t.Errorf("Inject after Kill: %v, want ErrTerminating", err)
+	}
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "udp", "path": "user"})
+	if got := exchange(t, c, "b", 5*time.Second); got != "b" {
+		t.Fatalf("echo after Kill %q", got)
+	}
+	if next := probe.nextEvent(t, session.EventUDPDestination); next.Conn == ev.Conn {
+		t.Error("the killed connection was reused")
+	}
+}

@@ -1,0 +1,88 @@
+package fwx
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
+)
+
+// The user-mode path for UDP: datagrams, not a netstack. The forward loop
+// hands each datagram the table diverts to the session layer, which runs
+// the flow's datagram filters on a goroutine of the flow's and sends what
+// they pass with SendDatagram: a packet built anew, with the flow's
+// translation, written to the device of the side it goes to. Nothing here
+// runs for a fast-path packet.
+
+// divertDatagram hands a datagram of a user-mode UDP flow, read from the
+// inside (out) or the outside, to the session layer.
+func (u *userPath) divertDatagram(p *nat.Packet, out bool, now time.Time) {
+	if p.Kind != nat.Transport || p.TTL() <= 1 {
+		return
+	}
+	var f *nat.Flow
+	if out {
+		f = u.fw.table.LookupOutbound(nat.UDP, p.Src, p.Dst, now)
+	} else {
+		f = u.fw.table.LookupInbound(nat.UDP, p.Src, p.Dst, now)
+	}
+	if f == nil || !f.UserMode() {
+		return
+	}
+	u.fw.sessions.DeliverDatagram(f, out, p.TTL()-1, p.Payload())
+}
+
+// datagramBufs hold the packets SendDatagram builds.
+var datagramBufs = sync.Pool{New: func() any { b := make([]byte, headroom+0xffff); return &b }}
+
+// SendDatagram implements session.UserPath.
+func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload []byte) error {
+	src, dst, d := f.External(), f.Remote(), u.fw.cfg.Outside
+	if toInside {
+		src, dst, d = f.Target(), f.Inside(), u.fw.cfg.Inside
+	}
+	bp := datagramBufs.Get().(*[]byte)
+	defer datagramBufs.Put(bp)
+	buf := *bp
+	n := nat.BuildUDP(buf[headroom:], src, dst, ttl, payload)
+	if n == 0 {
+		return fmt.Errorf("fwx: a %d-byte datagram does not fit in a packet", len(payload))
+	}
+	pkt := buf[:headroom+n]
+	if !toInside && dst.Addr() == u.fw.cfg.OutsideAddr.Addr() {
+		// To another inside host's external endpoint: hairpinned, as the
+		// fast path does.
+		p := nat.Parse(pkt[headroom:])
+		if u.fw.table.Inbound(&p, u.fw.clock.Now()) != nat.Forward {
+			return nil
+		}
+		pkt, d = buf[:headroom+p.Len()], u.fw.cfg.Inside
+	}
+	if isVnet(d) {
+		vnettun.ClearHdr(pkt[headroom-vnettun.VirtioHdrLen:])
+	}
+	if _, err := d.Write([][]byte{pkt}, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("fwx: user-mode UDP to %v: %w", dst, err)
+	}
+	return nil
+}
+
+// flowEnds tells the user-mode UDP path when a flow ends, after the
+// observer it wraps (the firewall log): the flow's connection ends with
+// it.
+type flowEnds struct {
+	nat.Observer
+	fw *Firewall
+}
+
+// FlowEnded implements nat.Observer.
+func (o flowEnds) FlowEnded(f *nat.Flow, at time.Time) {
+	o.Observer.FlowEnded(f, at)
+	if f.UserMode() && f.Proto() == nat.UDP && o.fw.sessions != nil {
+		o.fw.sessions.EndFlow(f)
+	}
+}
