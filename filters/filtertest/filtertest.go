@@ -61,6 +61,15 @@ type Options struct {
 	Filters *filters.Registry
 	// Configure, if set, adjusts fwx's configuration before it starts.
 	Configure func(*fwx.Config)
+	// Seed seeds the hosts' and fwx's random choices; zero means 1.
+	Seed int64
+	// Deterministic puts the hosts on the lab's Clock too
+	// (lab.Options.Clock): with one Seed, a scenario whose steps wait for
+	// one another puts the same bytes on both links every run (record
+	// them with l.Inside.Pcap and l.Outside.Pcap). The hosts' TCP timers
+	// then fire only when the test advances the clock. fwx's own netstacks
+	// (the user-mode path) still run on real time.
+	Deterministic bool
 }
 
 // Lab is fwx running between virtual hosts.
@@ -91,7 +100,16 @@ func New(tb testing.TB, opts Options) *Lab {
 	if reg == nil {
 		reg = &filters.Registry{}
 	}
-	l := &Lab{Net: lab.New(lab.Options{Seed: 1}), Clock: lab.NewManualClock(Start), Log: &LogBuffer{}}
+	seed := opts.Seed
+	if seed == 0 {
+		seed = 1
+	}
+	l := &Lab{Clock: lab.NewManualClock(Start), Log: &LogBuffer{}}
+	labOpts := lab.Options{Seed: seed}
+	if opts.Deterministic {
+		labOpts.Clock = l.Clock
+	}
+	l.Net = lab.New(labOpts)
 	l.Inside = l.Net.NewSegment("inside")
 	l.Outside = l.Net.NewSegment("outside")
 	l.Client = mustHost(tb, l.Inside, "client", ClientPrefix, FWInside)
@@ -106,7 +124,7 @@ func New(tb testing.TB, opts Options) *Lab {
 		Policy:        pol,
 		Filters:       reg,
 		Clock:         l.Clock,
-		Seed:          1,
+		Seed:          uint64(seed),
 		SweepInterval: time.Hour, // tests sweep by hand with FW.Expire
 		FirewallLog:   zerolog.New(l.Log),
 	}

@@ -36,13 +36,20 @@
 // what came out; [PacketString] and [VerifyChecksums] explain and check
 // them.
 //
+// [Segment.Pcap] records a segment's packets, both ways, as a pcap file
+// that tcpdump and Wireshark read.
+//
 // Determinism: every host's random choices (initial sequence numbers,
 // ephemeral ports, IP IDs) come from [Options.Seed] and the host's creation
 // order; queues wait instead of dropping, and the few that cannot wait
 // count what they drop ([HostStats.SendDrops], [SegmentStats.CaptureDrops]).
-// gVisor's TCP timers run on real time; the code under test should take its
-// time from a [ManualClock]. Goroutine scheduling still varies, so tests
-// should assert on what arrives, not on interleavings.
+// By default gVisor's TCP timers and timestamps run on real time; with
+// [Options.Clock] they run on a [ManualClock] (give the code under test the
+// same one), and a scenario whose steps wait for one another (a ping, a
+// request and its answer, a close) gives a byte-identical pcap of every
+// link run after run. Goroutine scheduling still varies, so what runs
+// concurrently (a bulk transfer, two clients at once) is not repeatable
+// packet for packet: such tests should assert on what arrives.
 //
 // The lab imports nothing from fwx; tests wire fwx between segments
 // themselves.

@@ -121,6 +121,9 @@ func (h *Host) newStack() *stack.Stack {
 		RandSource:         rnd,
 		SecureRNG:          secure,
 	}
+	if c := h.net.opts.Clock; c != nil {
+		opts.Clock = c
+	}
 	if h.net.opts.IPv6 {
 		// The zero ipv6.Options turn off DAD, router solicitation and MLD:
 		// a lab host speaks only when spoken to, and an address is
@@ -134,7 +137,27 @@ func (h *Host) newStack() *stack.Stack {
 	sack := tcpip.TCPSACKEnabled(true)
 	st.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
 	st.SetICMPLimit(rate.Inf)
+	if h.net.opts.Clock != nil {
+		fixWindow(st)
+	}
 	return st
+}
+
+// fixedWindow is the receive buffer of a deterministic lab's hosts: the
+// largest that a window scale of 12 describes. gVisor advertises a quarter
+// of the free buffer, scaled, so the field reads 16383 while less than
+// 16 KiB are in use.
+const fixedWindow = 65535<<12 + 1<<12 - 1
+
+// fixWindow makes the window a host advertises independent of when its
+// applications read: the window in an ACK reflects how much of the
+// receive buffer is in use when the ACK is built, and whether an
+// application that was woken up has read by then is a matter of goroutine
+// scheduling. The buffer is only an allowance: nothing is allocated for it.
+func fixWindow(st *stack.Stack) {
+	st.SetOption(tcpip.ReceiveBufferSizeOption{Min: 4096, Default: fixedWindow, Max: fixedWindow})
+	opt := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: fixedWindow, Max: fixedWindow}
+	st.SetTransportProtocolOption(tcp.ProtocolNumber, &opt)
 }
 
 // setup creates the NIC, adds the first address and the default routes.

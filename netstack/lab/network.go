@@ -18,6 +18,20 @@ type Options struct {
 	// and without IPv6 a host never sends anything it was not asked to.
 	IPv6 bool
 
+	// Clock, if set, makes the hosts deterministic. Their stacks' TCP
+	// timestamps, RTT estimates and timers (retransmission, TIME-WAIT,
+	// keepalive) run on it, and pcap records ([Segment.Pcap]) are stamped
+	// with it. Their TCP receive buffers are set so large (256 MiB, an
+	// allowance, not an allocation) that the window they advertise does
+	// not move while less than 16 KiB wait to be read: otherwise it would
+	// depend on whether an application had read when an ACK was built.
+	// With the same Seed, a scenario whose steps wait for one another then
+	// puts the same packets on every link, byte for byte, run after run.
+	// A host's timers fire only when the test advances the clock; in a lab
+	// nothing is lost, so a run that does not advance it needs none. Nil
+	// means real time and ordinary buffers, as a real host has.
+	Clock *ManualClock
+
 	// Logf, if set, receives one line per packet crossing a segment, in
 	// either direction, decoded with [PacketString], and a line when a
 	// queue drops a packet. Pass a testing.TB's Logf to see a run's

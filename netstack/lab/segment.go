@@ -27,6 +27,7 @@ type Segment struct {
 	dev  *memtun.Device
 
 	capture chan []byte
+	pcap    atomic.Pointer[pcap] // the recording Pcap started, if any
 
 	mu struct {
 		sync.RWMutex
@@ -98,6 +99,7 @@ func (s *Segment) Inject(pkt []byte) error {
 // inject hands pkt to the device; from names the sender in the log.
 func (s *Segment) inject(pkt []byte, from string) error {
 	s.net.logPacket(s.name, from, "fwx", pkt)
+	s.record(pkt)
 	if err := s.dev.Inject(pkt); err != nil {
 		return fmt.Errorf("lab: segment %s: %w", s.name, err)
 	}
@@ -128,6 +130,7 @@ func (s *Segment) Stats() SegmentStats {
 // the code under test that called Write, and pkt is only valid until it
 // returns.
 func (s *Segment) deliver(pkt []byte) {
+	s.record(pkt)
 	if h := s.owner(pkt); h != nil {
 		s.net.logPacket(s.name, "fwx", h.name, pkt)
 		if h.deliver(pkt) {
@@ -144,6 +147,13 @@ func (s *Segment) deliver(pkt []byte) {
 	default:
 		s.stats.captureDrops.Add(1)
 		s.net.logPacket(s.name, "fwx", "capture (queue full, dropped)", pkt)
+	}
+}
+
+// record adds pkt to the segment's pcap, if one is being recorded.
+func (s *Segment) record(pkt []byte) {
+	if p := s.pcap.Load(); p != nil {
+		p.record(pkt)
 	}
 }
 

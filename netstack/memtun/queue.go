@@ -17,8 +17,8 @@ type queue struct {
 	slots    [QueueLen][]byte // slots[i] holds a packet while i is in [head, head+n)
 	spare    [QueueLen][]byte // spare[:nspare] are buffers for the next packets, last freed first
 	nspare   int
-	head     int              // index of the oldest packet
-	n        int              // packets queued
+	head     int // index of the oldest packet
+	n        int // packets queued
 	closed   bool
 	nonEmpty sync.Cond // signalled when n goes up or the queue closes
 	nonFull  sync.Cond // signalled when n goes down or the queue closes
