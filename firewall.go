@@ -75,7 +75,9 @@ func New(cfg Config) (*Firewall, error) {
 		Ports:     hostPorts(cfg.Host),
 		// Host sockets carry TCP as streams: every TCP flow is
 		// terminated in the inside netstack.
-		UserModeTCP: cfg.Host != nil,
+		UserModeTCP:         cfg.Host != nil,
+		InsideNetworks:      append([]netip.Prefix{cfg.InsideAddr.Masked()}, opts.InsideNetworks...),
+		SpecialDestinations: opts.SpecialDestinations,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fwx: %w", err)
@@ -175,6 +177,10 @@ func (fw *Firewall) Session(client netip.Addr) *session.Session { return fw.sess
 
 // Flows returns the number of live flows.
 func (fw *Firewall) Flows() int { return fw.table.Len() }
+
+// Stats returns the NAT table's counters: live flows and mappings, packets
+// dropped by reason, flows reclaimed early.
+func (fw *Firewall) Stats() nat.Stats { return fw.table.Stats() }
 
 // Run forwards packets until ctx is done or a device fails. Run owns the
 // devices: it closes both before it returns, and it ends every flow, so the

@@ -12,13 +12,13 @@ import (
 
 // outbound returns the flow for a packet from the inside endpoint src to
 // dst, creating it (and its mapping) when a pinhole or the policy allows,
-// or nil when neither does.
-func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
+// or nil and the reason when it may not be created.
+func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, DropReason) {
 	t.mu.Lock()
 	// Another packet may have created the flow meanwhile.
 	if f := t.live(true, flowKey{p, src, dst}, now); f != nil {
 		t.mu.Unlock()
-		return f
+		return f, 0
 	}
 	e := t.outboundExpectLocked(p, src.Addr(), dst, now)
 	t.mu.Unlock()
@@ -33,8 +33,8 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	} else {
 		d := t.cfg.Decider.Outbound(p, src, dst)
 		if !d.Allow {
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule}, now)
-			return nil
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule, Reason: DropPolicy}, now)
+			return nil, DropPolicy
 		}
 		fs.rule, fs.userMode, fs.protocol, fs.filter = d.Rule, d.UserMode, d.Protocol, d.Filter
 	}
@@ -42,7 +42,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 	t.mu.Lock()
 	if f := t.live(true, flowKey{p, src, dst}, now); f != nil {
 		t.mu.Unlock()
-		return f
+		return f, 0
 	}
 	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
 	m := t.mappings[mapKey{p, src}]
@@ -55,8 +55,8 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 		if (m != nil && m.external != pinned) || (m == nil && e.portHanded) {
 			t.mu.Unlock()
 			t.notifyEnded(ended, now)
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "pinned-port-taken"}, now)
-			return nil
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "pinned-port-taken", Reason: DropNoPort}, now)
+			return nil, DropNoPort
 		}
 		e.portHanded = true
 	}
@@ -68,13 +68,13 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 		}
 		t.mu.Unlock()
 		t.notifyEnded(ended, now)
-		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule}, now)
-		return nil
+		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule, Reason: DropPolicy}, now)
+		return nil, DropPolicy
 	}
 	if m == nil && pinned.IsValid() {
 		m = &mapping{table: t, proto: p, inside: src, external: pinned}
 		t.mappings[mapKey{p, src}] = m
-		t.byExt[mapKey{p, m.external}] = m
+		t.addMappingLocked(m)
 	}
 	if m == nil {
 		extAddr := t.cfg.External
@@ -85,28 +85,29 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) *Flow {
 		if !ok {
 			t.mu.Unlock()
 			t.notifyEnded(ended, now)
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port"}, now)
-			return nil
+			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port", Reason: DropNoPort}, now)
+			return nil, DropNoPort
 		}
 		m = &mapping{table: t, proto: p, inside: src, external: netip.AddrPortFrom(extAddr, port)}
 		t.mappings[mapKey{p, src}] = m
-		t.byExt[mapKey{p, m.external}] = m
+		t.addMappingLocked(m)
 	}
 	f := t.newFlowLocked(m, fs, now)
 	t.mu.Unlock()
 	t.notifyEnded(ended, now)
 	t.started(f)
-	return f
+	return f, 0
 }
 
 // inbound returns a new flow for a packet from src on the outside to the
-// external endpoint dst that matched no flow, or nil when neither a pinhole,
-// a mapping's filtering nor a published server admits it.
-func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *Flow {
+// external endpoint dst that matched no flow, or nil and the reason when
+// neither a pinhole, a mapping's filtering nor a published server admits
+// it.
+func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (*Flow, DropReason) {
 	t.mu.Lock()
 	if f := t.live(false, flowKey{p, dst, src}, now); f != nil {
 		t.mu.Unlock()
-		return f
+		return f, 0
 	}
 	m := t.byExt[mapKey{p, dst}]
 	opening := p != TCP || syn
@@ -130,7 +131,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 		t.mu.Unlock()
 		t.notifyEnded(ended, now)
 		t.started(f)
-		return f
+		return f, 0
 	case m.expect != nil:
 		fs.rule = m.expect.Rule // a bind that does not admit src
 	case m.static:
@@ -148,31 +149,35 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) *
 		// Unsolicited or filtered out: dropped without a reply (RFC 5382
 		// REQ-4). Only packets that could open a flow are logged, so a
 		// stray ACK does not fill the log.
-		if opening {
-			rule := "default-deny"
-			if fs.rule != "" {
-				rule = fs.rule
-			}
-			t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: rule}, now)
+		if !opening {
+			return nil, DropStale
 		}
-		return nil
+		rule, why := "default-deny", DropUnsolicited
+		if fs.rule != "" {
+			rule = fs.rule
+		}
+		if m != nil && m.static {
+			why = DropPolicy // a published server's rule refused the source
+		}
+		t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: rule, Reason: why}, now)
+		return nil, why
 	}
 	t.mu.Lock()
 	if f := t.live(false, flowKey{p, dst, src}, now); f != nil {
 		t.mu.Unlock()
-		return f
+		return f, 0
 	}
 	ended := t.endExpiredLocked(flowKey{p, m.inside, src}, now)
 	if t.byExt[mapKey{p, dst}] != m { // the mapping ended meanwhile
 		t.mu.Unlock()
 		t.notifyEnded(ended, now)
-		return nil
+		return nil, DropUnsolicited
 	}
 	f := t.newFlowLocked(m, fs, now)
 	t.mu.Unlock()
 	t.notifyEnded(ended, now)
 	t.started(f)
-	return f
+	return f, 0
 }
 
 func (t *Table) started(f *Flow) {

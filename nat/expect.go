@@ -201,7 +201,7 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 	}
 	m := &mapping{table: t, proto: e.Proto, inside: e.Inside, external: e.External, expect: e}
 	e.mapping = m
-	t.byExt[k] = m
+	t.addMappingLocked(m)
 	return nil
 }
 

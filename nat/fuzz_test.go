@@ -25,6 +25,9 @@ func FuzzTranslate(f *testing.F) {
 	buf := make([]byte, nat.MaxReplyLen)
 	n := nat.BuildICMPError(buf, &sent, tcpip.AddrFrom4([4]byte{203, 0, 113, 1}), header.ICMPv4DstUnreachable, header.ICMPv4PortUnreachable)
 	f.Add(bytes.Clone(buf[:n]), true)
+	// IP options: a source route (dropped) and a record route (passed).
+	f.Add(withOptions(lab.UDPPacket(client, server, nil), lsrr), false)
+	f.Add(withOptions(lab.UDPPacket(server, netip.AddrPortFrom(ext, client.Port()), nil), recordRoute), true)
 	f.Fuzz(func(t *testing.T, pkt []byte, inbound bool) {
 		tab, _ := newTable(t, nat.Config{Filtering: nat.EndpointIndependent})
 		// Open a flow so fuzzed inbound packets can match one.

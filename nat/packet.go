@@ -42,13 +42,14 @@ type Packet struct {
 	// TCPFlags holds the flags of a TCP packet.
 	TCPFlags header.TCPFlags
 	// ICMPType and ICMPCode hold the type and code of an ICMP packet.
-	ICMPType header.ICMPv4Type
-	ICMPCode header.ICMPv4Code
-	b        []byte       // the whole IP packet, trimmed to its total length
-	partial  bool         // the L4 checksum is a partial pseudo-header sum (virtio NEEDS_CSUM)
-	l4       int          // offset of the transport header in b
-	inner    int          // offset of the quoted IP header in b (Error only)
-	quoted   QuotedPacket // the packet an ICMP error quotes
+	ICMPType     header.ICMPv4Type
+	ICMPCode     header.ICMPv4Code
+	b            []byte       // the whole IP packet, trimmed to its total length
+	partial      bool         // the L4 checksum is a partial pseudo-header sum (virtio NEEDS_CSUM)
+	sourceRouted bool         // the IP header carries a source-route option (LSRR, SSRR)
+	l4           int          // offset of the transport header in b
+	inner        int          // offset of the quoted IP header in b (Error only)
+	quoted       QuotedPacket // the packet an ICMP error quotes
 }
 
 // QuotedPacket is the packet an ICMP error quotes, parsed as far as the
@@ -109,6 +110,13 @@ func Parse(b []byte) Packet {
 	ip = header.IPv4(b)
 	if !ip.IsChecksumValid() {
 		return p
+	}
+	if hl > header.IPv4MinimumSize {
+		routed, ok := sourceRouted(b[header.IPv4MinimumSize:hl])
+		if !ok {
+			return p
+		}
+		p.sourceRouted = routed
 	}
 	p.b = b
 	p.l4 = hl

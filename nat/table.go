@@ -49,8 +49,14 @@ type Denial struct {
 	Src    netip.AddrPort
 	Dst    netip.AddrPort
 	// Rule names the rule that denied the flow: a policy rule, or
-	// "default-deny" for unsolicited inbound traffic.
+	// "default-deny" for unsolicited inbound traffic, or the Reason.
 	Rule string
+	// Reason is why the flow was refused.
+	Reason DropReason
+	// Count is how many refusals the record stands for: refusals that
+	// come in floods (a client over its limits) are reported once per
+	// client and interval, with their number. At least 1.
+	Count uint64
 }
 
 // Observer is told when flows start, are denied and end; fwx's firewall log
@@ -101,6 +107,15 @@ type Config struct {
 	// UserModeTCP sends every TCP flow to the user-mode path: in host mode
 	// TCP reaches the outside only through host sockets.
 	UserModeTCP bool
+	// InsideNetworks are the networks of the inside: packets from the
+	// inside with another source are dropped, and packets from the
+	// outside with one of these sources too (BCP 38). Empty means any
+	// unicast source may come from the inside.
+	InsideNetworks []netip.Prefix
+	// SpecialDestinations are the loopback, multicast and broadcast
+	// destinations that may be forwarded from the inside (the policy's
+	// rules still decide); others are dropped.
+	SpecialDestinations []netip.Prefix
 }
 
 // Ports makes the table's external ports real on a host. In fwx's host
@@ -148,9 +163,13 @@ type mapKey struct {
 // Lock order: mu, then a shard's mu. Per-packet lookups take a shard's read
 // lock only; mu is taken when flows are created or removed.
 type Table struct {
-	cfg    Config
-	shards [shardCount]shard
-	flows  atomic.Int64
+	cfg        Config
+	shards     [shardCount]shard
+	flows      atomic.Int64
+	nmappings  atomic.Int64
+	drops      [NumDropReasons]atomic.Uint64
+	earlyDrops atomic.Uint64
+	ingress    ingress
 
 	mu       sync.Mutex
 	mappings map[mapKey]*mapping        // by inside endpoint
@@ -177,6 +196,7 @@ func New(cfg Config) (*Table, error) {
 		byExt:    make(map[mapKey]*mapping),
 		expects:  make(map[expectKey]*Expectation),
 		alloc:    newAllocator(cfg.Rand, cfg.Ports),
+		ingress:  newIngress(&cfg),
 	}
 	for i := range t.shards {
 		t.shards[i].out = make(map[flowKey]*Flow)
@@ -213,7 +233,7 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	}
 	m := &mapping{table: t, proto: p, inside: server, external: external, static: true}
 	t.mappings[mapKey{p, server}] = m
-	t.byExt[mapKey{p, external}] = m
+	t.addMappingLocked(m)
 	return nil
 }
 
@@ -417,8 +437,15 @@ func (t *Table) dropMappingLocked(m *mapping) {
 	}
 	if t.byExt[mapKey{m.proto, m.external}] == m {
 		delete(t.byExt, mapKey{m.proto, m.external})
+		t.nmappings.Add(-1)
 		t.alloc.release(m.proto, m.external)
 	}
+}
+
+// addMappingLocked indexes mapping m by its external endpoint.
+func (t *Table) addMappingLocked(m *mapping) {
+	t.byExt[mapKey{m.proto, m.external}] = m
+	t.nmappings.Add(1)
 }
 
 // Expire ends every flow whose timer ran out at now. Lookups already ignore
@@ -486,7 +513,11 @@ func (t *Table) Admit(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
 	if f := t.lookup(false, flowKey{p, dst, src}, n); f != nil {
 		return f
 	}
-	return t.inbound(p, src, dst, true, n)
+	f, why := t.inbound(p, src, dst, true, n)
+	if f == nil {
+		t.drops[why].Add(1)
+	}
+	return f
 }
 
 // LookupInbound returns the live flow a packet from the outside endpoint

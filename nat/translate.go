@@ -49,25 +49,25 @@ func (v Verdict) String() string {
 //
 //	inside packet ─► parse ─► to fwx? ─► ICMP error? ─► flow lookup ─► policy on miss ─► SNAT ─► hairpin?
 func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
+	n := now.UnixNano()
 	switch p.Kind {
-	case Invalid, Fragment:
-		return Drop
+	case Invalid:
+		return t.drop(DropInvalid)
+	case Fragment:
+		return t.drop(DropFragment)
+	}
+	if why, bad := t.fromInside(p); bad {
+		return t.refuseIngress(p, Outbound, why, n)
+	}
+	switch p.Kind {
 	case Error:
-		return t.outboundError(p, now.UnixNano())
+		return t.outboundError(p, n)
 	case Query:
 		if p.ICMPType != header.ICMPv4Echo {
-			return Drop // inside hosts do not answer pings from the outside
+			return t.drop(DropStale) // inside hosts do not answer pings from the outside
 		}
 	}
 	dst := p.Dst.Addr()
-	n := now.UnixNano()
-	if src := p.Src.Addr(); src == t.cfg.External || src == t.cfg.Internal {
-		// fwx's own address cannot be a client's: a spoofed packet, or a
-		// routing loop (in host mode, fwx's own sockets routed back into
-		// its TUN). Passing it on would feed the loop.
-		t.denied(Denial{Proto: p.Proto, Origin: Outbound, Src: p.Src, Dst: p.Dst, Rule: "own-address"}, n)
-		return Drop
-	}
 	f := t.lookup(true, flowKey{p.Proto, p.Src, p.Dst}, n)
 	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
 		f = t.reopen(f, Outbound, n)
@@ -78,20 +78,23 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		}
 		// Only a SYN opens a TCP flow; anything else is stale or forged.
 		if p.Proto == TCP && !p.opens() {
-			return Drop
+			return t.drop(DropStale)
 		}
-		if f = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
+		var why DropReason
+		if f, why = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
+			t.drops[why].Add(1)
 			return Reject
 		}
 	}
 	if f.inboundOnly {
-		return Drop
+		return t.drop(DropInboundOnly)
 	}
 	t.account(f, p, true, n)
 	if f.userMode {
 		return Divert
 	}
 	if !p.DecrementTTL() {
+		t.drops[DropTTL].Add(1)
 		return TimeExceeded
 	}
 	p.SetSource(f.external)
@@ -108,6 +111,16 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		return Hairpin
 	}
 	return Forward
+}
+
+// refuseIngress drops a packet that failed the ingress checks, counting
+// why; one that could open a flow is also reported as denied, so the log
+// says why a misconfigured client gets nowhere.
+func (t *Table) refuseIngress(p *Packet, dir Direction, why DropReason, now int64) Verdict {
+	if p.Kind == Transport && (p.Proto != TCP || p.opens()) || p.Kind == Query {
+		t.denied(Denial{Proto: p.Proto, Origin: dir, Src: p.Src, Dst: p.Dst, Rule: why.String(), Reason: why}, now)
+	}
+	return t.drop(why)
 }
 
 // opens reports whether a TCP packet is a bare SYN, the only packet that
@@ -131,27 +144,33 @@ func (t *Table) hasExpectation(p *Packet, now int64) bool {
 //
 //	outside packet ─► parse ─► to fwx? ─► ICMP error? ─► flow lookup ─► filtering/publishing on miss ─► DNAT
 func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
+	n := now.UnixNano()
 	switch p.Kind {
-	case Invalid, Fragment:
-		return Drop
+	case Invalid:
+		return t.drop(DropInvalid)
+	case Fragment:
+		return t.drop(DropFragment)
+	}
+	if why, bad := t.fromOutside(p); bad {
+		return t.refuseIngress(p, Inbound, why, n)
 	}
 	if p.Dst.Addr() != t.cfg.External {
 		// Addressed past fwx, to an inside host or elsewhere: nothing
 		// reaches the inside unasked. Logged like any unsolicited flow.
 		if p.Kind == Transport && (p.Proto != TCP || p.opens()) {
-			t.denied(Denial{Proto: p.Proto, Origin: Inbound, Src: p.Src, Dst: p.Dst, Rule: "default-deny"}, now.UnixNano())
+			t.denied(Denial{Proto: p.Proto, Origin: Inbound, Src: p.Src, Dst: p.Dst, Rule: "default-deny", Reason: DropUnsolicited}, n)
 		}
-		return Drop
+		return t.drop(DropUnsolicited)
 	}
 	switch p.Kind {
 	case Error:
-		return t.inboundError(p, now.UnixNano())
+		return t.inboundError(p, n)
 	case Query:
 		if p.ICMPType == header.ICMPv4Echo {
 			return Local
 		}
 	}
-	return t.translateInbound(p, now.UnixNano())
+	return t.translateInbound(p, n)
 }
 
 func (t *Table) translateInbound(p *Packet, n int64) Verdict {
@@ -161,10 +180,11 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 	}
 	if f == nil {
 		if p.Kind == Query {
-			return Drop // an echo reply nobody asked for
+			return t.drop(DropStale) // an echo reply nobody asked for
 		}
-		if f = t.inbound(p.Proto, p.Src, p.Dst, p.opens(), n); f == nil {
-			return Drop
+		var why DropReason
+		if f, why = t.inbound(p.Proto, p.Src, p.Dst, p.opens(), n); f == nil {
+			return t.drop(why)
 		}
 	}
 	t.account(f, p, false, n)
@@ -172,6 +192,7 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 		return Divert
 	}
 	if !p.DecrementTTL() {
+		t.drops[DropTTL].Add(1)
 		return TimeExceeded
 	}
 	p.SetDestination(f.inside)
@@ -190,11 +211,11 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	f := t.lookup(false, flowKey{q.Proto, q.Src, q.Dst}, n)
 	switch {
 	case f == nil:
-		return Drop
+		return t.drop(DropStale)
 	case f.userMode:
 		return Divert
 	case !p.DecrementTTL():
-		return Drop
+		return t.drop(DropTTL)
 	}
 	p.SetQuotedSource(f.inside)
 	if f.target != f.remote {
@@ -211,8 +232,11 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 func (t *Table) outboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
 	f := t.lookup(true, flowKey{q.Proto, q.Dst, q.Src}, n)
-	if f == nil || f.userMode || !p.DecrementTTL() {
-		return Drop
+	switch {
+	case f == nil || f.userMode:
+		return t.drop(DropStale)
+	case !p.DecrementTTL():
+		return t.drop(DropTTL)
 	}
 	if f.target != f.remote {
 		p.SetQuotedSource(f.remote)

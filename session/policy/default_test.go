@@ -2,6 +2,7 @@ package policy
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -35,10 +36,10 @@ func TestDefault(t *testing.T) {
 			t.Errorf("Parse(DefaultYAML).Decide(%+v) = %+v; Default() gives %+v", f, got, want)
 		}
 	}
-	if got, want := parsed.Options(), def.Options(); got != want {
+	if got, want := parsed.Options(), def.Options(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse(DefaultYAML).Options() = %+v; Default() gives %+v", got, want)
 	}
-	if got := def.Options(); got != (Options{Reject: RejectReply, Filtering: AddressDependent, Timeouts: DefaultTimeouts()}) {
+	if got := def.Options(); !reflect.DeepEqual(got, Options{Reject: RejectReply, Filtering: AddressDependent, Timeouts: DefaultTimeouts()}) {
 		t.Errorf("Default().Options() = %+v; want the defaults", got)
 	}
 	if len(def.Publications()) != 0 || len(parsed.Publications()) != 0 {
@@ -79,7 +80,7 @@ func TestExampleFile(t *testing.T) {
 	if len(pubs) != 3 || pubs[1].Name != "www-default-port" || pubs[1].Listen.Port() != 80 || pubs[2].Server != mustAddrPort("10.0.0.3:27015") {
 		t.Errorf("Publications() = %+v", pubs)
 	}
-	if got := p.Options(); got != (Options{Timeouts: DefaultTimeouts()}) {
+	if got := p.Options(); !reflect.DeepEqual(got, Options{Timeouts: DefaultTimeouts()}) {
 		t.Errorf("Options() = %+v; want the defaults, which the example spells out", got)
 	}
 }

@@ -53,6 +53,10 @@
 //	    tcp-transitory: 4m
 //	    tcp-rst: 4m
 //	    icmp: 60s
+//	  inside-networks: [10.1.0.0/16]      # inside networks besides the one of fwx's inside
+//	                                      # address; other inside sources are dropped (BCP 38)
+//	  special-destinations: [239.0.0.0/8] # loopback/multicast/broadcast destinations that may
+//	                                      # be forwarded (default: none)
 //
 // A list of one may be written as a single value (from: internal). Names
 // are 1 to 64 letters, digits, '-', '_' or '.'. YAML anchors and aliases are

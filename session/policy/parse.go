@@ -477,7 +477,65 @@ func (d *decoder) options(n *yaml.Node, p pos, o *Options) {
 				field{name: "icmp", decode: d.duration(&t.ICMP)},
 			)
 		}},
+		field{name: "inside-networks", decode: func(v *yaml.Node, p pos) {
+			o.InsideNetworks = d.prefixes(v, p, func(pfx netip.Prefix) error {
+				if !pfx.Addr().Is4() {
+					return fmt.Errorf("%v: only IPv4 inside networks for now", pfx)
+				}
+				if isSpecial(pfx) {
+					return fmt.Errorf("%v is a loopback, multicast, broadcast or reserved block, never a host's source", pfx)
+				}
+				return nil
+			})
+		}},
+		field{name: "special-destinations", decode: func(v *yaml.Node, p pos) {
+			o.SpecialDestinations = d.prefixes(v, p, func(pfx netip.Prefix) error {
+				if !pfx.Addr().Is4() || !isSpecial(pfx) {
+					return fmt.Errorf("%v is not within 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4 (loopback, multicast, broadcast); ordinary destinations need no option", pfx)
+				}
+				return nil
+			})
+		}},
 	)
+}
+
+// prefixes decodes a list of prefixes or addresses, each checked by check.
+func (d *decoder) prefixes(n *yaml.Node, p pos, check func(netip.Prefix) error) []netip.Prefix {
+	var out []netip.Prefix
+	d.list(n, p, func(v *yaml.Node, p pos) {
+		s, ok := d.scalar(v, p)
+		if !ok {
+			return
+		}
+		pfx, err := parsePrefix(s)
+		if err == nil {
+			err = check(pfx)
+		}
+		if err != nil {
+			d.errorf(p, "%v", err)
+			return
+		}
+		out = append(out, pfx)
+	})
+	return out
+}
+
+// isSpecial reports whether IPv4 prefix pfx lies within a block that is
+// never a unicast host: 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 (multicast) or
+// 240.0.0.0/4 (reserved, limited broadcast).
+func isSpecial(pfx netip.Prefix) bool {
+	if !pfx.Addr().Is4() {
+		return false
+	}
+	for _, b := range []netip.Prefix{
+		netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("224.0.0.0/4"), netip.MustParsePrefix("240.0.0.0/4"),
+	} {
+		if b.Bits() <= pfx.Bits() && b.Contains(pfx.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // duration returns a field decoder for a positive Go duration such as "5m".

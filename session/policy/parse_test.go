@@ -3,7 +3,9 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +164,10 @@ publish:
 		{"listen port out of range", "publish:\n  - {name: p, protocol: any-tcp, listen: \":65536\", server: 10.0.0.2}\n", 2, "publish[0].listen", "bad listen port"},
 		{"listen multicast", "publish:\n  - {name: p, protocol: any-tcp, listen: \"[ff02::1]:80\", server: 10.0.0.2}\n", 2, "publish[0].listen", "not a unicast address"},
 
+		{"inside network multicast", "options:\n  inside-networks: [10.1.0.0/16, 224.0.0.0/8]\n", 2, "options.inside-networks[1]", "never a host's source"},
+		{"inside network prefix", "options:\n  inside-networks: 10.1.0.1/16\n", 2, "options.inside-networks", "bits set after the /16"},
+		{"special destination unicast", "options:\n  special-destinations: [239.0.0.0/8, 10.0.0.0/8]\n", 2, "options.special-destinations[1]", "ordinary destinations need no option"},
+
 		// Shapes.
 		{"rules not a list", "rules:\n  name: r\n", 2, "rules", "must be a list, not a mapping"},
 		{"rule not a mapping", "rules:\n  - allow-all\n", 2, "rules[0]", "must be a mapping, not a scalar"},
@@ -265,6 +271,10 @@ func TestParseValid(t *testing.T) {
 				UDP: 30 * time.Second, TCPSynSent: 2 * time.Minute, TCPSynRecv: 20 * time.Second,
 				TCPEstablished: 2*time.Hour + 4*time.Minute, TCPTransitory: 4 * time.Minute,
 				TCPRST: 4 * time.Minute, ICMP: 90 * time.Second}}},
+		{"inside networks and special destinations", "options:\n  inside-networks: [10.1.0.0/16, 192.168.7.9]\n  special-destinations: 239.255.255.250\n",
+			Options{Timeouts: DefaultTimeouts(),
+				InsideNetworks:      []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.168.7.9/32")},
+				SpecialDestinations: []netip.Prefix{netip.MustParsePrefix("239.255.255.250/32")}}},
 		{"address-and-port-dependent", "options:\n  filtering: address-and-port-dependent\n",
 			Options{Filtering: AddressAndPortDependent, Timeouts: DefaultTimeouts()}},
 		{"scalar lists", "networks:\n  lab: 10.0.0.0/8\nprotocols:\n  - {name: w, transport: tcp, ports: 80}\nrules:\n  - {name: r, action: allow, from: lab, to: external, protocols: w}\n",
@@ -277,7 +287,7 @@ func TestParseValid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustParse(t, tt.src)
-			if got := p.Options(); got != tt.opts {
+			if got := p.Options(); !reflect.DeepEqual(got, tt.opts) {
 				t.Errorf("Options() = %+v; want %+v", got, tt.opts)
 			}
 		})
@@ -305,7 +315,7 @@ func TestEmptyDeniesEverything(t *testing.T) {
 			if _, ok := p.Published(TCP, mustAddrPort("192.0.2.1:80"), mustAddr("198.51.100.1")); ok {
 				t.Error("Published found a publication in an empty policy")
 			}
-			if got := p.Options(); got != (Options{Timeouts: DefaultTimeouts()}) {
+			if got := p.Options(); !reflect.DeepEqual(got, Options{Timeouts: DefaultTimeouts()}) {
 				t.Errorf("Options() = %+v; want defaults", got)
 			}
 		})

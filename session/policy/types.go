@@ -1,9 +1,10 @@
 package policy
 
 import (
-	"github.com/fwx-dev/fwx/nat"
-
+	"net/netip"
 	"strconv"
+
+	"github.com/fwx-dev/fwx/nat"
 )
 
 // Transport is the transport protocol of a flow or of a protocol
@@ -147,4 +148,12 @@ type Options struct {
 	Filtering Filtering
 	// Timeouts are the flows' idle timeouts.
 	Timeouts Timeouts
+	// InsideNetworks are networks on the inside besides the one of fwx's
+	// inside address (routed subnets, a VPN's peers): packets from the
+	// inside with a source in none of them are dropped as spoofed (BCP 38).
+	InsideNetworks []netip.Prefix
+	// SpecialDestinations are the loopback, multicast and broadcast
+	// destinations fwx may forward from the inside, still subject to the
+	// access rules. By default none is.
+	SpecialDestinations []netip.Prefix
 }

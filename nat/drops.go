@@ -1,0 +1,103 @@
+package nat
+
+import "strconv"
+
+// DropReason says why the table dropped a packet or refused a new flow.
+// Each reason has a counter ([Table.Stats]); its String is a stable label
+// for status output and metrics.
+type DropReason uint8
+
+// Reasons for a drop.
+const (
+	// DropInvalid: a malformed packet, or a kind fwx does not forward.
+	DropInvalid DropReason = iota
+	// DropFragment: an IPv4 fragment (fwx does not reassemble).
+	DropFragment
+	// DropSpoofedSource: from the inside, a source outside the inside
+	// networks; from the outside, a source inside them (BCP 38).
+	DropSpoofedSource
+	// DropMartianSource: an unspecified (0.0.0.0/8), loopback, multicast,
+	// broadcast or reserved (240.0.0.0/4) source (RFC 6890).
+	DropMartianSource
+	// DropMartianDestination: a loopback, multicast, broadcast,
+	// unspecified or reserved destination that no option lets through.
+	DropMartianDestination
+	// DropSourceRoute: an IP source-route option (LSRR, SSRR).
+	DropSourceRoute
+	// DropBadTCPFlags: a TCP flag set no connection sends (SYN+FIN,
+	// SYN+RST, no flags, FIN without ACK, ...).
+	DropBadTCPFlags
+	// DropOwnAddress: one of fwx's own addresses as the source.
+	DropOwnAddress
+	// DropUnsolicited: from the outside, matching no flow, and admitted
+	// by no pinhole, mapping or published server.
+	DropUnsolicited
+	// DropPolicy: a new flow the policy denies (or a pinhole used up).
+	DropPolicy
+	// DropStale: a packet that cannot open a flow and matches none: a TCP
+	// segment other than a SYN, an ICMP error or reply about nothing fwx
+	// knows.
+	DropStale
+	// DropInboundOnly: the inside answering on a flow that may only
+	// receive (a UDP bind without Bidirectional).
+	DropInboundOnly
+	// DropTTL: the TTL ran out (fwx answers with time exceeded).
+	DropTTL
+	// DropNoPort: no external port was free for a new mapping.
+	DropNoPort
+	// DropTableFull: the table holds its maximum number of flows and none
+	// could be reclaimed.
+	DropTableFull
+	// DropClientFlows: the client has its maximum of concurrent flows.
+	DropClientFlows
+	// DropClientHalfOpen: the client has its maximum of TCP connections
+	// whose handshake has not completed.
+	DropClientHalfOpen
+	// DropClientRate: the client opens new flows faster than its rate.
+	DropClientRate
+
+	// NumDropReasons is the number of reasons.
+	NumDropReasons
+)
+
+var dropNames = [NumDropReasons]string{
+	"invalid", "fragment", "spoofed-source", "martian-source", "martian-destination",
+	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
+	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
+	"client-half-open", "client-rate",
+}
+
+// String returns the reason's label, as in "spoofed-source".
+func (r DropReason) String() string {
+	if r < NumDropReasons {
+		return dropNames[r]
+	}
+	return "drop-reason-" + strconv.Itoa(int(r))
+}
+
+// Stats are the table's counters at one moment.
+type Stats struct {
+	// Flows and Mappings are the live flows and mappings.
+	Flows, Mappings int
+	// Drops counts the packets dropped and flows refused, by reason
+	// (index by [DropReason]), since the table was created.
+	Drops [NumDropReasons]uint64
+	// EarlyDrops counts the flows reclaimed before their timer ran out to
+	// make room for new ones.
+	EarlyDrops uint64
+}
+
+// Stats returns the table's counters. It takes no lock that packets take.
+func (t *Table) Stats() Stats {
+	s := Stats{Flows: t.Len(), Mappings: int(t.nmappings.Load()), EarlyDrops: t.earlyDrops.Load()}
+	for i := range s.Drops {
+		s.Drops[i] = t.drops[i].Load()
+	}
+	return s
+}
+
+// drop counts a packet dropped for reason r and returns [Drop].
+func (t *Table) drop(r DropReason) Verdict {
+	t.drops[r].Add(1)
+	return Drop
+}
