@@ -5,6 +5,9 @@ package nat
 // the attempts and decides what to write (fwx's firewall log writes one
 // record per denied flow with its count of attempts).
 func (t *Table) denied(d Denial, now int64) {
+	if d.Count == 0 {
+		d.Count = 1
+	}
 	if o := t.cfg.Observer; o != nil {
 		o.FlowDenied(d)
 	}
