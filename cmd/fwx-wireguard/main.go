@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.zx2c4.com/wireguard/conn"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" filter
+	"github.com/fwx-dev/fwx/logq"
 	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/memtun"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
@@ -104,10 +106,25 @@ func run(args []string) error {
 	}
 	diag := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
 
+	// The firewall log is written on the packet path: a logq.Writer
+	// queues it, so a slow destination costs records, never packets.
+	fwlogDst := io.Writer(os.Stdout)
+	if o.fwlog != "" {
+		f, err := os.OpenFile(o.fwlog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("--fwlog: %w", err)
+		}
+		defer f.Close()
+		fwlogDst = f
+	}
+	fwlog := logq.New(fwlogDst, logq.Options{})
+	defer fwlog.Close(5 * time.Second)
+
 	cfg, closeOutside, err := firewallConfig(o, diag)
 	if err != nil {
 		return err
 	}
+	cfg.FirewallLog = zerolog.New(fwlog)
 
 	// The tunnel's TUN and fwx's inside are the two ends of one pair.
 	wgTun, fwxTun := memtun.NewPair(o.name, o.name+"-fwx", o.mtu)
@@ -147,10 +164,10 @@ func run(args []string) error {
 }
 
 // firewallConfig builds fwx's configuration from the options, except its
-// inside, and returns a function that releases the outside if fwx does not
+// inside and its firewall log, and returns a function that releases the outside if fwx does not
 // start.
 func firewallConfig(o *options, log zerolog.Logger) (fwx.Config, func(), error) {
-	cfg := fwx.Config{Policy: policy.Default(), Log: log, FirewallLog: zerolog.New(os.Stdout)}
+	cfg := fwx.Config{Policy: policy.Default(), Log: log}
 	var err error
 	if cfg.InsideAddr, err = netip.ParsePrefix(o.inAddr); err != nil {
 		return cfg, nil, fmt.Errorf("--in-addr: %w", err)
@@ -159,13 +176,6 @@ func firewallConfig(o *options, log zerolog.Logger) (fwx.Config, func(), error) 
 		if cfg.Policy, err = policy.Load(o.policy); err != nil {
 			return cfg, nil, err
 		}
-	}
-	var fwlog io.WriteCloser
-	if o.fwlog != "" {
-		if fwlog, err = os.OpenFile(o.fwlog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err != nil {
-			return cfg, nil, fmt.Errorf("--fwlog: %w", err)
-		}
-		cfg.FirewallLog = zerolog.New(fwlog)
 	}
 	if o.out == "host" {
 		_, addr, err := hostnet.Uplink(o.outDev)
