@@ -314,3 +314,105 @@ func TestUDPConnectionKill(t *testing.T) {
 		t.Error("the killed connection was reused")
 	}
 }
+
+// TestHookingDecidesUserMode: hooking a protocol's connect or UDP events,
+// or every protocol's (AnyProtocol), is what sends its flows to the
+// user-mode path; a filter bound to a protocol whose connect events it does
+// not hook leaves them on the fast path.
+func TestHookingDecidesUserMode(t *testing.T) {
+	const anyPolicy = `
+protocols:
+  - {name: web, transport: tcp, ports: [8000], filter: probe}
+rules:
+  - {name: web-out, action: allow, from: [internal], to: [external], protocols: [web]}
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+`
+	for _, tt := range []struct {
+		name    string
+		hooks   session.Hooks
+		tcpPort uint16
+		tcp     string // the path of a TCP flow to tcpPort
+		udp     string // the path of a UDP flow (protocol any)
+	}{
+		{"any protocol, connect", session.Hooks{Events: session.EventConnectTCP, AnyProtocol: true}, 8001, "user", "fast"},
+		{"any protocol, udp", session.Hooks{Events: session.EventUDPDestination, AnyProtocol: true}, 8001, "fast", "user"},
+		{"bound, connect", session.Hooks{Events: session.EventConnectTCP}, 8000, "user", "fast"},
+		{"bound, accepted only", session.Hooks{Events: session.EventAcceptedConnection}, 8000, "fast", "fast"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			probe := newUDPProbe(nil)
+			probe.hooks = tt.hooks
+			tb := newTestbed(t, anyPolicy, withFilter("probe", probe))
+			echoTCP(t, tb.Server, tt.tcpPort)
+			echoUDP(t, tb.Server, 9999)
+			c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), tt.tcpPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			roundTrip(t, c, "tcp")
+			u, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9999))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			if got := exchange(t, u, "udp", 5*time.Second); got != "udp" {
+				t.Fatalf("UDP echo %q", got)
+			}
+			tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "protocol": "tcp", "path": tt.tcp})
+			tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "protocol": "udp", "path": tt.udp})
+			if tt.tcp == "user" {
+				if ev := probe.nextEvent(t, session.EventConnectTCP); ev.Addr.Port() != tt.tcpPort {
+					t.Errorf("connect event for %v", ev.Addr)
+				}
+			}
+			if tt.udp == "user" {
+				if ev := probe.nextEvent(t, session.EventUDPDestination); ev.Addr.Port() != 9999 {
+					t.Errorf("UDP event for %v", ev.Addr)
+				}
+			}
+		})
+	}
+}
+
+// TestIdleSessionDetachesFilters: when an idle session ends, the filters
+// attached to it are detached, once; the client's next flow attaches them
+// to a new session.
+func TestIdleSessionDetachesFilters(t *testing.T) {
+	probe := newUDPProbe(nil)
+	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
+	echoUDP(t, tb.Server, 9000)
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := exchange(t, c, "x", 5*time.Second); got != "x" {
+		t.Fatalf("echo %q", got)
+	}
+	s := tb.Session(t)
+	detached := func() int {
+		probe.mu.Lock()
+		defer probe.mu.Unlock()
+		return probe.detached
+	}
+	tb.Clock.Advance(6 * time.Minute) // the flow idles out
+	tb.FW.Expire()
+	if detached() != 0 || s.Context().Err() != nil {
+		t.Fatal("the session ended while its flow had just ended")
+	}
+	tb.Clock.Advance(11 * time.Minute)
+	tb.FW.Expire()
+	if s.Context().Err() == nil {
+		t.Fatal("the idle session lives on")
+	}
+	if n := detached(); n != 1 {
+		t.Errorf("filter detached %d times, want 1", n)
+	}
+	if got := exchange(t, c, "y", 5*time.Second); got != "y" {
+		t.Fatalf("echo after the session ended %q", got)
+	}
+	if tb.Session(t) == s {
+		t.Error("the client's new flow joined the ended session")
+	}
+}
