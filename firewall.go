@@ -140,7 +140,8 @@ func hostPorts(h *hostnet.Host) nat.Ports {
 
 // CheckPolicy makes the checks of a policy that need to know the fwx that
 // would run it, beyond what parsing checked: every filter it uses is in
-// reg (nil means [filters.Default]). New and a reload make them; `fwx
+// reg (nil means [filters.Default]), and every rule's filter_settings fit
+// the schema its filter registered with. New and a reload make them; `fwx
 // policy` makes them before anything runs. Errors carry the policy file's
 // line, as parse errors do.
 func CheckPolicy(p *policy.Policy, reg *filters.Registry) error {
@@ -151,7 +152,7 @@ func CheckPolicy(p *policy.Policy, reg *filters.Registry) error {
 	for _, e := range reg.Entries() {
 		names = append(names, e.Name)
 	}
-	return p.CheckFilters(names)
+	return errors.Join(p.CheckFilters(names), p.CheckSettings(reg.Schema))
 }
 
 // addFilters turns on the filters the policy names, in registration order;

@@ -171,6 +171,7 @@ func (u *userPath) serve() {
 					u.fw.sessions.ServeInbound(session.Incoming{
 						Peer:     c,
 						Server:   p.pub.Server,
+						Rule:     p.pub.Name,
 						Protocol: p.pub.Protocol,
 						Filter:   p.pub.Filter,
 					})

@@ -6,12 +6,18 @@ import (
 	"sync"
 
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// Entry is a registered filter: its name and how to make one.
+// Entry is a registered filter: its name, how to make one, and the
+// settings a policy rule may give it (its schema).
 type Entry struct {
 	Name string
 	New  func() session.Filter
+	// Settings declares the keys the filter takes in a rule's
+	// filter_settings; none when empty. The filter reads them from
+	// [session.Connection.Settings].
+	Settings []policy.Setting
 }
 
 // Registry is an ordered set of filters. Filters receive events in the
@@ -25,23 +31,39 @@ type Registry struct {
 // Default holds the filters compiled into fwx.
 var Default Registry
 
-// Register adds a filter to r. Registering a name twice panics: it is a
-// programming error, found at start.
-func (r *Registry) Register(name string, newFilter func() session.Filter) {
+// Register adds a filter to r, with the settings it takes in a policy
+// rule's filter_settings. Registering a name twice, or declaring a setting
+// twice or without a type, panics: it is a programming error, found at
+// start.
+func (r *Registry) Register(name string, newFilter func() session.Filter, settings ...policy.Setting) {
 	if name == "" || newFilter == nil {
 		panic("filters: Register with an empty name or nil constructor")
+	}
+	for i, s := range settings {
+		if s.Name == "" || s.Type.String() == "invalid" || slices.ContainsFunc(settings[:i], func(o policy.Setting) bool { return o.Name == s.Name }) {
+			panic(fmt.Sprintf("filters: filter %q: bad or repeated setting %q", name, s.Name))
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slices.ContainsFunc(r.entries, func(e Entry) bool { return e.Name == name }) {
 		panic(fmt.Sprintf("filters: filter %q registered twice", name))
 	}
-	r.entries = append(r.entries, Entry{name, newFilter})
+	r.entries = append(r.entries, Entry{name, newFilter, slices.Clone(settings)})
 }
 
 // Register adds a filter to [Default]; compiled-in filters call it from
 // init.
-func Register(name string, newFilter func() session.Filter) { Default.Register(name, newFilter) }
+func Register(name string, newFilter func() session.Filter, settings ...policy.Setting) {
+	Default.Register(name, newFilter, settings...)
+}
+
+// Schema returns the settings the filter registered under name takes, and
+// whether there is one: what [policy.Policy.CheckSettings] wants.
+func (r *Registry) Schema(name string) ([]policy.Setting, bool) {
+	e, ok := r.Lookup(name)
+	return e.Settings, ok
+}
 
 // Entries returns the registered filters in order.
 func (r *Registry) Entries() []Entry {

@@ -110,7 +110,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	conns := make([]*Connection, n)
 	for i := range conns {
 		c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
-		c.timeout, c.context = req.Flags&Timeout != 0, req.Context
+		c.timeout, c.context, c.settings = req.Flags&Timeout != 0, req.Context, d.Settings
 		if req.Flags&IncreaseReceiveBuffer != 0 {
 			c.rcvbuf = rcvbufIncreased
 		}

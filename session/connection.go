@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // Connection is a connection object (ISA's IFWXConnection): a port fwx
@@ -18,18 +19,19 @@ import (
 type Connection struct {
 	s        *Session
 	proto    Protocol
-	protocol string         // the policy protocol
-	filter   string         // the filter the policy binds to the protocol
-	addr     netip.AddrPort // the bound external endpoint, or the destination
-	inbound  bool           // started from the outside: a bind's or a publication's
-	peer     netip.AddrPort // the far end: the server, or the outside client
-	external netip.AddrPort // fwx's outside endpoint of a flow through fwx
-	timeout  bool           // a bind made with Timeout: forgotten once spent
-	redirect bool           // a redirect's: its event was raised when it was made
-	rcvbuf   int            // a UDP grant's receive buffer; 0: the default
-	context  any            // a grant's context, for its connections' events
-	flow     *nat.Flow      // a user-mode UDP flow's, and
-	dg       *udpConn       // its datagram queue and chain
+	protocol string          // the policy protocol
+	filter   string          // the filter the policy binds to the protocol
+	addr     netip.AddrPort  // the bound external endpoint, or the destination
+	inbound  bool            // started from the outside: a bind's or a publication's
+	peer     netip.AddrPort  // the far end: the server, or the outside client
+	external netip.AddrPort  // fwx's outside endpoint of a flow through fwx
+	timeout  bool            // a bind made with Timeout: forgotten once spent
+	redirect bool            // a redirect's: its event was raised when it was made
+	rcvbuf   int             // a UDP grant's receive buffer; 0: the default
+	context  any             // a grant's context, for its connections' events
+	settings policy.Settings // the deciding rule's filter_settings
+	flow     *nat.Flow       // a user-mode UDP flow's, and
+	dg       *udpConn        // its datagram queue and chain
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -104,6 +106,14 @@ func (c *Connection) External() netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// Settings returns the filter_settings of the policy rule that decided the
+// connection (ISA's per-rule data, PerRuleProcessedData): the access rule
+// of a client's connection, the publish rule of a published server's, and
+// for a secondary connection the rule that let the client use the
+// grant's protocol. A filter reads there the settings it declared when it
+// registered; the policy was checked against them when fwx started.
+func (c *Connection) Settings() policy.Settings { return c.settings }
 
 // ClientAddr returns the client address the connection forwards to; the
 // zero value when not known yet.

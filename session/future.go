@@ -77,7 +77,7 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		Protocol:     req.ProtocolName,
 		Filter:       d.Filter,
 	}
-	c := newGrantConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, req.Flags, req.Context)
+	c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context)
 	e.Owner = c
 	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {

@@ -31,9 +31,9 @@ func checkGrantFlags(call string, p Protocol, f, allowed Flags) error {
 
 // newGrantConnection makes the connection object of a grant: what its
 // flows' filters and events come from.
-func newGrantConnection(s *Session, p Protocol, protocol, filter string, addr netip.AddrPort, f Flags, ctx any) *Connection {
-	c := newConnection(s, p, protocol, filter, addr, netip.AddrPort{})
-	c.context = ctx
+func newGrantConnection(s *Session, p Protocol, d policy.Decision, addr netip.AddrPort, f Flags, ctx any) *Connection {
+	c := newConnection(s, p, d.Protocol, d.Filter, addr, netip.AddrPort{})
+	c.context, c.settings = ctx, d.Settings
 	if f&IncreaseReceiveBuffer != 0 {
 		c.rcvbuf = rcvbufIncreased
 	}

@@ -107,7 +107,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 		// The redirect raises the connect event of the connection now; the
 		// connection, when it comes, does not raise it again.
-		c := newGrantConnection(s, req.Protocol, req.ProtocolName, d.Filter, dst, req.Flags, req.Context)
+		c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context)
 		c.redirect = true
 		err := s.applyFactories(c, ev, dst)
 		if err == nil {

@@ -72,7 +72,7 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 	if inside, ok := s.mgr.cfg.Table.DynamicMapping(nat.UDP, external); !ok || inside.Addr() != s.client {
 		return nil, fmt.Errorf("session: %s: %v holds no mapping of %v: %w", call, external, s.client, ErrNotFound)
 	}
-	c := newGrantConnection(s, UDP, req.ProtocolName, d.Filter, external, req.Flags, req.Context)
+	c := newGrantConnection(s, UDP, d, external, req.Flags, req.Context)
 	c.timeout = req.Flags&Timeout != 0
 	err = s.applyFactories(c, EventBindUDP, external)
 	if err == nil {

@@ -80,6 +80,10 @@ func (m *Manager) newUDPConn(f *nat.Flow) *udpConn {
 	c.peer, c.inbound, c.flow, c.external = f.Remote(), f.Origin() == nat.Inbound, f, f.External()
 	u := &udpConn{m: m, c: c, owner: ownerOf(f)}
 	c.dg = u
+	c.settings = m.cfg.Policy.Settings(f.Rule(), f.Origin() == nat.Inbound)
+	if u.owner != nil {
+		c.settings = u.owner.settings
+	}
 	rcvbuf := rcvbufDefault
 	if u.owner != nil && u.owner.rcvbuf > 0 {
 		rcvbuf = u.owner.rcvbuf

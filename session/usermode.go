@@ -82,6 +82,10 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	owner := ownerOf(f)
 	c := newConnection(s, TCP, f.Protocol(), f.Filter(), r.Dst, r.Client)
 	c.peer, c.external = f.Remote(), f.External()
+	c.settings = m.cfg.Policy.Settings(f.Rule(), false)
+	if owner != nil {
+		c.settings = owner.settings
+	}
 	if !s.track(c) {
 		r.Reset()
 		return
@@ -175,7 +179,7 @@ func (m *Manager) listenUserMode(c *Connection, backlog int) error {
 // serveAccepted runs one connection accepted on a user-mode bind.
 func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
-	c.inbound, c.peer, c.external = true, peer.RemoteAddrPort(), bound.addr
+	c.inbound, c.peer, c.external, c.settings = true, peer.RemoteAddrPort(), bound.addr, bound.settings
 	if !s.track(c) {
 		peer.Abort()
 		return
@@ -254,8 +258,9 @@ type Incoming struct {
 	Peer Conn
 	// Server is the published inside server; the session is its.
 	Server netip.AddrPort
-	// Protocol and Filter name the publication's protocol and filter.
-	Protocol, Filter string
+	// Rule, Protocol and Filter name the publish rule, its protocol and
+	// its filter.
+	Rule, Protocol, Filter string
 }
 
 // ServeInbound runs a connection to a published server to its end: the
@@ -271,6 +276,7 @@ func (m *Manager) ServeInbound(r Incoming) {
 	}
 	c := newConnection(s, TCP, r.Protocol, r.Filter, r.Peer.LocalAddrPort(), r.Server)
 	c.inbound, c.peer, c.external = true, r.Peer.RemoteAddrPort(), r.Peer.LocalAddrPort()
+	c.settings = m.cfg.Policy.Settings(r.Rule, true)
 	if !s.track(c) {
 		r.Peer.Abort()
 		return

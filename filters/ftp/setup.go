@@ -3,20 +3,28 @@ package ftp
 import (
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // Names the filter registers under in [filters.Default]. A policy protocol
-// turns one on with `filter: ftp`; `filter: ftp-readonly` refuses uploads
-// and changes (ISA's "FTP client read only" protocol), so read-only access
-// is a matter of which protocol a rule allows.
+// turns it on with `filter: ftp`; a rule that allows the protocol makes its
+// connections read-only with `filter_settings: {read_only: true}` (ISA
+// 2004's per-rule "Configure FTP": uploads and changes are refused).
+// `filter: ftp-readonly` is kept as an alias of `ftp` whose rules are
+// read-only unless they say `read_only: false`.
 const (
 	Name         = "ftp"
 	NameReadOnly = "ftp-readonly"
 )
 
+// Settings are the keys a policy rule's filter_settings may give the
+// filter: read_only, a bool (the Config field of that name, for the rule's
+// connections).
+var Settings = []policy.Setting{{Name: "read_only", Type: policy.BoolSetting}}
+
 func init() {
-	filters.Register(Name, func() session.Filter { return New(Config{}) })
-	filters.Register(NameReadOnly, func() session.Filter { return New(Config{ReadOnly: true}) })
+	filters.Register(Name, func() session.Filter { return New(Config{}) }, Settings...)
+	filters.Register(NameReadOnly, func() session.Filter { return New(Config{ReadOnly: true}) }, Settings...)
 }
 
 // Config configures the filter.
@@ -62,9 +70,19 @@ func (sf *sessionFilter) HandleEvent(ev *session.Event) error {
 	case session.EventConnectTCP, session.EventAcceptedConnection:
 		// PriorityNAT: the filter edits addresses, so it sits nearest the
 		// client (ISA's fwx_dfpc_NAT).
-		return ev.Conn.AttachDataFilter(newControl(sf.f.cfg), session.PriorityNAT)
+		return ev.Conn.AttachDataFilter(newControl(sf.f.config(ev.Conn)), session.PriorityNAT)
 	}
 	return nil
+}
+
+// config returns the filter's Config for a connection: the rule's
+// filter_settings override the filter's own.
+func (f *Filter) config(c *session.Connection) Config {
+	cfg := f.cfg
+	if ro, ok := c.Settings().Bool("read_only"); ok {
+		cfg.ReadOnly = ro
+	}
+	return cfg
 }
 
 // Detach implements session.SessionFilter.

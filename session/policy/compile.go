@@ -93,6 +93,7 @@ func (d *decoder) compile(c *config) *Policy {
 	p.rules = r.rules(c.rules)
 	p.pubs = r.publications(c.publish)
 	p.filters = r.filters
+	p.settings = r.settings
 	p.warnings = r.warnings
 	return p
 }
@@ -103,7 +104,8 @@ type resolver struct {
 	nets   map[string]*networkDef
 	protos map[string]*protocolDef
 
-	filters  []filterAt // the filters of the protocols used, in file order
+	filters  []filterAt    // the filters of the protocols used, in file order
+	settings []settingsUse // the rules' filter_settings, in file order
 	warnings []*Error
 }
 
@@ -192,12 +194,20 @@ func (r *resolver) rules(defs []*ruleDef) []rule {
 			to:     r.addrSet(rd.to, netExternal),
 		}
 		var refs []ref
+		var pds []*protocolDef
 		for _, ref := range rd.protocols {
 			// A protocol with direction inbound describes flows that access
 			// rules never see; it is legal here but matches nothing.
 			if pd := r.protocol(ref); pd != nil && pd.dir.outbound() {
 				ru.protos = append(ru.protos, pd.match())
 				refs = append(refs, ref)
+				pds = append(pds, pd)
+			}
+		}
+		if rd.settingsAt != nil {
+			if f := r.settingsFilter(*rd.settingsAt, pds); f != "" {
+				ru.settings = rd.settings
+				r.settings = append(r.settings, settingsUse{f, rd.settings})
 			}
 		}
 		out = append(out, ru)
@@ -268,6 +278,12 @@ func (r *resolver) publications(defs []*publishDef) []publication {
 				Filter:    pd.filter,
 			},
 			from: from,
+		}
+		if def.settingsAt != nil {
+			if f := r.settingsFilter(*def.settingsAt, []*protocolDef{pd}); f != "" {
+				pub.Settings = def.settings
+				r.settings = append(r.settings, settingsUse{f, def.settings})
+			}
 		}
 		for j := range out {
 			o := &out[j]

@@ -23,6 +23,7 @@
 //	    transport: tcp
 //	    ports: [80]
 //	    direction: inbound
+//	  - {name: ftp, transport: tcp, ports: [21], filter: ftp}
 //	rules:                  # access rules for outbound flows; first match wins; no match = deny
 //	  - name: no-lab-web
 //	    action: deny        # allow | deny
@@ -34,6 +35,12 @@
 //	    from: [internal]
 //	    to: [external]
 //	    protocols: [web, ping]
+//	  - name: ftp-out
+//	    action: allow
+//	    from: [internal]
+//	    to: [external]
+//	    protocols: [ftp]
+//	    filter_settings: {read_only: true}   # optional: for the filter of the rule's protocols
 //	publish:                # server publishing: an outside address:port forwarded to an inside server
 //	  - name: www
 //	    protocol: web-in    # must name a protocol with direction inbound or both; gives the transport
@@ -97,6 +104,17 @@
 // address. Two publish rules conflict, and the file is refused, when they
 // have the same transport and listen port and their listen addresses
 // overlap (equal, or either one omitted).
+//
+// # Filter settings
+//
+// A rule or a publish rule may carry filter_settings, a mapping of names to
+// single values for the application filter of the protocols it allows
+// (ISA Server 2004's per-rule "Configure FTP"); the filter gets them with
+// the connections the rule decides. The rule's protocols must name
+// exactly one filter between them. Which keys a filter takes, and their
+// types, is the filter's schema, declared when it registers:
+// [Policy.CheckSettings] reports an unknown key or a value of the wrong
+// type with its line, and fwx (and "fwx policy") refuse such a file.
 //
 // # Errors
 //

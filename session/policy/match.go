@@ -16,6 +16,8 @@ type rule struct {
 	// order the rule lists them; the first match names the protocol in the
 	// Decision. Protocols with direction inbound are left out at load.
 	protos []protoMatch
+	// settings are the rule's filter_settings.
+	settings Settings
 }
 
 // match returns the first of r's protocols that matches transport t and

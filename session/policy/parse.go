@@ -123,6 +123,8 @@ type ruleDef struct {
 	at                  pos
 	action              Action
 	from, to, protocols []ref
+	settings            Settings
+	settingsAt          *pos // nil: no filter_settings
 }
 
 type publishDef struct {
@@ -134,6 +136,9 @@ type publishDef struct {
 	server   netip.AddrPort // Port 0: the listen port
 	serverAt pos
 	from     []ref // nil: any
+
+	settings   Settings
+	settingsAt *pos // nil: no filter_settings
 }
 
 // config decodes the root mapping.
@@ -351,6 +356,7 @@ func (d *decoder) rule(n *yaml.Node, p pos) *ruleDef {
 		field{name: "from", required: true, decode: func(v *yaml.Node, p pos) { rd.from = d.refs(v, p, "network") }},
 		field{name: "to", required: true, decode: func(v *yaml.Node, p pos) { rd.to = d.refs(v, p, "network") }},
 		field{name: "protocols", required: true, decode: func(v *yaml.Node, p pos) { rd.protocols = d.refs(v, p, "protocol") }},
+		field{name: "filter_settings", decode: func(v *yaml.Node, p pos) { rd.settings, rd.settingsAt = d.settings(v, p), &p }},
 	)
 	return rd
 }
@@ -387,6 +393,7 @@ func (d *decoder) publish(n *yaml.Node, p pos) *publishDef {
 			}
 		}},
 		field{name: "from", decode: func(v *yaml.Node, p pos) { pd.from = d.refs(v, p, "network") }},
+		field{name: "filter_settings", decode: func(v *yaml.Node, p pos) { pd.settings, pd.settingsAt = d.settings(v, p), &p }},
 	)
 	return pd
 }

@@ -20,8 +20,9 @@ type Policy struct {
 	pubs  []publication
 	opts  Options
 
-	file     string     // the name given to Parse, for errors found later
-	filters  []filterAt // where each filter the rules and publications reach is named
+	file     string        // the name given to Parse, for errors found later
+	filters  []filterAt    // where each filter the rules and publications reach is named
+	settings []settingsUse // the rules' and publications' filter_settings
 	warnings []*Error
 }
 
@@ -47,6 +48,8 @@ type Decision struct {
 	Protocol string
 	// Filter is that protocol's application filter, or empty.
 	Filter string
+	// Settings are the deciding rule's filter_settings, for Filter.
+	Settings Settings
 }
 
 // Publication is one server-publishing rule: flows that reach Listen on the
@@ -65,6 +68,8 @@ type Publication struct {
 	Protocol string
 	// Filter is that protocol's application filter, or empty.
 	Filter string
+	// Settings are the rule's filter_settings, for Filter.
+	Settings Settings
 }
 
 // Options returns the policy's options, with every default filled in.
@@ -100,7 +105,7 @@ func (p *Policy) Decide(f Flow) Decision {
 			continue
 		}
 		if m := r.match(f.Transport, f.Dst.Port()); m != nil {
-			return Decision{Allow: r.action == Allow, Rule: r.name, Protocol: m.name, Filter: m.filter}
+			return Decision{Allow: r.action == Allow, Rule: r.name, Protocol: m.name, Filter: m.filter, Settings: r.settings}
 		}
 	}
 	return Decision{Rule: DefaultDeny}
@@ -126,7 +131,7 @@ func (p *Policy) Permits(client netip.Addr, protocol string) Decision {
 		}
 		for j := range r.protos {
 			if m := &r.protos[j]; m.name == protocol || m.name == "any" {
-				return Decision{Allow: r.action == Allow, Rule: r.name, Protocol: protocol, Filter: m.filter}
+				return Decision{Allow: r.action == Allow, Rule: r.name, Protocol: protocol, Filter: m.filter, Settings: r.settings}
 			}
 		}
 	}
@@ -134,7 +139,7 @@ func (p *Policy) Permits(client netip.Addr, protocol string) Decision {
 	// of a published FTP server grants its data connections with it.
 	for i := range p.pubs {
 		if pub := &p.pubs[i]; pub.Protocol == protocol && pub.Server.Addr().Unmap() == client {
-			return Decision{Allow: true, Rule: pub.Name, Protocol: protocol, Filter: pub.Filter}
+			return Decision{Allow: true, Rule: pub.Name, Protocol: protocol, Filter: pub.Filter, Settings: pub.Settings}
 		}
 	}
 	return Decision{Rule: DefaultDeny}
