@@ -8,10 +8,10 @@ import (
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// decider puts a policy, and the data filter factories of the sessions, in
+// decider puts the firewall's policy (the one in force when a flow opens),
+// and the filters' hooks and data filter factories of the sessions, in
 // front of the NAT table.
 type decider struct {
-	p  *policy.Policy
 	fw *Firewall
 }
 
@@ -33,7 +33,7 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 		// The identifier is not a port: policies see echo queries by address.
 		src, dst = netip.AddrPortFrom(src.Addr(), 0), netip.AddrPortFrom(dst.Addr(), 0)
 	}
-	r := d.p.Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
+	r := d.fw.policy().Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
 	// A flow whose connect event a filter hooked (for its protocol, or for
 	// every protocol), or that a session's data filter factory wants,
 	// takes the user-mode path, as in ISA.
@@ -46,7 +46,7 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 
 // Inbound implements nat.Decider.
 func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
-	pub, ok := d.p.Published(transport(p), dst, src.Addr())
+	pub, ok := d.fw.policy().Published(transport(p), dst, src.Addr())
 	if !ok {
 		return nat.Decision{Rule: "default-deny"}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -30,8 +31,22 @@ type Firewall struct {
 	log      *flowLog
 	sessions *session.Manager
 	user     *userPath
-	reject   policy.RejectMode
+	started  time.Time // when New made it
+
+	// The policy in force, and what of it the packet path reads; a
+	// reload swaps them (see reload.go).
+	pol      atomic.Pointer[policy.Policy]
+	reject   atomic.Uint32 // policy.RejectMode
+	reloadMu sync.Mutex    // serializes reloads; guards filtersOn
+	// filtersOn are the filters added to the session manager.
+	filtersOn []string
 }
+
+// policy returns the policy in force.
+func (fw *Firewall) policy() *policy.Policy { return fw.pol.Load() }
+
+// rejectMode returns how the policy in force refuses denied flows.
+func (fw *Firewall) rejectMode() policy.RejectMode { return policy.RejectMode(fw.reject.Load()) }
 
 // New validates cfg and builds a firewall ready to run. It does not touch the
 // devices until Run.
@@ -62,14 +77,16 @@ func New(cfg Config) (*Firewall, error) {
 		seed = rand.Uint64()
 	}
 	opts := cfg.Policy.Options()
-	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, reject: opts.Reject}
+	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, started: cfg.Clock.Now()}
+	fw.pol.Store(cfg.Policy)
+	fw.reject.Store(uint32(opts.Reject))
 	fw.log = newFlowLog(cfg.FirewallLog, cfg.Clock, cfg.DenialQuiet)
 	table, err := nat.New(nat.Config{
 		External:  cfg.OutsideAddr.Addr(),
 		Internal:  cfg.InsideAddr.Addr(),
 		Timeouts:  opts.Timeouts,
 		Filtering: opts.Filtering,
-		Decider:   decider{p: cfg.Policy, fw: fw},
+		Decider:   decider{fw: fw},
 		Observer:  flowEnds{fw.log, fw},
 		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		Ports:     hostPorts(cfg.Host),
@@ -81,19 +98,6 @@ func New(cfg Config) (*Firewall, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fwx: %w", err)
-	}
-	for _, pub := range cfg.Policy.Publications() {
-		proto := nat.TCP
-		if pub.Transport == policy.UDP {
-			proto = nat.UDP
-		}
-		listen := pub.Listen
-		if listen.Addr().IsValid() && listen.Addr() != cfg.OutsideAddr.Addr() {
-			return nil, fmt.Errorf("fwx: publish %q: %v is not fwx's outside address %v", pub.Name, listen.Addr(), cfg.OutsideAddr.Addr())
-		}
-		if err := table.Publish(proto, listen, pub.Server); err != nil {
-			return nil, fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
-		}
 	}
 	fw.table = table
 	if fw.user, err = newUserPath(fw); err != nil {
@@ -109,21 +113,17 @@ func New(cfg Config) (*Firewall, error) {
 		PinholeTimeout: cfg.PinholeTimeout,
 		Log:            cfg.Log,
 	})
-	if err := addFilters(mgr, cfg.Policy, cfg.Filters); err != nil {
+	fw.sessions = mgr
+	if err := fw.addFilters(cfg.Policy); err != nil {
 		mgr.Close()
 		fw.user.close()
 		return nil, err
 	}
-	fw.sessions = mgr
-	// A TCP publication is served on the user-mode path when a filter
-	// hooks its connections, and always in host mode.
 	for _, pub := range cfg.Policy.Publications() {
-		if pub.Transport == policy.TCP && (mgr.Hooks(session.EventAcceptedConnection, pub.Filter) || cfg.Host != nil) {
-			if err := fw.user.publish(pub, netip.AddrPortFrom(cfg.OutsideAddr.Addr(), pub.Listen.Port())); err != nil {
-				mgr.Close()
-				fw.user.close()
-				return nil, err
-			}
+		if err := fw.publish(pub); err != nil {
+			mgr.Close()
+			fw.user.close()
+			return nil, err
 		}
 	}
 	return fw, nil
@@ -155,18 +155,20 @@ func CheckPolicy(p *policy.Policy, reg *filters.Registry) error {
 	return errors.Join(p.CheckFilters(names), p.CheckSettings(reg.Schema))
 }
 
-// addFilters turns on the filters the policy names, in registration order;
-// CheckPolicy made sure reg has them all.
-func addFilters(mgr *session.Manager, pol *policy.Policy, reg *filters.Registry) error {
+// addFilters turns on the filters pol names that are not on yet, in
+// registration order; CheckPolicy made sure the registry has them all.
+func (fw *Firewall) addFilters(pol *policy.Policy) error {
+	reg := fw.cfg.Filters
 	if reg == nil {
 		reg = &filters.Default
 	}
 	on := pol.Filters()
 	for _, e := range reg.Entries() {
-		if slices.Contains(on, e.Name) {
-			if err := mgr.AddFilter(e.Name, e.New()); err != nil {
+		if slices.Contains(on, e.Name) && !slices.Contains(fw.filtersOn, e.Name) {
+			if err := fw.sessions.AddFilter(e.Name, e.New()); err != nil {
 				return fmt.Errorf("fwx: %w", err)
 			}
+			fw.filtersOn = append(fw.filtersOn, e.Name)
 		}
 	}
 	return nil
@@ -175,6 +177,10 @@ func addFilters(mgr *session.Manager, pol *policy.Policy, reg *filters.Registry)
 // Session returns the filter SDK session of a SecureNAT client address,
 // creating it (ISA's GetClientSession); nil once the firewall has stopped.
 func (fw *Firewall) Session(client netip.Addr) *session.Session { return fw.sessions.Session(client) }
+
+// OutsideAddr returns fwx's address on the outside, the source address of
+// translated flows (in host mode, the host address its sockets bind to).
+func (fw *Firewall) OutsideAddr() netip.Prefix { return fw.cfg.OutsideAddr }
 
 // Flows returns the number of live flows.
 func (fw *Firewall) Flows() int { return fw.table.Len() }

@@ -145,7 +145,7 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			case nat.Local:
 				fw.local(b, buf, &p, out)
 			case nat.Reject:
-				if fw.reject == policy.RejectReply {
+				if fw.rejectMode() == policy.RejectReply {
 					fw.refuse(b, &p, out, header.ICMPv4DstUnreachable, header.ICMPv4AdminProhibited)
 				}
 			case nat.TimeExceeded:

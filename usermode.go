@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -25,11 +26,17 @@ import (
 // stacks send is written straight to the devices, untranslated. In host
 // mode the host's own stack is the outside one (see host.go).
 type userPath struct {
-	fw        *Firewall
-	inside    *netstack.Stack
-	outside   *netstack.Stack // nil in host mode
-	published []published
-	wg        sync.WaitGroup // accept loops and the connections they serve
+	fw      *Firewall
+	inside  *netstack.Stack
+	outside *netstack.Stack // nil in host mode
+	wg      sync.WaitGroup  // accept loops and the connections they serve
+
+	mu struct {
+		sync.Mutex
+		published map[string]*published // by publish rule name
+		serving   bool                  // accept loops run (Run started)
+		closed    bool
+	}
 }
 
 // published is a server publication served on the user-mode path: one
@@ -62,6 +69,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 		return nil, fmt.Errorf("fwx: inside netstack: %w", err)
 	}
 	u := &userPath{fw: fw, inside: in}
+	u.mu.published = make(map[string]*published)
 	in.HandleTCP(u.interceptTCP)
 	if fw.cfg.Host != nil {
 		return u, nil
@@ -143,48 +151,82 @@ func (u *userPath) DialOutside(ctx context.Context, local, remote netip.AddrPort
 
 // publish makes the outside accept the connections of a publication on
 // the user-mode path: in router mode the NAT table diverts them to the
-// outside stack.
+// outside stack. Once Run has started, its accept loop starts at once.
 func (u *userPath) publish(pub policy.Publication, listen netip.AddrPort) error {
 	ln, err := u.ListenOutside(listen, 0)
 	if err != nil {
 		return fmt.Errorf("fwx: publish %q on %v: %w", pub.Name, listen, err)
 	}
-	u.published = append(u.published, published{pub, ln})
+	p := &published{pub, ln}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.mu.closed {
+		ln.Close()
+		return fmt.Errorf("fwx: publish %q: %w", pub.Name, net.ErrClosed)
+	}
+	u.mu.published[pub.Name] = p
+	if u.mu.serving {
+		u.acceptLocked(p)
+	}
 	return nil
 }
 
-// serve runs the accept loops of the filtered publications until the
-// listeners close.
-func (u *userPath) serve() {
-	for _, p := range u.published {
-		u.wg.Add(1)
-		go func() {
-			defer u.wg.Done()
-			for {
-				c, err := p.ln.Accept()
-				if err != nil {
-					return
-				}
-				u.wg.Add(1)
-				go func() {
-					defer u.wg.Done()
-					u.fw.sessions.ServeInbound(session.Incoming{
-						Peer:     c,
-						Server:   p.pub.Server,
-						Rule:     p.pub.Name,
-						Protocol: p.pub.Protocol,
-						Filter:   p.pub.Filter,
-					})
-				}()
-			}
-		}()
+// unpublish stops accepting the connections of a publication; those it
+// accepted live on.
+func (u *userPath) unpublish(name string) {
+	u.mu.Lock()
+	p := u.mu.published[name]
+	delete(u.mu.published, name)
+	u.mu.Unlock()
+	if p != nil {
+		p.ln.Close()
 	}
+}
+
+// serve starts the accept loops of the publications.
+func (u *userPath) serve() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.mu.serving = true
+	for _, p := range u.mu.published {
+		u.acceptLocked(p)
+	}
+}
+
+// acceptLocked runs p's accept loop until its listener closes.
+func (u *userPath) acceptLocked(p *published) {
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for {
+			c, err := p.ln.Accept()
+			if err != nil {
+				return
+			}
+			u.wg.Add(1)
+			go func() {
+				defer u.wg.Done()
+				u.fw.sessions.ServeInbound(session.Incoming{
+					Peer:     c,
+					Server:   p.pub.Server,
+					Rule:     p.pub.Name,
+					Protocol: p.pub.Protocol,
+					Filter:   p.pub.Filter,
+				})
+			}()
+		}
+	}()
 }
 
 // close stops the stacks, which ends every user-mode connection and accept
 // loop, and waits for them.
 func (u *userPath) close() {
-	for _, p := range u.published {
+	u.mu.Lock()
+	u.mu.closed = true
+	pubs := u.mu.published
+	u.mu.published = nil
+	u.mu.Unlock()
+	for _, p := range pubs {
 		p.ln.Close()
 	}
 	u.inside.Close()

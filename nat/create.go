@@ -117,7 +117,7 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (
 		e = m.admittingLocked(src, now)
 	}
 	switch {
-	case m == nil || !opening:
+	case m == nil || !opening || m.withdrawn:
 	case e != nil:
 		if e.oneSource() {
 			e.source = src

@@ -78,6 +78,9 @@ type mapping struct {
 	external netip.AddrPort
 	// static mappings come from server publishing and never expire.
 	static bool
+	// withdrawn is a publication's mapping after Unpublish: it admits no
+	// new inbound flow and lives only as long as its flows.
+	withdrawn bool
 
 	expect   *Expectation   // an inbound pinhole holding the mapping (a bind); guarded by Table.mu
 	pinholes []*Expectation // pinholes on a dynamic mapping (ExpectOnMapping); guarded by Table.mu

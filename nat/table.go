@@ -225,7 +225,13 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mappings[mapKey{p, server}] != nil {
+	if m := t.mappings[mapKey{p, server}]; m != nil {
+		if m.withdrawn && m.external == external {
+			// Published again before its last flow ended (a reload
+			// undone): the mapping is the publication's again.
+			m.static, m.withdrawn = true, false
+			return nil
+		}
 		return fmt.Errorf("nat: publish %v %v: %v already published: %w", p, external, server, ErrPortInUse)
 	}
 	if err := t.alloc.reserve(p, external); err != nil {

@@ -30,7 +30,7 @@ type Connection struct {
 	rcvbuf   int             // a UDP grant's receive buffer; 0: the default
 	context  any             // a grant's context, for its connections' events
 	settings policy.Settings // the deciding rule's filter_settings
-	flow     *nat.Flow       // a user-mode UDP flow's, and
+	flow     *nat.Flow       // a user-mode connection's NAT flow (TCP, UDP); for UDP also
 	dg       *udpConn        // its datagram queue and chain
 	ctx      context.Context
 	cancel   context.CancelFunc

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -46,7 +47,8 @@ type Config struct {
 // address, and the filters that receive their events. It is safe for
 // concurrent use.
 type Manager struct {
-	cfg Config
+	cfg    Config
+	policy atomic.Pointer[policy.Policy] // cfg.Policy, until a reload replaces it
 
 	mu       sync.Mutex
 	sessions map[netip.Addr]*Session
@@ -77,7 +79,9 @@ func NewManager(cfg Config) *Manager {
 	if cfg.SessionIdle <= 0 {
 		cfg.SessionIdle = 10 * time.Minute
 	}
-	return &Manager{cfg: cfg, sessions: make(map[netip.Addr]*Session)}
+	m := &Manager{cfg: cfg, sessions: make(map[netip.Addr]*Session)}
+	m.policy.Store(cfg.Policy)
+	return m
 }
 
 type systemClock struct{}
@@ -207,7 +211,7 @@ func (m *Manager) Hooks(ev EventType, filter string) bool {
 
 // permits checks that the policy lets client use protocol.
 func (m *Manager) permits(client netip.Addr, protocol string) (policy.Decision, error) {
-	d := m.cfg.Policy.Permits(client, protocol)
+	d := m.policy.Load().Permits(client, protocol)
 	if !d.Allow {
 		return d, fmt.Errorf("session: %v may not use protocol %q (rule %s): %w", client, protocol, d.Rule, ErrProtocolDenied)
 	}

@@ -80,7 +80,7 @@ func (m *Manager) newUDPConn(f *nat.Flow) *udpConn {
 	c.peer, c.inbound, c.flow, c.external = f.Remote(), f.Origin() == nat.Inbound, f, f.External()
 	u := &udpConn{m: m, c: c, owner: ownerOf(f)}
 	c.dg = u
-	c.settings = m.cfg.Policy.Settings(f.Rule(), f.Origin() == nat.Inbound)
+	c.settings = m.policy.Load().Settings(f.Rule(), f.Origin() == nat.Inbound)
 	if u.owner != nil {
 		c.settings = u.owner.settings
 	}

@@ -81,8 +81,8 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	f := r.Flow
 	owner := ownerOf(f)
 	c := newConnection(s, TCP, f.Protocol(), f.Filter(), r.Dst, r.Client)
-	c.peer, c.external = f.Remote(), f.External()
-	c.settings = m.cfg.Policy.Settings(f.Rule(), false)
+	c.peer, c.external, c.flow = f.Remote(), f.External(), f
+	c.settings = m.policy.Load().Settings(f.Rule(), false)
 	if owner != nil {
 		c.settings = owner.settings
 	}
@@ -276,7 +276,8 @@ func (m *Manager) ServeInbound(r Incoming) {
 	}
 	c := newConnection(s, TCP, r.Protocol, r.Filter, r.Peer.LocalAddrPort(), r.Server)
 	c.inbound, c.peer, c.external = true, r.Peer.RemoteAddrPort(), r.Peer.LocalAddrPort()
-	c.settings = m.cfg.Policy.Settings(r.Rule, true)
+	c.settings = m.policy.Load().Settings(r.Rule, true)
+	c.flow = m.cfg.Table.LookupInbound(nat.TCP, c.peer, r.Peer.LocalAddrPort(), m.cfg.Clock.Now())
 	if !s.track(c) {
 		r.Peer.Abort()
 		return

@@ -50,6 +50,8 @@
 //	    from: [external]    # optional, default [any]: which outside sources may use it
 //	options:
 //	  reject: reply         # reply (default: TCP RST / ICMP admin-prohibited) | drop
+//	  reload: keep          # keep (default: a reload lets established flows and grants live on) |
+//	                        # strict (a reload ends those the new policy does not allow)
 //	  filtering: address-dependent   # endpoint-independent | address-dependent (default) |
 //	                                 # address-and-port-dependent (RFC 4787 filtering)
 //	  timeouts:             # Go durations; each optional; absent = built-in default

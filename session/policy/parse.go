@@ -467,6 +467,11 @@ func (d *decoder) options(n *yaml.Node, p pos, o *Options) {
 				o.Reject = [...]RejectMode{RejectReply, RejectDrop}[i]
 			}
 		}},
+		field{name: "reload", decode: func(v *yaml.Node, p pos) {
+			if i, ok := d.enum(v, p, "keep", "strict"); ok {
+				o.Reload = [...]ReloadMode{ReloadKeep, ReloadStrict}[i]
+			}
+		}},
 		field{name: "filtering", decode: func(v *yaml.Node, p pos) {
 			if i, ok := d.enum(v, p, "endpoint-independent", "address-dependent", "address-and-port-dependent"); ok {
 				o.Filtering = [...]Filtering{EndpointIndependent, AddressDependent, AddressAndPortDependent}[i]

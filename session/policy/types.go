@@ -138,12 +138,40 @@ type Timeouts = nat.Timeouts
 // 60s.
 func DefaultTimeouts() Timeouts { return nat.DefaultTimeouts() }
 
+// ReloadMode says what a reload of the policy does to the flows and grants
+// the old policy allowed.
+type ReloadMode uint8
+
+const (
+	// ReloadKeep, the default, lets established flows and the grants of
+	// filters (pinholes) live on under the new policy: only new flows
+	// follow it.
+	ReloadKeep ReloadMode = iota
+	// ReloadStrict ends the flows and grants the new policy would not
+	// allow, each with its ended record.
+	ReloadStrict
+)
+
+// String returns the policy file's spelling: "keep" or "strict".
+func (m ReloadMode) String() string {
+	switch m {
+	case ReloadKeep:
+		return "keep"
+	case ReloadStrict:
+		return "strict"
+	}
+	return "ReloadMode(" + strconv.Itoa(int(m)) + ")"
+}
+
 // Options are a policy's gateway-wide settings (the file's options section).
 // The zero Options are the defaults: reject by reply, address-dependent
-// filtering, default timeouts.
+// filtering, default timeouts, reloads keep established flows.
 type Options struct {
 	// Reject says how denied flows are refused.
 	Reject RejectMode
+	// Reload says what becomes of established flows when the policy is
+	// reloaded.
+	Reload ReloadMode
 	// Filtering is the NAT filtering behaviour (RFC 4787).
 	Filtering Filtering
 	// Timeouts are the flows' idle timeouts.
