@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +25,13 @@ type flowLog struct {
 	log     zerolog.Logger
 	clock   Clock
 	denials denials
+
+	createdMu sync.Mutex
+	created   map[string]uint64 // flows admitted, by rule
+
+	// What the flows whose end was logged carried, from their clients'
+	// side: status and metrics add the live flows to it.
+	bytesSent, bytesReceived, pktsSent, pktsReceived atomic.Uint64
 }
 
 var _ nat.Observer = (*flowLog)(nil)
@@ -32,16 +40,37 @@ func newFlowLog(log zerolog.Logger, clock Clock, quiet time.Duration) *flowLog {
 	if quiet <= 0 {
 		quiet = 30 * time.Second
 	}
-	return &flowLog{log: log, clock: clock, denials: denials{
+	return &flowLog{log: log, clock: clock, created: make(map[string]uint64), denials: denials{
 		quiet:    quiet,
 		longest:  max(5*time.Minute, quiet),
 		pending:  make(map[denialKey]*pendingDenial),
 		overflow: make(map[overflowKey]*overflowDenials),
+		byRule:   make(map[string]uint64),
 	}}
+}
+
+// ruleCounts returns how many flows each rule admitted, and how many
+// attempts each refused, since the start.
+func (l *flowLog) ruleCounts() (created, denied map[string]uint64) {
+	l.createdMu.Lock()
+	created = cloneCounts(l.created)
+	l.createdMu.Unlock()
+	l.denials.mu.Lock()
+	denied = cloneCounts(l.denials.byRule)
+	l.denials.mu.Unlock()
+	return created, denied
+}
+
+// endedCounts returns what the flows whose end was logged carried.
+func (l *flowLog) endedCounts() (bytesSent, bytesReceived, pktsSent, pktsReceived uint64) {
+	return l.bytesSent.Load(), l.bytesReceived.Load(), l.pktsSent.Load(), l.pktsReceived.Load()
 }
 
 // FlowStarted implements nat.Observer.
 func (l *flowLog) FlowStarted(f *nat.Flow) {
+	l.createdMu.Lock()
+	l.created[f.Rule()]++
+	l.createdMu.Unlock()
 	ev := l.log.Info()
 	if ev == nil {
 		return
@@ -52,14 +81,14 @@ func (l *flowLog) FlowStarted(f *nat.Flow) {
 // FlowEnded implements nat.Observer. A flow's duration runs from its first
 // packet to its last, whenever its end is noticed.
 func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
+	sent, received, psent, preceived := sentReceived(f)
+	l.bytesSent.Add(sent)
+	l.bytesReceived.Add(received)
+	l.pktsSent.Add(psent)
+	l.pktsReceived.Add(preceived)
 	ev := l.log.Info()
 	if ev == nil {
 		return
-	}
-	out, in, pout, pin := f.Counters()
-	sent, received, psent, preceived := out, in, pout, pin
-	if f.Origin() == nat.Inbound {
-		sent, received, psent, preceived = in, out, pin, pout
 	}
 	last := f.LastSeen()
 	if last.Before(f.Start()) {
@@ -141,6 +170,7 @@ type denials struct {
 	mu       sync.Mutex
 	pending  map[denialKey]*pendingDenial
 	overflow map[overflowKey]*overflowDenials
+	byRule   map[string]uint64 // attempts since the start
 }
 
 // maxPendingDenials bounds the denied flows remembered one by one.
@@ -176,6 +206,7 @@ func (ds *denials) add(d nat.Denial, now time.Time) {
 	k := denialKey{d.Proto, d.Origin, d.Src, d.Dst, d.Rule}
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
+	ds.byRule[d.Rule]++
 	if p := ds.pending[k]; p != nil {
 		p.attempts++
 		p.last = now

@@ -179,13 +179,14 @@ lab_build_fwx() {
 }
 
 # lab_start_fwx ARGS... starts `fwx run` in the gw namespace with the lab's
-# devices and addresses plus ARGS, stdout to $LAB_WORK/fwx.stdout and stderr
-# to $LAB_WORK/fwx.stderr, and waits for both TUN devices to appear.
+# devices and addresses plus ARGS, stdout to $LAB_FWX_STDOUT (default
+# $LAB_WORK/fwx.stdout; a FIFO, say) and stderr to $LAB_WORK/fwx.stderr,
+# and waits for both TUN devices to appear.
 lab_start_fwx() {
 	ip netns exec "$NS_GW" "$FWX_BIN" run \
 		--in-tun "$TUN_IN" --in-addr "$LAB_IN_ADDR/24" \
 		--out-tun "$TUN_OUT" --out-addr "$LAB_OUT_ADDR/24" \
-		"$@" >"$LAB_WORK/fwx.stdout" 2>"$LAB_WORK/fwx.stderr" </dev/null &
+		"$@" >"${LAB_FWX_STDOUT:-$LAB_WORK/fwx.stdout}" 2>"$LAB_WORK/fwx.stderr" </dev/null &
 	LAB_FWX_PID=$!
 	LAB_PIDS+=("$LAB_FWX_PID")
 	local dev
@@ -241,7 +242,13 @@ lab_up() {
 	lab_netns_add "$NS_CLIENT"
 	lab_netns_add "$NS_SERVER"
 	lab_start_fwx "$@"
+	lab_wire
+}
 
+# lab_wire moves the TUN devices a just-started fwx made to the client and
+# the server and configures them there, as lab_up does; after an fwx of
+# lab_up stopped, lab_start_fwx ARGS and lab_wire start another.
+lab_wire() {
 	lab_attach "$TUN_IN" "$NS_CLIENT"
 	ip -n "$NS_CLIENT" addr add "$LAB_CLIENT_ADDR/24" dev "$TUN_IN"
 	ip -n "$NS_CLIENT" route add default via "$LAB_IN_ADDR" dev "$TUN_IN"

@@ -54,6 +54,7 @@ type Manager struct {
 	sessions map[netip.Addr]*Session
 	filters  []*filterEntry // in registration order, which is event order
 	closed   bool
+	refusals map[string]uint64 // connections filters refused, by the protocol's filter
 
 	udp sync.Map // *nat.Flow → *udpConn: the user-mode UDP connections
 }

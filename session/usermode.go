@@ -105,6 +105,7 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 		}
 	}
 	if err != nil {
+		m.refused(f.Filter())
 		m.cfg.Log.Debug().Err(err).Stringer("client", r.Client).Stringer("dst", r.Dst).Msg("connect refused by a filter")
 		r.Reset()
 		return
@@ -192,6 +193,7 @@ func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 		err = s.dispatch(ev, bound.filter)
 	}
 	if err != nil {
+		s.mgr.refused(bound.filter)
 		peer.Abort()
 		return
 	}
@@ -289,6 +291,7 @@ func (m *Manager) ServeInbound(r Incoming) {
 			Local: r.Peer.LocalAddrPort(), Remote: r.Peer.RemoteAddrPort(), Protocol: r.Protocol}, r.Filter)
 	}
 	if err != nil {
+		m.refused(r.Filter)
 		r.Peer.Abort()
 		return
 	}

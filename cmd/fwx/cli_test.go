@@ -109,6 +109,12 @@ func TestCLIRejects(t *testing.T) {
 		{"policy command, no file", []string{"policy"}, 2, []string{"want one policy file"}},
 		{"policy command, unregistered filter", []string{"policy", unregistered}, 1, []string{"filter.yaml:2:"}},
 		{"version with argument", []string{"version", "x"}, 2, []string{`unexpected argument "x"`}},
+		{"status bad port", []string{"status", "--port", "0"}, 2, []string{`--port "0": want a port from 1 to 65535`}},
+		{"status bad addr", []string{"status", "--addr", "gateway"}, 2, []string{`--addr "gateway": not an IP address`}},
+		{"status bad interval", []string{"status", "--watch", "--interval", "0s"}, 2, []string{"--interval 0s"}},
+		{"status, no fwx", []string{"status", "--control", filepath.Join(dir, "none.sock")}, 1, []string{"none.sock: is it running?"}},
+		{"reload, no fwx", []string{"reload", "--control", filepath.Join(dir, "none.sock")}, 1, []string{"no fwx answers on"}},
+		{"reload with argument", []string{"reload", "now"}, 2, []string{`unexpected argument "now"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,7 +137,7 @@ func TestCLIRejects(t *testing.T) {
 // TestCLIHelp: --help prints usage to standard output, exits 0, and names
 // flags as the README writes them.
 func TestCLIHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "--help"}, {"run", "-h"}, {"policy", "--help"}, {"version", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "--help"}, {"run", "-h"}, {"policy", "--help"}, {"version", "--help"}, {"status", "--help"}, {"reload", "--help"}} {
 		code, stdout, stderr := runCLI(t, "", args...)
 		if code != 0 || stderr != "" || !strings.HasPrefix(stdout, "usage: fwx") {
 			t.Errorf("fwx %v: exit %d, stderr %q, stdout %q", args, code, stderr, stdout)

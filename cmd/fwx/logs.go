@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -59,12 +58,10 @@ func openLogs(c *runConfig, e env) (*logs, error) {
 	return l, nil
 }
 
-// reopenOn reopens the firewall log file each time sig arrives, until ctx
-// ends: logrotate renames the file, then signals fwx to write a new one.
-func (l *logs) reopenOn(ctx context.Context, sig os.Signal) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, sig)
-	defer signal.Stop(ch)
+// reopenOn reopens the firewall log file each time a signal comes on ch
+// (SIGUSR1), until ctx ends: logrotate renames the file, then signals fwx
+// to write a new one.
+func (l *logs) reopenOn(ctx context.Context, ch <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,8 @@
 //	fwx run --in-tun NAME --in-addr CIDR --out-tun NAME --out-addr CIDR [--policy FILE] [flags]
 //	fwx run --in-tun NAME --in-addr CIDR --out host [--out-dev IFACE] [--out-addr ADDR] [flags]
 //	fwx policy FILE|-
+//	fwx status [--json] [--watch] [--addr A] [--port P] [--rule R]
+//	fwx reload
 //	fwx version
 //
 // In router mode fwx run creates the two TUN devices and forwards between
@@ -28,8 +30,11 @@ const usage = `usage: fwx COMMAND [flags]
 
 Commands:
   run       forward between the inside TUN and the outside (a TUN, or the host)
-            until SIGINT or SIGTERM; SIGUSR1 reopens the firewall log file
+            until SIGINT or SIGTERM; SIGHUP reloads the policy, SIGUSR1 reopens
+            the firewall log file
   policy    check a policy file as fwx run would: fwx policy FILE (- for stdin)
+  status    show a running fwx's flows, sessions and counters
+  reload    make a running fwx re-read its policy file (as SIGHUP does)
   version   print fwx's version and source revision
 
 Run 'fwx COMMAND --help' for the flags of a command.
@@ -70,12 +75,16 @@ func cli(args []string, e env) int {
 		err = run(rest, e)
 	case "policy":
 		err = policyCmd(rest, e)
+	case "status":
+		err = statusCmd(rest, e)
+	case "reload":
+		err = reloadCmd(rest, e)
 	case "version", "--version", "-version":
 		err = versionCmd(rest, e)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(e.stdout, usage)
 	default:
-		err = usagef("unknown command %q; the commands are run, policy and version", cmd)
+		err = usagef("unknown command %q; the commands are run, policy, status, reload and version", cmd)
 	}
 	return exitCode(err, e)
 }

@@ -27,7 +27,9 @@ const runSynopsis = `usage: fwx run --in-tun NAME --in-addr CIDR --out-tun NAME 
        fwx run --in-tun NAME --in-addr CIDR --out host [--out-dev IFACE] [--out-addr ADDR] [flags]
 
 Forwards between the inside TUN and the outside until SIGINT or SIGTERM.
-SIGUSR1 reopens the firewall log file (after logrotate moved it).
+SIGHUP re-reads the policy file (as fwx reload does); SIGUSR1 reopens the
+firewall log file (after logrotate moved it). fwx status and fwx reload
+talk to it over its control socket.
 `
 
 // runConfig is fwx run's command line, checked.
@@ -49,6 +51,7 @@ type runConfig struct {
 	deniedWait    time.Duration
 	verbose       bool
 	cpuProfile    string
+	control       string
 }
 
 // Limits of the values fwx run takes.
@@ -79,6 +82,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.IntVar(&c.fwlogKeep, "fwlog-keep", 5, "how many rotated firewall log files `N` to keep")
 	fs.Float64Var(&c.fwlogRate, "fwlog-rate", 1000, "write at most `N` firewall log records per second on average (bursts of five seconds' worth); the rest are counted in a log-suppressed record; 0: no limit")
 	fs.DurationVar(&c.deniedWait, "fwlog-denied-wait", 30*time.Second, "write a denied flow's one record once it has gone `DURATION` without another attempt")
+	fs.StringVar(&c.control, "control", "", "the control socket `PATH` for fwx status and fwx reload, usable by fwx's user and root only (default: /run/fwx/IN-TUN.sock for root, else $XDG_RUNTIME_DIR/fwx/IN-TUN.sock)")
 	fs.BoolVar(&c.verbose, "v", false, "verbose diagnostics")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to `FILE`")
 	if err := parseFlags(fs, args); err != nil {
@@ -287,9 +291,19 @@ func run(args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	// A reader of standard output or error that goes away must end the
-	// log, not fwx: writes then fail with EPIPE instead of killing it.
+	// From here on no signal an operator sends kills fwx by surprise:
+	// SIGHUP reloads, SIGUSR1 reopens the log, and a reader of standard
+	// output or error that goes away ends its log, not fwx (writes fail
+	// with EPIPE instead).
 	signal.Ignore(syscall.SIGPIPE)
+	hup, usr1 := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(hup)
+	defer signal.Stop(usr1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
 	logs, err := openLogs(c, e)
 	if err != nil {
 		return err
@@ -299,12 +313,65 @@ func run(args []string, e env) error {
 	for _, w := range c.policy.Warnings() {
 		diag.Warn().Msg(w.Error())
 	}
+	controlAt := c.control
+	if controlAt == "" {
+		controlAt = controlPath(c.inTun)
+	}
+	ctl, err := listenControl(controlAt, diag)
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
+	if c.cpuProfile != "" {
+		prof, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("run: --cpuprofile: %w", err)
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return fmt.Errorf("run: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fw, outName, err := newFirewall(c, logs)
+	if err != nil {
+		return err
+	}
+	notify := newNotifier(diag)
+	defer notify.close()
+	rl := &reloader{path: c.policyPath, fw: fw, log: diag, notifier: notify}
+	go rl.reloadOn(ctx, hup)
+	go logs.reopenOn(ctx, usr1)
+	info := func() runInfo {
+		s := logs.fwq.Stats()
+		ls := logStats{Written: s.Written, Dropped: s.Dropped, Suppressed: s.Suppressed, Lost: s.Lost}
+		if s.Failed != nil {
+			ls.Failed = s.Failed.Error()
+		}
+		return runInfo{Version: version(), PID: os.Getpid(), InTun: c.inTun, Out: outName,
+			Policy: policyName(c.policyPath), Reloads: rl.snapshot(), Log: ls}
+	}
+	ctl.serve(controlHandler(fw, info, rl), diag)
 
+	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Stringer("in_addr", c.inAddr).Str("out", outName).
+		Stringer("out_addr", fw.OutsideAddr().Addr()).Str("policy", policyName(c.policyPath)).Str("control", controlAt).Msg("fwx running")
+	notify.ready()
+	err = fw.Run(ctx)
+	notify.stopping()
+	diag.Info().Err(err).Msg("fwx stopped")
+	return err
+}
+
+// newFirewall creates the devices and the firewall the flags describe, and
+// names the outside for status.
+func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
+	diag := logs.diag
 	cfg := fwx.Config{InsideAddr: c.inAddr, Policy: c.policy, Log: diag, FirewallLog: logs.fw, DenialQuiet: c.deniedWait}
 	outName := c.outTun
+	var err error
 	if c.host {
 		if cfg.Host, err = hostOutside(c, diag); err != nil {
-			return err
+			return nil, "", err
 		}
 		outName = "host"
 		if c.outDev != "" {
@@ -318,7 +385,7 @@ func run(args []string, e env) error {
 		// back into it.
 		if dev, _, err := hostnet.Uplink(""); err == nil && dev == c.inTun {
 			cfg.Host.Close()
-			return fmt.Errorf("run: the default route goes through %s, fwx's inside TUN: name the uplink with --out-dev", c.inTun)
+			return nil, "", fmt.Errorf("run: the default route goes through %s, fwx's inside TUN: name the uplink with --out-dev", c.inTun)
 		}
 	}
 	// vnettun keeps GSO superpackets whole between the two devices.
@@ -334,13 +401,13 @@ func run(args []string, e env) error {
 		if cfg.Host != nil {
 			cfg.Host.Close()
 		}
-		return fmt.Errorf("run: %s: %w", c.inTun, err)
+		return nil, "", fmt.Errorf("run: %s: %w", c.inTun, err)
 	}
 	cfg.Inside = in
 	if cfg.Host == nil {
 		if cfg.Outside, err = vnettun.Create(c.outTun, mtu); err != nil {
 			in.Close()
-			return fmt.Errorf("run: create %s: %w", c.outTun, err)
+			return nil, "", fmt.Errorf("run: create %s: %w", c.outTun, err)
 		}
 	}
 	fw, err := fwx.New(cfg)
@@ -352,31 +419,9 @@ func run(args []string, e env) error {
 		if cfg.Host != nil {
 			cfg.Host.Close()
 		}
-		return err
+		return nil, "", err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go logs.reopenOn(ctx, syscall.SIGUSR1)
-	if c.cpuProfile != "" {
-		prof, err := os.Create(c.cpuProfile)
-		if err != nil {
-			return fmt.Errorf("run: --cpuprofile: %w", err)
-		}
-		defer prof.Close()
-		if err := pprof.StartCPUProfile(prof); err != nil {
-			return fmt.Errorf("run: --cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	outAddr := cfg.OutsideAddr.Addr()
-	if cfg.Host != nil {
-		outAddr = cfg.Host.Addr()
-	}
-	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Stringer("in_addr", c.inAddr).Str("out", outName).
-		Stringer("out_addr", outAddr).Str("policy", policyName(c.policyPath)).Msg("fwx running")
-	err = fw.Run(ctx)
-	diag.Info().Err(err).Msg("fwx stopped")
-	return err
+	return fw, outName, nil
 }
 
 // hostOutside makes the host's network fwx's outside, as the flags say.

@@ -1,0 +1,243 @@
+package fwx
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session"
+)
+
+// Status is a snapshot of a running firewall for its operator: its flows
+// the way conntrack -L shows them, what the filters' sessions hold, and
+// totals. Taking one reads the flow table shard by shard, as a lookup
+// does: forwarding never waits for it.
+type Status struct {
+	Time        time.Time       `json:"time"`
+	Started     time.Time       `json:"started"`
+	InsideAddr  netip.Prefix    `json:"inside_addr"`
+	OutsideAddr netip.Prefix    `json:"outside_addr"`
+	Flows       []FlowStatus    `json:"flows"`
+	Sessions    []SessionStatus `json:"sessions"`
+	Totals      Totals          `json:"totals"`
+}
+
+// SessionStatus is what a filter SDK session holds.
+type SessionStatus = session.SessionStatus
+
+// FlowStatus is one flow, seen as the firewall log sees it: Client started
+// it to Destination, and Translated is fwx's outside endpoint for it
+// (outbound) or the inside server it reaches (inbound).
+type FlowStatus struct {
+	Protocol    string         `json:"protocol"`  // tcp, udp or icmp
+	Direction   string         `json:"direction"` // outbound or inbound
+	Client      netip.AddrPort `json:"client"`
+	Destination netip.AddrPort `json:"destination"`
+	Translated  netip.AddrPort `json:"translated"`
+	// State is the TCP connection's state (syn-sent, syn-received,
+	// established, closing, closed, reset); for UDP and ICMP, replied once
+	// the other side answered, else unreplied.
+	State string `json:"state"`
+	// Path is fast or user; Filter the application filter of the flow's
+	// protocol; Grant is set when a filter's grant (a pinhole) let it in.
+	Path   string `json:"path"`
+	Rule   string `json:"rule"`
+	Policy string `json:"policy_protocol,omitempty"`
+	Filter string `json:"filter,omitempty"`
+	Grant  bool   `json:"grant,omitempty"`
+	// Age runs from the first packet to now, Idle from the last; seconds.
+	Start time.Time `json:"start"`
+	Age   float64   `json:"age"`
+	Idle  float64   `json:"idle"`
+	// Sent is from the client to the destination, Received back.
+	BytesSent       uint64 `json:"bytes_sent"`
+	BytesReceived   uint64 `json:"bytes_received"`
+	PacketsSent     uint64 `json:"packets_sent"`
+	PacketsReceived uint64 `json:"packets_received"`
+}
+
+// Totals are the firewall's counters.
+type Totals struct {
+	// Flows counts the live flows, also by state, path and protocol.
+	Flows      int            `json:"flows"`
+	ByState    map[string]int `json:"by_state"`
+	ByPath     map[string]int `json:"by_path"`
+	ByProtocol map[string]int `json:"by_protocol"`
+	// Ports counts the outside ports (ICMP: identifiers) in use per
+	// protocol, out of Size.
+	Ports map[string]PortUse `json:"ports"`
+	// Bytes and packets every flow carried since fwx started, sent
+	// (client to destination) and received.
+	BytesSent       uint64 `json:"bytes_sent"`
+	BytesReceived   uint64 `json:"bytes_received"`
+	PacketsSent     uint64 `json:"packets_sent"`
+	PacketsReceived uint64 `json:"packets_received"`
+	// Created counts flows admitted, Denied attempts refused (every
+	// packet that tried to open a refused flow), by rule, since start.
+	Created map[string]uint64 `json:"created"`
+	Denied  map[string]uint64 `json:"denied"`
+	// FilterRefusals counts connections application filters refused,
+	// by the filter of their protocol.
+	FilterRefusals map[string]uint64 `json:"filter_refusals"`
+	// Pinholes counts the filters' live grants.
+	Pinholes int `json:"pinholes"`
+}
+
+// PortUse is how many outside ports of a protocol are taken.
+type PortUse struct {
+	Used int `json:"used"`
+	Size int `json:"size"`
+}
+
+// StatusFilter selects flows for [Firewall.Status]; its zero value selects
+// all. Each field set must match.
+type StatusFilter struct {
+	// Addr matches a flow with this address as client, destination or
+	// translated address.
+	Addr netip.Addr
+	// Port matches a flow with this port on any of those endpoints.
+	Port uint16
+	// Rule matches the rule that admitted the flow.
+	Rule string
+}
+
+func (sf StatusFilter) match(fs *FlowStatus) bool {
+	eps := [...]netip.AddrPort{fs.Client, fs.Destination, fs.Translated}
+	if sf.Addr.IsValid() && !slices.ContainsFunc(eps[:], func(ap netip.AddrPort) bool { return ap.Addr() == sf.Addr }) {
+		return false
+	}
+	if sf.Port != 0 && !slices.ContainsFunc(eps[:], func(ap netip.AddrPort) bool { return ap.Port() == sf.Port }) {
+		return false
+	}
+	return sf.Rule == "" || fs.Rule == sf.Rule
+}
+
+// Status returns a snapshot of the firewall: the flows sf selects, ordered
+// by start, and every session and total.
+func (fw *Firewall) Status(sf StatusFilter) Status {
+	now := fw.clock.Now()
+	st := Status{Time: now, Started: fw.started, InsideAddr: fw.cfg.InsideAddr, OutsideAddr: fw.cfg.OutsideAddr}
+	st.Totals = fw.totals(func(f *nat.Flow) {
+		fs := flowStatus(f, now)
+		if sf.match(&fs) {
+			st.Flows = append(st.Flows, fs)
+		}
+	})
+	slices.SortStableFunc(st.Flows, func(a, b FlowStatus) int { return a.Start.Compare(b.Start) })
+	st.Sessions = fw.sessions.Status()
+	for _, s := range st.Sessions {
+		for _, g := range s.Grants {
+			if g.Live {
+				st.Totals.Pinholes++
+			}
+		}
+	}
+	return st
+}
+
+// totals counts over the live flows, calling each (if set) with every one.
+func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
+	t := Totals{
+		ByState:    map[string]int{},
+		ByPath:     map[string]int{},
+		ByProtocol: map[string]int{},
+		Ports:      map[string]PortUse{},
+	}
+	t.BytesSent, t.BytesReceived, t.PacketsSent, t.PacketsReceived = fw.log.endedCounts()
+	ports := map[nat.Proto]map[netip.AddrPort]bool{}
+	for _, f := range fw.table.Flows() {
+		t.Flows++
+		t.ByState[flowState(f)]++
+		t.ByPath[flowPath(f)]++
+		t.ByProtocol[f.Proto().String()]++
+		if ports[f.Proto()] == nil {
+			ports[f.Proto()] = map[netip.AddrPort]bool{}
+		}
+		ports[f.Proto()][f.External()] = true
+		if s := f.TCPState(); s != nat.TCPClosed && s != nat.TCPReset {
+			// Until its end is logged; then the log's counts have it.
+			bs, br, ps, pr := sentReceived(f)
+			t.BytesSent += bs
+			t.BytesReceived += br
+			t.PacketsSent += ps
+			t.PacketsReceived += pr
+		}
+		if each != nil {
+			each(f)
+		}
+	}
+	for _, pub := range fw.policy().Publications() {
+		p := natProto(pub.Transport)
+		if ports[p] == nil {
+			ports[p] = map[netip.AddrPort]bool{}
+		}
+		ports[p][netip.AddrPortFrom(fw.cfg.OutsideAddr.Addr(), pub.Listen.Port())] = true
+	}
+	for _, p := range []nat.Proto{nat.TCP, nat.UDP, nat.ICMP} {
+		size := 65535 // ports 1 to 65535
+		if p == nat.ICMP {
+			size = 65536 // identifiers 0 to 65535
+		}
+		t.Ports[p.String()] = PortUse{Used: len(ports[p]), Size: size}
+	}
+	t.Created, t.Denied = fw.log.ruleCounts()
+	t.FilterRefusals = fw.sessions.Refusals()
+	if t.FilterRefusals == nil {
+		t.FilterRefusals = map[string]uint64{}
+	}
+	return t
+}
+
+func flowStatus(f *nat.Flow, now time.Time) FlowStatus {
+	fs := FlowStatus{
+		Protocol:  f.Proto().String(),
+		Direction: f.Origin().String(),
+		State:     flowState(f),
+		Path:      flowPath(f),
+		Rule:      f.Rule(),
+		Policy:    f.Protocol(),
+		Filter:    f.Filter(),
+		Grant:     f.Expectation() != nil,
+		Start:     f.Start(),
+		Age:       now.Sub(f.Start()).Seconds(),
+		Idle:      max(0, now.Sub(f.LastSeen()).Seconds()),
+	}
+	if f.Origin() == nat.Inbound {
+		fs.Client, fs.Destination, fs.Translated = f.Remote(), f.External(), f.Inside()
+	} else {
+		fs.Client, fs.Destination, fs.Translated = f.Inside(), f.Remote(), f.External()
+	}
+	fs.BytesSent, fs.BytesReceived, fs.PacketsSent, fs.PacketsReceived = sentReceived(f)
+	return fs
+}
+
+// sentReceived returns a flow's counters from its client's side.
+func sentReceived(f *nat.Flow) (bytesSent, bytesReceived, pktsSent, pktsReceived uint64) {
+	out, in, pout, pin := f.Counters()
+	if f.Origin() == nat.Inbound {
+		return in, out, pin, pout
+	}
+	return out, in, pout, pin
+}
+
+// flowState names a flow's state: its TCP state, or whether a UDP or
+// ICMP flow was answered.
+func flowState(f *nat.Flow) string {
+	if f.Proto() == nat.TCP {
+		return f.TCPState().String()
+	}
+	if _, _, pout, pin := f.Counters(); (f.Origin() == nat.Outbound && pin > 0) || (f.Origin() == nat.Inbound && pout > 0) {
+		return "replied"
+	}
+	return "unreplied"
+}
+
+// cloneCounts copies a counter map, never nil.
+func cloneCounts(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return map[string]uint64{}
+	}
+	return maps.Clone(m)
+}
