@@ -14,7 +14,15 @@
 //	...
 //	err = fw.Run(ctx) // until ctx is done
 //
+// Run owns the devices: it closes both when it returns. The examples show
+// router mode on in-memory devices, a custom filter and the flow log;
+// docs/EMBED.md walks through cmd/fwx-wireguard, a WireGuard server with
+// fwx inside (wireguard-go's device joined to fwx by
+// [github.com/fwx-dev/fwx/netstack/memtun.NewPair]), and says what is safe
+// from which goroutine.
+//
 // The in-process lab in package [github.com/fwx-dev/fwx/netstack/lab]
 // provides in-memory devices and virtual hosts to test fwx, and filters
-// written for it, without root.
+// written for it, without root; it records any link as a pcap, and with a
+// manual clock one seed gives the same packets run after run.
 package fwx
