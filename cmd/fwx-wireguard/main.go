@@ -148,6 +148,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		// The tunnel closes itself when its TUN (the pair) closes or
 		// it fails; either way fwx has nothing left to serve.
