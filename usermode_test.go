@@ -381,7 +381,9 @@ func TestUserModeFlowControl(t *testing.T) {
 	}
 	// Once the client reads, everything flows again.
 	buf := make([]byte, 1<<20)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Generously: after a long zero window the sender's persist timer
+	// may have backed off to seconds before it probes again.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.ReadFull(c, buf); err != nil {
 		t.Fatalf("reading after the stall: %v", err)
 	}
