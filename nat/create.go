@@ -21,6 +21,10 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 		return f, 0
 	}
 	e := t.outboundExpectLocked(p, src.Addr(), dst, now)
+	held := e != nil && e.Unarmed
+	if held {
+		e = nil // the policy alone may still allow the flow
+	}
 	t.mu.Unlock()
 
 	fs := flowSpec{target: dst, remote: dst, origin: Outbound}
@@ -32,6 +36,9 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 		}
 	} else {
 		d := t.cfg.Decider.Outbound(p, src, dst)
+		if !d.Allow && held {
+			return nil, DropUnarmed // not logged: the client retransmits
+		}
 		if !d.Allow {
 			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: d.Rule, Reason: DropPolicy}, now)
 			return nil, DropPolicy
@@ -113,11 +120,16 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (
 	opening := p != TCP || syn
 	admit, fs := false, flowSpec{remote: src, origin: Inbound}
 	var e *Expectation
+	var held bool
 	if m != nil && opening {
-		e = m.admittingLocked(src, now)
+		e, held = m.admittingLocked(src, now)
 	}
 	switch {
 	case m == nil || !opening || m.withdrawn:
+	case held:
+		// An unarmed bind: dropped unlogged, for the peer to retransmit.
+		t.mu.Unlock()
+		return nil, DropUnarmed
 	case e != nil:
 		if e.oneSource() {
 			e.source = src

@@ -55,6 +55,10 @@ const (
 	DropClientHalfOpen
 	// DropClientRate: the client opens new flows faster than its rate.
 	DropClientRate
+	// DropUnarmed: an opening packet for a pinhole that is reserved but
+	// not armed yet ([Expectation].Unarmed): dropped without a reply or a
+	// log record, for its sender to retransmit.
+	DropUnarmed
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -64,7 +68,7 @@ var dropNames = [NumDropReasons]string{
 	"invalid", "fragment", "spoofed-source", "martian-source", "martian-destination",
 	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
-	"client-half-open", "client-rate",
+	"client-half-open", "client-rate", "unarmed",
 }
 
 // String returns the reason's label, as in "spoofed-source".

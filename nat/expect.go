@@ -69,6 +69,13 @@ type Expectation struct {
 	// serves one source instead: the first peer's flows, for as long as it
 	// lives (ISA: "if only a single source will send datagrams").
 	Multiple bool
+	// Unarmed reserves the pinhole without letting anything through until
+	// [Table.Arm]: the filter that asked for it waits for the other end to
+	// agree (an FTP PORT until the server's 200). A packet that would open
+	// a flow through it meanwhile is dropped without a reply or a log
+	// record (counted as [DropUnarmed]), so its sender retransmits it (a
+	// TCP SYN after about a second) and finds the pinhole armed or gone.
+	Unarmed bool
 	// Deadline, if set, is when the expectation lapses if unused.
 	Deadline time.Time
 	// CloseIdle ends an inbound UDP expectation once it was used and its
@@ -89,9 +96,15 @@ type Expectation struct {
 	// OnFlow, if set, is called with each flow created through the
 	// expectation, after the table is unlocked.
 	OnFlow func(*Flow)
+	// OnLapse, if set, is called once, after the table is unlocked, when
+	// the expectation lapsed unused at its Deadline and the table let it
+	// go (in [Table.Expire], or in Arm, Cancel or Kill after the deadline).
+	OnLapse func()
 
 	// guarded by Table.mu
 	done       bool
+	expired    bool // done because its deadline passed unused
+	lapsed     bool // OnLapse is due or was called
 	used       int
 	flows      int            // live flows created through e
 	source     netip.AddrPort // the one peer of an inbound UDP expectation without Multiple
@@ -101,9 +114,26 @@ type Expectation struct {
 
 // admitsLocked reports whether an inbound flow from remote may use e.
 func (e *Expectation) admitsLocked(remote netip.AddrPort, now int64) bool {
+	return !e.Unarmed && e.wouldAdmitLocked(remote, now)
+}
+
+// wouldAdmitLocked reports whether an inbound flow from remote may use e
+// once it is armed.
+func (e *Expectation) wouldAdmitLocked(remote netip.AddrPort, now int64) bool {
 	return !e.doneLocked(now) && e.Inside.IsValid() &&
 		(e.Remotes == nil || e.Remotes.Contains(remote.Addr())) &&
 		(!e.source.IsValid() || e.source == remote)
+}
+
+// lapseLocked reports whether e lapsed unused at its deadline and its
+// OnLapse is yet to be called, and marks the call as made. Call doneLocked
+// first.
+func (e *Expectation) lapseLocked() bool {
+	if !e.expired || e.lapsed || e.OnLapse == nil {
+		return false
+	}
+	e.lapsed = true
+	return true
 }
 
 // oneSource reports whether e serves one source rather than one flow: an
@@ -112,7 +142,7 @@ func (e *Expectation) oneSource() bool { return e.Proto == UDP && e.mapping != n
 
 func (e *Expectation) doneLocked(now int64) bool {
 	if !e.done && !e.Deadline.IsZero() && e.used == 0 && now > e.Deadline.UnixNano() {
-		e.done = true
+		e.done, e.expired = true, true
 	}
 	return e.done
 }
@@ -241,20 +271,21 @@ func (t *Table) DynamicMapping(p Proto, external netip.AddrPort) (netip.AddrPort
 
 // admittingLocked returns the expectation of mapping m that admits a new
 // flow from remote: the bind's, or one of the pinholes on a dynamic
-// mapping; nil if none does.
-func (m *mapping) admittingLocked(remote netip.AddrPort, now int64) *Expectation {
+// mapping; nil if none does. held reports a bind that would admit it but
+// is not armed yet.
+func (m *mapping) admittingLocked(remote netip.AddrPort, now int64) (e *Expectation, held bool) {
 	if e := m.expect; e != nil {
 		if e.admitsLocked(remote, now) {
-			return e
+			return e, false
 		}
-		return nil
+		return nil, e.Unarmed && e.wouldAdmitLocked(remote, now)
 	}
 	for _, e := range m.pinholes {
 		if e.admitsLocked(remote, now) {
-			return e
+			return e, false
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // SetExpectationInside sets the inside endpoint of an inbound expectation
@@ -278,18 +309,44 @@ func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) erro
 // had already been used up, cancelled or timed out.
 func (t *Table) Cancel(e *Expectation, now time.Time) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e.doneLocked(now.UnixNano()) {
-		t.finishLocked(e)
+	gone := e.doneLocked(now.UnixNano())
+	t.finishLocked(e)
+	lapsed := e.lapseLocked()
+	t.mu.Unlock()
+	if lapsed {
+		e.OnLapse()
+	}
+	if gone {
 		return ErrPinholeGone
 	}
-	t.finishLocked(e)
+	return nil
+}
+
+// Arm lets an expectation installed Unarmed admit flows from now on. It
+// returns ErrPinholeGone if the expectation was used up, cancelled or
+// timed out meanwhile.
+func (t *Table) Arm(e *Expectation, now time.Time) error {
+	t.mu.Lock()
+	gone := e.doneLocked(now.UnixNano())
+	if !gone {
+		e.Unarmed = false
+	}
+	lapsed := e.lapseLocked()
+	t.mu.Unlock()
+	if lapsed {
+		e.OnLapse()
+	}
+	if gone {
+		return ErrPinholeGone
+	}
 	return nil
 }
 
 // Kill withdraws an expectation and ends every flow created through it.
 func (t *Table) Kill(e *Expectation, now time.Time) {
 	t.mu.Lock()
+	e.doneLocked(now.UnixNano())
+	lapsed := e.lapseLocked()
 	t.finishLocked(e)
 	ended := t.flowsWhere(func(f *Flow) bool { return f.expect == e })
 	live := ended[:0]
@@ -299,6 +356,9 @@ func (t *Table) Kill(e *Expectation, now time.Time) {
 		}
 	}
 	t.mu.Unlock()
+	if lapsed {
+		e.OnLapse()
+	}
 	for _, f := range live {
 		t.notifyEnded(f, now.UnixNano())
 	}
@@ -343,23 +403,30 @@ func (t *Table) externalAddr(e *Expectation) netip.Addr {
 	return t.cfg.External
 }
 
-// expireExpectationsLocked drops expectations whose deadline passed.
-func (t *Table) expireExpectationsLocked(now int64) {
-	for _, e := range t.expects {
+// expireExpectationsLocked drops expectations whose deadline passed, and
+// returns those whose OnLapse is due.
+func (t *Table) expireExpectationsLocked(now int64) []*Expectation {
+	var lapsed []*Expectation
+	expire := func(e *Expectation) {
 		if e.doneLocked(now) {
 			t.finishLocked(e)
-		}
-	}
-	for _, m := range t.byExt {
-		if e := m.expect; e != nil && e.doneLocked(now) {
-			t.finishLocked(e)
-		}
-		for _, e := range slices.Clone(m.pinholes) {
-			if e.doneLocked(now) {
-				t.finishLocked(e)
+			if e.lapseLocked() {
+				lapsed = append(lapsed, e)
 			}
 		}
 	}
+	for _, e := range t.expects {
+		expire(e)
+	}
+	for _, m := range t.byExt {
+		if e := m.expect; e != nil {
+			expire(e)
+		}
+		for _, e := range slices.Clone(m.pinholes) {
+			expire(e)
+		}
+	}
+	return lapsed
 }
 
 // ExpectationLive reports whether e can still admit a flow at now.

@@ -211,3 +211,105 @@ type userMode struct{ denyAll }
 func (userMode) Outbound(nat.Proto, netip.AddrPort, netip.AddrPort) nat.Decision {
 	return nat.Decision{Allow: true, Rule: "ftp", UserMode: true}
 }
+// TestUnarmedExpectation: an unarmed pinhole lets nothing through and
+// drops what would open a flow through it without a reply or a log record
+// (its sender retransmits); armed, it admits as usual; cancelled unarmed,
+// it refuses as if it had never been.
+func TestUnarmedExpectation(t *testing.T) {
+	t.Run("inbound", func(t *testing.T) {
+		tab, rec := newTable(t, nat.Config{Decider: denyAll{}})
+		bound, _ := tab.ReserveBlock(nat.TCP, ext, 1)
+		e := &nat.Expectation{Proto: nat.TCP, External: bound, Inside: netip.AddrPortFrom(client.Addr(), 5001),
+			Remotes: addrSet{server.Addr()}, Unarmed: true}
+		if err := tab.ExpectInbound(e); err != nil {
+			t.Fatal(err)
+		}
+		from := netip.AddrPortFrom(server.Addr(), 20)
+		if v, _ := in(tab, syn(from, bound), t0); v != nat.Drop || tab.Len() != 0 || len(rec.denied) != 0 {
+			t.Fatalf("unarmed: verdict %v, %d flows, %d denials; want drop, 0, 0", v, tab.Len(), len(rec.denied))
+		}
+		if n := tab.Stats().Drops[nat.DropUnarmed]; n != 1 {
+			t.Errorf("%d drops counted as unarmed, want 1", n)
+		}
+		// A third party is refused (and logged) as before.
+		if v, _ := in(tab, syn(netip.AddrPortFrom(server2.Addr(), 20), bound), t0); v != nat.Drop || len(rec.denied) != 1 {
+			t.Errorf("third party: verdict %v, %d denials; want drop, 1", v, len(rec.denied))
+		}
+		if err := tab.Arm(e, t0); err != nil {
+			t.Fatal(err)
+		}
+		pkt := syn(from, bound)
+		v, _ := in(tab, pkt, t0)
+		mustVerdict(t, v, nat.Forward, pkt)
+		if err := tab.Arm(e, t0); !errors.Is(err, nat.ErrPinholeGone) {
+			t.Errorf("arming a used pinhole: %v, want ErrPinholeGone", err)
+		}
+	})
+	t.Run("outbound", func(t *testing.T) {
+		tab, rec := newTable(t, nat.Config{Decider: denyAll{}})
+		e := &nat.Expectation{Proto: nat.TCP, Client: client.Addr(), Dst: server, Unarmed: true}
+		if err := tab.ExpectOutbound(e, t0); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := out(tab, syn(client, server), t0); v != nat.Drop || len(rec.denied) != 0 {
+			t.Fatalf("unarmed: verdict %v, %d denials; want drop, 0", v, len(rec.denied))
+		}
+		if err := tab.Arm(e, t0); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := out(tab, syn(client, server), t0); v != nat.Forward {
+			t.Errorf("armed: verdict %v, want forward", v)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		tab, rec := newTable(t, nat.Config{Decider: denyAll{}})
+		bound, _ := tab.ReserveBlock(nat.TCP, ext, 1)
+		e := &nat.Expectation{Proto: nat.TCP, External: bound, Inside: netip.AddrPortFrom(client.Addr(), 5001), Unarmed: true}
+		if err := tab.ExpectInbound(e); err != nil {
+			t.Fatal(err)
+		}
+		tab.Kill(e, t0)
+		if err := tab.Arm(e, t0); !errors.Is(err, nat.ErrPinholeGone) {
+			t.Errorf("arming a killed pinhole: %v, want ErrPinholeGone", err)
+		}
+		if v, _ := in(tab, syn(netip.AddrPortFrom(server.Addr(), 20), bound), t0); v != nat.Drop || len(rec.denied) != 1 {
+			t.Errorf("after kill: verdict %v, %d denials; want drop, 1", v, len(rec.denied))
+		}
+	})
+}
+
+// TestOnLapse: OnLapse is called once for a pinhole that lapsed unused,
+// whoever notices (the sweep, or a Cancel or Kill after the deadline), and
+// never for one used or withdrawn in time.
+func TestOnLapse(t *testing.T) {
+	dl := t0.Add(time.Minute)
+	after := dl.Add(time.Second)
+	for _, tt := range []struct {
+		name    string
+		unarmed bool
+		run     func(tab *nat.Table, e *nat.Expectation)
+		want    int
+	}{
+		{"swept", false, func(tab *nat.Table, e *nat.Expectation) { tab.Expire(after); tab.Expire(after) }, 1},
+		{"swept early", false, func(tab *nat.Table, e *nat.Expectation) { tab.Expire(t0) }, 0},
+		{"cancelled late", false, func(tab *nat.Table, e *nat.Expectation) { tab.Cancel(e, after); tab.Expire(after) }, 1},
+		{"killed late", false, func(tab *nat.Table, e *nat.Expectation) { tab.Kill(e, after); tab.Expire(after) }, 1},
+		{"cancelled in time", false, func(tab *nat.Table, e *nat.Expectation) { tab.Cancel(e, t0); tab.Expire(after); tab.Kill(e, after) }, 0},
+		{"used", false, func(tab *nat.Table, e *nat.Expectation) { out(tab, syn(client, server), t0); tab.Expire(after) }, 0},
+		{"unarmed", true, func(tab *nat.Table, e *nat.Expectation) { tab.Expire(after) }, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tab, _ := newTable(t, nat.Config{Decider: denyAll{}})
+			calls := 0
+			e := &nat.Expectation{Proto: nat.TCP, Client: client.Addr(), Dst: server, Deadline: dl, Unarmed: tt.unarmed,
+				OnLapse: func() { calls++ }}
+			if err := tab.ExpectOutbound(e, t0); err != nil {
+				t.Fatal(err)
+			}
+			tt.run(tab, e)
+			if calls != tt.want {
+				t.Errorf("OnLapse called %d times, want %d", calls, tt.want)
+			}
+		})
+	}
+}

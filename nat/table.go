@@ -462,13 +462,16 @@ func (t *Table) Expire(now time.Time) int {
 	dead := t.flowsWhere(func(f *Flow) bool { return f.expired(n, &t.cfg.Timeouts) })
 	ended := dead[:0]
 	t.mu.Lock()
-	t.expireExpectationsLocked(n)
+	lapsed := t.expireExpectationsLocked(n)
 	for _, f := range dead {
 		if f.expired(n, &t.cfg.Timeouts) && t.removeLocked(f) {
 			ended = append(ended, f)
 		}
 	}
 	t.mu.Unlock()
+	for _, e := range lapsed {
+		e.OnLapse()
+	}
 	for _, f := range ended {
 		t.notifyEnded(f, n)
 	}

@@ -82,6 +82,9 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		}
 		var why DropReason
 		if f, why = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
+			if why == DropUnarmed {
+				return t.drop(why)
+			}
 			t.drops[why].Add(1)
 			return Reject
 		}
