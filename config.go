@@ -62,7 +62,9 @@ type Config struct {
 
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
-	// FirewallLog receives one record per flow allowed, denied and ended.
+	// FirewallLog receives one record per flow allowed, denied and ended,
+	// and the records application filters write of the pinholes they open
+	// and refuse.
 	// It is written on the packet path, so its writer must never block:
 	// put a [github.com/fwx-dev/fwx/logq.Writer] under it. The zero value discards them.
 	FirewallLog zerolog.Logger

@@ -112,6 +112,7 @@ func New(cfg Config) (*Firewall, error) {
 		Clock:          cfg.Clock,
 		PinholeTimeout: cfg.PinholeTimeout,
 		Log:            cfg.Log,
+		FirewallLog:    cfg.FirewallLog,
 	})
 	fw.sessions = mgr
 	if err := fw.addFilters(cfg.Policy); err != nil {

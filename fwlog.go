@@ -145,6 +145,11 @@ func flowFields(ev *zerolog.Event, f *nat.Flow) *zerolog.Event {
 		ev = ev.Str("client", f.Inside().String()).Str("destination", f.Remote().String()).
 			Str("translated_source", f.External().String())
 	}
+	if e := f.Expectation(); e != nil && e.Filter != "" {
+		// A secondary connection: its rule is that of the connection
+		// it was negotiated on, and this is the filter that let it in.
+		ev = ev.Str("opened_by", e.Filter)
+	}
 	return ev.Str("rule", f.Rule()).Str("path", flowPath(f))
 }
 

@@ -441,7 +441,8 @@ func TestFutureConnectUDPUserMode(t *testing.T) {
 	if got := exchange(t, c, "future", 5*time.Second); got != "future" {
 		t.Fatalf("echo %q", got)
 	}
-	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": dst.String(), "path": "user", "rule": "tftp"})
+	// The flow is logged with the rule that lets the client use tftp.
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": dst.String(), "path": "user", "rule": "ftp-out"})
 }
 
 // TestDataFilterFactoryUDP: a factory for EventUDPDestination puts a

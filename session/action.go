@@ -46,6 +46,19 @@ func (a *FirewallAction) Cancel() error {
 	return err
 }
 
+// Arm lets a permission granted Unarmed admit its connection from now on.
+// It returns ErrTerminating if the permission was used, timed out or
+// cancelled meanwhile, and ErrNotSupported for a factory.
+func (a *FirewallAction) Arm() error {
+	if a.expect == nil {
+		return fmt.Errorf("session: arm %v: %w", a.addr, ErrNotSupported)
+	}
+	if err := a.s.mgr.cfg.Table.Arm(a.expect, a.s.mgr.cfg.Clock.Now()); err != nil {
+		return fmt.Errorf("session: arm %v: %w: %w", a.addr, ErrTerminating, err)
+	}
+	return nil
+}
+
 // Live reports whether the permission can still be used.
 func (a *FirewallAction) Live() bool {
 	if a.factory != nil {

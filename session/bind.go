@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/fwx-dev/fwx/nat"
 )
@@ -40,6 +41,15 @@ type BindRequest struct {
 	// IPFilter restricts who may connect: nil allows every address, an
 	// empty filter none.
 	IPFilter *IPFilter
+	// Primary, if set, is the connection the grant was negotiated on (an
+	// FTP control connection): flows through the pinhole are logged with
+	// its policy rule. Unset, they are logged with the rule that lets the
+	// client use ProtocolName.
+	Primary *Connection
+	// OnLapse, if set, is called once, from fwx's periodic sweep (or from
+	// Arm or Kill after the fact), when a Timeout pinhole lapsed unused;
+	// at is when it lapsed.
+	OnLapse func(at time.Time)
 }
 
 // BindResult is what BindForClient bound.
@@ -62,6 +72,9 @@ const maxBind = 1024
 // Without Timeout the connection objects live until killed or until the
 // session ends.
 //
+// With Unarmed the ports are bound but admit nothing until
+// Connection.Arm.
+//
 // Errors: ErrInvalidArgument, ErrProtocolDenied, ErrAddressInUse (also for
 // a denied bind, with ErrDenied), ErrAddressNotAvailable, ErrBusy,
 // ErrTerminating.
@@ -83,7 +96,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	case req.Proxy.Port() != 0 && n > 1:
 		return nil, fmt.Errorf("session: %s: a port can be forced only for one address: %w", call, ErrInvalidArgument)
 	}
-	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer); err != nil {
+	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer|Unarmed); err != nil {
 		return nil, err
 	}
 	for _, c := range req.ClientAddrs {
@@ -107,10 +120,11 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
+	rule := ruleOf(req.Primary, d)
 	conns := make([]*Connection, n)
 	for i := range conns {
 		c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
-		c.timeout, c.context, c.settings = req.Flags&Timeout != 0, req.Context, d.Settings
+		c.timeout, c.context, c.settings, c.rule = req.Flags&Timeout != 0, req.Context, d.Settings, rule
 		if req.Flags&IncreaseReceiveBuffer != 0 {
 			c.rcvbuf = rcvbufIncreased
 		}
@@ -158,15 +172,17 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Remotes:       remoteFilter(req.IPFilter),
 			Bidirectional: req.Flags&Bidirectional != 0,
 			Multiple:      req.Flags&AllowMultiple != 0,
+			Unarmed:       req.Flags&Unarmed != 0,
 			Deadline:      s.deadline(req.Flags),
 			CloseIdle:     req.Protocol == UDP && req.Flags&Timeout != 0,
 			UserMode:      userMode,
-			Rule:          req.ProtocolName,
+			Rule:          rule,
 			Protocol:      req.ProtocolName,
 			Filter:        d.Filter,
 			Owner:         c,
 			OnFlow:        s.established(c, req.ProtocolName, req.Notify, req.Context),
 		}
+		e.OnLapse = onLapse(e, req.OnLapse)
 		if known(c.mu.client) {
 			e.Inside = c.mu.client
 		}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/session/policy"
@@ -21,6 +22,7 @@ type Connection struct {
 	proto    Protocol
 	protocol string          // the policy protocol
 	filter   string          // the filter the policy binds to the protocol
+	rule     string          // the policy rule that allowed it, when known
 	addr     netip.AddrPort  // the bound external endpoint, or the destination
 	inbound  bool            // started from the outside: a bind's or a publication's
 	peer     netip.AddrPort  // the far end: the server, or the outside client
@@ -74,6 +76,16 @@ func (c *Connection) Protocol() Protocol { return c.proto }
 
 // ProtocolName returns the policy protocol the connection belongs to.
 func (c *Connection) ProtocolName() string { return c.protocol }
+
+// Rule returns the policy rule that allowed the connection: for a client's
+// connection or one to a published server the rule (or publication) that
+// admitted it, for a grant the rule its flows are logged with; "" when not
+// known.
+func (c *Connection) Rule() string { return c.rule }
+
+// FilterName returns the name of the application filter the policy binds
+// to the connection's protocol ("" if none).
+func (c *Connection) FilterName() string { return c.filter }
 
 // Inbound reports whether the connection was started from the outside: a
 // connection accepted on a bound port or to a published server. A data
@@ -195,6 +207,45 @@ func (c *Connection) Live() bool {
 		return true
 	}
 	return c.s.mgr.cfg.Table.ExpectationInUse(e, c.s.mgr.cfg.Clock.Now())
+}
+
+// Arm lets a port bound Unarmed accept connections from now on. It
+// returns ErrTerminating if the connection was killed or its pinhole
+// lapsed, and ErrNotSupported if it is not a bound port.
+func (c *Connection) Arm() error {
+	c.mu.Lock()
+	killed, e := c.mu.killed, c.mu.expect
+	c.mu.Unlock()
+	switch {
+	case killed:
+		return fmt.Errorf("session: arm %v: %w", c.addr, ErrTerminating)
+	case e == nil:
+		return fmt.Errorf("session: arm %v: not a bound connection: %w", c.addr, ErrNotSupported)
+	}
+	if err := c.s.mgr.cfg.Table.Arm(e, c.s.mgr.cfg.Clock.Now()); err != nil {
+		return fmt.Errorf("session: arm %v: %w: %w", c.addr, ErrTerminating, err)
+	}
+	return nil
+}
+
+// Used returns how many connections a bound port accepted (0 for other
+// connections).
+func (c *Connection) Used() int {
+	c.mu.Lock()
+	e := c.mu.expect
+	c.mu.Unlock()
+	if e == nil {
+		return 0
+	}
+	return c.s.mgr.cfg.Table.ExpectationUsed(e)
+}
+
+// admits reports whether a bound port may still accept a connection.
+func (c *Connection) admits(now time.Time) bool {
+	c.mu.Lock()
+	e := c.mu.expect
+	c.mu.Unlock()
+	return e != nil && c.s.mgr.cfg.Table.ExpectationLive(e, now)
 }
 
 // Killed reports whether the connection has been killed.

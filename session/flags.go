@@ -48,9 +48,18 @@ const (
 	// IncreaseReceiveBuffer (RedirectConnections) gives a UDP secondary a
 	// 64 KiB receive buffer against bursts.
 	IncreaseReceiveBuffer
+	// Unarmed (BindForClient, AllowFutureConnect; fwx's, not ISA's)
+	// reserves the pinhole but lets nothing through it until the filter
+	// calls Arm on its Connection or FirewallAction, or withdraws it with
+	// Kill or Cancel: for a grant one end asked for and the other has yet
+	// to agree to (an FTP PORT before the server's 200). A connection that
+	// arrives meanwhile is not refused: its SYN is dropped without a
+	// reply, and the peer's retransmission (about a second later) finds
+	// the pinhole armed or gone. Timeout runs from the grant.
+	Unarmed
 )
 
-var flagNames = []string{"allow-multiple", "timeout", "no-kernel-mode", "bidirectional", "increase-receive-buffer"}
+var flagNames = []string{"allow-multiple", "timeout", "no-kernel-mode", "bidirectional", "increase-receive-buffer", "unarmed"}
 
 // String lists the flags set, joined by "|".
 func (f Flags) String() string {

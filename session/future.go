@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/fwx-dev/fwx/nat"
 )
@@ -31,12 +32,16 @@ type FutureConnect struct {
 	// the connection is made.
 	Notify  SessionFilter
 	Context any
+	// Primary and OnLapse are as in BindRequest.
+	Primary *Connection
+	OnLapse func(at time.Time)
 }
 
 // AllowFutureConnect lets the client connect once to req.Addr (or several
 // times with AllowMultiple; within the pinhole timeout with Timeout). The
 // connection takes the fast path unless NoKernelMode is set or a filter
-// hooked its connect event.
+// hooked its connect event. With Unarmed it admits nothing until
+// FirewallAction.Arm.
 //
 // Errors: ErrInvalidArgument, ErrProtocolDenied, ErrAddressNotAvailable,
 // ErrAddressInUse (a permission for the same destination is live), ErrBusy,
@@ -50,7 +55,7 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 	if !req.Addr.IsValid() || req.Addr.Addr().IsUnspecified() || req.Addr.Port() == 0 {
 		return nil, fmt.Errorf("session: %s: destination %v: %w", call, req.Addr, ErrInvalidArgument)
 	}
-	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
+	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer|Unarmed); err != nil {
 		return nil, err
 	}
 	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.ProtocolName, 1)
@@ -71,13 +76,16 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		ExternalAddr: ext,
 		ExternalPort: pinned,
 		Multiple:     req.Flags&AllowMultiple != 0,
+		Unarmed:      req.Flags&Unarmed != 0,
 		Deadline:     s.deadline(req.Flags),
 		UserMode:     userMode,
-		Rule:         req.ProtocolName,
+		Rule:         ruleOf(req.Primary, d),
 		Protocol:     req.ProtocolName,
 		Filter:       d.Filter,
 	}
+	e.OnLapse = onLapse(e, req.OnLapse)
 	c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context)
+	c.rule = e.Rule
 	e.Owner = c
 	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {

@@ -117,6 +117,24 @@ func (s *Session) deadline(f Flags) time.Time {
 	return s.mgr.cfg.Clock.Now().Add(s.mgr.cfg.PinholeTimeout)
 }
 
+// ruleOf is the policy rule flows through a grant are logged with: that of
+// the connection the grant was negotiated on, or else the rule that lets
+// the client use the protocol.
+func ruleOf(primary *Connection, d policy.Decision) string {
+	if primary != nil && primary.rule != "" {
+		return primary.rule
+	}
+	return d.Rule
+}
+
+// onLapse adapts a grant's OnLapse to the table's.
+func onLapse(e *nat.Expectation, f func(time.Time)) func() {
+	if f == nil {
+		return nil
+	}
+	return func() { f(e.Deadline) }
+}
+
 // remoteFilter converts an IPFilter to the table's interface, keeping nil
 // (no restriction) distinct from an empty filter (blocks all).
 func remoteFilter(f *IPFilter) nat.RemoteFilter {

@@ -41,6 +41,10 @@ type Config struct {
 	UserPath UserPath
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
+	// FirewallLog is fwx's firewall log, where filters write the records
+	// of the pinholes they open and refuse ([Session.FirewallRecord]). The
+	// zero value discards them.
+	FirewallLog zerolog.Logger
 }
 
 // Manager holds the sessions of a running fwx, one per SecureNAT client

@@ -56,6 +56,18 @@ func (s *Session) Log() zerolog.Logger {
 	return s.mgr.cfg.Log.With().Stringer("client", s.client).Logger()
 }
 
+// FirewallRecord starts a record of the firewall log, with "event" and
+// "time" (at, or now on fwx's clock if at is zero) set; the caller adds
+// its fields and ends it with Msg. Filters write what they open and refuse
+// with it. It returns nil, on which every method is a no-op, when the log
+// is off.
+func (s *Session) FirewallRecord(event string, at time.Time) *zerolog.Event {
+	if at.IsZero() {
+		at = s.mgr.cfg.Clock.Now()
+	}
+	return s.mgr.cfg.FirewallLog.Info().Time("time", at).Str("event", event)
+}
+
 // Context returns a context that is done when the session ends.
 func (s *Session) Context() context.Context { return s.ctx }
 
@@ -104,7 +116,7 @@ func (s *Session) admitLocked(n int) error {
 	}
 	s.mu.active = s.mgr.cfg.Clock.Now()
 	s.pruneLocked()
-	if len(s.mu.conns)+len(s.mu.actions)+n > s.mgr.cfg.MaxPinholes {
+	if s.pinholesLocked()+n > s.mgr.cfg.MaxPinholes {
 		return fmt.Errorf("session %v: more than %d pinholes: %w", s.client, s.mgr.cfg.MaxPinholes, ErrBusy)
 	}
 	return nil
@@ -126,6 +138,20 @@ func (s *Session) pruneLocked() {
 	}
 }
 
+// pinholesLocked counts what holds a pinhole open: live permissions, and
+// bound ports that may still accept a connection. A Timeout bind that was
+// used no longer does, though the connection through it goes on.
+func (s *Session) pinholesLocked() int {
+	n := len(s.mu.actions)
+	now := s.mgr.cfg.Clock.Now()
+	for c := range s.mu.conns {
+		if !c.timeout || c.admits(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // idleSince reports whether the session holds nothing (no pinholes, no
 // connection in progress) and has done nothing since before t.
 func (s *Session) idleSince(t time.Time) bool {
@@ -137,13 +163,13 @@ func (s *Session) idleSince(t time.Time) bool {
 }
 
 // Pinholes returns how many bound ports and live permissions the session
-// holds: what counts against its cap. Connections in progress on the
-// user-mode path do not count.
+// holds: what counts against its cap. Connections in progress (through a
+// used pinhole, or on the user-mode path) do not count.
 func (s *Session) Pinholes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pruneLocked()
-	return len(s.mu.conns) + len(s.mu.actions)
+	return s.pinholesLocked()
 }
 
 // attach returns the filter's object for this session, attaching it on

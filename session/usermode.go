@@ -81,7 +81,7 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	f := r.Flow
 	owner := ownerOf(f)
 	c := newConnection(s, TCP, f.Protocol(), f.Filter(), r.Dst, r.Client)
-	c.peer, c.external, c.flow = f.Remote(), f.External(), f
+	c.peer, c.external, c.flow, c.rule = f.Remote(), f.External(), f, f.Rule()
 	c.settings = m.policy.Load().Settings(f.Rule(), false)
 	if owner != nil {
 		c.settings = owner.settings
@@ -180,7 +180,7 @@ func (m *Manager) listenUserMode(c *Connection, backlog int) error {
 // serveAccepted runs one connection accepted on a user-mode bind.
 func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
-	c.inbound, c.peer, c.external, c.settings = true, peer.RemoteAddrPort(), bound.addr, bound.settings
+	c.inbound, c.peer, c.external, c.settings, c.rule = true, peer.RemoteAddrPort(), bound.addr, bound.settings, bound.rule
 	if !s.track(c) {
 		peer.Abort()
 		return
@@ -277,7 +277,7 @@ func (m *Manager) ServeInbound(r Incoming) {
 		return
 	}
 	c := newConnection(s, TCP, r.Protocol, r.Filter, r.Peer.LocalAddrPort(), r.Server)
-	c.inbound, c.peer, c.external = true, r.Peer.RemoteAddrPort(), r.Peer.LocalAddrPort()
+	c.inbound, c.peer, c.external, c.rule = true, r.Peer.RemoteAddrPort(), r.Peer.LocalAddrPort(), r.Rule
 	c.settings = m.policy.Load().Settings(r.Rule, true)
 	c.flow = m.cfg.Table.LookupInbound(nat.TCP, c.peer, r.Peer.LocalAddrPort(), m.cfg.Clock.Now())
 	if !s.track(c) {
