@@ -19,8 +19,12 @@ import (
 )
 
 // ftpPolicy lets the client use FTP through the filter and nothing else, so
-// every data connection must come through one of the filter's pinholes.
+// every data connection must come through one of the filter's pinholes; the
+// NAT filters address-and-port-dependently, the strictest way, so nothing
+// but a pinhole lets the server in.
 const ftpPolicy = `
+options:
+  filtering: address-and-port-dependent
 protocols:
   - {name: ftp, transport: tcp, ports: [21], filter: ftp}
   - {name: ftp-ro, transport: tcp, ports: [2121], filter: ftp-readonly}
@@ -39,8 +43,8 @@ func newLab(t *testing.T) *filtertest.Lab {
 }
 
 // server is a scripted FTP server on a lab host: it answers the commands
-// the tests use, reports what it received, and makes real data
-// connections (active and passive).
+// the tests use, reports what it received (but USER and PASS), and makes
+// real data connections (active and passive).
 type server struct {
 	t    *testing.T
 	host *lab.Host
@@ -48,12 +52,17 @@ type server struct {
 	got chan string
 	// reply overrides the reply to a verb.
 	reply map[string]string
-	mu    sync.Mutex
-	pasv  uint16
+	// hold, if set, delays the reply to a verb until it is closed.
+	hold map[string]chan struct{}
+	// greeting replaces "220 scripted" (set before the first dial).
+	greeting string
+	mu       sync.Mutex
+	pasv     uint16
 }
 
 func serve(t *testing.T, h *lab.Host, port uint16) *server {
-	s := &server{t: t, host: h, got: make(chan string, 256), reply: map[string]string{}, pasv: 30000}
+	s := &server{t: t, host: h, got: make(chan string, 256), reply: map[string]string{},
+		hold: map[string]chan struct{}{}, greeting: "220 scripted", pasv: 30000}
 	ln, err := h.ListenTCP(port)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +83,10 @@ func serve(t *testing.T, h *lab.Host, port uint16) *server {
 func (s *server) control(c net.Conn) {
 	defer c.Close()
 	self := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr()
-	fmt.Fprintf(c, "220 scripted\r\n")
+	if ch, ok := s.hold["greeting"]; ok {
+		<-ch
+	}
+	fmt.Fprintf(c, "%s\r\n", s.greeting)
 	r := bufio.NewReader(c)
 	var active netip.AddrPort
 	var passive net.Listener
@@ -83,12 +95,17 @@ func (s *server) control(c net.Conn) {
 		if err != nil {
 			return
 		}
-		select {
-		case s.got <- strings.TrimRight(line, "\r\n"):
-		default: // a test that sends many commands does not read them all
-		}
 		verb, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
 		verb = strings.ToUpper(verb)
+		if verb != "USER" && verb != "PASS" { // the login is not news
+			select {
+			case s.got <- strings.TrimRight(line, "\r\n"):
+			default: // a test that sends many commands does not read them all
+			}
+		}
+		if ch, ok := s.hold[verb]; ok {
+			<-ch
+		}
 		if rep, ok := s.reply[verb]; ok {
 			fmt.Fprintf(c, "%s\r\n", rep)
 			continue
@@ -134,6 +151,10 @@ func (s *server) control(c net.Conn) {
 			fmt.Fprintf(c, "226 done\r\n")
 		case "AUTH":
 			fmt.Fprintf(c, "234 proceed\r\n")
+		case "USER":
+			fmt.Fprintf(c, "331 password please\r\n")
+		case "PASS":
+			fmt.Fprintf(c, "230 logged in\r\n")
 		case "QUIT":
 			fmt.Fprintf(c, "221 bye\r\n")
 			return
@@ -179,15 +200,25 @@ type client struct {
 	r *bufio.Reader
 }
 
+// dial opens a control connection and logs in.
 func dial(t *testing.T, h *lab.Host, dst netip.AddrPort) *client {
+	t.Helper()
+	c := dialNoLogin(t, h, dst)
+	c.expect("220")
+	c.cmd("USER anonymous", "331")
+	c.cmd("PASS guest", "230")
+	return c
+}
+
+// dialNoLogin opens a control connection and reads nothing.
+func dialNoLogin(t *testing.T, h *lab.Host, dst netip.AddrPort) *client {
+	t.Helper()
 	c, err := h.DialTCP(filtertest.Context(t, 5*time.Second), dst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	cl := &client{t: t, c: c, r: bufio.NewReader(c)}
-	cl.expect("220")
-	return cl
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
 }
 
 func (c *client) send(s string) {

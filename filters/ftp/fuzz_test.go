@@ -309,14 +309,14 @@ func FuzzParseReply(f *testing.F) {
 // FuzzLineReader reads data split into reads of fuzzed sizes and checks the
 // lines against slowReadLines, which reads it whole.
 func FuzzLineReader(f *testing.F) {
-	long := strings.Repeat("a", MaxLine)
+	long := strings.Repeat("a", PieceSize)
 	for _, s := range []struct {
 		data  string
 		sizes string
 	}{
 		{"USER anonymous\r\nPASS x\r\nQUIT\r\n", "\x01"}, // one byte per read
 		{"A\nB\r\nC", "\x03\x05"},                        // bare LF, EOF mid-line
-		{long[2:] + "\r\n" + long[1:] + "\r\n", "\x40"},  // MaxLine, then MaxLine+1
+		{long[2:] + "\r\n" + long[1:] + "\r\n", "\x40"},  // PieceSize, then PieceSize+1
 		{long, "\xff"},                                     // no LF at all
 		{"NOOP\r\nPO\x00RT\r\n", "\x02"},                   // NUL in the second line
 		{strings.Repeat("NOOP\r\n", 1000), "\x00\x07\xff"}, // past the buffer; 0 = an empty read
@@ -334,8 +334,8 @@ func FuzzLineReader(f *testing.F) {
 		lr := NewLineReader(r)
 		var got []slowLine
 		for len(got) <= len(data)+1 {
-			line, err := lr.ReadLine()
-			got = append(got, slowLine{string(line), err})
+			line, more, err := lr.ReadLine()
+			got = append(got, slowLine{string(line), more, err})
 			if err != nil {
 				break
 			}

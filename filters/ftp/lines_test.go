@@ -22,6 +22,7 @@ var readers = []struct {
 	{"data with EOF", iotest.DataErrReader},
 	{"chunks of 7", func(r io.Reader) io.Reader { return &chunkReader{r: r, n: 7} }},
 	{"chunks of 511", func(r io.Reader) io.Reader { return &chunkReader{r: r, n: 511} }},
+	{"chunks of 4095", func(r io.Reader) io.Reader { return &chunkReader{r: r, n: PieceSize - 1} }},
 }
 
 // chunkReader reads at most n bytes at a time.
@@ -37,11 +38,11 @@ func readAll(t testing.TB, lr *LineReader) []slowLine {
 	t.Helper()
 	var got []slowLine
 	for range 100000 {
-		line, err := lr.ReadLine()
+		line, more, err := lr.ReadLine()
 		if err == nil && len(line) == 0 {
 			t.Fatal("ReadLine returned an empty line without error")
 		}
-		got = append(got, slowLine{string(line), err})
+		got = append(got, slowLine{string(line), more, err})
 		if err != nil {
 			return got
 		}
@@ -58,41 +59,46 @@ func TestLineReader(t *testing.T) {
 		for i := range n {
 			l := strings.Repeat(string(rune('a'+i%26)), size-2) + "\r\n"
 			b.WriteString(l)
-			want = append(want, slowLine{l, nil})
+			want = append(want, slowLine{l, false, nil})
 		}
-		return b.String(), append(want, slowLine{"", io.EOF})
+		return b.String(), append(want, slowLine{"", false, io.EOF})
 	}
 	pipelined, pipelinedWant := many(100, 97)
-	maxLines, maxLinesWant := many(20, MaxLine)
+	bigLines, bigLinesWant := many(20, PieceSize)
+	eof := slowLine{"", false, io.EOF}
+	line := func(s string) slowLine { return slowLine{s, false, nil} }
+	piece := func(s string) slowLine { return slowLine{s, true, nil} }
 
 	tests := []struct {
 		name string
 		in   string
 		want []slowLine
 	}{
-		{"crlf", "USER anonymous\r\nPASS x\r\n", []slowLine{{"USER anonymous\r\n", nil}, {"PASS x\r\n", nil}, {"", io.EOF}}},
-		{"bare lf", "USER anonymous\nPASS x\n", []slowLine{{"USER anonymous\n", nil}, {"PASS x\n", nil}, {"", io.EOF}}},
-		{"mixed terminators", "A\r\nB\nC\r\n", []slowLine{{"A\r\n", nil}, {"B\n", nil}, {"C\r\n", nil}, {"", io.EOF}}},
-		{"empty lines", "\n\r\n\n", []slowLine{{"\n", nil}, {"\r\n", nil}, {"\n", nil}, {"", io.EOF}}},
-		{"cr alone ends nothing", "PASV\rPORT 1\r\n", []slowLine{{"PASV\rPORT 1\r\n", nil}, {"", io.EOF}}},
-		{"empty input", "", []slowLine{{"", io.EOF}}},
-		{"eof mid-line", "QUIT\r\nNOO", []slowLine{{"QUIT\r\n", nil}, {"NOO", io.EOF}}},
-		{"eof after cr", "QUIT\r", []slowLine{{"QUIT\r", io.EOF}}},
-		{"exactly MaxLine", long(MaxLine-2) + "\r\n", []slowLine{{long(MaxLine-2) + "\r\n", nil}, {"", io.EOF}}},
-		{"exactly MaxLine bare lf", long(MaxLine-1) + "\n", []slowLine{{long(MaxLine-1) + "\n", nil}, {"", io.EOF}}},
-		{"MaxLine+1", long(MaxLine-1) + "\r\n", []slowLine{{"", ErrLineTooLong}}},
-		{"overlong after a good line", "NOOP\r\n" + long(4*MaxLine) + "\r\n", []slowLine{{"NOOP\r\n", nil}, {"", ErrLineTooLong}}},
-		{"MaxLine-1 at eof", long(MaxLine - 1), []slowLine{{long(MaxLine - 1), io.EOF}}},
-		{"MaxLine at eof", long(MaxLine), []slowLine{{"", ErrLineTooLong}}},
-		{"nul", "PO\x00RT 1,2,3,4,5,6\r\n", []slowLine{{"", ErrNUL}}},
-		{"nul after a good line", "NOOP\r\nPO\x00RT\r\n", []slowLine{{"NOOP\r\n", nil}, {"", ErrNUL}}},
-		{"nul at eof", "NOOP\r\nab\x00", []slowLine{{"NOOP\r\n", nil}, {"", ErrNUL}}},
-		{"nul before lf", "NOOP\x00\n", []slowLine{{"", ErrNUL}}},
-		{"nul beyond MaxLine", long(MaxLine) + "\x00\n", []slowLine{{"", ErrLineTooLong}}},
-		{"nul within MaxLine of an overlong line", long(10) + "\x00" + long(MaxLine), []slowLine{{"", ErrNUL}}},
+		{"crlf", "USER anonymous\r\nPASS x\r\n", []slowLine{line("USER anonymous\r\n"), line("PASS x\r\n"), eof}},
+		{"bare lf", "USER anonymous\nPASS x\n", []slowLine{line("USER anonymous\n"), line("PASS x\n"), eof}},
+		{"mixed terminators", "A\r\nB\nC\r\n", []slowLine{line("A\r\n"), line("B\n"), line("C\r\n"), eof}},
+		{"empty lines", "\n\r\n\n", []slowLine{line("\n"), line("\r\n"), line("\n"), eof}},
+		{"cr alone ends nothing", "PASV\rPORT 1\r\n", []slowLine{line("PASV\rPORT 1\r\n"), eof}},
+		{"empty input", "", []slowLine{eof}},
+		{"eof mid-line", "QUIT\r\nNOO", []slowLine{line("QUIT\r\n"), {"NOO", false, io.EOF}}},
+		{"eof after cr", "QUIT\r", []slowLine{{"QUIT\r", false, io.EOF}}},
+		{"exactly PieceSize", long(PieceSize-2) + "\r\n", []slowLine{line(long(PieceSize-2) + "\r\n"), eof}},
+		{"exactly PieceSize bare lf", long(PieceSize-1) + "\n", []slowLine{line(long(PieceSize-1) + "\n"), eof}},
+		{"PieceSize+1", long(PieceSize-1) + "\r\n", []slowLine{piece(long(PieceSize-1) + "\r"), line("\n"), eof}},
+		{"three pieces", "CWD " + long(2*PieceSize+96) + "\r\nPWD\r\n", []slowLine{
+			piece("CWD " + long(PieceSize-4)), piece(long(PieceSize)), line(long(100) + "\r\n"), line("PWD\r\n"), eof}},
+		{"long line after a good line", "NOOP\r\n" + long(PieceSize+10) + "\r\n", []slowLine{
+			line("NOOP\r\n"), piece(long(PieceSize)), line(long(10) + "\r\n"), eof}},
+		{"PieceSize-1 at eof", long(PieceSize - 1), []slowLine{{long(PieceSize - 1), false, io.EOF}}},
+		{"PieceSize at eof", long(PieceSize), []slowLine{piece(long(PieceSize)), eof}},
+		{"nul", "PO\x00RT 1,2,3,4,5,6\r\n", []slowLine{{"", false, ErrNUL}}},
+		{"nul after a good line", "NOOP\r\nPO\x00RT\r\n", []slowLine{line("NOOP\r\n"), {"", false, ErrNUL}}},
+		{"nul at eof", "NOOP\r\nab\x00", []slowLine{line("NOOP\r\n"), {"", false, ErrNUL}}},
+		{"nul before lf", "NOOP\x00\n", []slowLine{{"", false, ErrNUL}}},
+		{"nul in the second piece", long(PieceSize) + "\x00\n", []slowLine{piece(long(PieceSize)), {"", false, ErrNUL}}},
 		{"pipelined past the buffer", pipelined, pipelinedWant},
-		{"MaxLine lines past the buffer", maxLines, maxLinesWant},
-		{"binary bytes pass", "SITE \xff\xfe\x01\r\n", []slowLine{{"SITE \xff\xfe\x01\r\n", nil}, {"", io.EOF}}},
+		{"PieceSize lines past the buffer", bigLines, bigLinesWant},
+		{"binary bytes pass", "SITE \xff\xfe\x01\r\n", []slowLine{line("SITE \xff\xfe\x01\r\n"), eof}},
 	}
 	for _, tt := range tests {
 		// The reference must agree with the table, so the fuzz test that
@@ -128,7 +134,7 @@ func equalLines(a, b []slowLine) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].line != b[i].line || a[i].err != b[i].err {
+		if a[i] != b[i] {
 			return false
 		}
 	}
@@ -144,7 +150,6 @@ func TestLineReaderSticky(t *testing.T) {
 		err  error
 	}{
 		{"nul", "A\x00\r\nNOOP\r\n", ErrNUL},
-		{"too long", strings.Repeat("a", MaxLine) + "\r\nNOOP\r\n", ErrLineTooLong},
 		{"eof", "NOOP\r\n", io.EOF},
 	}
 	for _, tt := range tests {
@@ -155,7 +160,7 @@ func TestLineReaderSticky(t *testing.T) {
 				t.Fatalf("got %v, want the error %v", got, tt.err)
 			}
 			for range 3 {
-				if line, err := lr.ReadLine(); line != nil || err != tt.err {
+				if line, _, err := lr.ReadLine(); line != nil || err != tt.err {
 					t.Fatalf("after %v: ReadLine = %q, %v", tt.err, line, err)
 				}
 			}
@@ -179,22 +184,23 @@ func (s *stopReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestLineReaderEager checks that a NUL or an overlong line is reported
-// without waiting for the line's end, which a hostile peer may never send.
+// TestLineReaderEager checks that a NUL or the first piece of a long line
+// is reported without waiting for the line's end, which a hostile peer may
+// never send.
 func TestLineReaderEager(t *testing.T) {
 	tests := []struct {
 		name   string
 		chunks []string
-		want   error
+		want   slowLine
 	}{
-		{"nul", []string{"PORT 1,2", "\x00"}, ErrNUL},
-		{"overlong", []string{strings.Repeat("a", MaxLine-100), strings.Repeat("a", 100)}, ErrLineTooLong},
+		{"nul", []string{"PORT 1,2", "\x00"}, slowLine{"", false, ErrNUL}},
+		{"long", []string{strings.Repeat("a", PieceSize-100), strings.Repeat("a", 100)}, slowLine{strings.Repeat("a", PieceSize), true, nil}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lr := NewLineReader(&stopReader{t: t, chunks: tt.chunks})
-			if _, err := lr.ReadLine(); err != tt.want {
-				t.Fatalf("ReadLine error = %v, want %v", err, tt.want)
+			if line, more, err := lr.ReadLine(); (slowLine{string(line), more, err}) != tt.want {
+				t.Fatalf("ReadLine = %q, %v, %v; want %v", line, more, err, tt.want)
 			}
 		})
 	}
@@ -227,9 +233,9 @@ func TestLineReaderReadError(t *testing.T) {
 		err  error
 	}{{"NOOP\r\nST", timeout}, {"AT\r\n", nil}}}
 	lr := NewLineReader(r)
-	want := []slowLine{{"NOOP\r\n", nil}, {"", timeout}, {"STAT\r\n", nil}, {"", io.EOF}}
+	want := []slowLine{{"NOOP\r\n", false, nil}, {"", false, timeout}, {"STAT\r\n", false, nil}, {"", false, io.EOF}}
 	for i, w := range want {
-		line, err := lr.ReadLine()
+		line, _, err := lr.ReadLine()
 		if string(line) != w.line || err != w.err {
 			t.Fatalf("ReadLine %d = %q, %v; want %q, %v", i, line, err, w.line, w.err)
 		}
@@ -243,21 +249,21 @@ func (f funcReader) Read(p []byte) (int, error) { return f(p) }
 func TestLineReaderBrokenReader(t *testing.T) {
 	t.Run("no progress", func(t *testing.T) {
 		lr := NewLineReader(funcReader(func([]byte) (int, error) { return 0, nil }))
-		if _, err := lr.ReadLine(); err != io.ErrNoProgress {
+		if _, _, err := lr.ReadLine(); err != io.ErrNoProgress {
 			t.Fatalf("err = %v, want io.ErrNoProgress", err)
 		}
 	})
 	t.Run("count too large", func(t *testing.T) {
 		lr := NewLineReader(funcReader(func(p []byte) (int, error) { return len(p) + 1, nil }))
 		for range 2 {
-			if _, err := lr.ReadLine(); err != errBadRead {
+			if _, _, err := lr.ReadLine(); err != errBadRead {
 				t.Fatalf("err = %v, want errBadRead", err)
 			}
 		}
 	})
 	t.Run("negative count", func(t *testing.T) {
 		lr := NewLineReader(funcReader(func([]byte) (int, error) { return -1, nil }))
-		if _, err := lr.ReadLine(); err != errBadRead {
+		if _, _, err := lr.ReadLine(); err != errBadRead {
 			t.Fatalf("err = %v, want errBadRead", err)
 		}
 	})
@@ -268,7 +274,7 @@ func TestLineReaderBrokenReader(t *testing.T) {
 // the same read as "AUTH TLS".
 func TestLineReaderBuffered(t *testing.T) {
 	lr := NewLineReader(strings.NewReader("AUTH TLS\r\n\x16\x03\x01\x00\x05hello"))
-	line, err := lr.ReadLine()
+	line, _, err := lr.ReadLine()
 	if string(line) != "AUTH TLS\r\n" || err != nil {
 		t.Fatalf("ReadLine = %q, %v", line, err)
 	}
@@ -276,7 +282,7 @@ func TestLineReaderBuffered(t *testing.T) {
 		t.Fatalf("Buffered = %q, want %q", got, want)
 	}
 	lr = NewLineReader(strings.NewReader("NO\x00OP\r\nX"))
-	if _, err := lr.ReadLine(); err != ErrNUL {
+	if _, _, err := lr.ReadLine(); err != ErrNUL {
 		t.Fatalf("err = %v, want ErrNUL", err)
 	}
 	if got, want := string(lr.Buffered()), "NO\x00OP\r\nX"; got != want {
@@ -288,9 +294,9 @@ func TestLineReaderBuffered(t *testing.T) {
 // overwrite the next one in the buffer.
 func TestLineReaderAppendSafe(t *testing.T) {
 	lr := NewLineReader(strings.NewReader("NOOP\r\nQUIT\r\n"))
-	line, _ := lr.ReadLine()
+	line, _, _ := lr.ReadLine()
 	_ = append(line, "XXXXXX"...)
-	if next, err := lr.ReadLine(); string(next) != "QUIT\r\n" || err != nil {
+	if next, _, err := lr.ReadLine(); string(next) != "QUIT\r\n" || err != nil {
 		t.Fatalf("second line = %q, %v", next, err)
 	}
 }
@@ -314,11 +320,12 @@ func TestLineReaderNoAllocs(t *testing.T) {
 	}{
 		{"whole lines", &repeatReader{chunks: [][]byte{[]byte("PORT 192,0,2,10,4,1\r\n")}}},
 		{"split lines", &repeatReader{chunks: [][]byte{[]byte("PORT 192,0,"), []byte("2,10,4,1\r\nNO"), []byte("OP\r\n")}}},
+		{"long lines", &repeatReader{chunks: [][]byte{[]byte("CWD /" + strings.Repeat("d", 3000)), []byte(strings.Repeat("d", 3000) + "\r\n")}}},
 	} {
 		t.Run(rd.name, func(t *testing.T) {
 			lr := NewLineReader(rd.r)
 			n := testing.AllocsPerRun(1000, func() {
-				if _, err := lr.ReadLine(); err != nil {
+				if _, _, err := lr.ReadLine(); err != nil {
 					t.Fatal(err)
 				}
 			})
@@ -337,7 +344,7 @@ func TestLineReaderThenParse(t *testing.T) {
 	var verbs []string
 	var b bytes.Buffer
 	for {
-		line, err := lr.ReadLine()
+		line, _, err := lr.ReadLine()
 		if err != nil {
 			if err != io.EOF || len(line) != 0 {
 				t.Fatalf("ReadLine = %q, %v", line, err)

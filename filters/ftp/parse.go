@@ -88,8 +88,9 @@ func verb(b []byte) string {
 }
 
 // knownVerbs interns the verbs of RFC 959, 775 (X*), 2228, 2389, 2428,
-// 2640 and 3659, so that parsing a common command does not allocate its
-// name.
+// 2640 and 3659 and IANA's registry, so that parsing a common command does
+// not allocate its name. Before the login, a line must start with one of
+// them (an HTTP or SIP request line does not).
 var knownVerbs = func() map[string]string {
 	m := make(map[string]string)
 	for _, v := range []string{
@@ -99,6 +100,9 @@ var knownVerbs = func() map[string]string {
 		"STAT", "HELP", "NOOP", "XCWD", "XCUP", "XMKD", "XRMD", "XPWD", "AUTH", "ADAT",
 		"PROT", "PBSZ", "CCC", "MIC", "CONF", "ENC", "FEAT", "OPTS", "EPRT", "EPSV",
 		"LANG", "MDTM", "SIZE", "MLST", "MLSD", "MFMT", "MFCT", "MFF", "HOST",
+		// The rest of IANA's FTP command registry, and CLNT (lftp, FileZilla).
+		"AVBL", "CSID", "DSIZ", "LPRT", "LPSV", "RMDA", "SPSV", "THMB",
+		"XRCP", "XRSQ", "XSEM", "XSEN", "CLNT",
 	} {
 		m[v] = v
 	}

@@ -1,7 +1,6 @@
 package ftp_test
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -236,25 +235,6 @@ func TestPinholesShortLived(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestPinholesCapped: a client cannot make fwx hold more pinholes than a
-// session may; the command past the cap gets 425.
-func TestPinholesCapped(t *testing.T) {
-	l := newLab(t)
-	serve(t, l.Server, 21)
-	c := dial(t, l.Client, ftpServer)
-	for i := range 200 {
-		c.send(fmt.Sprintf("PORT %s\r\n", ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, uint16(10000+i)))))
-		line := c.expect("")
-		if strings.HasPrefix(line, "425") {
-			if n := l.Session(t).Pinholes(); n > 128 {
-				t.Errorf("%d pinholes held", n)
-			}
-			return
-		}
-	}
-	t.Error("200 PORT commands, no refusal: pinholes are not capped")
 }
 
 // TestPinholesRevokedWithControl: when the control connection ends, its

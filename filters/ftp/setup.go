@@ -1,6 +1,8 @@
 package ftp
 
 import (
+	"sync"
+
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
@@ -55,14 +57,21 @@ func (f *Filter) Init() (session.Hooks, error) {
 
 // AttachToSession implements session.Filter.
 func (f *Filter) AttachToSession(s *session.Session) (session.SessionFilter, error) {
-	return &sessionFilter{f: f}, nil
+	return &sessionFilter{f: f, s: s}, nil
 }
 
 // Shutdown implements session.Filter.
 func (f *Filter) Shutdown() {}
 
-// sessionFilter puts the control filter on each FTP control connection.
-type sessionFilter struct{ f *Filter }
+// sessionFilter puts the control filter on each FTP control connection of
+// a session, and keeps the pinholes they open (pinhole.go).
+type sessionFilter struct {
+	f *Filter
+	s *session.Session
+
+	mu   sync.Mutex
+	open []*pinhole // not yet used or ended, over the session's control connections
+}
 
 // HandleEvent implements session.SessionFilter.
 func (sf *sessionFilter) HandleEvent(ev *session.Event) error {
@@ -70,7 +79,11 @@ func (sf *sessionFilter) HandleEvent(ev *session.Event) error {
 	case session.EventConnectTCP, session.EventAcceptedConnection:
 		// PriorityNAT: the filter edits addresses, so it sits nearest the
 		// client (ISA's fwx_dfpc_NAT).
-		return ev.Conn.AttachDataFilter(newControl(sf.f.config(ev.Conn)), session.PriorityNAT)
+		return ev.Conn.AttachDataFilter(newControl(sf.f.config(ev.Conn), sf), session.PriorityNAT)
+	case session.EventEstablishedConnection:
+		if h, ok := ev.Context.(*pinhole); ok {
+			sf.usedBy(h, ev)
+		}
 	}
 	return nil
 }

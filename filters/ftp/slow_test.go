@@ -136,31 +136,33 @@ func slowParseCommand(line []byte) (Command, bool) {
 // slowLine is one result of a LineReader.
 type slowLine struct {
 	line string
+	more bool
 	err  error
 }
 
-func (l slowLine) String() string { return fmt.Sprintf("{%q %v}", l.line, l.err) }
+func (l slowLine) String() string { return fmt.Sprintf("{%q more=%v %v}", l.line, l.more, l.err) }
 
 // slowReadLines is what a LineReader returns for the whole of data followed
 // by EOF, up to and including the first error: the lines one by one, where
-// for each the first event among "NUL", "LF" and "MaxLine bytes without
-// either" decides.
+// for each the first event among "NUL", "LF" and "PieceSize bytes without
+// either" (a piece, the line going on) decides.
 func slowReadLines(data []byte) []slowLine {
 	var out []slowLine
 	for {
-		w := data[:min(len(data), MaxLine)]
+		w := data[:min(len(data), PieceSize)]
 		lf := bytes.IndexByte(w, '\n')
 		nul := bytes.IndexByte(w, 0)
 		switch {
 		case nul >= 0 && (lf < 0 || nul < lf):
-			return append(out, slowLine{"", ErrNUL})
+			return append(out, slowLine{"", false, ErrNUL})
 		case lf >= 0:
-			out = append(out, slowLine{string(data[:lf+1]), nil})
+			out = append(out, slowLine{string(data[:lf+1]), false, nil})
 			data = data[lf+1:]
-		case len(data) >= MaxLine:
-			return append(out, slowLine{"", ErrLineTooLong})
+		case len(data) >= PieceSize:
+			out = append(out, slowLine{string(data[:PieceSize]), true, nil})
+			data = data[PieceSize:]
 		default:
-			return append(out, slowLine{string(data), io.EOF})
+			return append(out, slowLine{string(data), false, io.EOF})
 		}
 	}
 }

@@ -1,0 +1,327 @@
+package ftp_test
+
+import (
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx/filters/filtertest"
+	"github.com/fwx-dev/fwx/filters/ftp"
+	"github.com/fwx-dev/fwx/netstack/lab"
+)
+
+// A pinhole exists only for the transfer the two ends are negotiating:
+// armed by the server's consent, one per control connection, capped per
+// client, each step in the firewall log.
+
+// boundPort reads the rewritten PORT or EPRT the server received and
+// returns the port fwx bound.
+func boundPort(t *testing.T, srv *server) netip.AddrPort {
+	t.Helper()
+	got := srv.received(t)
+	verb, arg, _ := strings.Cut(got, " ")
+	var ap netip.AddrPort
+	var err error
+	if verb == "PORT" {
+		ap, err = ftp.ParsePORT(arg)
+	} else {
+		ap, err = ftp.ParseEPRT(arg)
+	}
+	if err != nil || ap.Addr() != filtertest.FWOutside {
+		t.Fatalf("server got %q, want a PORT or EPRT rewritten to fwx's outside address", got)
+	}
+	return ap
+}
+
+// reaches reports whether h connects to ap within a short time.
+func reaches(t *testing.T, h *lab.Host, ap netip.AddrPort) bool {
+	t.Helper()
+	c, err := h.DialTCP(filtertest.Context(t, 300*time.Millisecond), ap)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// TestActiveArmedByServer: the pinhole of a PORT or EPRT admits nothing
+// until the server answers 200; a connection that races the 200 waits for
+// it and goes through.
+func TestActiveArmedByServer(t *testing.T) {
+	for _, verb := range []string{"PORT", "EPRT"} {
+		t.Run(verb, func(t *testing.T) {
+			l := newLab(t)
+			srv := serve(t, l.Server, 21)
+			hold := make(chan struct{})
+			srv.hold[verb] = hold
+			data := listenData(t, l.Client, 5001)
+			c := dial(t, l.Client, ftpServer)
+			arg := ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+			if verb == "EPRT" {
+				arg = ftp.FormatEPRT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+			}
+			c.send(verb + " " + arg + "\r\n")
+			bound := boundPort(t, srv)
+			if reaches(t, l.Server, bound) {
+				t.Fatal("the server connected before it answered 200")
+			}
+			if len(l.Log.Records(t, map[string]string{"event": "pinhole-opened"})) != 0 {
+				t.Error("pinhole-opened logged before the 200")
+			}
+			early := make(chan error, 1)
+			go func() {
+				d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), bound)
+				if err == nil {
+					io.WriteString(d, "early")
+					d.Close()
+				}
+				early <- err
+			}()
+			time.Sleep(100 * time.Millisecond)
+			close(hold)
+			c.expect("200")
+			if err := <-early; err != nil {
+				t.Fatalf("the connection that raced the 200: %v", err)
+			}
+			if got := recvData(t, data); got != filtertest.ServerAddr.String()+" early" {
+				t.Errorf("data connection: %q", got)
+			}
+			rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-opened", "kind": verb})[0]
+			if rec["client"] != "10.0.0.2:5001" || rec["server"] != "198.51.100.2" || rec["external"] != bound.String() {
+				t.Errorf("pinhole-opened %v: want client 10.0.0.2:5001, server 198.51.100.2, external %v", rec, bound)
+			}
+		})
+	}
+}
+
+// TestActiveRefusedByServer: a 4xx or 5xx to PORT or EPRT releases the
+// reserved port at once.
+func TestActiveRefusedByServer(t *testing.T) {
+	for _, reply := range []string{"500 Illegal PORT command.", "425 Can't do that now."} {
+		t.Run(reply[:3], func(t *testing.T) {
+			l := newLab(t)
+			srv := serve(t, l.Server, 21)
+			srv.reply["PORT"] = reply
+			c := dial(t, l.Client, ftpServer)
+			c.cmd(activePORT, reply[:3])
+			bound := boundPort(t, srv)
+			if reaches(t, l.Server, bound) {
+				t.Error("the server connected through a PORT it refused")
+			}
+			if n := l.Session(t).Pinholes(); n != 0 {
+				t.Errorf("%d pinholes held after the refusal", n)
+			}
+			rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-refused", "cause": "server-refused"})[0]
+			if rec["external"] != bound.String() || rec["kind"] != "PORT" {
+				t.Errorf("record %v: want the released port %v", rec, bound)
+			}
+		})
+	}
+}
+
+// TestPublishedActiveArmedByServer: PORT from the outside client of a
+// published server lets the server connect out only after its own 200.
+func TestPublishedActiveArmedByServer(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Client, 21)
+	srv.reply["PORT"] = "500 no"
+	listenData(t, l.Server, 5010)
+	c := dial(t, l.Server, publishedFTP)
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ServerAddr, 5010)), "500")
+	if reaches(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, 5010)) {
+		t.Error("the published server connected out after refusing the PORT")
+	}
+	l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-refused", "cause": "server-refused"})
+}
+
+// TestOneDataChannel: each PORT, EPRT, PASV or EPSV supersedes the unused
+// pinhole of the command before it.
+func TestOneDataChannel(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Server, 21)
+	listenTCP(t, l.Client, 5001)
+	c := dial(t, l.Client, ftpServer)
+	c.cmd(activePORT, "200")
+	first := boundPort(t, srv)
+	pasv, _ := ftp.Parse227(c.cmd("PASV", "227")[4:])
+	srv.received(t)
+	if reaches(t, l.Server, first) {
+		t.Error("the PORT's pinhole outlived the PASV after it")
+	}
+	port, _ := ftp.Parse229(c.cmd("EPSV", "229")[4:])
+	srv.received(t)
+	if reaches(t, l.Client, pasv) {
+		t.Error("the PASV's pinhole outlived the EPSV after it")
+	}
+	c.cmd(activePORT, "200")
+	last := boundPort(t, srv)
+	if reaches(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, port)) {
+		t.Error("the EPSV's pinhole outlived the PORT after it")
+	}
+	if n := l.Session(t).Pinholes(); n != 1 {
+		t.Errorf("%d pinholes, want 1", n)
+	}
+	if !reaches(t, l.Server, last) {
+		t.Error("the last PORT's pinhole does not admit the server")
+	}
+	recs := l.Log.WaitRecords(t, 3, map[string]string{"event": "pinhole-superseded", "cause": "superseded"})
+	for i, kind := range []string{"PORT", "PASV", "EPSV"} {
+		if recs[i]["kind"] != kind {
+			t.Errorf("superseded record %d: %v, want kind %s", i, recs[i], kind)
+		}
+	}
+}
+
+// TestPORTFlood: PORT after PORT holds one pinhole, the last.
+func TestPORTFlood(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Server, 21)
+	listenTCP(t, l.Client, 5001)
+	c := dial(t, l.Client, ftpServer)
+	var ports []netip.AddrPort
+	for range 200 {
+		c.cmd(activePORT, "200")
+		ports = append(ports, boundPort(t, srv))
+	}
+	if n := l.Session(t).Pinholes(); n != 1 {
+		t.Errorf("%d pinholes after 200 PORTs, want 1", n)
+	}
+	for _, p := range ports[:3] {
+		if reaches(t, l.Server, p) {
+			t.Errorf("superseded port %v admits the server", p)
+		}
+	}
+	if !reaches(t, l.Server, ports[len(ports)-1]) {
+		t.Error("the last PORT's pinhole does not admit the server")
+	}
+	l.Log.WaitRecords(t, 199, map[string]string{"event": "pinhole-superseded"})
+}
+
+// TestUsedChannelLives: a pinhole already used is not revoked by the next
+// command: its data connection goes on.
+func TestUsedChannelLives(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Server, 21)
+	data := listenData(t, l.Client, 5001)
+	c := dial(t, l.Client, ftpServer)
+	c.cmd(activePORT, "200")
+	d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), boundPort(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-used"})[0]
+	if peer, _ := rec["peer"].(string); !strings.HasPrefix(peer, filtertest.ServerAddr.String()+":") {
+		t.Errorf("pinhole-used %v: want the server as peer", rec)
+	}
+	c.cmd("PASV", "227")
+	io.WriteString(d, "still here")
+	d.Close()
+	if got := recvData(t, data); got != filtertest.ServerAddr.String()+" still here" {
+		t.Errorf("data connection: %q", got)
+	}
+	if len(l.Log.Records(t, map[string]string{"event": "pinhole-superseded"})) != 0 {
+		t.Error("a used pinhole was logged as superseded")
+	}
+}
+
+// TestPinholesCapped: a client holds at most MaxPinholes unused pinholes
+// over all its control connections; the command past the cap gets 425 and
+// the cap is logged.
+func TestPinholesCapped(t *testing.T) {
+	l := newLab(t)
+	serve(t, l.Server, 21)
+	for i := range ftp.MaxPinholes + 2 {
+		c := dial(t, l.Client, ftpServer)
+		code := "200"
+		if i >= ftp.MaxPinholes {
+			code = "425"
+		}
+		c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, uint16(10000+i))), code)
+	}
+	if n := l.Session(t).Pinholes(); n != ftp.MaxPinholes {
+		t.Errorf("%d pinholes, want %d", n, ftp.MaxPinholes)
+	}
+	l.Log.WaitRecords(t, 2, map[string]string{"event": "pinhole-refused", "cause": "cap", "kind": "PORT"})
+}
+
+// TestPinholeRecords: the story of a data connection in the firewall log,
+// from the pinhole to the flow, which names the control connection's rule
+// and the filter; and the end of pinholes never used.
+func TestPinholeRecords(t *testing.T) {
+	t.Run("passive used", func(t *testing.T) {
+		l := newLab(t)
+		serve(t, l.Server, 21)
+		c := dial(t, l.Client, ftpServer)
+		ap, _ := ftp.Parse227(c.cmd("PASV", "227")[4:])
+		rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-opened", "kind": "PASV"})[0]
+		want := map[string]any{"client": "10.0.0.2", "server": ap.String(), "filter": "ftp", "rule": "ftp-out", "message": "pinhole"}
+		for k, v := range want {
+			if rec[k] != v {
+				t.Errorf("pinhole-opened %s = %v, want %v", k, rec[k], v)
+			}
+		}
+		if ctl, _ := rec["control"].(string); !strings.HasSuffix(ctl, " 198.51.100.2:21") {
+			t.Errorf("control = %q, want the control connection's endpoints", ctl)
+		}
+		d, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), ap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-used", "kind": "PASV"})
+		flow := l.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": ap.String()})[0]
+		if flow["rule"] != "ftp-out" || flow["opened_by"] != "ftp" {
+			t.Errorf("data flow record %v: want rule ftp-out (the control connection's) and opened_by ftp", flow)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		l := newLab(t)
+		srv := serve(t, l.Server, 21)
+		c := dial(t, l.Client, ftpServer)
+		c.cmd(activePORT, "200")
+		bound := boundPort(t, srv)
+		deadline := l.Clock.Now().Add(time.Minute)
+		l.Clock.Advance(61 * time.Second)
+		l.FW.Expire()
+		rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-expired"})[0]
+		if rec["external"] != bound.String() || rec["time"] != deadline.Format(time.RFC3339) {
+			t.Errorf("pinhole-expired %v: want external %v at %v", rec, bound, deadline)
+		}
+		c.cmd("QUIT", "221")
+		c.c.Close()
+		time.Sleep(200 * time.Millisecond) // the control connection ends
+		if n := len(l.Log.Records(t, map[string]string{"event": "pinhole-closed"})); n != 0 {
+			t.Errorf("an expired pinhole also logged as closed (%d records)", n)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		l := newLab(t)
+		srv := serve(t, l.Server, 21)
+		c := dial(t, l.Client, ftpServer)
+		c.cmd(activePORT, "200")
+		bound := boundPort(t, srv)
+		c.cmd("QUIT", "221")
+		rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-closed"})[0]
+		if rec["external"] != bound.String() {
+			t.Errorf("pinhole-closed %v: want external %v", rec, bound)
+		}
+	})
+	t.Run("refusals", func(t *testing.T) {
+		l := newLab(t)
+		srv := serve(t, l.Server, 21)
+		c := dial(t, l.Client, ftpServer)
+		for _, tt := range []struct{ line, cause string }{
+			{"PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.Server2, 5001)), "foreign-address"},
+			{"PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 25)), "privileged-port"},
+			{"EPRT |1|10.0.0.2|x|", "malformed"},
+		} {
+			refused(t, c, srv, tt.line, "50")
+			rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-refused", "cause": tt.cause})[0]
+			if rec["client"] != "10.0.0.2" || rec["server"] != "198.51.100.2" || rec["reason"] == "" {
+				t.Errorf("record %v: want the addresses and a reason", rec)
+			}
+		}
+	})
+}
