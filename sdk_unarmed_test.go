@@ -28,7 +28,7 @@ func TestBindUnarmed(t *testing.T) {
 			echoTCP(t, tb.Client, 5001)
 			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
 				Flags: session.Timeout | session.Unarmed})
-			if tb.serverConnects(t, "server", res.Proxy) {
+			if tb.serverConnects(t, "server", res.Proxy, false) {
 				t.Fatal("the server connected through an unarmed bind")
 			}
 			// A connection started before the verdict waits for it.
@@ -96,7 +96,7 @@ func TestGrantOnLapse(t *testing.T) {
 	onLapse := func(at time.Time) { lapsed <- at }
 	unused := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout, OnLapse: onLapse})
 	used := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout, OnLapse: onLapse})
-	if !tb.serverConnects(t, "server", used.Proxy) {
+	if !tb.serverConnects(t, "server", used.Proxy, true) {
 		t.Fatal("no connection through the bind")
 	}
 	deadline := tb.Clock.Now().Add(time.Minute)

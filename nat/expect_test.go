@@ -211,6 +211,7 @@ type userMode struct{ denyAll }
 func (userMode) Outbound(nat.Proto, netip.AddrPort, netip.AddrPort) nat.Decision {
 	return nat.Decision{Allow: true, Rule: "ftp", UserMode: true}
 }
+
 // TestUnarmedExpectation: an unarmed pinhole lets nothing through and
 // drops what would open a flow through it without a reply or a log record
 // (its sender retransmits); armed, it admits as usual; cancelled unarmed,
