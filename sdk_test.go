@@ -449,6 +449,10 @@ func TestSDKErrors(t *testing.T) {
 	}{
 		{"timeout with allow-multiple", bindErr(s, session.BindRequest{ClientAddrs: one, Flags: session.Timeout | session.AllowMultiple}), session.ErrInvalidArgument},
 		{"bidirectional tcp", bindErr(s, session.BindRequest{ClientAddrs: one, Flags: session.Bidirectional}), session.ErrInvalidArgument},
+		{"receive buffer tcp", bindErr(s, session.BindRequest{ClientAddrs: one, Flags: session.IncreaseReceiveBuffer}), session.ErrInvalidArgument},
+		{"redirect receive buffer tcp", redirectErr(s, session.Redirect{ConnectAddrs: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.2:9")},
+			Protocol: session.TCP, ProtocolName: "ftp", Flags: session.IncreaseReceiveBuffer}), session.ErrInvalidArgument},
+		{"retroactive bind tcp", retroErr(s, session.RetroactiveBind{External: netip.MustParseAddrPort("198.51.100.1:9"), Protocol: session.TCP, ProtocolName: "ftp"}), session.ErrInvalidArgument},
 		{"no address", bindErr(s, session.BindRequest{}), session.ErrInvalidArgument},
 		{"forced port with two", bindErr(s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(1), clientAt(2)}, Proxy: forced}), session.ErrInvalidArgument},
 		{"other client's address", bindErr(s, session.BindRequest{ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(client2IP.Addr(), 1)}}), session.ErrInvalidArgument},
@@ -484,6 +488,16 @@ func bindErr(s *session.Session, req session.BindRequest) error {
 		req.ProtocolName = "ftp"
 	}
 	_, err := s.BindForClient(req)
+	return err
+}
+
+func redirectErr(s *session.Session, req session.Redirect) error {
+	_, err := s.RedirectConnections(req)
+	return err
+}
+
+func retroErr(s *session.Session, req session.RetroactiveBind) error {
+	_, err := s.RetroactiveAllowBind(req)
 	return err
 }
 
