@@ -119,7 +119,7 @@ func (l *flowLog) flush(now time.Time, all bool) {
 		ev.Time("time", p.first).Str("event", "denied").Str("action", "deny").
 			Str("protocol", p.Proto.String()).Str("direction", p.Origin.String()).
 			Str("client", p.Src.String()).Str("destination", p.Dst.String()).
-			Str("rule", p.Rule).Str("path", "fast").
+			Str("rule", p.Rule).Str("reason", p.Reason.String()).Str("path", "fast").
 			Uint64("attempts", p.attempts).Time("last", p.last).Msg("flow")
 	}
 	for _, o := range over {
@@ -209,16 +209,17 @@ type overflowDenials struct {
 // add counts an attempt of a denied flow at now.
 func (ds *denials) add(d nat.Denial, now time.Time) {
 	k := denialKey{d.Proto, d.Origin, d.Src, d.Dst, d.Rule}
+	n := max(d.Count, 1) // a record of the table's may stand for several
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	ds.byRule[d.Rule]++
+	ds.byRule[d.Rule] += n
 	if p := ds.pending[k]; p != nil {
-		p.attempts++
+		p.attempts += n
 		p.last = now
 		return
 	}
 	if len(ds.pending) < maxPendingDenials {
-		ds.pending[k] = &pendingDenial{Denial: d, first: now, last: now, attempts: 1}
+		ds.pending[k] = &pendingDenial{Denial: d, first: now, last: now, attempts: n}
 		return
 	}
 	ok := overflowKey{d.Proto, d.Origin, d.Rule}
@@ -227,7 +228,7 @@ func (ds *denials) add(d nat.Denial, now time.Time) {
 		o = &overflowDenials{key: ok, first: now}
 		ds.overflow[ok] = o
 	}
-	o.attempts++
+	o.attempts += n
 	o.last = now
 }
 

@@ -60,11 +60,16 @@ type FlowStatus struct {
 
 // Totals are the firewall's counters.
 type Totals struct {
-	// Flows counts the live flows, also by state, path and protocol.
-	Flows      int            `json:"flows"`
-	ByState    map[string]int `json:"by_state"`
-	ByPath     map[string]int `json:"by_path"`
-	ByProtocol map[string]int `json:"by_protocol"`
+	// Flows counts the live flows, also by state, path and protocol, and
+	// by protocol and path together.
+	Flows          int                       `json:"flows"`
+	ByState        map[string]int            `json:"by_state"`
+	ByPath         map[string]int            `json:"by_path"`
+	ByProtocol     map[string]int            `json:"by_protocol"`
+	ByProtocolPath map[string]map[string]int `json:"by_protocol_path"`
+	// Mappings counts the live SecureNAT mappings (an inside endpoint
+	// bound to an outside one, shared by its flows).
+	Mappings int `json:"mappings"`
 	// Ports counts the outside ports (ICMP: identifiers) in use per
 	// protocol, out of Size.
 	Ports map[string]PortUse `json:"ports"`
@@ -81,8 +86,17 @@ type Totals struct {
 	// FilterRefusals counts connections application filters refused,
 	// by the filter of their protocol.
 	FilterRefusals map[string]uint64 `json:"filter_refusals"`
-	// Pinholes counts the filters' live grants.
+	// Pinholes counts the filters' live grants; Sessions the filter SDK
+	// sessions.
 	Pinholes int `json:"pinholes"`
+	Sessions int `json:"sessions"`
+	// Started is when fwx started.
+	Started time.Time `json:"started"`
+	// Drops counts the packets dropped and flows refused, by reason
+	// (nat.DropReason), since the start; EarlyDrops the flows reclaimed
+	// before their time to make room.
+	Drops      map[string]uint64 `json:"drops"`
+	EarlyDrops uint64            `json:"early_drops"`
 }
 
 // PortUse is how many outside ports of a protocol are taken.
@@ -127,23 +141,49 @@ func (fw *Firewall) Status(sf StatusFilter) Status {
 	})
 	slices.SortStableFunc(st.Flows, func(a, b FlowStatus) int { return a.Start.Compare(b.Start) })
 	st.Sessions = fw.sessions.Status()
-	for _, s := range st.Sessions {
+	st.Totals.Pinholes, st.Totals.Sessions = pinholes(st.Sessions), len(st.Sessions)
+	return st
+}
+
+// Totals returns the firewall's counters; cheaper than a Status, for
+// metrics.
+func (fw *Firewall) Totals() Totals {
+	t := fw.totals(nil)
+	sessions := fw.sessions.Status()
+	t.Pinholes, t.Sessions = pinholes(sessions), len(sessions)
+	return t
+}
+
+// pinholes counts the live grants of sessions.
+func pinholes(sessions []SessionStatus) int {
+	n := 0
+	for _, s := range sessions {
 		for _, g := range s.Grants {
 			if g.Live {
-				st.Totals.Pinholes++
+				n++
 			}
 		}
 	}
-	return st
+	return n
 }
 
 // totals counts over the live flows, calling each (if set) with every one.
 func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 	t := Totals{
-		ByState:    map[string]int{},
-		ByPath:     map[string]int{},
-		ByProtocol: map[string]int{},
-		Ports:      map[string]PortUse{},
+		ByState:        map[string]int{},
+		ByPath:         map[string]int{},
+		ByProtocol:     map[string]int{},
+		ByProtocolPath: map[string]map[string]int{},
+		Ports:          map[string]PortUse{},
+		Drops:          map[string]uint64{},
+	}
+	t.Started = fw.started
+	ns := fw.table.Stats()
+	t.Mappings, t.EarlyDrops = ns.Mappings, ns.EarlyDrops
+	for r, n := range ns.Drops {
+		if n > 0 {
+			t.Drops[nat.DropReason(r).String()] = n
+		}
 	}
 	t.BytesSent, t.BytesReceived, t.PacketsSent, t.PacketsReceived = fw.log.endedCounts()
 	ports := map[nat.Proto]map[netip.AddrPort]bool{}
@@ -152,6 +192,10 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 		t.ByState[flowState(f)]++
 		t.ByPath[flowPath(f)]++
 		t.ByProtocol[f.Proto().String()]++
+		if t.ByProtocolPath[f.Proto().String()] == nil {
+			t.ByProtocolPath[f.Proto().String()] = map[string]int{}
+		}
+		t.ByProtocolPath[f.Proto().String()][flowPath(f)]++
 		if ports[f.Proto()] == nil {
 			ports[f.Proto()] = map[netip.AddrPort]bool{}
 		}

@@ -100,6 +100,7 @@ func TestCLIRejects(t *testing.T) {
 		{"bad size", router("--fwlog", filepath.Join(dir, "fw.log"), "--fwlog-max-size", "ten"), 2, []string{`--fwlog-max-size "ten"`, "100M"}},
 		{"keep none", router("--fwlog-keep", "0"), 2, []string{"keep at least 1"}},
 		{"negative rate", router("--fwlog-rate", "-1"), 2, []string{"0 for no limit"}},
+		{"metrics without port", router("--metrics", "localhost"), 2, []string{`--metrics "localhost": want HOST:PORT`}},
 		{"denied wait zero", router("--fwlog-denied-wait", "0s"), 2, []string{"positive duration"}},
 		{"missing policy file", router("--policy", filepath.Join(dir, "nope.yaml")), 1, []string{"nope.yaml: no such file"}},
 		{"empty policy file", router("--policy", empty), 1, []string{"empty.yaml is empty: fwx would deny every flow", "Leave --policy out", "rules: []"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -53,6 +54,7 @@ type runConfig struct {
 	verbose       bool
 	cpuProfile    string
 	control       string
+	metrics       string
 }
 
 // Limits of the values fwx run takes.
@@ -84,6 +86,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.Float64Var(&c.fwlogRate, "fwlog-rate", 1000, "write at most `N` firewall log records per second on average (bursts of five seconds' worth); the rest are counted in a log-suppressed record; 0: no limit")
 	fs.DurationVar(&c.deniedWait, "fwlog-denied-wait", 30*time.Second, "write a denied flow's one record once it has gone `DURATION` without another attempt")
 	fs.StringVar(&c.control, "control", "", "the control socket `PATH` for fwx status and fwx reload, usable by fwx's user and root only (default: /run/fwx/IN-TUN.sock for root, else $XDG_RUNTIME_DIR/fwx/IN-TUN.sock)")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (host:port, such as 127.0.0.1:9140; a network listener, so only when asked)")
 	fs.BoolVar(&c.verbose, "v", false, "verbose diagnostics")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to `FILE`")
 	if err := parseFlags(fs, args); err != nil {
@@ -167,6 +170,11 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	}
 	if c.deniedWait <= 0 {
 		return nil, usagef("fwx run: --fwlog-denied-wait %v: pass a positive duration, such as 30s", c.deniedWait)
+	}
+	if c.metrics != "" {
+		if _, port, err := net.SplitHostPort(c.metrics); err != nil || port == "" {
+			return nil, usagef("fwx run: --metrics %q: want HOST:PORT, such as 127.0.0.1:9140", c.metrics)
+		}
 	}
 	if c.policy, err = loadRunPolicy(c.policyPath); err != nil {
 		return nil, err
@@ -323,6 +331,13 @@ func run(args []string, e env) error {
 		return err
 	}
 	defer ctl.close()
+	var ms *metricsServer
+	if c.metrics != "" {
+		if ms, err = listenMetrics(c.metrics); err != nil {
+			return fmt.Errorf("run: --metrics: %w", err)
+		}
+		defer ms.close()
+	}
 	if c.cpuProfile != "" {
 		prof, err := os.Create(c.cpuProfile)
 		if err != nil {
@@ -353,6 +368,9 @@ func run(args []string, e env) error {
 			Policy: policyName(c.policyPath), Reloads: rl.snapshot(), Log: ls}
 	}
 	ctl.serve(controlHandler(fw, info, rl), diag)
+	if ms != nil {
+		ms.serve(fw, rl, logs.fwq, diag)
+	}
 
 	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Stringer("in_addr", c.inAddr).Str("out", outName).
 		Stringer("out_addr", fw.OutsideAddr().Addr()).Str("policy", policyName(c.policyPath)).Str("control", controlAt).Msg("fwx running")

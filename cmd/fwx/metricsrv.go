@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/logq"
+	"github.com/fwx-dev/fwx/metrics"
+)
+
+// metricsServer serves --metrics: Prometheus metrics on /metrics.
+type metricsServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// listenMetrics opens --metrics's address before anything else starts, so
+// that a port in use stops fwx run at once.
+func listenMetrics(addr string) (*metricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsServer{ln: ln}, nil
+}
+
+// serve answers until close.
+func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *logq.Writer, log zerolog.Logger) {
+	col := metrics.New(fw, metrics.Options{
+		Version: shortVersion(version()),
+		Reloads: func() metrics.Reloads {
+			s := rl.snapshot()
+			return metrics.Reloads{OK: s.Count - s.Failures, Refused: s.Failures, Last: s.Last, LastOK: s.LastOK}
+		},
+		Log: fwq.Stats,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(col))
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("--metrics")
+		}
+	}()
+}
+
+func (m *metricsServer) close() {
+	if m.srv != nil {
+		m.srv.Close()
+	} else {
+		m.ln.Close()
+	}
+}
