@@ -90,8 +90,10 @@ func TestCollector(t *testing.T) {
 
 	col := metrics.New(lab.FW, metrics.Options{
 		Version: "test",
-		Reloads: func() metrics.Reloads { return metrics.Reloads{OK: 2, Refused: 1, Last: filtertest.Start, LastOK: false} },
-		Log:     func() logq.Stats { return logq.Stats{Written: 10, Dropped: 3} },
+		Reloads: func() metrics.Reloads {
+			return metrics.Reloads{OK: 2, Refused: 1, Last: filtertest.Start, LastOK: false}
+		},
+		Log: func() logq.Stats { return logq.Stats{Written: 10, Dropped: 3} },
 	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(col)
