@@ -2,12 +2,11 @@ package fwx
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack"
@@ -146,10 +145,10 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				fw.local(b, buf, &p, out)
 			case nat.Reject:
 				if fw.rejectMode() == policy.RejectReply {
-					fw.refuse(b, &p, out, header.ICMPv4DstUnreachable, header.ICMPv4AdminProhibited)
+					fw.refuse(b, &p, out, nat.AdminProhibited)
 				}
 			case nat.TimeExceeded:
-				fw.refuse(b, &p, out, header.ICMPv4TimeExceeded, header.ICMPv4TTLExceeded)
+				fw.refuse(b, &p, out, nat.TTLExceeded)
 			case nat.Divert:
 				if p.Proto == nat.UDP {
 					// UDP takes the user-mode path as datagrams.
@@ -269,32 +268,39 @@ func (fw *Firewall) local(b *batch, buf []byte, p *nat.Packet, out bool) {
 		nat.EchoReply(p)
 		b.back = append(b.back, buf[:headroom+p.Len()])
 	case p.Proto == nat.TCP:
-		fw.refuse(b, p, out, 0, 0)
+		fw.refuse(b, p, out, nat.PortUnreachable)
 	case p.Proto == nat.UDP:
-		fw.refuse(b, p, out, header.ICMPv4DstUnreachable, header.ICMPv4PortUnreachable)
+		fw.refuse(b, p, out, nat.PortUnreachable)
 	}
 }
 
 // refuse queues fwx's answer to a packet it will not forward: a RST for TCP
-// (the reply a closed port gives, so clients fail fast), otherwise an ICMP
-// error of the given type and code from fwx's address on that side.
-func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, typ header.ICMPv4Type, code header.ICMPv4Code) {
+// (the reply a closed port gives, so clients fail fast), otherwise error e
+// from fwx's address on that side, in the packet's family.
+func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
 	if b.nreply == len(b.replies) {
 		return
 	}
 	r := b.replies[b.nreply]
 	var n int
-	if p.Proto == nat.TCP && typ != header.ICMPv4TimeExceeded {
+	if p.Proto == nat.TCP && e != nat.TTLExceeded {
 		n = nat.BuildRST(r[headroom:], p)
-	} else {
-		from := fw.cfg.OutsideAddr.Addr()
-		if out {
-			from = fw.cfg.InsideAddr.Addr()
-		}
-		n = nat.BuildICMPError(r[headroom:], p, tcpip.AddrFrom4(from.As4()), typ, code)
+	} else if from, ok := fw.ownAddr(out, p.Is6()); ok {
+		n = nat.BuildICMPError(r[headroom:], p, from, e)
 	}
 	if n > 0 {
 		b.nreply++
 		b.back = append(b.back, r[:headroom+n])
 	}
+}
+
+// ownAddr returns fwx's address on the inside (out true: the side a
+// packet going out came from) or the outside, of the family of IPv6 (v6)
+// or IPv4, and false when fwx has none there.
+func (fw *Firewall) ownAddr(out, v6 bool) (netip.Addr, bool) {
+	a := fw.cfg.OutsideAddr.Addr()
+	if out {
+		a = fw.cfg.InsideAddr.Addr()
+	}
+	return a, a.IsValid() && a.Is6() == v6
 }

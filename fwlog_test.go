@@ -31,7 +31,7 @@ func barrier(t *testing.T, seg *lab.Segment, from, fwAddr netip.Addr) {
 	for {
 		select {
 		case pkt := <-seg.Captured():
-			if p := nat.Parse(pkt); p.Kind == nat.Query && p.ICMPType == header.ICMPv4EchoReply && p.Dst.Addr() == from {
+			if p := nat.Parse(pkt); p.Kind == nat.Query && p.ICMPType == uint8(header.ICMPv4EchoReply) && p.Dst.Addr() == from {
 				return
 			}
 		case <-timeout:

@@ -59,7 +59,7 @@ func TestDeniedFlows(t *testing.T) {
 			if err := lab.VerifyChecksums(reply); err != nil {
 				t.Fatal(err)
 			}
-			if p.Kind != nat.Error || p.ICMPType != header.ICMPv4DstUnreachable || p.ICMPCode != header.ICMPv4AdminProhibited ||
+			if p.Kind != nat.Error || p.ICMPType != uint8(header.ICMPv4DstUnreachable) || p.ICMPCode != uint8(header.ICMPv4AdminProhibited) ||
 				p.Src.Addr() != fwIn.Addr() || p.Quoted().Src != sent.Src {
 				t.Errorf("reply %s; want admin-prohibited from %v quoting %v", lab.PacketString(reply), fwIn.Addr(), sent.Src)
 			}

@@ -278,7 +278,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 		t.Fatalf("%v: %s", err, lab.PacketString(pkt))
 	}
 	q := p.Quoted()
-	if p.Kind != nat.Error || p.ICMPCode != header.ICMPv4PortUnreachable || p.Dst.Addr() != raw.Addr() ||
+	if p.Kind != nat.Error || p.ICMPCode != uint8(header.ICMPv4PortUnreachable) || p.Dst.Addr() != raw.Addr() ||
 		q.Src != raw || q.Dst != dst || p.Src.Addr() != serverIP.Addr() {
 		t.Errorf("got %s quoting %v -> %v; want port unreachable from %v to %v quoting %v -> %v",
 			lab.PacketString(pkt), q.Src, q.Dst, serverIP.Addr(), raw.Addr(), raw, dst)

@@ -11,7 +11,7 @@ type DropReason uint8
 const (
 	// DropInvalid: a malformed packet, or a kind fwx does not forward.
 	DropInvalid DropReason = iota
-	// DropFragment: an IPv4 fragment (fwx does not reassemble).
+	// DropFragment: an IPv4 or IPv6 fragment (fwx does not reassemble).
 	DropFragment
 	// DropSpoofedSource: from the inside, a source outside the inside
 	// networks; from the outside, a source inside them (BCP 38).
@@ -59,6 +59,10 @@ const (
 	// not armed yet ([Expectation].Unarmed): dropped without a reply or a
 	// log record, for its sender to retransmit.
 	DropUnarmed
+	// DropExtHeader: an IPv6 extension header fwx does not read (AH, ESP,
+	// Mobility, a type 0 routing header, ...), or a chain of them that is
+	// malformed or too long.
+	DropExtHeader
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -68,7 +72,7 @@ var dropNames = [NumDropReasons]string{
 	"invalid", "fragment", "spoofed-source", "martian-source", "martian-destination",
 	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
-	"client-half-open", "client-rate", "unarmed",
+	"client-half-open", "client-rate", "unarmed", "ext-header",
 }
 
 // String returns the reason's label, as in "spoofed-source".

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
@@ -23,7 +22,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Add(lab.UDPPacket(server, netip.AddrPortFrom(ext, client.Port()), nil), true)
 	sent := nat.Parse(lab.UDPPacket(netip.AddrPortFrom(ext, client.Port()), server, nil))
 	buf := make([]byte, nat.MaxReplyLen)
-	n := nat.BuildICMPError(buf, &sent, tcpip.AddrFrom4([4]byte{203, 0, 113, 1}), header.ICMPv4DstUnreachable, header.ICMPv4PortUnreachable)
+	n := nat.BuildICMPError(buf, &sent, netip.AddrFrom4([4]byte{203, 0, 113, 1}), nat.PortUnreachable)
 	f.Add(bytes.Clone(buf[:n]), true)
 	// IP options: a source route (dropped) and a record route (passed).
 	f.Add(withOptions(lab.UDPPacket(client, server, nil), lsrr), false)
@@ -48,7 +47,7 @@ func FuzzTranslate(f *testing.F) {
 		if v == nat.Reject || v == nat.Local {
 			rb := make([]byte, nat.MaxReplyLen)
 			nat.BuildRST(rb, &p)
-			nat.BuildICMPError(rb, &p, tcpip.AddrFrom4([4]byte{10, 0, 0, 1}), header.ICMPv4DstUnreachable, header.ICMPv4AdminProhibited)
+			nat.BuildICMPError(rb, &p, inner, nat.AdminProhibited)
 		}
 	})
 }

@@ -14,10 +14,19 @@ import (
 // for source-route options; and the flag sets conntrack calls invalid.
 
 // special reports whether a is in a block that is never a unicast host on
-// the networks fwx joins: 0.0.0.0/8 ("this network"), 127.0.0.0/8
+// the networks fwx joins: for IPv4 0.0.0.0/8 ("this network"), 127.0.0.0/8
 // (loopback), 224.0.0.0/4 (multicast) and 240.0.0.0/4 (reserved, and the
-// limited broadcast 255.255.255.255).
+// limited broadcast 255.255.255.255); for IPv6 the unspecified and
+// loopback addresses, multicast (ff00::/8), link-local unicast (fe80::/10:
+// a router never forwards it, RFC 4291 2.5.6) and the IPv4-mapped and
+// IPv4-compatible blocks (::ffff:0:0/96, ::/96), which never appear on the
+// wire (RFC 4291 2.5.5).
 func special(a netip.Addr) bool {
+	if a.Is6() {
+		b := a.As16()
+		return a.IsMulticast() || a.IsLinkLocalUnicast() || a.Is4In6() ||
+			[12]byte(b[:12]) == [12]byte{} // ::/96, with :: and ::1
+	}
 	b := a.As4()
 	return b[0] == 0 || b[0] == 127 || b[0] >= 224
 }
@@ -38,7 +47,7 @@ func newIngress(cfg *Config) ingress {
 	for _, p := range cfg.InsideNetworks {
 		p = p.Masked()
 		g.inside = append(g.inside, p)
-		if p.Bits() < 31 {
+		if p.Addr().Is4() && p.Bits() < 31 {
 			b := p.Addr().As4()
 			host := ^uint32(0) >> p.Bits()
 			b[0] |= byte(host >> 24)

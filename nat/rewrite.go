@@ -12,14 +12,19 @@ import (
 // The rewrites below change a packet in its own buffer and update every
 // checksum incrementally (RFC 1624), so their cost does not grow with the
 // payload. Only ICMP errors, which are rare and short, are re-summed whole.
+// IPv6 has no header checksum, but its addresses are in the pseudo-header
+// of ICMPv6 as well as of TCP and UDP.
 
 // SetSource rewrites the packet's source address and port (for an ICMP echo
-// request, its identifier).
+// request, its identifier). The address must be of the packet's family.
 func (p *Packet) SetSource(ap netip.AddrPort) {
-	ip := header.IPv4(p.b)
-	old, addr := tcpip.AddrFrom4(p.Src.Addr().As4()), tcpip.AddrFrom4(ap.Addr().As4())
-	if old != addr {
-		ip.SetSourceAddressWithChecksumUpdate(addr)
+	if p.Src.Addr() != ap.Addr() {
+		old, addr := tcpAddr(p.Src.Addr()), tcpAddr(ap.Addr())
+		if p.v6 {
+			header.IPv6(p.b).SetSourceAddress(addr)
+		} else {
+			header.IPv4(p.b).SetSourceAddressWithChecksumUpdate(addr)
+		}
 		p.pseudoHeaderChanged(old, addr)
 	}
 	if p.Src.Port() != ap.Port() {
@@ -31,16 +36,28 @@ func (p *Packet) SetSource(ap netip.AddrPort) {
 // SetDestination rewrites the packet's destination address and port (for an
 // ICMP echo reply, its identifier).
 func (p *Packet) SetDestination(ap netip.AddrPort) {
-	ip := header.IPv4(p.b)
-	old, addr := tcpip.AddrFrom4(p.Dst.Addr().As4()), tcpip.AddrFrom4(ap.Addr().As4())
-	if old != addr {
-		ip.SetDestinationAddressWithChecksumUpdate(addr)
+	if p.Dst.Addr() != ap.Addr() {
+		old, addr := tcpAddr(p.Dst.Addr()), tcpAddr(ap.Addr())
+		if p.v6 {
+			header.IPv6(p.b).SetDestinationAddress(addr)
+		} else {
+			header.IPv4(p.b).SetDestinationAddressWithChecksumUpdate(addr)
+		}
 		p.pseudoHeaderChanged(old, addr)
 	}
 	if p.Dst.Port() != ap.Port() {
 		p.setPort(false, ap.Port())
 	}
 	p.Dst = ap
+}
+
+// tcpAddr converts a for gVisor's header code: 4 or 16 bytes, no copy to
+// the heap.
+func tcpAddr(a netip.Addr) tcpip.Address {
+	if a.Is4() {
+		return tcpip.AddrFrom4(a.As4())
+	}
+	return tcpip.AddrFrom16(a.As16())
 }
 
 // SetPartialChecksum says the packet's TCP or UDP checksum field holds a
@@ -50,14 +67,23 @@ func (p *Packet) SetDestination(ap netip.AddrPort) {
 // are not in it yet, they are summed later from the transport header.
 func (p *Packet) SetPartialChecksum(partial bool) { p.partial = partial }
 
-// pseudoHeaderChanged updates a TCP or UDP checksum for an address change.
-// ICMPv4 has no pseudo-header.
+// pseudoHeaderChanged updates a TCP, UDP or ICMPv6 checksum for an address
+// change. ICMPv4 has no pseudo-header. A fragment other than the first
+// holds no transport header: its checksum is the reassembled packet's, and
+// the first fragment carries the update.
 func (p *Packet) pseudoHeaderChanged(old, addr tcpip.Address) {
+	if p.Kind == Fragment && p.frag.offset != 0 {
+		return
+	}
 	switch p.Proto {
 	case TCP:
 		header.TCP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, !p.partial)
 	case UDP:
 		header.UDP(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr, !p.partial)
+	case ICMP:
+		if p.v6 {
+			header.ICMPv6(p.b[p.l4:]).UpdateChecksumPseudoHeaderAddress(old, addr)
+		}
 	}
 }
 
@@ -86,17 +112,25 @@ func (p *Packet) setPort(src bool, port uint16) {
 			header.UDP(l4).SetDestinationPortWithChecksumUpdate(port)
 		}
 	case ICMP:
-		// Only a query has a port-like field, its identifier.
+		// Only a query has a port-like field, its identifier, at the
+		// same place in ICMP and ICMPv6.
 		if p.Kind == Query {
 			header.ICMPv4(l4).SetIdentWithChecksumUpdate(port)
 		}
 	}
 }
 
-// DecrementTTL lowers the time to live by one, as a router must. It reports
-// false, leaving the packet unchanged, when the TTL is too small for the
-// packet to be forwarded.
+// DecrementTTL lowers the time to live (IPv6: hop limit) by one, as a
+// router must. It reports false, leaving the packet unchanged, when the TTL
+// is too small for the packet to be forwarded.
 func (p *Packet) DecrementTTL() bool {
+	if p.v6 {
+		if p.b[7] <= 1 {
+			return false
+		}
+		p.b[7]--
+		return true
+	}
 	ttl := p.b[8]
 	if ttl <= 1 {
 		return false
@@ -119,18 +153,25 @@ func (p *Packet) SetQuotedDestination(ap netip.AddrPort) { p.setQuoted(false, ap
 
 func (p *Packet) setQuoted(src bool, ap netip.AddrPort) {
 	q := p.b[p.inner:]
-	ip := header.IPv4(q)
-	l4 := q[ip.HeaderLength():]
+	l4 := q[p.quoted.l4:]
 	cur := p.quoted.Dst
 	if src {
 		cur = p.quoted.Src
 	}
-	old, addr := tcpip.AddrFrom4(cur.Addr().As4()), tcpip.AddrFrom4(ap.Addr().As4())
+	old, addr := tcpAddr(cur.Addr()), tcpAddr(ap.Addr())
+	switch {
+	case p.v6 && src:
+		header.IPv6(q).SetSourceAddress(addr)
+	case p.v6:
+		header.IPv6(q).SetDestinationAddress(addr)
+	case src:
+		header.IPv4(q).SetSourceAddressWithChecksumUpdate(addr)
+	default:
+		header.IPv4(q).SetDestinationAddressWithChecksumUpdate(addr)
+	}
 	if src {
-		ip.SetSourceAddressWithChecksumUpdate(addr)
 		p.quoted.Src = ap
 	} else {
-		ip.SetDestinationAddressWithChecksumUpdate(addr)
 		p.quoted.Dst = ap
 	}
 	// The quoted transport header is often cut short, so a checksum is
@@ -159,7 +200,10 @@ func (p *Packet) setQuoted(src bool, ap netip.AddrPort) {
 			header.TCP(l4).SetDestinationPort(ap.Port())
 		}
 	case ICMP:
-		ic := header.ICMPv4(l4)
+		ic := header.ICMPv4(l4) // the identifier and checksum sit alike in ICMPv6
+		if p.v6 {
+			header.ICMPv6(l4).UpdateChecksumPseudoHeaderAddress(old, addr)
+		}
 		if ap.Port() != 0 && ic.Ident() != ap.Port() {
 			ic.SetIdentWithChecksumUpdate(ap.Port())
 		}
@@ -167,11 +211,16 @@ func (p *Packet) setQuoted(src bool, ap netip.AddrPort) {
 	p.fixICMPChecksum()
 }
 
-// fixICMPChecksum recomputes the checksum of the packet's ICMP message.
+// fixICMPChecksum recomputes the checksum of the packet's ICMP or ICMPv6
+// message.
 func (p *Packet) fixICMPChecksum() {
 	ic := header.ICMPv4(p.b[p.l4:])
 	ic.SetChecksum(0)
-	ic.SetChecksum(^checksum.Checksum(ic, 0))
+	var sum uint16
+	if p.v6 {
+		sum = header.PseudoHeaderChecksum(header.ICMPv6ProtocolNumber, tcpAddr(p.Src.Addr()), tcpAddr(p.Dst.Addr()), uint16(len(ic)))
+	}
+	ic.SetChecksum(^checksum.Checksum(ic, sum))
 }
 
 // update16 returns checksum xsum updated for a 16-bit word of the summed data

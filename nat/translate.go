@@ -52,7 +52,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	n := now.UnixNano()
 	switch p.Kind {
 	case Invalid:
-		return t.drop(DropInvalid)
+		return t.drop(p.Reason)
 	case Fragment:
 		return t.drop(DropFragment)
 	}
@@ -63,7 +63,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	case Error:
 		return t.outboundError(p, n)
 	case Query:
-		if p.ICMPType != header.ICMPv4Echo {
+		if !p.echoRequest() {
 			return t.drop(DropStale) // inside hosts do not answer pings from the outside
 		}
 	}
@@ -150,7 +150,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	n := now.UnixNano()
 	switch p.Kind {
 	case Invalid:
-		return t.drop(DropInvalid)
+		return t.drop(p.Reason)
 	case Fragment:
 		return t.drop(DropFragment)
 	}
@@ -169,7 +169,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	case Error:
 		return t.inboundError(p, n)
 	case Query:
-		if p.ICMPType == header.ICMPv4Echo {
+		if p.echoRequest() {
 			return Local
 		}
 	}

@@ -429,8 +429,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 			// The server answers with port unreachable, from a router
 			// on the way: its source is not the flow's remote.
 			buf := make([]byte, nat.MaxReplyLen)
-			n := nat.BuildICMPError(buf, &sent, tcpip.AddrFrom4([4]byte{203, 0, 113, 254}),
-				header.ICMPv4DstUnreachable, header.ICMPv4PortUnreachable)
+			n := nat.BuildICMPError(buf, &sent, netip.AddrFrom4([4]byte{203, 0, 113, 254}), nat.PortUnreachable)
 			errPkt := buf[:n]
 			v, p := in(tab, errPkt, t0.Add(time.Second))
 			mustVerdict(t, v, nat.Forward, errPkt)
@@ -441,7 +440,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 			if q.Src != orig.Src || q.Dst != orig.Dst {
 				t.Errorf("quoted %v -> %v, want the original %v -> %v", q.Src, q.Dst, orig.Src, orig.Dst)
 			}
-			if p.ICMPType != header.ICMPv4DstUnreachable || p.ICMPCode != header.ICMPv4PortUnreachable {
+			if p.ICMPType != uint8(header.ICMPv4DstUnreachable) || p.ICMPCode != uint8(header.ICMPv4PortUnreachable) {
 				t.Errorf("type/code %d/%d changed", p.ICMPType, p.ICMPCode)
 			}
 			quoted := errPkt[header.IPv4MinimumSize+header.ICMPv4MinimumSize:]
@@ -457,7 +456,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 		tab, _ := newTable(t, nat.Config{})
 		stray := nat.Parse(lab.UDPPacket(netip.AddrPortFrom(ext, 999), server, nil))
 		buf := make([]byte, nat.MaxReplyLen)
-		n := nat.BuildICMPError(buf, &stray, tcpip.AddrFrom4(server.Addr().As4()), header.ICMPv4DstUnreachable, header.ICMPv4PortUnreachable)
+		n := nat.BuildICMPError(buf, &stray, server.Addr(), nat.PortUnreachable)
 		if v, _ := in(tab, buf[:n], t0); v != nat.Drop {
 			t.Errorf("error about no flow: verdict %v, want drop (RFC 5508 REQ-4)", v)
 		}

@@ -103,6 +103,34 @@ func ICMPError(src, dst netip.Addr, typ header.ICMPv4Type, code header.ICMPv4Cod
 	return pkt
 }
 
+// ICMPv6Echo returns an IPv6 packet carrying an ICMPv6 message of type typ
+// (normally [header.ICMPv6EchoRequest] or [header.ICMPv6EchoReply]), code 0,
+// with the given identifier and sequence number and no payload. Checksums
+// are correct.
+func ICMPv6Echo(src, dst netip.Addr, typ header.ICMPv6Type, id, seq uint16) []byte {
+	pkt, l4 := ipPacket(src, dst, protoICMPv6, header.ICMPv6EchoMinimumSize)
+	l4[0] = uint8(typ)
+	binary.BigEndian.PutUint16(l4[4:], id)
+	binary.BigEndian.PutUint16(l4[6:], seq)
+	binary.BigEndian.PutUint16(l4[2:], ^checksum.Checksum(l4, pseudoHeaderSum(src, dst, protoICMPv6, len(l4))))
+	return pkt
+}
+
+// ICMPv6Error returns an IPv6 packet carrying an ICMPv6 error message of
+// type typ and code (say [header.ICMPv6PacketTooBig], 0) that quotes
+// quoted, the start of the packet the error is about, and carries info in
+// its second word (the MTU of a Packet Too Big, the pointer of a Parameter
+// Problem). Checksums are correct; the quoted packet is copied as it is.
+func ICMPv6Error(src, dst netip.Addr, typ header.ICMPv6Type, code header.ICMPv6Code, info uint32, quoted []byte) []byte {
+	pkt, l4 := ipPacket(src, dst, protoICMPv6, header.ICMPv6ErrorHeaderSize+len(quoted))
+	l4[0] = uint8(typ)
+	l4[1] = uint8(code)
+	binary.BigEndian.PutUint32(l4[4:], info)
+	copy(l4[header.ICMPv6ErrorHeaderSize:], quoted)
+	binary.BigEndian.PutUint16(l4[2:], ^checksum.Checksum(l4, pseudoHeaderSum(src, dst, protoICMPv6, len(l4))))
+	return pkt
+}
+
 // ipPacket returns a packet with an IP header from src to dst for a
 // transport payload of l4Len bytes, and the payload part of it.
 func ipPacket(src, dst netip.Addr, proto uint8, l4Len int) (pkt, l4 []byte) {
@@ -148,7 +176,8 @@ func pseudoHeaderSum(src, dst netip.Addr, proto uint8, length int) uint16 {
 // or ICMPv6 checksum. It returns nil if they are, and otherwise an error
 // naming the first bad one with its expected value. It also fails if pkt
 // is not a well-formed IPv4 or IPv6 packet. Transports it does not know are
-// not checked. IPv6 extension headers are not followed.
+// not checked. IPv6 hop-by-hop, routing, destination options and fragment
+// headers are followed.
 func VerifyChecksums(pkt []byte) error {
 	ip, err := parseIP(pkt)
 	if err != nil {
@@ -301,6 +330,34 @@ func parseIP(pkt []byte) (ipInfo, error) {
 		}
 		if ip.total > len(pkt) {
 			return ip, fmt.Errorf("lab: IPv6 payload length %d > %d bytes present", ip.total-ip.hdrLen, len(pkt)-ip.hdrLen)
+		}
+		// Extension headers: hop-by-hop, routing, destination options
+		// and fragment are followed to the transport header.
+		for ip.fragOff == 0 {
+			var size int
+			switch ip.proto {
+			case 0, 43, 60:
+				if ip.total < ip.hdrLen+8 {
+					return ip, errors.New("lab: IPv6 extension header truncated")
+				}
+				size = (int(pkt[ip.hdrLen+1]) + 1) * 8
+			case 44:
+				if ip.total < ip.hdrLen+8 {
+					return ip, errors.New("lab: IPv6 fragment header truncated")
+				}
+				size = 8
+				ff := binary.BigEndian.Uint16(pkt[ip.hdrLen+2:])
+				ip.fragOff, ip.more = ff&^7, ff&1 != 0
+				ip.id = uint16(binary.BigEndian.Uint32(pkt[ip.hdrLen+4:]))
+			}
+			if size == 0 {
+				break
+			}
+			if ip.total < ip.hdrLen+size {
+				return ip, errors.New("lab: IPv6 extension header truncated")
+			}
+			ip.proto = pkt[ip.hdrLen]
+			ip.hdrLen += size
 		}
 		ip.payload = pkt[ip.hdrLen:ip.total]
 		return ip, nil
