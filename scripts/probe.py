@@ -13,6 +13,11 @@
       Listens on ADDR:PORT and appends one line per accepted connection or
       received datagram to FILE (created empty once listening, so an empty FILE
       means nothing arrived). Runs until killed.
+  probe.py notify-sink SOCKET FILE
+      Plays systemd's side of sd_notify: binds the datagram unix socket
+      SOCKET (to hand a service as NOTIFY_SOCKET) and appends each message
+      to FILE on one line, its newlines turned into spaces. Runs until
+      killed.
 """
 
 import errno
@@ -80,6 +85,17 @@ def sink(proto, addr, port, path):
             f.write(f"{proto} {peer[0]}:{peer[1]} -> {addr}:{port}\n")
 
 
+def notify_sink(sock_path, path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(sock_path)
+    with open(path, "w", encoding="utf-8"):
+        pass
+    while True:
+        msg = s.recv(4096).decode("utf-8", "replace")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(msg.replace("\n", " ").strip() + "\n")
+
+
 def main(argv):
     if len(argv) == 4 and argv[0] == "tcp-connect":
         tcp_connect(argv[1], int(argv[2]), float(argv[3]))
@@ -87,6 +103,8 @@ def main(argv):
         udp_send(argv[1], int(argv[2]), float(argv[3]))
     elif len(argv) == 5 and argv[0] == "sink" and argv[1] in ("tcp", "udp"):
         sink(argv[1], argv[2], int(argv[3]), argv[4])
+    elif len(argv) == 3 and argv[0] == "notify-sink":
+        notify_sink(argv[1], argv[2])
     else:
         print(__doc__, file=sys.stderr)
         return 2
