@@ -95,6 +95,9 @@ func (s *server) control(c net.Conn) {
 		if err != nil {
 			return
 		}
+		if strings.TrimRight(line, "\r\n") == "" {
+			continue // no reply to an empty line, as vsftpd and pure-ftpd
+		}
 		verb, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
 		verb = strings.ToUpper(verb)
 		if verb != "USER" && verb != "PASS" { // the login is not news

@@ -82,6 +82,11 @@ func (x *control) checkFTP(line []byte) {
 func (x *control) command(line []byte, more bool) (drop bool, then func() error, err error) {
 	cmd, ok := ParseCommand(line)
 	switch verb := cmd.Verb; {
+	case len(trimEOL(line)) == 0 && !more:
+		// An empty line is no command, and vsftpd and pure-ftpd do not
+		// answer it (proftpd does): passing it on would leave the pairing
+		// of replies to commands in doubt. It is dropped.
+		return false, nil, nil
 	case !ok:
 		// Not a command (a Telnet sequence before ABOR, say): the server
 		// answers it, so it is tracked like one.

@@ -103,6 +103,37 @@ func TestActiveArmedByServer(t *testing.T) {
 	}
 }
 
+// TestRepliesPaired: each final reply is paired with the command it
+// answers, so pipelined commands, and an empty line (which vsftpd and
+// pure-ftpd do not answer), arm nothing early and delay nothing.
+func TestRepliesPaired(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Server, 21)
+	hold := make(chan struct{})
+	srv.hold["PORT"] = hold
+	data := listenData(t, l.Client, 5001)
+	c := dial(t, l.Client, ftpServer)
+	c.send("\r\nNOOP\r\nTYPE I\r\n" + activePORT + "\r\nRETR f\r\n")
+	c.expect("200 NOOP")
+	c.expect("200 TYPE")
+	srv.received(t) // NOOP
+	srv.received(t) // TYPE I
+	bound := boundPort(t, srv)
+	// The replies to NOOP and TYPE did not arm the PORT's pinhole, and
+	// the pipelined RETR waits for the PORT's reply.
+	if reaches(t, l.Server, bound, false) {
+		t.Fatal("the replies to the commands before the PORT armed its pinhole")
+	}
+	srv.receivedNothing(t)
+	close(hold)
+	c.expect("200 ok")
+	c.expect("150")
+	if got := recvData(t, data); got != filtertest.ServerAddr.String()+" contents of f" {
+		t.Errorf("data connection: %q", got)
+	}
+	c.expect("226")
+}
+
 // TestActiveRefusedByServer: a 4xx or 5xx to PORT or EPRT releases the
 // reserved port at once.
 func TestActiveRefusedByServer(t *testing.T) {
