@@ -232,7 +232,22 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 	m := &mapping{table: t, proto: e.Proto, inside: e.Inside, external: e.External, expect: e}
 	e.mapping = m
 	t.addMappingLocked(m)
+	t.bindInsideLocked(m)
 	return nil
+}
+
+// bindInsideLocked makes the mapping of a UDP bind whose inside endpoint
+// is known the mapping of that endpoint too, unless the endpoint already
+// has one: what it sends out (where the policy or a pinhole lets it) then
+// leaves from the bound port, one external endpoint for every destination
+// (RFC 4787 REQ-1). An RTP receiver's reports and NAT-opening packets so
+// come from the very ports its peer was told to send to. The mapping
+// leaves the inside index when it ends (dropMappingLocked).
+func (t *Table) bindInsideLocked(m *mapping) {
+	k := mapKey{m.proto, m.inside}
+	if m.proto == UDP && m.inside.IsValid() && t.mappings[k] == nil {
+		t.mappings[k] = m
+	}
 }
 
 // ExpectOnMapping installs an inbound expectation on the dynamic mapping
@@ -301,6 +316,7 @@ func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) erro
 	}
 	e.Inside = inside
 	e.mapping.inside = inside
+	t.bindInsideLocked(e.mapping)
 	return nil
 }
 
@@ -342,13 +358,19 @@ func (t *Table) Arm(e *Expectation, now time.Time) error {
 	return nil
 }
 
-// Kill withdraws an expectation and ends every flow created through it.
+// Kill withdraws an expectation and ends every flow created through it;
+// for a bind, every flow on its port (those the inside endpoint started
+// from it too).
 func (t *Table) Kill(e *Expectation, now time.Time) {
 	t.mu.Lock()
 	e.doneLocked(now.UnixNano())
 	lapsed := e.lapseLocked()
 	t.finishLocked(e)
-	ended := t.flowsWhere(func(f *Flow) bool { return f.expect == e })
+	bound := e.mapping
+	if bound != nil && bound.expect != e {
+		bound = nil // a pinhole on a dynamic mapping: only its own flows
+	}
+	ended := t.flowsWhere(func(f *Flow) bool { return f.expect == e || (bound != nil && f.mapping == bound) })
 	live := ended[:0]
 	for _, f := range ended {
 		if t.removeLocked(f) {

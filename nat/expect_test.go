@@ -163,6 +163,74 @@ func TestInboundUDPBidirectional(t *testing.T) {
 	}
 }
 
+// TestBindIsInsideMapping: a UDP bind is its inside endpoint's mapping
+// (RTSP's and SIP's RTP/RTCP pairs): what the endpoint sends where a
+// pinhole lets it leaves from the bound port, before the peer sent
+// anything, whether the inside endpoint was known at the bind or set
+// later; killing the bind ends those flows too. An endpoint that already
+// has a mapping keeps it.
+func TestBindIsInsideMapping(t *testing.T) {
+	for _, later := range []bool{false, true} {
+		tab, rec := newTable(t, nat.Config{Decider: denyAll{}})
+		bound, _ := tab.ReserveBlock(nat.UDP, ext, 2)
+		e := &nat.Expectation{Proto: nat.UDP, External: bound, Remotes: addrSet{server.Addr()}}
+		if !later {
+			e.Inside = client
+		}
+		if err := tab.ExpectInbound(e); err != nil {
+			t.Fatal(err)
+		}
+		if later {
+			if err := tab.SetExpectationInside(e, client); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Without a pinhole the policy still decides.
+		if v, _ := out(tab, lab.UDPPacket(client, server, nil), t0); v != nat.Reject {
+			t.Fatalf("later=%v: no pinhole: verdict %v, want reject", later, v)
+		}
+		grant := &nat.Expectation{Proto: nat.UDP, Client: client.Addr(), Dst: server}
+		if err := tab.ExpectOutbound(grant, t0); err != nil {
+			t.Fatal(err)
+		}
+		pkt := lab.UDPPacket(client, server, nil)
+		v, p := out(tab, pkt, t0)
+		mustVerdict(t, v, nat.Forward, pkt)
+		if p.Src != bound {
+			t.Errorf("later=%v: sent from %v, want the bound %v", later, p.Src, bound)
+		}
+		// The peer's answer comes back on that flow.
+		if v, r := in(tab, lab.UDPPacket(server, bound, nil), t0); v != nat.Forward || r.Dst != client {
+			t.Errorf("later=%v: answer: verdict %v to %v, want forward to %v", later, v, r.Dst, client)
+		}
+		tab.Kill(e, t0)
+		if tab.Len() != 0 || len(rec.ended) != 1 {
+			t.Errorf("later=%v: after kill: %d flows, %d ended; want 0 and 1", later, tab.Len(), len(rec.ended))
+		}
+		if err := tab.ReservePort(nat.UDP, bound); err != nil {
+			t.Errorf("later=%v: bound port not freed: %v", later, err)
+		}
+	}
+
+	// An endpoint with a mapping of its own keeps it.
+	tab, _ := newTable(t, nat.Config{Decider: denyAll{}})
+	first := &nat.Expectation{Proto: nat.UDP, Client: client.Addr(), Dst: server2}
+	if err := tab.ExpectOutbound(first, t0); err != nil {
+		t.Fatal(err)
+	}
+	_, p := out(tab, lab.UDPPacket(client, server2, nil), t0)
+	bound, _ := tab.ReserveBlock(nat.UDP, ext, 2)
+	if err := tab.ExpectInbound(&nat.Expectation{Proto: nat.UDP, External: bound, Inside: client}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.ExpectOutbound(&nat.Expectation{Proto: nat.UDP, Client: client.Addr(), Dst: server}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, q := out(tab, lab.UDPPacket(client, server, nil), t0); q.Src != p.Src {
+		t.Errorf("sent from %v, want the endpoint's own mapping %v", q.Src, p.Src)
+	}
+}
+
 // TestRedirect checks RedirectConnections' rewrite: the client talks to an
 // address of fwx's inside, the flow goes to the connect address from the
 // external address, and replies come back from the inside address.
