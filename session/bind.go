@@ -70,7 +70,11 @@ const maxBind = 1024
 // address maps to the lowest port. Filters hooked to the bind events are
 // told first and may deny the bind, attach a data filter or emulate it.
 // Without Timeout the connection objects live until killed or until the
-// session ends.
+// session ends. A UDP port whose client address is known is that inside
+// endpoint's mapping while it lives (unless the endpoint had one): what the
+// client sends from it, where the policy or a grant lets it, leaves from
+// the bound port, so an RTP peer sees the ports it was told; killing the
+// port ends those flows too.
 //
 // With Unarmed the ports are bound but admit nothing until
 // Connection.Arm.
