@@ -19,8 +19,8 @@ import (
 	"github.com/fwx-dev/fwx"
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
 	_ "github.com/fwx-dev/fwx/filters/relay"
-	_ "github.com/fwx-dev/fwx/filters/tftp" // registers the "tftp" filter
 	_ "github.com/fwx-dev/fwx/filters/rtsp" // registers the "rtsp" filter
+	_ "github.com/fwx-dev/fwx/filters/tftp" // registers the "tftp" filter
 	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
 	"github.com/fwx-dev/fwx/session/policy"

@@ -15,9 +15,8 @@ import (
 //	                           └─ error, other transport ─► gone      └─ TEARDOWN, end of control ─► gone
 //
 // For a player behind fwx, the SETUP binds an aligned pair of outside
-// ports (BindForClient, N = 2) that leads nowhere yet: nothing can use
-// it until the server's answer arms it (SetClientAddress) for the
-// server's address only. For a published server, the answer binds the
+// ports (BindForClient, N = 2) for the server's address, unarmed: nothing
+// can use it until the server's answer arms it. For a published server, the answer binds the
 // pair that leads to the server's own ports, for the player's address
 // only. Either way the answer's other ports (the server's for a player
 // behind fwx, the player's for a published server) are granted to the
@@ -170,11 +169,15 @@ func (x *control) isClient(v string) bool {
 // ports the server will send to; it is armed only by the server's answer.
 func (x *control) bindPair(su *setup) string {
 	res, err := x.conn.Session().BindForClient(session.BindRequest{
-		ClientAddrs:  make([]netip.AddrPort, 2), // not known yet: nothing gets in
+		ClientAddrs: []netip.AddrPort{
+			netip.AddrPortFrom(x.clientAddr, su.client.RTP),
+			netip.AddrPortFrom(x.clientAddr, su.client.Second()),
+		},
 		Protocol:     session.UDP,
 		ProtocolName: x.conn.ProtocolName(),
-		Flags:        session.Bidirectional,
+		Flags:        session.Bidirectional | session.Unarmed,
 		IPFilter:     session.NewIPFilter(x.serverAddr),
+		Primary:      x.conn,
 	})
 	if err != nil {
 		return err.Error()
@@ -279,9 +282,8 @@ func samePorts(v string, p Ports) bool {
 // the answer's client_port goes back to the player's own.
 func (x *control) openPlayer(st *stream, su *setup, spec *Spec, server Ports) string {
 	st.conns = su.bound.Conns
-	ports := [2]uint16{su.client.RTP, su.client.Second()}
-	for i, c := range st.conns {
-		if err := c.SetClientAddress(netip.AddrPortFrom(x.clientAddr, ports[i])); err != nil {
+	for _, c := range st.conns {
+		if err := c.Arm(); err != nil {
 			return err.Error()
 		}
 	}
@@ -309,6 +311,7 @@ func (x *control) openPublished(st *stream, su *setup, spec *Spec, server Ports)
 			ProtocolName: x.conn.ProtocolName(),
 			Flags:        session.Bidirectional,
 			IPFilter:     session.NewIPFilter(x.clientAddr),
+			Primary:      x.conn,
 		})
 		if err != nil {
 			return err.Error()
@@ -335,6 +338,7 @@ func (x *control) grant(st *stream, peer netip.Addr, ports Ports) string {
 			Protocol:     session.UDP,
 			ProtocolName: x.conn.ProtocolName(),
 			Flags:        session.AllowMultiple,
+			Primary:      x.conn,
 		})
 		if err != nil {
 			return err.Error()
