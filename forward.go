@@ -63,6 +63,10 @@ type batch struct {
 	splitSizes []int
 	segs       [][]byte        // the segments of the current cut, views into split
 	stack      *netstack.Stack // this side's netstack, for diverted segments
+
+	// whole holds a datagram reassembled from fragments (defragment.go);
+	// allocated on first use.
+	whole []byte
 }
 
 func newBatch(n int) *batch {
@@ -122,6 +126,10 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				hdr = vnettun.ParseHdr(buf[headroom-vnettun.VirtioHdrLen:])
 			}
 			p := nat.Parse(buf[headroom:])
+			if p.Kind == nat.Fragment {
+				fw.defragment(b, from, to, out, &p, now)
+				continue
+			}
 			p.SetPartialChecksum(hdr.NeedsCsum())
 			var v nat.Verdict
 			if out {
@@ -214,20 +222,26 @@ func (fw *Firewall) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []
 // split cuts a superpacket into b.split and returns the number of
 // segments, 0 when it cannot be cut.
 func (fw *Firewall) split(b *batch, hdr vnettun.Hdr, pkt []byte) int {
-	if b.split == nil {
-		b.split = make([][]byte, maxSegments)
-		b.splitSizes = make([]int, maxSegments)
-		b.segs = make([][]byte, 0, maxSegments)
-		for i := range b.split {
-			b.split[i] = make([]byte, headroom+maxSegment)
-		}
-	}
+	b.splitBuffers()
 	n, err := vnettun.Split(hdr, pkt, b.split, b.splitSizes, headroom)
 	if err != nil {
 		fw.cfg.Log.Debug().Err(err).Msg("dropped a superpacket that could not be split")
 		return 0
 	}
 	return n
+}
+
+// splitBuffers allocates the buffers packets are cut into, on first use.
+func (b *batch) splitBuffers() {
+	if b.split != nil {
+		return
+	}
+	b.split = make([][]byte, maxSegments)
+	b.splitSizes = make([]int, maxSegments)
+	b.segs = make([][]byte, 0, maxSegments)
+	for i := range b.split {
+		b.split[i] = make([]byte, headroom+maxSegment)
+	}
 }
 
 // divertDatagrams hands a packet of a user-mode UDP flow to its datagram

@@ -58,7 +58,7 @@ func echoUDP(t *testing.T, h *lab.Host, port uint16) <-chan netip.AddrPort {
 	t.Cleanup(func() { c.Close() })
 	peers := make(chan netip.AddrPort, 16)
 	go func() {
-		buf := make([]byte, 2048)
+		buf := make([]byte, 65536)
 		for {
 			n, from, err := c.ReadFrom(buf)
 			if err != nil {

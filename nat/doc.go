@@ -11,7 +11,9 @@
 // translated back with their embedded headers reverted.
 //
 // The package parses and rewrites packets in the buffer they arrived in and
-// allocates nothing per packet; it allocates only when a flow is created.
+// allocates nothing per packet; it allocates only when a flow is created,
+// and for fragments, which it reassembles into whole datagrams before they
+// are translated ([Table.Reassemble], [Refragment]).
 // Time is passed in by the caller, so a test can move a [Table] past a
 // timeout without waiting.
 package nat

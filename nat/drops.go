@@ -11,7 +11,8 @@ type DropReason uint8
 const (
 	// DropInvalid: a malformed packet, or a kind fwx does not forward.
 	DropInvalid DropReason = iota
-	// DropFragment: an IPv4 or IPv6 fragment (fwx does not reassemble).
+	// DropFragment: a malformed fragment (empty, not a multiple of 8
+	// bytes before the last, or past 64 KiB).
 	DropFragment
 	// DropSpoofedSource: from the inside, a source outside the inside
 	// networks; from the outside, a source inside them (BCP 38).
@@ -63,6 +64,16 @@ const (
 	// Mobility, a type 0 routing header, ...), or a chain of them that is
 	// malformed or too long.
 	DropExtHeader
+	// DropFragmentOverlap: a fragment that overlaps another of its
+	// datagram, or contradicts its end; the datagram's other fragments,
+	// before and after, are counted here too (RFC 5722).
+	DropFragmentOverlap
+	// DropFragmentLimit: a fragment that would take reassembly past its
+	// memory, in total or for its source, or a datagram of too many.
+	DropFragmentLimit
+	// DropFragmentTimeout: the fragments of a datagram that did not
+	// complete in time.
+	DropFragmentTimeout
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -73,6 +84,7 @@ var dropNames = [NumDropReasons]string{
 	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
 	"client-half-open", "client-rate", "unarmed", "ext-header",
+	"fragment-overlap", "fragment-limit", "fragment-timeout",
 }
 
 // String returns the reason's label, as in "spoofed-source".
@@ -93,11 +105,14 @@ type Stats struct {
 	// EarlyDrops counts the flows reclaimed before their timer ran out to
 	// make room for new ones.
 	EarlyDrops uint64
+	// Reassembly is the memory held for fragmented datagrams not yet
+	// complete, in bytes (bounded by [FragmentLimits].Memory).
+	Reassembly int
 }
 
 // Stats returns the table's counters. It takes no lock that packets take.
 func (t *Table) Stats() Stats {
-	s := Stats{Flows: t.Len(), Mappings: int(t.nmappings.Load()), EarlyDrops: t.earlyDrops.Load()}
+	s := Stats{Flows: t.Len(), Mappings: int(t.nmappings.Load()), EarlyDrops: t.earlyDrops.Load(), Reassembly: int(t.frags.used.Load())}
 	for i := range s.Drops {
 		s.Drops[i] = t.drops[i].Load()
 	}

@@ -112,6 +112,8 @@ type Config struct {
 	// outside with one of these sources too (BCP 38). Empty means any
 	// unicast source may come from the inside.
 	InsideNetworks []netip.Prefix
+	// Fragments bound the reassembly of fragmented datagrams.
+	Fragments FragmentLimits
 	// SpecialDestinations are the loopback, multicast and broadcast
 	// destinations that may be forwarded from the inside (the policy's
 	// rules still decide); others are dropped.
@@ -170,6 +172,7 @@ type Table struct {
 	drops      [NumDropReasons]atomic.Uint64
 	earlyDrops atomic.Uint64
 	ingress    ingress
+	frags      *reassembler
 
 	mu       sync.Mutex
 	mappings map[mapKey]*mapping        // by inside endpoint
@@ -198,6 +201,7 @@ func New(cfg Config) (*Table, error) {
 		alloc:    newAllocator(cfg.Rand, cfg.Ports),
 		ingress:  newIngress(&cfg),
 	}
+	t.frags = newReassembler(cfg.Fragments, &t.drops)
 	for i := range t.shards {
 		t.shards[i].out = make(map[flowKey]*Flow)
 		t.shards[i].in = make(map[flowKey]*Flow)
