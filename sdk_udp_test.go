@@ -637,3 +637,38 @@ func TestRetroactiveAllowBind(t *testing.T) {
 		t.Errorf("%d pinholes after Kill", s.Pinholes())
 	}
 }
+
+// TestBindSetIPFilter: a port bound for nobody (an empty IP filter, as a
+// SIP filter binds media ports before the answer names the peer) takes
+// the peer SetIPFilter names from then on, and only it; LastActive tells
+// when the port last carried a packet.
+func TestBindSetIPFilter(t *testing.T) {
+	tb := newTestbed(t, sdkPolicy)
+	client := openUDP(t, tb.Client, 6000)
+	server, server2 := openUDP(t, tb.Server, 7000), openUDP(t, tb.Server2, 7000)
+	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
+		ProtocolName: "tftp", IPFilter: &session.IPFilter{}})
+	c := res.Conns[0]
+	server.send(res.Proxy, "before")
+	if !client.gets(none, netip.AddrPort{}) {
+		t.Fatal("a port bound for nobody took a datagram")
+	}
+	if !c.LastActive().IsZero() {
+		t.Errorf("LastActive %v with no flow, want zero", c.LastActive())
+	}
+	if err := c.SetIPFilter(session.NewIPFilter(server2IP.Addr())); err != nil {
+		t.Fatal(err)
+	}
+	server.send(res.Proxy, "not the peer")
+	server2.send(res.Proxy, "the peer")
+	if !client.gets("the peer", netip.AddrPortFrom(server2IP.Addr(), 7000)) || !client.gets(none, netip.AddrPort{}) {
+		t.Error("after SetIPFilter: want the named peer's datagram only")
+	}
+	if got := c.LastActive(); !got.Equal(tb.Clock.Now()) {
+		t.Errorf("LastActive %v, want the clock's %v", got, tb.Clock.Now())
+	}
+	c.Kill()
+	if err := c.SetIPFilter(nil); !errors.Is(err, session.ErrTerminating) {
+		t.Errorf("SetIPFilter after Kill: %v, want ErrTerminating", err)
+	}
+}

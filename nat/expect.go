@@ -386,6 +386,35 @@ func (t *Table) Kill(e *Expectation, now time.Time) {
 	}
 }
 
+// SetRemotes replaces the outside addresses an inbound expectation admits
+// from now on (ISA's IFWXConnection::SetIpFilter); nil admits every
+// address. Flows already admitted live on.
+func (t *Table) SetRemotes(e *Expectation, r RemoteFilter) {
+	t.mu.Lock()
+	e.Remotes = r
+	t.mu.Unlock()
+}
+
+// ExpectationLastSeen returns when a packet last crossed a live flow on an
+// inbound expectation's port (a bind's: those its inside endpoint started
+// from the port too), or the zero time when no flow lives there.
+func (t *Table) ExpectationLastSeen(e *Expectation) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var last int64
+	if m := e.mapping; m != nil {
+		for _, f := range m.flows {
+			if (f.expect == e || m.expect == e) && f.lastSeen.Load() > last {
+				last = f.lastSeen.Load()
+			}
+		}
+	}
+	if last == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, last)
+}
+
 // ExpectationUsed reports how many flows used e.
 func (t *Table) ExpectationUsed(e *Expectation) int {
 	t.mu.Lock()

@@ -228,6 +228,42 @@ func (c *Connection) Arm() error {
 	return nil
 }
 
+// SetIPFilter replaces the addresses that may use a bound port from now
+// on (ISA's IFWXConnection::SetIpFilter): nil allows every address, an
+// empty filter none. Connections already accepted live on. A filter that
+// learns the peer only after it bound the port (SIP, whose answer names
+// the media peer) narrows the port with it before arming it. It returns
+// ErrTerminating if the connection was killed, and ErrNotSupported if it
+// is not a bound port.
+func (c *Connection) SetIPFilter(f *IPFilter) error {
+	c.mu.Lock()
+	killed, e := c.mu.killed, c.mu.expect
+	c.mu.Unlock()
+	switch {
+	case killed:
+		return fmt.Errorf("session: SetIPFilter %v: %w", c.addr, ErrTerminating)
+	case e == nil || e.External != c.addr:
+		return fmt.Errorf("session: SetIPFilter %v: not a bound port: %w", c.addr, ErrNotSupported)
+	}
+	c.s.mgr.cfg.Table.SetRemotes(e, remoteFilter(f))
+	return nil
+}
+
+// LastActive returns when a packet last crossed a live flow on a bound
+// port (from a peer, or from the client through the port), or the zero
+// time when no flow lives there: a filter that must end a grant its
+// protocol forgot to close (a call whose BYE never came) tells an idle
+// one from a busy one.
+func (c *Connection) LastActive() time.Time {
+	c.mu.Lock()
+	e := c.mu.expect
+	c.mu.Unlock()
+	if e == nil {
+		return time.Time{}
+	}
+	return c.s.mgr.cfg.Table.ExpectationLastSeen(e)
+}
+
 // Used returns how many connections a bound port accepted (0 for other
 // connections).
 func (c *Connection) Used() int {
