@@ -336,10 +336,13 @@ options: {reload: %s}
 			if mode == "keep" {
 				roundTrip(t, old, "the established connection goes on")
 			} else {
-				if r.Ended != 1 {
+				// (The refused dial before the publication may have
+				// left a flow too: its SYN retransmitted once www was
+				// in.)
+				if r.Ended < 1 {
 					t.Errorf("report %+v, want the published connection ended", r)
 				}
-				tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "direction": "inbound", "rule": "www"})
+				tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "rule": "www", "client": old.LocalAddr().String()})
 			}
 			if _, err := tb.FW.Reload(mustPolicy(t, fmt.Sprintf(www, mode))); err != nil {
 				t.Fatalf("publish again: %v", err)
