@@ -235,7 +235,7 @@ func (sf *sessionFilter) supersede(x *control) {
 // closeAll withdraws the unused pinholes of x when it ends.
 func (sf *sessionFilter) closeAll(x *control) {
 	for _, h := range sf.of(x) {
-		sf.withdraw(h, "pinhole-closed", "control connection ended")
+		sf.withdraw(h, "pinhole-closed", "control-closed")
 	}
 }
 
