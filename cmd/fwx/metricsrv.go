@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"errors"
 	"net"
 	"net/http"
@@ -13,7 +14,8 @@ import (
 	"github.com/fwx-dev/fwx/metrics"
 )
 
-// metricsServer serves --metrics: Prometheus metrics on /metrics.
+// metricsServer serves --metrics: Prometheus metrics on /metrics, and a
+// small read-only live page of the status on / (its data: /status.json).
 type metricsServer struct {
 	ln  net.Listener
 	srv *http.Server
@@ -29,8 +31,11 @@ func listenMetrics(addr string) (*metricsServer, error) {
 	return &metricsServer{ln: ln}, nil
 }
 
+//go:embed page.html
+var page []byte
+
 // serve answers until close.
-func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *logq.Writer, log zerolog.Logger) {
+func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *logq.Writer, info func() runInfo, log zerolog.Logger) {
 	col := metrics.New(fw, metrics.Options{
 		Version: shortVersion(version()),
 		Reloads: func() metrics.Reloads {
@@ -41,6 +46,14 @@ func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *logq.Writer, 
 	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler(col))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+		w.Write(page)
+	})
+	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, statusReply{Status: fw.Status(fwx.StatusFilter{}), Run: info()})
+	})
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

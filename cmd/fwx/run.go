@@ -87,7 +87,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.Float64Var(&c.fwlogRate, "fwlog-rate", 1000, "write at most `N` firewall log records per second on average (bursts of five seconds' worth); the rest are counted in a log-suppressed record; 0: no limit")
 	fs.DurationVar(&c.deniedWait, "fwlog-denied-wait", 30*time.Second, "write a denied flow's one record once it has gone `DURATION` without another attempt")
 	fs.StringVar(&c.control, "control", "", "the control socket `PATH` for fwx status and fwx reload, usable by fwx's user and root only (default: /run/fwx/IN-TUN.sock for root, else $XDG_RUNTIME_DIR/fwx/IN-TUN.sock)")
-	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics (host:port, such as 127.0.0.1:9140; a network listener, so only when asked)")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics, and a read-only live page of the status on http://ADDR/ (host:port, such as 127.0.0.1:9140; a network listener, so only when asked)")
 	fs.BoolVar(&c.verbose, "v", false, "verbose diagnostics")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to `FILE`")
 	if err := parseFlags(fs, args); err != nil {
@@ -370,7 +370,7 @@ func run(args []string, e env) error {
 	}
 	ctl.serve(controlHandler(fw, info, rl), diag)
 	if ms != nil {
-		ms.serve(fw, rl, logs.fwq, diag)
+		ms.serve(fw, rl, logs.fwq, info, diag)
 	}
 
 	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Stringer("in_addr", c.inAddr).Str("out", outName).
