@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/session/policy"
@@ -50,7 +52,7 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 	old := fw.policy()
 	oldOpts, opts := old.Options(), p.Options()
 	if oldOpts.Timeouts != opts.Timeouts {
-		return r, fmt.Errorf("fwx: reload: options.timeouts changed (%+v, running %+v): %w", opts.Timeouts, oldOpts.Timeouts, ErrRestartNeeded)
+		return r, fmt.Errorf("fwx: reload: options.timeouts changed (%s): %w", timeoutChanges(oldOpts.Timeouts, opts.Timeouts), ErrRestartNeeded)
 	}
 	if oldOpts.Filtering != opts.Filtering {
 		return r, fmt.Errorf("fwx: reload: options.filtering changed to %v (running %v): %w", opts.Filtering, oldOpts.Filtering, ErrRestartNeeded)
@@ -167,4 +169,30 @@ func diffPublications(old, new []policy.Publication) (withdrawn, published []pol
 		}
 	}
 	return withdrawn, published
+}
+
+// timeoutChanges lists the timeouts that differ, as the policy file names
+// them: "udp 5m0s → 10m0s".
+func timeoutChanges(running, next nat.Timeouts) string {
+	var out []string
+	for _, t := range []struct {
+		name     string
+		old, new time.Duration
+	}{
+		{"udp", running.UDP, next.UDP},
+		{"tcp-syn-sent", running.TCPSynSent, next.TCPSynSent},
+		{"tcp-syn-recv", running.TCPSynRecv, next.TCPSynRecv},
+		{"tcp-established", running.TCPEstablished, next.TCPEstablished},
+		{"tcp-transitory", running.TCPTransitory, next.TCPTransitory},
+		{"tcp-rst", running.TCPRST, next.TCPRST},
+		{"icmp", running.ICMP, next.ICMP},
+	} {
+		if t.old != t.new {
+			out = append(out, fmt.Sprintf("%s %v → %v", t.name, t.old, t.new))
+		}
+	}
+	if len(out) == 0 {
+		return fmt.Sprintf("%+v → %+v", running, next)
+	}
+	return strings.Join(out, ", ")
 }

@@ -241,7 +241,7 @@ rules:
 rules:
   - {name: none, action: deny, from: [internal], to: [any], protocols: [any]}
 options: {timeouts: {udp: 10m}}
-`, "options.timeouts changed", fwx.ErrRestartNeeded},
+`, "options.timeouts changed (udp 5m0s → 10m0s)", fwx.ErrRestartNeeded},
 		{"filtering", `
 rules:
   - {name: none, action: deny, from: [internal], to: [any], protocols: [any]}

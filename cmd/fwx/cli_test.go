@@ -30,6 +30,7 @@ func TestCLIRejects(t *testing.T) {
 	}
 	empty := write("empty.yaml", "# nothing here yet\n\n")
 	unregistered := write("filter.yaml", "protocols:\n  - {name: ftp, transport: tcp, ports: [21], filter: ftpp}\nrules:\n  - {name: out, action: allow, from: internal, to: external, protocols: [ftp]}\n")
+	badSetting := write("setting.yaml", "protocols:\n  - {name: ftp, transport: tcp, ports: [21], filter: ftp}\nrules:\n  - {name: out, action: allow, from: internal, to: external, protocols: [ftp], filter_settings: {read_onyl: true}}\n")
 	broken := write("broken.yaml", "rules:\n  - {name: out, action: alow, from: internal, to: external, protocols: [any]}\n")
 
 	router := func(extra ...string) []string {
@@ -106,6 +107,7 @@ func TestCLIRejects(t *testing.T) {
 		{"empty policy file", router("--policy", empty), 1, []string{"empty.yaml is empty: fwx would deny every flow", "Leave --policy out", "rules: []"}},
 		{"unregistered filter", router("--policy", unregistered), 1, []string{"filter.yaml:2: protocols[0].filter: filter \"ftpp\" is not registered", `did you mean "ftp"?`}},
 		{"policy error", router("--policy", broken), 1, []string{"broken.yaml:2: rules[0].action:"}},
+		{"unknown filter setting", router("--policy", badSetting), 1, []string{"setting.yaml:4:", "read_onyl"}},
 		{"policy command, empty", []string{"policy", empty}, 1, []string{"is empty"}},
 		{"policy command, no file", []string{"policy"}, 2, []string{"want one policy file"}},
 		{"policy command, unregistered filter", []string{"policy", unregistered}, 1, []string{"filter.yaml:2:"}},

@@ -81,7 +81,7 @@ type controlServer struct {
 // listenControl creates the control socket at path, mode 0600 in a
 // directory of mode 0700 when it makes it. A socket left by an fwx that
 // died is replaced; one that a running fwx answers on is not.
-func listenControl(path string, log zerolog.Logger) (*controlServer, error) {
+func listenControl(path string) (*controlServer, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run: --control: %w", err)

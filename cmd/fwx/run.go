@@ -327,7 +327,7 @@ func run(args []string, e env) error {
 	if controlAt == "" {
 		controlAt = controlPath(c.inTun)
 	}
-	ctl, err := listenControl(controlAt, diag)
+	ctl, err := listenControl(controlAt)
 	if err != nil {
 		return err
 	}

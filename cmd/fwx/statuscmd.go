@@ -145,7 +145,7 @@ func printStatus(w io.Writer, st *statusReply) {
 	}
 	fmt.Fprintln(w, "\nSESSIONS")
 	for _, s := range st.Sessions {
-		fmt.Fprintf(w, "%s: %d user-mode connections", s.Client, s.Connections)
+		fmt.Fprintf(w, "%s: %s", s.Client, plural(s.Connections, "user-mode connection"))
 		if len(s.Filters) > 0 {
 			fmt.Fprintf(w, ", filters %s", strings.Join(s.Filters, ", "))
 		}
@@ -165,6 +165,14 @@ func printStatus(w io.Writer, st *statusReply) {
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// plural writes "1 thing" or "2 things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
