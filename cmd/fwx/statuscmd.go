@@ -108,7 +108,12 @@ func printStatus(w io.Writer, st *statusReply) {
 		bytesStr(t.BytesSent), count(t.PacketsSent), bytesStr(t.BytesReceived), count(t.PacketsReceived))
 	fmt.Fprintf(w, "created %s\n", countsU(t.Created))
 	fmt.Fprintf(w, "denied  %s\n", countsU(t.Denied))
-	fmt.Fprintf(w, "filters %d pinholes; refused %s\n", t.Pinholes, countsU(t.FilterRefusals))
+	fmt.Fprintf(w, "drops   %s", countsU(t.Drops))
+	if t.EarlyDrops > 0 {
+		fmt.Fprintf(w, "; %d flows reclaimed early", t.EarlyDrops)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "filters %d pinholes in %s; refused %s\n", t.Pinholes, plural(t.Sessions, "session"), countsU(t.FilterRefusals))
 	fmt.Fprintf(w, "log     %d written, %d dropped, %d suppressed, %d lost", r.Log.Written, r.Log.Dropped, r.Log.Suppressed, r.Log.Lost)
 	if r.Log.Failed != "" {
 		fmt.Fprintf(w, " (output failed: %s)", r.Log.Failed)
