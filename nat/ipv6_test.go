@@ -26,13 +26,13 @@ var (
 // Extension headers for tests, without their next-header byte (withExt
 // sets it).
 var (
-	hopByHop = extHdr{0, []byte{0, 0, 1, 4, 0, 0, 0, 0}}           // PadN
-	destOpts = extHdr{60, []byte{0, 0, 1, 4, 0, 0, 0, 0}}          // PadN
-	srh0     = extHdr{43, []byte{0, 0, 4, 0, 0, 0, 0, 0}}          // segment routing, no segment left
-	srh2     = extHdr{43, []byte{0, 0, 4, 2, 0, 0, 0, 0}}          // segment routing, 2 segments left
-	rh0      = extHdr{43, []byte{0, 0, 0, 0, 0, 0, 0, 0}}          // type 0, deprecated (RFC 5095)
+	hopByHop = extHdr{0, []byte{0, 0, 1, 4, 0, 0, 0, 0}}              // PadN
+	destOpts = extHdr{60, []byte{0, 0, 1, 4, 0, 0, 0, 0}}             // PadN
+	srh0     = extHdr{43, []byte{0, 0, 4, 0, 0, 0, 0, 0}}             // segment routing, no segment left
+	srh2     = extHdr{43, []byte{0, 0, 4, 2, 0, 0, 0, 0}}             // segment routing, 2 segments left
+	rh0      = extHdr{43, []byte{0, 0, 0, 0, 0, 0, 0, 0}}             // type 0, deprecated (RFC 5095)
 	ah       = extHdr{51, []byte{0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}} // authentication header
-	atomic   = extHdr{44, []byte{0, 0, 0, 0, 0, 0, 0, 9}}          // offset 0, no more fragments
+	atomic   = extHdr{44, []byte{0, 0, 0, 0, 0, 0, 0, 9}}             // offset 0, no more fragments
 	longDest = extHdr{60, []byte{0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}
 )
 

@@ -90,7 +90,7 @@ type datagram struct {
 	deadline int64
 	// head holds the first fragment's headers: the IPv4 header, or the
 	// IPv6 header and extension headers up to the fragment header's end.
-	head []byte
+	head   []byte
 	data   []byte     // the fragmentable part, as far as it arrived
 	spans  []span     // the fragments that arrived, sorted, disjoint
 	got    int        // the bytes they hold
