@@ -672,3 +672,40 @@ func TestBindSetIPFilter(t *testing.T) {
 		t.Errorf("SetIPFilter after Kill: %v, want ErrTerminating", err)
 	}
 }
+
+// TestRedirectFlags: a redirect serves one connection, several with
+// AllowMultiple, none after the pinhole timeout with Timeout; with
+// NoKernelMode its connections take the user-mode path.
+func TestRedirectFlags(t *testing.T) {
+	for _, tt := range []struct {
+		flags   session.Flags
+		advance time.Duration
+		want    []bool
+		path    string
+	}{
+		{0, 0, []bool{true, false}, "fast"},
+		{session.AllowMultiple, 0, []bool{true, true, true}, "fast"},
+		{session.Timeout, 59 * time.Second, []bool{true}, "fast"},
+		{session.Timeout, 61 * time.Second, []bool{false}, ""},
+		{session.NoKernelMode | session.AllowMultiple, 0, []bool{true, true}, "user"},
+	} {
+		t.Run(tt.flags.String()+"/"+tt.advance.String(), func(t *testing.T) {
+			tb := newTestbed(t, sdkPolicy)
+			echoTCP(t, tb.Server, 7777)
+			res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 7777)},
+				Protocol: session.TCP, ProtocolName: "ftp", Flags: tt.flags})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb.Clock.Advance(tt.advance)
+			for i, want := range tt.want {
+				if got := tb.clientConnects(t, res.Internal); got != want {
+					t.Errorf("connection %d: connected=%v, want %v", i+1, got, want)
+				}
+			}
+			if tt.path != "" {
+				tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": "198.51.100.2:7777", "path": tt.path})
+			}
+		})
+	}
+}
