@@ -147,7 +147,7 @@ func TestTransferEnds(t *testing.T) {
 	}{
 		{"finished", 0, 0, 3 * time.Second},
 		{"error", 2, 0, 0},
-		{"idle", 0, 1, 61 * time.Second},
+		{"idle", 0, 1, 60 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLab(t, tftpPolicy)
