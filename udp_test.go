@@ -145,8 +145,9 @@ func read(c net.Conn, wait time.Duration) string {
 
 // TestUDPDatagramFilter: a flow whose UDP destination event a filter
 // hooked passes through the datagram filter it attached: each datagram
-// whole (boundaries kept, to the largest that needs no fragment), with
-// its peer, rewritten,
+// whole (boundaries kept; those larger than the MTU come in fragments,
+// reach the filter reassembled and leave in fragments again), with its
+// peer, rewritten,
 // dropped or answered by an injected one; the server sees fwx's outside
 // address, the client the server's.
 func TestUDPDatagramFilter(t *testing.T) {
@@ -186,7 +187,7 @@ func TestUDPDatagramFilter(t *testing.T) {
 	}
 
 	// Boundaries: datagrams of many sizes each come back whole.
-	for _, n := range []int{0, 1, 1400, 1472} {
+	for _, n := range []int{0, 1, 1400, 1472, 1473, 9000, 60000} {
 		msg := string(bytes.Repeat([]byte{'a'}, n))
 		if got := exchange(t, c, msg, 5*time.Second); got != string(bytes.Repeat([]byte{'A'}, n)) {
 			t.Errorf("%d-byte datagram came back as %d bytes", n, len(got))

@@ -31,6 +31,10 @@ type userPath struct {
 	outside *netstack.Stack // nil in host mode
 	wg      sync.WaitGroup  // accept loops and the connections they serve
 
+	// The devices' MTUs, which user-mode UDP datagrams are cut to
+	// (usermode_udp.go); the host's is 65535: its kernel fragments.
+	insideMTU, outsideMTU int
+
 	mu struct {
 		sync.Mutex
 		published map[string]*published // by publish rule name
@@ -68,7 +72,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fwx: inside netstack: %w", err)
 	}
-	u := &userPath{fw: fw, inside: in}
+	u := &userPath{fw: fw, inside: in, insideMTU: mtu(fw.cfg.Inside), outsideMTU: mtu(fw.cfg.Outside)}
 	u.mu.published = make(map[string]*published)
 	in.HandleTCP(u.interceptTCP)
 	if fw.cfg.Host != nil {

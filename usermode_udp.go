@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
@@ -41,9 +44,9 @@ var datagramBufs = sync.Pool{New: func() any { b := make([]byte, headroom+0xffff
 
 // SendDatagram implements session.UserPath.
 func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload []byte) error {
-	src, dst, d := f.External(), f.Remote(), u.fw.cfg.Outside
+	src, dst, d, mtu := f.External(), f.Remote(), u.fw.cfg.Outside, u.outsideMTU
 	if toInside {
-		src, dst, d = f.Target(), f.Inside(), u.fw.cfg.Inside
+		src, dst, d, mtu = f.Target(), f.Inside(), u.fw.cfg.Inside, u.insideMTU
 	}
 	bp := datagramBufs.Get().(*[]byte)
 	defer datagramBufs.Put(bp)
@@ -60,16 +63,58 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		if u.fw.table.Inbound(&p, u.fw.clock.Now()) != nat.Forward {
 			return nil
 		}
-		pkt, d = buf[:headroom+p.Len()], u.fw.cfg.Inside
+		pkt, d, mtu = buf[:headroom+p.Len()], u.fw.cfg.Inside, u.insideMTU
 	}
-	if isVnet(d) {
-		vnettun.ClearHdr(pkt[headroom-vnettun.VirtioHdrLen:])
+	pkts := [][]byte{pkt}
+	// A datagram larger than the device's MTU (a filter grew it, or it came
+	// in fragments that fwx reassembled) leaves in fragments; the host
+	// takes it whole, and its kernel fragments as its routes need.
+	if len(pkt)-headroom > mtu {
+		mtu = min(mtu, maxSegment)
+		fb := fragmentBufs.Get().(*fragments)
+		defer fragmentBufs.Put(fb)
+		ip := header.IPv4(pkt[headroom:])
+		ip.SetID(uint16(datagramID.Add(1)))
+		ip.SetChecksum(0)
+		ip.SetChecksum(^ip.CalculateChecksum())
+		n := nat.Refragment(pkt[headroom:], mtu, fb.bufs, fb.sizes, headroom)
+		if n == 0 {
+			return fmt.Errorf("fwx: a %d-byte datagram could not be cut into %d-byte fragments", len(pkt)-headroom, mtu)
+		}
+		pkts = fb.pkts[:0]
+		for i, b := range fb.bufs[:n] {
+			pkts = append(pkts, b[:headroom+fb.sizes[i]])
+		}
 	}
-	if _, err := d.Write([][]byte{pkt}, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+	for _, p := range pkts {
+		if isVnet(d) {
+			vnettun.ClearHdr(p[headroom-vnettun.VirtioHdrLen:])
+		}
+	}
+	if _, err := d.Write(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("fwx: user-mode UDP to %v: %w", dst, err)
 	}
 	return nil
 }
+
+// datagramID numbers the datagrams SendDatagram cuts into fragments
+// (their IPv4 identification).
+var datagramID atomic.Uint32
+
+// fragments holds the fragments of one datagram SendDatagram cuts.
+type fragments struct {
+	bufs  [][]byte
+	sizes []int
+	pkts  [][]byte
+}
+
+var fragmentBufs = sync.Pool{New: func() any {
+	f := &fragments{bufs: make([][]byte, maxSegments), sizes: make([]int, maxSegments), pkts: make([][]byte, 0, maxSegments)}
+	for i := range f.bufs {
+		f.bufs[i] = make([]byte, headroom+maxSegment)
+	}
+	return f
+}}
 
 // flowEnds tells the user-mode UDP path when a flow ends, after the
 // observer it wraps (the firewall log): the flow's connection ends with
