@@ -90,9 +90,6 @@ func (h *pinhole) revoke() {
 // endpoint ap, unarmed: it admits nothing until the server's 200.
 func (x *control) openActive(kind string, ap netip.AddrPort) (*pinhole, error) {
 	h := &pinhole{x: x, kind: kind, client: ap, server: netip.AddrPortFrom(x.serverAddr(), 0)}
-	if err := x.sf.admit(h); err != nil {
-		return nil, err
-	}
 	s := x.conn.Session()
 	var err error
 	if x.conn.Inbound() {
@@ -115,10 +112,9 @@ func (x *control) openActive(kind string, ap netip.AddrPort) (*pinhole, error) {
 		}
 	}
 	if err != nil {
-		x.sf.forget(h)
 		return nil, err
 	}
-	return h, nil
+	return h, x.sf.admit(h)
 }
 
 // openPassive opens the pinhole of a 227 or 229 naming the server's
@@ -126,9 +122,6 @@ func (x *control) openActive(kind string, ap netip.AddrPort) (*pinhole, error) {
 // outside client of a published server a port bound on fwx leading there.
 func (x *control) openPassive(kind string, ap netip.AddrPort) (*pinhole, error) {
 	h := &pinhole{x: x, kind: kind, client: netip.AddrPortFrom(x.clientAddr(), 0), server: ap}
-	if err := x.sf.admit(h); err != nil {
-		return nil, err
-	}
 	s := x.conn.Session()
 	var err error
 	if x.conn.Inbound() {
@@ -149,40 +142,38 @@ func (x *control) openPassive(kind string, ap netip.AddrPort) (*pinhole, error) 
 			ProtocolName: x.conn.ProtocolName(), Flags: session.Timeout,
 			Notify: x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h)})
 	}
+	if err == nil {
+		err = x.sf.admit(h)
+	}
 	if err != nil {
-		x.sf.forget(h)
 		return nil, err
 	}
 	x.sf.record("pinhole-opened", time.Time{}, h).Msg("pinhole")
 	return h, nil
 }
 
-// admit counts a new pinhole of h's client against MaxPinholes, and
-// tracks it if there is room.
+// admit tracks a new pinhole, just granted and not usable yet, if its
+// client holds fewer than MaxPinholes unused ones; else it revokes it.
 func (sf *sessionFilter) admit(h *pinhole) error {
 	sf.mu.Lock()
-	defer sf.mu.Unlock()
 	// What was used or lapsed no longer counts, whether or not its
 	// record is written yet.
-	sf.open = slices.DeleteFunc(sf.open, func(o *pinhole) bool { return (o.bound != nil || o.action != nil) && (o.used() || !o.live()) })
+	sf.open = slices.DeleteFunc(sf.open, func(o *pinhole) bool { return o.used() || !o.live() })
 	n := 0
 	for _, o := range sf.open {
 		if o.client.Addr() == h.client.Addr() {
 			n++
 		}
 	}
+	if n < MaxPinholes {
+		sf.open = append(sf.open, h)
+	}
+	sf.mu.Unlock()
 	if n >= MaxPinholes {
+		h.revoke()
 		return fmt.Errorf("%w: %d held by %v", errCap, n, h.client.Addr())
 	}
-	sf.open = append(sf.open, h)
 	return nil
-}
-
-// forget stops tracking a pinhole that was never opened.
-func (sf *sessionFilter) forget(h *pinhole) {
-	sf.mu.Lock()
-	sf.open = slices.DeleteFunc(sf.open, func(o *pinhole) bool { return o == h })
-	sf.mu.Unlock()
 }
 
 // arm lets an active pinhole admit its connection: the server agreed.
