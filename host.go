@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -62,6 +63,7 @@ func (l *hostListener) Accept() (session.Conn, error) {
 		}
 		remote := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+		l.awaitArmed(remote)
 		now := l.u.fw.clock.Now()
 		f := l.u.fw.table.Admit(nat.TCP, remote, l.local, now)
 		if f == nil {
@@ -73,6 +75,21 @@ func (l *hostListener) Accept() (session.Conn, error) {
 		}
 		f.Observe(false, 0, header.TCPFlagSyn, now)
 		return l.u.hostConn(c, f), nil
+	}
+}
+
+// armWait bounds how long a connection the host accepted waits for its
+// pinhole to be armed.
+const armWait = 10 * time.Second
+
+// awaitArmed holds a connection the host's kernel accepted for a pinhole
+// that is reserved but not armed yet (an FTP PORT before the server's
+// 200), as router mode holds its SYN: until the pinhole is armed or gone,
+// at most armWait.
+func (l *hostListener) awaitArmed(remote netip.AddrPort) {
+	deadline := time.Now().Add(armWait)
+	for l.u.fw.table.Unarmed(nat.TCP, remote, l.local, l.u.fw.clock.Now()) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -301,6 +301,37 @@ publish:
 		}
 	})
 
+	t.Run("bind unarmed", func(t *testing.T) {
+		// The host accepts a connection to an unarmed bind before fwx can
+		// say anything: it is held until the bind is armed, or reset
+		// when the bind is killed.
+		for _, arm := range []bool{true, false} {
+			tb := newHostLab(t, sdkPolicy)
+			echoTCP(t, tb.Client, 5001)
+			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+				Flags: session.Timeout | session.Unarmed, IPFilter: session.NewIPFilter(hostServer)})
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: hostServer.AsSlice()}, Timeout: 5 * time.Second}
+			conn, err := d.Dial("tcp4", res.Proxy.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if arm {
+				if err := res.Conns[0].Arm(); err != nil {
+					t.Fatal(err)
+				}
+				roundTrip(t, conn, "held, then armed")
+			} else {
+				res.Conns[0].Kill()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := conn.Read(make([]byte, 1)); err == nil {
+					t.Error("a connection to a killed unarmed bind was not refused")
+				}
+			}
+			conn.Close()
+		}
+	})
+
 	t.Run("bind", func(t *testing.T) {
 		tb := newHostLab(t, sdkPolicy)
 		echoTCP(t, tb.Client, 5001)

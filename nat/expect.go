@@ -303,6 +303,21 @@ func (m *mapping) admittingLocked(remote netip.AddrPort, now int64) (e *Expectat
 	return nil, false
 }
 
+// Unarmed reports whether a new flow from src on the outside to the
+// external endpoint dst waits on an unarmed pinhole: one that will admit
+// it once armed. Host mode holds such a connection, which the host's
+// kernel accepted before fwx could decide, until that changes.
+func (t *Table) Unarmed(p Proto, src, dst netip.AddrPort, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.byExt[mapKey{p, dst}]
+	if m == nil {
+		return false
+	}
+	_, held := m.admittingLocked(src, now.UnixNano())
+	return held
+}
+
 // SetExpectationInside sets the inside endpoint of an inbound expectation
 // created before it was known (ISA's IFWXConnection::SetClientAddress).
 func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) error {
