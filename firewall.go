@@ -95,6 +95,7 @@ func New(cfg Config) (*Firewall, error) {
 		UserModeTCP:         cfg.Host != nil,
 		InsideNetworks:      append([]netip.Prefix{cfg.InsideAddr.Masked()}, opts.InsideNetworks...),
 		SpecialDestinations: opts.SpecialDestinations,
+		Limits:              opts.Limits.NAT(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fwx: %w", err)
@@ -111,6 +112,7 @@ func New(cfg Config) (*Firewall, error) {
 		Internal:       cfg.InsideAddr.Addr(),
 		Clock:          cfg.Clock,
 		PinholeTimeout: cfg.PinholeTimeout,
+		ClientDials:    opts.Limits.ClientDials,
 		Log:            cfg.Log,
 		FirewallLog:    cfg.FirewallLog,
 	})

@@ -30,7 +30,7 @@ func (u *userPath) dialHost(ctx context.Context, local, remote netip.AddrPort) (
 	c, err := u.fw.cfg.Host.DialTCP(ctx, local, remote)
 	if err != nil {
 		if f != nil && errors.Is(err, syscall.ECONNREFUSED) {
-			f.Observe(false, 0, header.TCPFlagRst, u.fw.clock.Now())
+			u.fw.table.Observe(f, false, 0, header.TCPFlagRst, u.fw.clock.Now())
 		}
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (l *hostListener) Accept() (session.Conn, error) {
 			c.Close()
 			continue
 		}
-		f.Observe(false, 0, header.TCPFlagSyn, now)
+		l.u.fw.table.Observe(f, false, 0, header.TCPFlagSyn, now)
 		return l.u.hostConn(c, f), nil
 	}
 }
@@ -126,7 +126,7 @@ func (c *hostTCP) Read(p []byte) (int, error) {
 		case errors.Is(err, io.EOF):
 			flags = header.TCPFlagFin
 		}
-		c.flow.Observe(false, n, flags, c.u.fw.clock.Now())
+		c.u.fw.table.Observe(c.flow, false, n, flags, c.u.fw.clock.Now())
 	}
 	if err != nil && c.aborted.Load() {
 		// After Abort the socket is closed; say so as a reset, as

@@ -53,6 +53,10 @@ type published struct {
 
 var _ session.UserPath = (*userPath)(nil)
 
+// maxPendingDials bounds the user-mode connections of all clients waiting
+// for their server (the inside netstack's in-flight requests).
+const maxPendingDials = 4096
+
 func newUserPath(fw *Firewall) (*userPath, error) {
 	mtu := func(d interface{ MTU() (int, error) }) int {
 		if n, err := d.MTU(); err == nil && n > 0 {
@@ -61,7 +65,12 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 		return 1500
 	}
 	in, err := netstack.New(netstack.Options{
-		Transparent:  true,
+		Transparent: true,
+		// Connections waiting for their server: each client holds at
+		// most its policy's client-dials of them (session.Config), so
+		// a few clients dialing addresses that never answer cannot
+		// take them all.
+		MaxInFlight:  maxPendingDials,
 		GSO:          isVnet(fw.cfg.Inside),
 		MTU:          mtu(fw.cfg.Inside),
 		Output:       func(pkts [][]byte) error { return write(fw.cfg.Inside, pkts) },
@@ -123,7 +132,7 @@ func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
 			// client; the flow learns of it here, so it ends now
 			// rather than on its SYN_SENT timer.
 			r.Reset()
-			f.Observe(false, 0, header.TCPFlagRst, u.fw.clock.Now())
+			u.fw.table.Observe(f, false, 0, header.TCPFlagRst, u.fw.clock.Now())
 		},
 	})
 }

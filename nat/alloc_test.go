@@ -124,3 +124,91 @@ func TestPortSpacesAreSeparate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAllocateNearlyFull measures taking a port when all but a few of
+// the 64,512 unprivileged ones are taken: the wanted port is busy, so the
+// allocator must find one of the few free ones (then gives it back).
+func BenchmarkAllocateNearlyFull(b *testing.B) {
+	a := newTestAllocator()
+	const free = 8
+	for port := 1024; port < 65536-free; port++ {
+		if _, ok := a.allocate(UDP, extAddr, uint16(port)); !ok {
+			b.Fatalf("port %d not free", port)
+		}
+	}
+	for b.Loop() {
+		port, ok := a.allocate(UDP, extAddr, 40000)
+		if !ok {
+			b.Fatal("no port found among the free ones")
+		}
+		a.release(UDP, netip.AddrPortFrom(extAddr, port))
+	}
+}
+
+// TestFindFreeMatchesScan fills port sets at random, to many levels, and
+// checks findFree against a plain scan: the same port for every start,
+// range and parity, and none when the scan finds none.
+func TestFindFreeMatchesScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	scan := func(s *portSet, start uint16, lo, hi int, par parity) (uint16, bool) {
+		n := hi - lo + 1
+		for i := 0; i < n; i++ {
+			p := lo + (int(start)-lo+i)%n
+			if !s.isUsed(uint16(p)) && (par == anyParity || p&1 == int(par)) {
+				return uint16(p), true
+			}
+		}
+		return 0, false
+	}
+	for _, fill := range []float64{0, 0.5, 0.99, 0.9999, 1} {
+		s := newPortSet(UDP)
+		for p := range 65536 {
+			if r.Float64() < fill {
+				s.set(uint16(p))
+			}
+		}
+		for range 400 {
+			lo, hi := 1024, 65535
+			if r.IntN(4) == 0 {
+				lo, hi = 0, 1023
+			}
+			par := parity(r.IntN(3))
+			start := uint16(lo + r.IntN(hi-lo+1))
+			got, gok := s.findFree(start, lo/64, hi/64, par)
+			want, wok := scan(s, start, lo, hi, par)
+			if got != want || gok != wok {
+				t.Fatalf("fill %v: findFree(%d, %d-%d, %v) = %d, %v; a scan finds %d, %v", fill, start, lo, hi, par, got, gok, want, wok)
+			}
+		}
+	}
+}
+
+// TestAllocateBlockFree checks aligned blocks on a set with scattered
+// ports taken: every block handed out was free and is aligned, and when
+// none is returned, no aligned free block remains.
+func TestAllocateBlockFree(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 4, 8, 16, 32, 64, 128} {
+		a := newTestAllocator()
+		s := a.set(UDP, extAddr)
+		r := rand.New(rand.NewPCG(uint64(n), 5))
+		for p := 1024; p < 65536; p++ {
+			if r.IntN(3) == 0 {
+				s.set(uint16(p))
+			}
+		}
+		for {
+			base, ok := a.allocateBlock(UDP, extAddr, n)
+			if !ok {
+				break
+			}
+			if int(base)%n != 0 || base < 1024 {
+				t.Fatalf("n=%d: block at %d", n, base)
+			}
+		}
+		for base := (1024 + n - 1) / n * n; base+n <= 65536; base += n {
+			if a.blockFree(s, base, n) {
+				t.Fatalf("n=%d: block %d is free but was not found", n, base)
+			}
+		}
+	}
+}

@@ -5,28 +5,29 @@ import (
 	"time"
 )
 
-// Flows are created here, under Table.mu, on the first packet that matches
-// none: from the inside when a pinhole or the policy allows, from the
-// outside when a pinhole, a mapping's filtering or a published server
-// admits the packet.
+// Flows are created here, on the first packet that matches none: from the
+// inside when a pinhole or the policy allows, from the outside when a
+// pinhole, a mapping's filtering or a published server admits the packet;
+// in both cases only when the client that starts it has room under its
+// limits, and the table under its own. The decisions are made without the
+// table's lock; the flow and its mapping are made under it, in constant
+// time.
 
 // outbound returns the flow for a packet from the inside endpoint src to
 // dst, creating it (and its mapping) when a pinhole or the policy allows,
 // or nil and the reason when it may not be created.
 func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, DropReason) {
-	t.mu.Lock()
-	// Another packet may have created the flow meanwhile.
-	if f := t.live(true, flowKey{p, src, dst}, now); f != nil {
+	k := keyOf(p, src, dst)
+	var e *Expectation
+	held := false
+	if t.nexpects.Load() > 0 {
+		t.mu.Lock()
+		e = t.outboundExpectLocked(p, src.Addr(), dst, now)
+		if held = e != nil && e.Unarmed; held {
+			e = nil // the policy alone may still allow the flow
+		}
 		t.mu.Unlock()
-		return f, 0
 	}
-	e := t.outboundExpectLocked(p, src.Addr(), dst, now)
-	held := e != nil && e.Unarmed
-	if held {
-		e = nil // the policy alone may still allow the flow
-	}
-	t.mu.Unlock()
-
 	fs := flowSpec{target: dst, remote: dst, origin: Outbound}
 	if e != nil {
 		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
@@ -45,25 +46,38 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 		}
 		fs.rule, fs.userMode, fs.protocol, fs.filter = d.Rule, d.UserMode, d.Protocol, d.Filter
 	}
+	c, why := t.admit(src.Addr(), p, now)
+	if c == nil {
+		t.refuse(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: why.String(), Reason: why}, now)
+		return nil, why
+	}
+	fs.client = c
 
-	t.mu.Lock()
-	if f := t.live(true, flowKey{p, src, dst}, now); f != nil {
+	var ended []*Flow
+	fail := func(why DropReason, rule string) (*Flow, DropReason) {
 		t.mu.Unlock()
+		c.release(p)
+		t.notifyAll(ended, now)
+		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: rule, Reason: why}, now)
+		return nil, why
+	}
+	t.mu.Lock()
+	if f := t.live(true, k, now); f != nil {
+		// Another packet created the flow meanwhile.
+		t.mu.Unlock()
+		c.release(p)
 		return f, 0
 	}
-	ended := t.endExpiredLocked(flowKey{p, src, dst}, now)
-	m := t.mappings[mapKey{p, src}]
+	ended = t.endExpiredLocked(k, now, ended)
+	m := t.byInside.get(p, src)
 	var pinned netip.AddrPort
 	if e != nil && e.ExternalPort != 0 {
 		// A pinned source port: the mapping must be on it, and a mapping
 		// made for it takes the port over (before the claim, which may
 		// end the expectation and would free the port).
 		pinned = netip.AddrPortFrom(t.externalAddr(e), e.ExternalPort)
-		if (m != nil && m.external != pinned) || (m == nil && e.portHanded) {
-			t.mu.Unlock()
-			t.notifyEnded(ended, now)
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "pinned-port-taken", Reason: DropNoPort}, now)
-			return nil, DropNoPort
+		if (m != nil && m.external != endpointOf(pinned)) || (m == nil && e.portHanded) {
+			return fail(DropNoPort, "pinned-port-taken")
 		}
 		e.portHanded = true
 	}
@@ -73,35 +87,39 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 			e.portHanded = false // not taken: ending e frees it
 			t.finishLocked(e)
 		}
-		t.mu.Unlock()
-		t.notifyEnded(ended, now)
-		t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: e.Rule, Reason: DropPolicy}, now)
-		return nil, DropPolicy
+		return fail(DropPolicy, e.Rule)
 	}
-	if m == nil && pinned.IsValid() {
-		m = &mapping{table: t, proto: p, inside: src, external: pinned}
-		t.mappings[mapKey{p, src}] = m
+	var ok bool
+	if ended, ok = t.roomLocked(now, ended); !ok {
+		return fail(DropTableFull, "table-full")
+	}
+	switch {
+	case m == nil && pinned.IsValid():
+		m = &mapping{proto: p, inside: endpointOf(src), external: endpointOf(pinned)}
+		t.byInside.put(p, m)
 		t.addMappingLocked(m)
-	}
-	if m == nil {
+	case m == nil:
 		extAddr := t.cfg.External
 		if e != nil {
 			extAddr = t.externalAddr(e)
 		}
 		port, ok := t.alloc.allocate(p, extAddr, src.Port())
 		if !ok {
-			t.mu.Unlock()
-			t.notifyEnded(ended, now)
-			t.denied(Denial{Proto: p, Origin: Outbound, Src: src, Dst: dst, Rule: "no-free-port", Reason: DropNoPort}, now)
-			return nil, DropNoPort
+			// Short of ports: one held by flows that may go makes room.
+			if ended, ok = t.reclaimPortLocked(p, extAddr, src.Port(), now, ended); ok {
+				port, ok = t.alloc.allocate(p, extAddr, src.Port())
+			}
 		}
-		m = &mapping{table: t, proto: p, inside: src, external: netip.AddrPortFrom(extAddr, port)}
-		t.mappings[mapKey{p, src}] = m
+		if !ok {
+			return fail(DropNoPort, "no-free-port")
+		}
+		m = &mapping{proto: p, inside: endpointOf(src), external: endpoint{extAddr.As4(), port}}
+		t.byInside.put(p, m)
 		t.addMappingLocked(m)
 	}
 	f := t.newFlowLocked(m, fs, now)
 	t.mu.Unlock()
-	t.notifyEnded(ended, now)
+	t.notifyAll(ended, now)
 	t.started(f)
 	return f, 0
 }
@@ -109,85 +127,103 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 // inbound returns a new flow for a packet from src on the outside to the
 // external endpoint dst that matched no flow, or nil and the reason when
 // neither a pinhole, a mapping's filtering nor a published server admits
-// it.
+// it. An unsolicited packet takes no lock shared beyond its mapping.
 func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (*Flow, DropReason) {
-	t.mu.Lock()
-	if f := t.live(false, flowKey{p, dst, src}, now); f != nil {
-		t.mu.Unlock()
-		return f, 0
-	}
-	m := t.byExt[mapKey{p, dst}]
+	m := t.owner(p, dst)
 	opening := p != TCP || syn
-	admit, fs := false, flowSpec{remote: src, origin: Inbound}
+	if !opening {
+		// Only packets that could open a flow are logged, so a stray
+		// ACK does not fill the log.
+		return nil, DropStale
+	}
+	fs := flowSpec{remote: src, origin: Inbound}
+	admit, why := false, DropUnsolicited
 	var e *Expectation
-	var held bool
-	if m != nil && opening {
-		e, held = m.admittingLocked(src, now)
+	var static, withdrawn, pinned bool
+	if m != nil {
+		static, withdrawn, pinned = t.kind(m)
 	}
 	switch {
-	case m == nil || !opening || m.withdrawn:
-	case held:
-		// An unarmed bind: dropped unlogged, for the peer to retransmit.
-		t.mu.Unlock()
-		return nil, DropUnarmed
-	case e != nil:
-		if e.oneSource() {
-			e.source = src
-		}
-		fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
-		fs.protocol, fs.filter = e.Protocol, e.Filter
-		fs.inboundOnly = p == UDP && !e.Bidirectional
-		ended := t.endExpiredLocked(flowKey{p, m.inside, src}, now)
-		f := t.newFlowLocked(m, fs, now)
-		t.claimLocked(e, now) // after the flow holds the mapping
-		t.mu.Unlock()
-		t.notifyEnded(ended, now)
-		t.started(f)
-		return f, 0
-	case m.expect != nil:
-		fs.rule = m.expect.Rule // a bind that does not admit src
-	case m.static:
-		admit = true // the policy decides below
-	default:
-		admit, fs.rule = t.filterLocked(m, src, now)
-	}
-	t.mu.Unlock()
-	if admit && m.static {
+	case m == nil || withdrawn:
+	case static:
 		d := t.cfg.Decider.Inbound(p, src, dst)
 		admit, fs.rule, fs.userMode = d.Allow, d.Rule, d.UserMode
 		fs.protocol, fs.filter = d.Protocol, d.Filter
+		if !admit {
+			why = DropPolicy // a published server's rule refused the source
+		}
+	case m.expect != nil || pinned:
+		var held bool
+		t.mu.Lock()
+		e, held = t.admittingLocked(m, src, now)
+		t.mu.Unlock()
+		switch {
+		case held:
+			// An unarmed bind: dropped unlogged, for the peer to
+			// retransmit.
+			return nil, DropUnarmed
+		case e != nil:
+			admit = true
+			fs.rule, fs.userMode, fs.expect = e.Rule, e.UserMode, e
+			fs.protocol, fs.filter = e.Protocol, e.Filter
+			fs.inboundOnly = p == UDP && !e.Bidirectional
+		case m.expect != nil:
+			fs.rule = m.expect.Rule // a bind that does not admit src
+		default:
+			admit, fs.rule = t.filter(m, src, now)
+		}
+	default:
+		admit, fs.rule = t.filter(m, src, now)
 	}
 	if !admit {
 		// Unsolicited or filtered out: dropped without a reply (RFC 5382
-		// REQ-4). Only packets that could open a flow are logged, so a
-		// stray ACK does not fill the log.
-		if !opening {
-			return nil, DropStale
-		}
-		rule, why := "default-deny", DropUnsolicited
+		// REQ-4).
+		rule := "default-deny"
 		if fs.rule != "" {
 			rule = fs.rule
-		}
-		if m != nil && m.static {
-			why = DropPolicy // a published server's rule refused the source
 		}
 		t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: rule, Reason: why}, now)
 		return nil, why
 	}
-	t.mu.Lock()
-	if f := t.live(false, flowKey{p, dst, src}, now); f != nil {
+	c, why := t.admit(src.Addr(), p, now)
+	if c == nil {
+		t.refuse(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: why.String(), Reason: why}, now)
+		return nil, why
+	}
+	fs.client = c
+
+	k := keyOf(p, dst, src)
+	var ended []*Flow
+	fail := func(why DropReason) (*Flow, DropReason) {
 		t.mu.Unlock()
+		c.release(p)
+		t.notifyAll(ended, now)
+		return nil, why
+	}
+	t.mu.Lock()
+	if f := t.live(false, k, now); f != nil {
+		t.mu.Unlock()
+		c.release(p)
 		return f, 0
 	}
-	ended := t.endExpiredLocked(flowKey{p, m.inside, src}, now)
-	if t.byExt[mapKey{p, dst}] != m { // the mapping ended meanwhile
-		t.mu.Unlock()
-		t.notifyEnded(ended, now)
-		return nil, DropUnsolicited
+	if t.owner(p, dst) != m || m.withdrawn || (e != nil && !e.admitsLocked(src, now)) {
+		return fail(DropUnsolicited) // the mapping, its publication or the pinhole ended meanwhile
+	}
+	ended = t.endExpiredLocked(flowKey{p, m.inside, endpointOf(src)}, now, ended)
+	var ok bool
+	if ended, ok = t.roomLocked(now, ended); !ok {
+		t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: "table-full", Reason: DropTableFull}, now)
+		return fail(DropTableFull)
+	}
+	if e != nil && e.oneSource() {
+		e.source = src
 	}
 	f := t.newFlowLocked(m, fs, now)
+	if e != nil {
+		t.claimLocked(e, now) // after the flow holds the mapping
+	}
 	t.mu.Unlock()
-	t.notifyEnded(ended, now)
+	t.notifyAll(ended, now)
 	t.started(f)
 	return f, 0
 }
@@ -201,37 +237,22 @@ func (t *Table) started(f *Flow) {
 	}
 }
 
-// filterLocked applies the filtering behaviour of dynamic mapping m to a
-// packet from src (RFC 4787 section 5). It returns the rule of the flow
-// that opened the way, for the log.
-func (t *Table) filterLocked(m *mapping, src netip.AddrPort, now int64) (bool, string) {
-	for _, f := range m.flows {
-		if f.expired(now, &t.cfg.Timeouts) {
-			continue
-		}
-		switch t.cfg.Filtering {
-		case EndpointIndependent:
-			return true, f.rule
-		case AddressDependent:
-			if f.remote.Addr() == src.Addr() {
-				return true, f.rule
-			}
-		}
+// notifyAll reports the end of flows removed at now.
+func (t *Table) notifyAll(fs []*Flow, now int64) {
+	for _, f := range fs {
+		t.notifyEnded(f, now)
 	}
-	return false, ""
 }
 
 // endExpiredLocked removes an expired flow that still holds key k in the out
-// index, so a new flow can take its place, and returns it for notification.
-func (t *Table) endExpiredLocked(k flowKey, now int64) *Flow {
-	s := t.shard(&k)
-	s.mu.RLock()
-	f := s.out[k]
-	s.mu.RUnlock()
+// index, so a new flow can take its place, and appends it to ended for
+// notification.
+func (t *Table) endExpiredLocked(k flowKey, now int64, ended []*Flow) []*Flow {
+	f := t.get(true, k)
 	if f == nil || !f.expired(now, &t.cfg.Timeouts) || !t.removeLocked(f) {
-		return nil
+		return ended
 	}
-	return f
+	return append(ended, f)
 }
 
 func unixNano(t time.Time) int64 {

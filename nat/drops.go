@@ -74,6 +74,9 @@ const (
 	// DropFragmentTimeout: the fragments of a datagram that did not
 	// complete in time.
 	DropFragmentTimeout
+	// DropClientDials: the client has its maximum of user-mode
+	// connections waiting for their server ([Table.RefuseFlow]).
+	DropClientDials
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -84,7 +87,7 @@ var dropNames = [NumDropReasons]string{
 	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
 	"client-half-open", "client-rate", "unarmed", "ext-header",
-	"fragment-overlap", "fragment-limit", "fragment-timeout",
+	"fragment-overlap", "fragment-limit", "fragment-timeout", "client-dials",
 }
 
 // String returns the reason's label, as in "spoofed-source".
@@ -93,6 +96,11 @@ func (r DropReason) String() string {
 		return dropNames[r]
 	}
 	return "drop-reason-" + strconv.Itoa(int(r))
+}
+
+// clientLimit reports whether r is a client's limit.
+func (r DropReason) clientLimit() bool {
+	return r == DropClientFlows || r == DropClientHalfOpen || r == DropClientRate || r == DropClientDials
 }
 
 // Stats are the table's counters at one moment.

@@ -106,10 +106,11 @@ type Expectation struct {
 	expired    bool // done because its deadline passed unused
 	lapsed     bool // OnLapse is due or was called
 	used       int
-	flows      int            // live flows created through e
-	source     netip.AddrPort // the one peer of an inbound UDP expectation without Multiple
-	mapping    *mapping       // inbound: the mapping holding External
-	portHanded bool           // ExternalPort went to a mapping
+	flows      int                // live flows created through e
+	flowSet    map[*Flow]struct{} // those flows, and for a bind every flow on its port
+	source     netip.AddrPort     // the one peer of an inbound UDP expectation without Multiple
+	mapping    *mapping           // inbound: the mapping holding External
+	portHanded bool               // ExternalPort went to a mapping
 }
 
 // admitsLocked reports whether an inbound flow from remote may use e.
@@ -212,10 +213,15 @@ func (t *Table) ExpectOutbound(e *Expectation, now time.Time) error {
 	k := expectKey{e.Proto, e.Client, e.Dst}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old := t.expects[k]; old != nil && !old.doneLocked(now.UnixNano()) {
+	old := t.expects[k]
+	if old != nil && !old.doneLocked(now.UnixNano()) {
 		return fmt.Errorf("nat: expectation for %v to %v: %w", e.Client, e.Dst, ErrPortInUse)
 	}
+	if old != nil {
+		t.finishLocked(old)
+	}
 	t.expects[k] = e
+	t.nexpects.Add(1)
 	return nil
 }
 
@@ -225,13 +231,13 @@ func (t *Table) ExpectOutbound(e *Expectation, now time.Time) error {
 func (t *Table) ExpectInbound(e *Expectation) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := mapKey{e.Proto, e.External}
-	if t.byExt[k] != nil {
+	if t.owner(e.Proto, e.External) != nil {
 		return fmt.Errorf("nat: %v %v: %w", e.Proto, e.External, ErrPortInUse)
 	}
-	m := &mapping{table: t, proto: e.Proto, inside: e.Inside, external: e.External, expect: e}
+	m := &mapping{proto: e.Proto, inside: endpointOf(e.Inside), external: endpointOf(e.External), expect: e}
 	e.mapping = m
 	t.addMappingLocked(m)
+	t.binds[e] = struct{}{}
 	t.bindInsideLocked(m)
 	return nil
 }
@@ -244,9 +250,9 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 // come from the very ports its peer was told to send to. The mapping
 // leaves the inside index when it ends (dropMappingLocked).
 func (t *Table) bindInsideLocked(m *mapping) {
-	k := mapKey{m.proto, m.inside}
-	if m.proto == UDP && m.inside.IsValid() && t.mappings[k] == nil {
-		t.mappings[k] = m
+	inside := m.inside.addrPort()
+	if m.proto == UDP && m.expect.Inside.IsValid() && t.byInside.get(m.proto, inside) == nil {
+		t.byInside.put(m.proto, m)
 	}
 }
 
@@ -262,12 +268,16 @@ func (t *Table) bindInsideLocked(m *mapping) {
 func (t *Table) ExpectOnMapping(e *Expectation, client netip.Addr) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.byExt[mapKey{e.Proto, e.External}]
-	if m == nil || m.static || m.expect != nil || m.inside.Addr() != client {
+	m := t.owner(e.Proto, e.External)
+	if m == nil || m.static || m.expect != nil || m.inside.addr != client.As4() {
 		return fmt.Errorf("nat: no mapping of %v on %v %v: %w", client, e.Proto, e.External, ErrPinholeGone)
 	}
-	e.Inside, e.mapping = m.inside, m
-	m.pinholes = append(m.pinholes, e)
+	e.Inside, e.mapping = m.inside.addrPort(), m
+	t.pinholes[m] = append(t.pinholes[m], e)
+	mu := t.stripe(m)
+	mu.Lock()
+	m.pinned = true
+	mu.Unlock()
 	return nil
 }
 
@@ -277,25 +287,25 @@ func (t *Table) ExpectOnMapping(e *Expectation, client netip.Addr) error {
 func (t *Table) DynamicMapping(p Proto, external netip.AddrPort) (netip.AddrPort, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.byExt[mapKey{p, external}]
+	m := t.owner(p, external)
 	if m == nil || m.static || m.expect != nil {
 		return netip.AddrPort{}, false
 	}
-	return m.inside, true
+	return m.inside.addrPort(), true
 }
 
 // admittingLocked returns the expectation of mapping m that admits a new
 // flow from remote: the bind's, or one of the pinholes on a dynamic
 // mapping; nil if none does. held reports a bind that would admit it but
 // is not armed yet.
-func (m *mapping) admittingLocked(remote netip.AddrPort, now int64) (e *Expectation, held bool) {
+func (t *Table) admittingLocked(m *mapping, remote netip.AddrPort, now int64) (e *Expectation, held bool) {
 	if e := m.expect; e != nil {
 		if e.admitsLocked(remote, now) {
 			return e, false
 		}
 		return nil, e.Unarmed && e.wouldAdmitLocked(remote, now)
 	}
-	for _, e := range m.pinholes {
+	for _, e := range t.pinholes[m] {
 		if e.admitsLocked(remote, now) {
 			return e, false
 		}
@@ -310,11 +320,11 @@ func (m *mapping) admittingLocked(remote netip.AddrPort, now int64) (e *Expectat
 func (t *Table) Unarmed(p Proto, src, dst netip.AddrPort, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.byExt[mapKey{p, dst}]
+	m := t.owner(p, dst)
 	if m == nil {
 		return false
 	}
-	_, held := m.admittingLocked(src, now.UnixNano())
+	_, held := t.admittingLocked(m, src, now.UnixNano())
 	return held
 }
 
@@ -330,7 +340,7 @@ func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) erro
 		return ErrPinholeGone
 	}
 	e.Inside = inside
-	e.mapping.inside = inside
+	e.mapping.inside = endpointOf(inside)
 	t.bindInsideLocked(e.mapping)
 	return nil
 }
@@ -381,13 +391,8 @@ func (t *Table) Kill(e *Expectation, now time.Time) {
 	e.doneLocked(now.UnixNano())
 	lapsed := e.lapseLocked()
 	t.finishLocked(e)
-	bound := e.mapping
-	if bound != nil && bound.expect != e {
-		bound = nil // a pinhole on a dynamic mapping: only its own flows
-	}
-	ended := t.flowsWhere(func(f *Flow) bool { return f.expect == e || (bound != nil && f.mapping == bound) })
-	live := ended[:0]
-	for _, f := range ended {
+	live := make([]*Flow, 0, len(e.flowSet))
+	for f := range e.flowSet {
 		if t.removeLocked(f) {
 			live = append(live, f)
 		}
@@ -417,11 +422,9 @@ func (t *Table) ExpectationLastSeen(e *Expectation) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var last int64
-	if m := e.mapping; m != nil {
-		for _, f := range m.flows {
-			if (f.expect == e || m.expect == e) && f.lastSeen.Load() > last {
-				last = f.lastSeen.Load()
-			}
+	if e.mapping != nil {
+		for f := range e.flowSet {
+			last = max(last, f.lastSeen.Load())
 		}
 	}
 	if last == 0 {
@@ -444,6 +447,7 @@ func (t *Table) finishLocked(e *Expectation) {
 	k := expectKey{e.Proto, e.Client, e.Dst}
 	if t.expects[k] == e {
 		delete(t.expects, k)
+		t.nexpects.Add(-1)
 		if e.Redirect.IsValid() && e.ReleaseDst {
 			t.alloc.release(e.Proto, e.Dst)
 		}
@@ -453,8 +457,10 @@ func (t *Table) finishLocked(e *Expectation) {
 		}
 	}
 	if m := e.mapping; m != nil {
-		if m.expect != e {
-			m.pinholes = slices.DeleteFunc(m.pinholes, func(x *Expectation) bool { return x == e })
+		if m.expect == e {
+			delete(t.binds, e)
+		} else {
+			t.unpinLocked(m, e)
 		}
 		t.dropMappingLocked(m)
 	}
@@ -484,15 +490,29 @@ func (t *Table) expireExpectationsLocked(now int64) []*Expectation {
 	for _, e := range t.expects {
 		expire(e)
 	}
-	for _, m := range t.byExt {
-		if e := m.expect; e != nil {
-			expire(e)
-		}
-		for _, e := range slices.Clone(m.pinholes) {
+	for e := range t.binds {
+		expire(e)
+	}
+	for _, es := range t.pinholes {
+		for _, e := range slices.Clone(es) {
 			expire(e)
 		}
 	}
 	return lapsed
+}
+
+// unpinLocked removes pinhole e from dynamic mapping m.
+func (t *Table) unpinLocked(m *mapping, e *Expectation) {
+	es := slices.DeleteFunc(t.pinholes[m], func(x *Expectation) bool { return x == e })
+	if len(es) > 0 {
+		t.pinholes[m] = es
+		return
+	}
+	delete(t.pinholes, m)
+	mu := t.stripe(m)
+	mu.Lock()
+	m.pinned = false
+	mu.Unlock()
 }
 
 // ExpectationLive reports whether e can still admit a flow at now.

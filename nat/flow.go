@@ -67,79 +67,64 @@ func (t Timeouts) WithDefaults() Timeouts {
 	return t
 }
 
-// mapping is an endpoint-independent mapping (RFC 4787 REQ-1, RFC 5382
-// REQ-1): one inside endpoint bound to one external endpoint for every
-// destination. It lives while any of its flows lives, or for ever when it is
-// static (a published server).
-type mapping struct {
-	table    *Table
-	proto    Proto
-	inside   netip.AddrPort
-	external netip.AddrPort
-	// static mappings come from server publishing and never expire.
-	static bool
-	// withdrawn is a publication's mapping after Unpublish: it admits no
-	// new inbound flow and lives only as long as its flows.
-	withdrawn bool
-
-	expect   *Expectation   // an inbound pinhole holding the mapping (a bind); guarded by Table.mu
-	pinholes []*Expectation // pinholes on a dynamic mapping (ExpectOnMapping); guarded by Table.mu
-	flows    []*Flow        // guarded by Table.mu
-}
-
 // Flow is one session through a mapping: the mapping's inside endpoint
 // talking to one remote endpoint. What identifies it is fixed when it is
 // created; its counters, timer and TCP state are updated per packet
 // without locks, and its methods are safe for concurrent use.
+//
+// A flow is about 128 bytes: endpoints are packed IPv4, its names are
+// shared with the other flows of the same rule, and what it shares with
+// its mapping (the external endpoint) is kept there.
 type Flow struct {
-	proto            Proto
-	origin           Direction
-	userMode         bool
-	inboundOnly      bool // a UDP flow the inside may not answer on (a bind without Bidirectional)
-	inside, external netip.AddrPort
-	target, remote   netip.AddrPort
-	rule             string
-	protocol, filter string
-	start            int64 // unix nanoseconds
+	inside, target, remote endpoint
+	proto                  Proto
+	origin                 Direction
+	userMode               bool
+	inboundOnly            bool // a UDP flow the inside may not answer on (a bind without Bidirectional)
+	labels                 *labels
+	start                  int64 // unix nanoseconds
+	mapping                *mapping
+	expect                 *Expectation // the pinhole the flow came through, if any
+	client                 *client      // whose limits the flow counts against; nil if none
 
-	mapping *mapping
-	expect  *Expectation // the pinhole the flow came through, if any
-
-	lastSeen atomic.Int64 // unix nanoseconds of the last packet that refreshed the flow
-	tcp      tcpTracker
+	lastSeen atomic.Int64  // unix nanoseconds of the last packet that refreshed the flow
+	tcp      tcpTracker    // TCP state, and the flow's lifecycle bits
 	bytesOut atomic.Uint64 // inside → outside, IP bytes
 	bytesIn  atomic.Uint64 // outside → inside
 	pktsOut  atomic.Uint64
 	pktsIn   atomic.Uint64
-	removed  atomic.Bool // unindexed from the table
-	reported atomic.Bool // its end was told to the Observer
 }
+
+// labels are the names a flow carries for the log: the rule that admitted
+// it, its policy protocol and application filter. Flows admitted alike
+// share one.
+type labels struct{ rule, protocol, filter string }
 
 // Proto returns the flow's transport protocol.
 func (f *Flow) Proto() Proto { return f.proto }
 
 // Inside returns the inside endpoint: the client of an outbound flow, the
 // server of a published one.
-func (f *Flow) Inside() netip.AddrPort { return f.inside }
+func (f *Flow) Inside() netip.AddrPort { return f.inside.addrPort() }
 
 // External returns fwx's endpoint for the flow (its mapping's).
-func (f *Flow) External() netip.AddrPort { return f.external }
+func (f *Flow) External() netip.AddrPort { return f.mapping.external.addrPort() }
 
 // Target returns the endpoint the inside host addresses: the same as
 // [Flow.Remote] except for a redirected flow (RedirectConnections), where
 // the inside host talks to an address of fwx's and the flow really goes to
 // Remote.
-func (f *Flow) Target() netip.AddrPort { return f.target }
+func (f *Flow) Target() netip.AddrPort { return f.target.addrPort() }
 
 // Remote returns the endpoint on the outside (for a hairpinned flow, the
 // other inside host's external endpoint).
-func (f *Flow) Remote() netip.AddrPort { return f.remote }
+func (f *Flow) Remote() netip.AddrPort { return f.remote.addrPort() }
 
 // Origin returns the side that started the flow.
 func (f *Flow) Origin() Direction { return f.origin }
 
 // Rule names the policy rule (or pinhole) that admitted the flow.
-func (f *Flow) Rule() string { return f.rule }
+func (f *Flow) Rule() string { return f.labels.rule }
 
 // UserMode reports whether the flow takes the user-mode path: its packets
 // are handed to a netstack instead of being rewritten ([Divert]).
@@ -147,10 +132,10 @@ func (f *Flow) UserMode() bool { return f.userMode }
 
 // Protocol names the flow's policy protocol, as the Decider or the
 // expectation gave it.
-func (f *Flow) Protocol() string { return f.protocol }
+func (f *Flow) Protocol() string { return f.labels.protocol }
 
 // Filter names the flow's application filter, if any.
-func (f *Flow) Filter() string { return f.filter }
+func (f *Flow) Filter() string { return f.labels.filter }
 
 // Start returns when the flow was created: the time of its first packet.
 func (f *Flow) Start() time.Time { return time.Unix(0, f.start) }
@@ -164,7 +149,7 @@ func (f *Flow) Expectation() *Expectation { return f.expect }
 
 // Removed reports whether the flow is gone from the table: expired,
 // killed or closed down.
-func (f *Flow) Removed() bool { return f.removed.Load() }
+func (f *Flow) Removed() bool { return f.tcp.bits.Load()&flowRemoved != 0 }
 
 // Counters returns the bytes and packets the flow carried each way, counted
 // as whole IP packets: out is inside → outside.
@@ -186,9 +171,10 @@ func (f *Flow) TCPState() TCPState {
 func (f *Flow) Established() bool { return f.TCPState() == TCPEstablished }
 
 // account records a packet of the flow going out (inside → outside) or in:
-// its timer, its counters and its TCP state. It takes no lock. It reports
-// whether the packet closed a TCP connection (see [tcpTracker.observe]).
-func (f *Flow) account(p *Packet, out bool, now int64) bool {
+// its timer, its counters and its TCP state. It takes no lock. It returns
+// the flow's lifecycle bits before and after, which differ when the packet
+// moved a TCP connection on.
+func (f *Flow) account(p *Packet, out bool, now int64) (old, next uint32) {
 	f.touch(now)
 	if out {
 		f.bytesOut.Add(uint64(len(p.b)))
@@ -198,7 +184,7 @@ func (f *Flow) account(p *Packet, out bool, now int64) bool {
 		f.pktsIn.Add(1)
 	}
 	if p.Proto != TCP {
-		return false
+		return 0, 0
 	}
 	seg := segment{flags: p.TCPFlags, fromOrigin: out == (f.origin == Outbound)}
 	if !f.userMode {
@@ -209,14 +195,14 @@ func (f *Flow) account(p *Packet, out bool, now int64) bool {
 	return f.tcp.observe(seg)
 }
 
-// Observe records what happened on a flow's outside where no packet of it
+// Observe records what happened on flow f's outside where no packet of it
 // crosses the table: in host mode a host socket carries the outside of a
 // TCP flow, and this is how the flow's timer, counters and state learn of
 // it. n counts payload bytes; flags are those a packet would have carried
 // (a SYN when the connection to the server is up, a FIN at its end of
 // stream, a RST when it was reset). When this closes the connection, the
-// table's [Observer] is told.
-func (f *Flow) Observe(out bool, n int, flags header.TCPFlags, now time.Time) {
+// [Observer] is told.
+func (t *Table) Observe(f *Flow, out bool, n int, flags header.TCPFlags, now time.Time) {
 	f.touch(now.UnixNano())
 	if out {
 		f.bytesOut.Add(uint64(n))
@@ -231,9 +217,8 @@ func (f *Flow) Observe(out bool, n int, flags header.TCPFlags, now time.Time) {
 		// acknowledged what came before.
 		flags |= header.TCPFlagAck
 	}
-	if f.tcp.observe(segment{flags: flags, fromOrigin: out == (f.origin == Outbound)}) {
-		f.mapping.table.closed(f, now.UnixNano())
-	}
+	old, next := f.tcp.observe(segment{flags: flags, fromOrigin: out == (f.origin == Outbound)})
+	t.moved(f, old, next, now.UnixNano())
 }
 
 // timeout returns the flow's idle timer under t.

@@ -172,7 +172,7 @@ func TestObserveKeepsHostFlowsAlive(t *testing.T) {
 		t.Fatalf("flow %+v", f)
 	}
 	// The server's side is a host socket: the flow hears of it by Observe.
-	f.Observe(false, 0, header.TCPFlagSyn, t0)
+	tab.Observe(f, false, 0, header.TCPFlagSyn, t0)
 	if f.Established() {
 		t.Fatal("established before the client completed its handshake")
 	}
@@ -183,7 +183,7 @@ func TestObserveKeepsHostFlowsAlive(t *testing.T) {
 	if !f.Established() {
 		t.Fatal("not established after the client's ACK")
 	}
-	f.Observe(false, 1000, 0, t0.Add(time.Hour))
+	tab.Observe(f, false, 1000, 0, t0.Add(time.Hour))
 	if _, in, _, _ := f.Counters(); in != 1000 {
 		t.Fatalf("bytes in %d", in)
 	}

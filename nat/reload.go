@@ -18,11 +18,11 @@ func (t *Table) Unpublish(p Proto, external, server netip.AddrPort) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.byExt[mapKey{p, external}]
-	if m == nil || !m.static || m.inside != server {
+	m := t.owner(p, external)
+	if m == nil || !m.static || m.inside != endpointOf(server) {
 		return fmt.Errorf("nat: unpublish %v %v: %v is not published there", p, external, server)
 	}
-	m.static, m.withdrawn = false, true
+	t.setKindLocked(m, false, true)
 	t.dropMappingLocked(m)
 	return nil
 }

@@ -118,6 +118,9 @@ type Config struct {
 	// destinations that may be forwarded from the inside (the policy's
 	// rules still decide); others are dropped.
 	SpecialDestinations []netip.Prefix
+	// Limits bound what one client, and the table, may hold; zero fields
+	// take their defaults.
+	Limits Limits
 }
 
 // Ports makes the table's external ports real on a host. In fwx's host
@@ -134,51 +137,50 @@ type Ports interface {
 	Release(p Proto, ap netip.AddrPort)
 }
 
-const shardCount = 64
-
-// shard holds the flows whose key hashes to it, in the two indices a packet
-// is looked up by. A per-packet lookup takes only its shard's read lock, so
-// no lock is shared by every packet of every flow.
-type shard struct {
-	mu  sync.RWMutex
-	out map[flowKey]*Flow // by (proto, inside endpoint, remote endpoint)
-	in  map[flowKey]*Flow // by (proto, external endpoint, remote endpoint)
-	_   [64]byte          // keep shards' locks on separate cache lines
-}
-
-// flowKey identifies a flow from one side: local is the inside endpoint in
-// the out index and the external endpoint in the in index.
-type flowKey struct {
-	proto  Proto
-	local  netip.AddrPort
-	remote netip.AddrPort
-}
-
-type mapKey struct {
-	proto Proto
-	ep    netip.AddrPort
-}
-
 // Table is the SecureNAT flow table. It is safe for concurrent use: packets
 // from the inside and from the outside may be translated at the same time.
 //
-// Lock order: mu, then a shard's mu. Per-packet lookups take a shard's read
-// lock only; mu is taken when flows are created or removed.
+// A packet of an existing flow takes one shard's read lock and nothing
+// else. Creating and removing flows and mappings takes mu (held for a
+// constant time each), and a mapping's stripe lock when its flows change;
+// an unsolicited packet takes only its mapping's stripe lock; a client's
+// admission only its client shard's lock. Lock order: mu, then a stripe or
+// a shard.
 type Table struct {
 	cfg        Config
+	limits     Limits
 	shards     [shardCount]shard
+	stripes    stripedLocks
+	clients    clients
 	flows      atomic.Int64
 	nmappings  atomic.Int64
+	nexpects   atomic.Int64 // outbound expectations in expects
 	drops      [NumDropReasons]atomic.Uint64
 	earlyDrops atomic.Uint64
 	ingress    ingress
 	frags      *reassembler
+	// owners holds the port sets of the table's own address, by
+	// protoIndex: inbound packets find their mapping there without a lock.
+	owners [3]*portSet
 
 	mu       sync.Mutex
-	mappings map[mapKey]*mapping        // by inside endpoint
-	byExt    map[mapKey]*mapping        // by external endpoint
-	expects  map[expectKey]*Expectation // outbound pinholes
+	byInside mappingIndex                // mappings by inside endpoint
+	expects  map[expectKey]*Expectation  // outbound pinholes
+	binds    map[*Expectation]struct{}   // inbound pinholes with a mapping of their own
+	pinholes map[*mapping][]*Expectation // inbound pinholes on dynamic mappings
+	labels   map[labels]*labels          // interned flow labels
 	alloc    *allocator
+}
+
+// protoIndex numbers the protocols a table translates.
+func protoIndex(p Proto) int {
+	switch p {
+	case TCP:
+		return 0
+	case UDP:
+		return 1
+	}
+	return 2
 }
 
 // New returns an empty table.
@@ -195,16 +197,17 @@ func New(cfg Config) (*Table, error) {
 	}
 	t := &Table{
 		cfg:      cfg,
-		mappings: make(map[mapKey]*mapping),
-		byExt:    make(map[mapKey]*mapping),
+		limits:   cfg.Limits.WithDefaults(),
 		expects:  make(map[expectKey]*Expectation),
+		binds:    make(map[*Expectation]struct{}),
+		pinholes: make(map[*mapping][]*Expectation),
+		labels:   make(map[labels]*labels),
 		alloc:    newAllocator(cfg.Rand, cfg.Ports),
 		ingress:  newIngress(&cfg),
 	}
 	t.frags = newReassembler(cfg.Fragments, &t.drops)
-	for i := range t.shards {
-		t.shards[i].out = make(map[flowKey]*Flow)
-		t.shards[i].in = make(map[flowKey]*Flow)
+	for _, p := range []Proto{TCP, UDP, ICMP} {
+		t.owners[protoIndex(p)] = t.alloc.set(p, cfg.External)
 	}
 	return t, nil
 }
@@ -215,6 +218,9 @@ func (t *Table) UserModeTCP() bool { return t.cfg.UserModeTCP }
 
 // Timeouts returns the timers in force, defaults filled in.
 func (t *Table) Timeouts() Timeouts { return t.cfg.Timeouts }
+
+// Limits returns the limits in force, defaults filled in.
+func (t *Table) Limits() Limits { return t.limits }
 
 // Len returns the number of live flows.
 func (t *Table) Len() int { return int(t.flows.Load()) }
@@ -229,11 +235,11 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if m := t.mappings[mapKey{p, server}]; m != nil {
-		if m.withdrawn && m.external == external {
+	if m := t.byInside.get(p, server); m != nil {
+		if m.withdrawn && m.external == endpointOf(external) {
 			// Published again before its last flow ended (a reload
 			// undone): the mapping is the publication's again.
-			m.static, m.withdrawn = true, false
+			t.setKindLocked(m, true, false)
 			return nil
 		}
 		return fmt.Errorf("nat: publish %v %v: %v already published: %w", p, external, server, ErrPortInUse)
@@ -241,261 +247,23 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	if err := t.alloc.reserve(p, external); err != nil {
 		return fmt.Errorf("nat: publish %v %v: %w", p, external, err)
 	}
-	m := &mapping{table: t, proto: p, inside: server, external: external, static: true}
-	t.mappings[mapKey{p, server}] = m
+	m := &mapping{proto: p, inside: endpointOf(server), external: endpointOf(external), static: true}
+	t.byInside.put(p, m)
 	t.addMappingLocked(m)
 	return nil
 }
 
-// hash mixes a flow key into a shard index. It is a cheap multiplicative
-// hash over the fields that vary between flows.
-func (k *flowKey) hash() uint32 {
-	a, b := k.local.Addr().As4(), k.remote.Addr().As4()
-	h := uint64(k.proto)
-	h = h*0x9e3779b97f4a7c15 + uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
-	h = h*0x9e3779b97f4a7c15 + uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
-	h = h*0x9e3779b97f4a7c15 + uint64(k.local.Port())<<16 | uint64(k.remote.Port())
-	h ^= h >> 29
-	return uint32(h)
-}
-
-func (t *Table) shard(k *flowKey) *shard { return &t.shards[k.hash()%shardCount] }
-
-// lookup finds a live flow by key in the out or in index. A flow whose timer
-// ran out is removed here, so expiry is exact on the caller's clock whatever
-// the sweep's pace.
-func (t *Table) lookup(out bool, k flowKey, now int64) *Flow {
-	s := t.shard(&k)
-	s.mu.RLock()
-	var f *Flow
-	if out {
-		f = s.out[k]
-	} else {
-		f = s.in[k]
-	}
-	s.mu.RUnlock()
-	if f != nil && f.expired(now, &t.cfg.Timeouts) {
-		t.end(f, now)
+// owner returns the mapping that holds the external endpoint ep, or nil.
+// For the table's own address it takes no lock; for another address the
+// caller holds mu.
+func (t *Table) owner(p Proto, ep netip.AddrPort) *mapping {
+	var s *portSet
+	if ep.Addr() == t.cfg.External {
+		s = t.owners[protoIndex(p)]
+	} else if s = t.alloc.sets[portSpace{p, ep.Addr()}]; s == nil {
 		return nil
 	}
-	return f
-}
-
-// flowSpec is what a new flow needs beyond its mapping.
-type flowSpec struct {
-	target, remote   netip.AddrPort
-	origin           Direction
-	rule             string
-	protocol, filter string
-	userMode         bool
-	inboundOnly      bool
-	expect           *Expectation
-}
-
-// newFlowLocked creates a flow of mapping m and indexes it.
-func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
-	if !fs.target.IsValid() {
-		fs.target = fs.remote
-	}
-	if m.proto == TCP && t.cfg.UserModeTCP {
-		fs.userMode = true
-	}
-	f := &Flow{
-		proto:       m.proto,
-		inside:      m.inside,
-		external:    m.external,
-		target:      fs.target,
-		remote:      fs.remote,
-		origin:      fs.origin,
-		rule:        fs.rule,
-		userMode:    fs.userMode,
-		protocol:    fs.protocol,
-		filter:      fs.filter,
-		start:       now,
-		mapping:     m,
-		inboundOnly: fs.inboundOnly,
-		expect:      fs.expect,
-	}
-	f.lastSeen.Store(now)
-	m.flows = append(m.flows, f)
-	if fs.expect != nil {
-		fs.expect.flows++
-	}
-	ko := flowKey{m.proto, m.inside, f.target}
-	ki := flowKey{m.proto, m.external, f.remote}
-	so, si := t.shard(&ko), t.shard(&ki)
-	so.mu.Lock()
-	so.out[ko] = f
-	so.mu.Unlock()
-	si.mu.Lock()
-	si.in[ki] = f
-	si.mu.Unlock()
-	t.flows.Add(1)
-	return f
-}
-
-// live returns the flow indexed under k if it is still alive. It takes
-// only the shard's lock.
-func (t *Table) live(out bool, k flowKey, now int64) *Flow {
-	s := t.shard(&k)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	f := s.out[k]
-	if !out {
-		f = s.in[k]
-	}
-	if f == nil || f.expired(now, &t.cfg.Timeouts) {
-		return nil
-	}
-	return f
-}
-
-// EndFlow ends flow f now, as if its timer ran out: the user-mode path
-// ends a flow whose connection a filter killed. Its next packet starts a
-// new flow.
-func (t *Table) EndFlow(f *Flow, now time.Time) { t.end(f, now.UnixNano()) }
-
-// end removes flow f and tells the observer.
-func (t *Table) end(f *Flow, now int64) {
-	t.mu.Lock()
-	removed := t.removeLocked(f)
-	t.mu.Unlock()
-	if removed {
-		t.notifyEnded(f, now)
-	}
-}
-
-// notifyEnded tells the observer that a flow removed at now ended, unless
-// it was told already (a TCP flow is reported when it closes). A flow
-// ends when its timer ran out, not when it was swept.
-func (t *Table) notifyEnded(f *Flow, now int64) {
-	if f == nil {
-		return
-	}
-	if d := f.lastSeen.Load() + int64(f.timeout(&t.cfg.Timeouts)); d < now {
-		now = d
-	}
-	t.closed(f, now)
-}
-
-// closed tells the observer that f ended at now, once per flow: a TCP flow
-// when its connection closes or is reset, any flow when it is removed.
-func (t *Table) closed(f *Flow, now int64) {
-	if f.reported.Swap(true) || t.cfg.Observer == nil {
-		return
-	}
-	t.cfg.Observer.FlowEnded(f, time.Unix(0, now))
-}
-
-// account records a packet of flow f (see [Flow.account]) and reports the
-// flow's end when the packet closed its connection.
-func (t *Table) account(f *Flow, p *Packet, out bool, now int64) {
-	if f.account(p, out, now) {
-		t.closed(f, now)
-	}
-}
-
-// removeLocked unindexes f and, when it was its mapping's last flow, frees the
-// mapping and its port. It reports false if f was already gone.
-func (t *Table) removeLocked(f *Flow) bool {
-	if f.removed.Swap(true) {
-		return false
-	}
-	ko := flowKey{f.proto, f.inside, f.target}
-	ki := flowKey{f.proto, f.external, f.remote}
-	so, si := t.shard(&ko), t.shard(&ki)
-	so.mu.Lock()
-	if so.out[ko] == f {
-		delete(so.out, ko)
-	}
-	so.mu.Unlock()
-	si.mu.Lock()
-	if si.in[ki] == f {
-		delete(si.in, ki)
-	}
-	si.mu.Unlock()
-	t.flows.Add(-1)
-	m := f.mapping
-	for i, g := range m.flows {
-		if g == f {
-			m.flows[i] = m.flows[len(m.flows)-1]
-			m.flows[len(m.flows)-1] = nil
-			m.flows = m.flows[:len(m.flows)-1]
-			break
-		}
-	}
-	if e := f.expect; e != nil {
-		e.flows--
-		if e.CloseIdle && e.flows == 0 {
-			t.finishLocked(e) // idle: a UDP Timeout bind closes
-		}
-	}
-	if len(m.flows) == 0 {
-		t.dropMappingLocked(m)
-	}
-	return true
-}
-
-// dropMappingLocked frees mapping m and its port, unless something still
-// holds it: a publication, or a live expectation.
-func (t *Table) dropMappingLocked(m *mapping) {
-	if m.static || (m.expect != nil && !m.expect.done) || len(m.flows) > 0 || len(m.pinholes) > 0 {
-		return
-	}
-	if t.mappings[mapKey{m.proto, m.inside}] == m {
-		delete(t.mappings, mapKey{m.proto, m.inside})
-	}
-	if t.byExt[mapKey{m.proto, m.external}] == m {
-		delete(t.byExt, mapKey{m.proto, m.external})
-		t.nmappings.Add(-1)
-		t.alloc.release(m.proto, m.external)
-	}
-}
-
-// addMappingLocked indexes mapping m by its external endpoint.
-func (t *Table) addMappingLocked(m *mapping) {
-	t.byExt[mapKey{m.proto, m.external}] = m
-	t.nmappings.Add(1)
-}
-
-// Expire ends every flow whose timer ran out at now. Lookups already ignore
-// expired flows; Expire reclaims their memory and ports and reports their
-// end. Callers run it periodically.
-func (t *Table) Expire(now time.Time) int {
-	n := now.UnixNano()
-	dead := t.flowsWhere(func(f *Flow) bool { return f.expired(n, &t.cfg.Timeouts) })
-	ended := dead[:0]
-	t.mu.Lock()
-	lapsed := t.expireExpectationsLocked(n)
-	for _, f := range dead {
-		if f.expired(n, &t.cfg.Timeouts) && t.removeLocked(f) {
-			ended = append(ended, f)
-		}
-	}
-	t.mu.Unlock()
-	for _, e := range lapsed {
-		e.OnLapse()
-	}
-	for _, f := range ended {
-		t.notifyEnded(f, n)
-	}
-	return len(ended)
-}
-
-// Close ends every flow, reporting each to the observer, as when fwx stops.
-func (t *Table) Close(now time.Time) {
-	t.mu.Lock()
-	all := t.Flows()
-	ended := all[:0]
-	for _, f := range all {
-		if t.removeLocked(f) {
-			ended = append(ended, f)
-		}
-	}
-	t.mu.Unlock()
-	for _, f := range ended {
-		t.closed(f, now.UnixNano())
-	}
+	return s.owner[ep.Port()].Load()
 }
 
 // allowOutbound is the Decider used when none is configured.
@@ -513,17 +281,23 @@ func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 // src to dst belongs to, or nil. The user-mode path uses it to learn where
 // an intercepted connection really goes.
 func (t *Table) LookupOutbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
-	return t.live(true, flowKey{p, src, dst}, now.UnixNano())
+	return t.live(true, keyOf(p, src, dst), now.UnixNano())
+}
+
+// LookupInbound returns the live flow a packet from the outside endpoint
+// src to the external endpoint dst belongs to, or nil.
+func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
+	return t.live(false, keyOf(p, dst, src), now.UnixNano())
 }
 
 // Admit decides a new connection from src on the outside to the external
 // endpoint dst that reached fwx without a packet crossing the table: in
 // host mode, a host listener accepted it. The rules of an opening packet
-// apply (pinholes, published servers, filtering); a refusal is logged as
-// one. It returns the connection's flow, or nil.
+// apply (pinholes, published servers, filtering, limits); a refusal is
+// logged as one. It returns the connection's flow, or nil.
 func (t *Table) Admit(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
 	n := now.UnixNano()
-	if f := t.lookup(false, flowKey{p, dst, src}, n); f != nil {
+	if f := t.lookup(false, keyOf(p, dst, src), n); f != nil {
 		return f
 	}
 	f, why := t.inbound(p, src, dst, true, n)
@@ -533,28 +307,10 @@ func (t *Table) Admit(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
 	return f
 }
 
-// LookupInbound returns the live flow a packet from the outside endpoint
-// src to the external endpoint dst belongs to, or nil.
-func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
-	return t.live(false, flowKey{p, dst, src}, now.UnixNano())
-}
+// EndFlow ends flow f now, as if its timer ran out: the user-mode path
+// ends a flow whose connection a filter killed. Its next packet starts a
+// new flow.
+func (t *Table) EndFlow(f *Flow, now time.Time) { t.end(f, now.UnixNano()) }
 
 // Flows returns a snapshot of the live flows, in no particular order.
 func (t *Table) Flows() []*Flow { return t.flowsWhere(nil) }
-
-// flowsWhere returns the flows keep accepts (all for nil). It takes the
-// shards' locks one at a time, so the caller may hold mu.
-func (t *Table) flowsWhere(keep func(*Flow) bool) []*Flow {
-	var out []*Flow
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for _, f := range s.out {
-			if keep == nil || keep(f) {
-				out = append(out, f)
-			}
-		}
-		s.mu.RUnlock()
-	}
-	return out
-}

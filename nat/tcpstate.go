@@ -75,10 +75,18 @@ const (
 	tcpRST
 )
 
+// A flow's lifecycle bits share the tracker's word (every flow has one):
+// set once each, so that exactly one caller acts on each change.
+const (
+	flowRemoved  uint32 = 1 << 30 // unindexed from the table
+	flowReported uint32 = 1 << 31 // its end was told to the Observer
+)
+
 // tcpTracker follows one TCP connection. Packets of the two directions are
 // observed concurrently (the inside and outside readers), so the events
 // are one word changed by compare-and-swap; a sequence number is stored
-// before the bit that says it is there, and read only after the bit.
+// before the bit that says it is there, and read only after the bit. The
+// word also holds the flow's lifecycle bits, whatever its protocol.
 type tcpTracker struct {
 	bits atomic.Uint32
 	// isn is the answer's initial sequence number: the opener's ACK must
@@ -118,27 +126,30 @@ func stateOf(b uint32) TCPState {
 	return TCPSynSent
 }
 
-// observe records a segment and reports whether it ended the connection
-// (closed it both ways, or reset it): the caller reports the flow's end
-// then, exactly once, since only one segment makes that change.
-func (t *tcpTracker) observe(s segment) bool {
+// observe records a segment and returns the bits before and after it.
+// Only one segment makes each change, so the caller that sees a change
+// (the connection established, ended) acts on it exactly once.
+func (t *tcpTracker) observe(s segment) (old, next uint32) {
 	const control = header.TCPFlagSyn | header.TCPFlagFin | header.TCPFlagRst
 	for {
-		old := t.bits.Load()
+		old = t.bits.Load()
 		if s.flags&control == 0 && old&tcpHandshake != 0 && old&(tcpFinOrigin|tcpFinAnswer) == 0 {
-			return false // the common case: data on an established connection
+			return old, old // the common case: data on an established connection
 		}
 		if old&tcpRST != 0 {
-			return false // nothing changes a reset connection
+			return old, old // nothing changes a reset connection
 		}
-		next := t.next(old, s)
-		if next == old {
-			return false
-		}
-		if t.bits.CompareAndSwap(old, next) {
-			return !stateOf(old).ended() && stateOf(next).ended()
+		next = t.next(old, s)
+		if next == old || t.bits.CompareAndSwap(old, next) {
+			return old, next
 		}
 	}
+}
+
+// set sets lifecycle bits b and returns the bits before and after.
+func (t *tcpTracker) set(b uint32) (old, next uint32) {
+	old = t.bits.Or(b)
+	return old, old | b
 }
 
 // next returns the event bits after segment s, given bits b. It may store

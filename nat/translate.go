@@ -68,7 +68,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		}
 	}
 	dst := p.Dst.Addr()
-	f := t.lookup(true, flowKey{p.Proto, p.Src, p.Dst}, n)
+	f := t.lookup(true, keyOf(p.Proto, p.Src, p.Dst), n)
 	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
 		f = t.reopen(f, Outbound, n)
 	}
@@ -86,6 +86,11 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 				return t.drop(why)
 			}
 			t.drops[why].Add(1)
+			if why.clientLimit() {
+				// Over its limits: as under a flood, the client's
+				// retries are its pace.
+				return Drop
+			}
 			return Reject
 		}
 	}
@@ -100,9 +105,9 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		t.drops[DropTTL].Add(1)
 		return TimeExceeded
 	}
-	p.SetSource(f.external)
+	p.SetSource(f.External())
 	if f.target != f.remote {
-		p.SetDestination(f.remote)
+		p.SetDestination(f.Remote())
 	}
 	if p.Dst.Addr() == t.cfg.External {
 		// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet, now
@@ -177,7 +182,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 }
 
 func (t *Table) translateInbound(p *Packet, n int64) Verdict {
-	f := t.lookup(false, flowKey{p.Proto, p.Dst, p.Src}, n)
+	f := t.lookup(false, keyOf(p.Proto, p.Dst, p.Src), n)
 	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
 		f = t.reopen(f, Inbound, n)
 	}
@@ -198,9 +203,9 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 		t.drops[DropTTL].Add(1)
 		return TimeExceeded
 	}
-	p.SetDestination(f.inside)
+	p.SetDestination(f.Inside())
 	if f.target != f.remote {
-		p.SetSource(f.target)
+		p.SetSource(f.Target())
 	}
 	return Forward
 }
@@ -211,7 +216,7 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 // not refresh the flow (RFC 5508 REQ-6) and never ends it (RFC 5382 REQ-10).
 func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
-	f := t.lookup(false, flowKey{q.Proto, q.Src, q.Dst}, n)
+	f := t.lookup(false, keyOf(q.Proto, q.Src, q.Dst), n)
 	switch {
 	case f == nil:
 		return t.drop(DropStale)
@@ -220,11 +225,11 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	case !p.DecrementTTL():
 		return t.drop(DropTTL)
 	}
-	p.SetQuotedSource(f.inside)
+	p.SetQuotedSource(f.Inside())
 	if f.target != f.remote {
-		p.SetQuotedDestination(f.target)
+		p.SetQuotedDestination(f.Target())
 	}
-	p.SetDestination(netip.AddrPortFrom(f.inside.Addr(), 0))
+	p.SetDestination(netip.AddrPortFrom(f.Inside().Addr(), 0))
 	return Forward
 }
 
@@ -234,7 +239,7 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 // errors it does not refresh the flow (RFC 7857 section 2.3).
 func (t *Table) outboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
-	f := t.lookup(true, flowKey{q.Proto, q.Dst, q.Src}, n)
+	f := t.lookup(true, keyOf(q.Proto, q.Dst, q.Src), n)
 	switch {
 	case f == nil || f.userMode:
 		return t.drop(DropStale)
@@ -242,10 +247,11 @@ func (t *Table) outboundError(p *Packet, n int64) Verdict {
 		return t.drop(DropTTL)
 	}
 	if f.target != f.remote {
-		p.SetQuotedSource(f.remote)
+		p.SetQuotedSource(f.Remote())
 	}
-	p.SetQuotedDestination(f.external)
-	p.SetSource(netip.AddrPortFrom(f.external.Addr(), 0))
+	ext := f.External()
+	p.SetQuotedDestination(ext)
+	p.SetSource(netip.AddrPortFrom(ext.Addr(), 0))
 	return Forward
 }
 

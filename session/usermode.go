@@ -117,9 +117,15 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	filters = append(filters, c.DataFilters()...)
 	var server Conn
 	if c.Emulated() == nil {
+		if !s.startDial(m.cfg.ClientDials) {
+			m.cfg.Table.RefuseFlow(f, nat.DropClientDials, m.cfg.Clock.Now())
+			r.Reset()
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
 		server, err = m.cfg.UserPath.DialOutside(ctx, f.External(), f.Remote())
 		cancel()
+		s.dials.Add(-1)
 		if err != nil {
 			m.cfg.Log.Debug().Err(err).Stringer("remote", f.Remote()).Msg("user-mode connect failed")
 			r.Reset()
@@ -134,6 +140,17 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 		return
 	}
 	s.runChain(c, client, server, filters)
+}
+
+// startDial counts a dial of the session's client toward the server of a
+// user-mode connection, and reports false, counting nothing, when the
+// client already has limit of them in progress (negative: no limit).
+func (s *Session) startDial(limit int) bool {
+	if n := s.dials.Add(1); limit >= 0 && int(n) > limit {
+		s.dials.Add(-1)
+		return false
+	}
+	return true
 }
 
 // ownerOf returns the connection object of the grant a flow came through,

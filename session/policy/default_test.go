@@ -39,7 +39,7 @@ func TestDefault(t *testing.T) {
 	if got, want := parsed.Options(), def.Options(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse(DefaultYAML).Options() = %+v; Default() gives %+v", got, want)
 	}
-	if got := def.Options(); !reflect.DeepEqual(got, Options{Reject: RejectReply, Filtering: AddressDependent, Timeouts: DefaultTimeouts()}) {
+	if got := def.Options(); !reflect.DeepEqual(got, Options{Reject: RejectReply, Filtering: AddressDependent, Timeouts: DefaultTimeouts(), Limits: defLimits}) {
 		t.Errorf("Default().Options() = %+v; want the defaults", got)
 	}
 	if len(def.Publications()) != 0 || len(parsed.Publications()) != 0 {
@@ -80,7 +80,7 @@ func TestExampleFile(t *testing.T) {
 	if len(pubs) != 3 || pubs[1].Name != "www-default-port" || pubs[1].Listen.Port() != 80 || pubs[2].Server != mustAddrPort("10.0.0.3:27015") {
 		t.Errorf("Publications() = %+v", pubs)
 	}
-	if got := p.Options(); !reflect.DeepEqual(got, Options{Timeouts: DefaultTimeouts()}) {
+	if got := p.Options(); !reflect.DeepEqual(got, Options{Timeouts: DefaultTimeouts(), Limits: defLimits}) {
 		t.Errorf("Options() = %+v; want the defaults, which the example spells out", got)
 	}
 }

@@ -62,6 +62,12 @@
 //	    tcp-transitory: 4m
 //	    tcp-rst: 4m
 //	    icmp: 60s
+//	  limits:               # fair shares; positive integers or off; absent = default
+//	    max-flows: 1048576  # flows of the whole gateway (about 300 bytes each)
+//	    client-flows: 4096  # concurrent flows per client (the address that starts them)
+//	    client-half-open: 512 # TCP handshakes in progress per client
+//	    client-rate: 1000   # new flows per second per client
+//	    client-dials: 128   # user-mode connections per client waiting for their server
 //	  inside-networks: [10.1.0.0/16]      # inside networks besides the one of fwx's inside
 //	                                      # address; other inside sources are dropped (BCP 38)
 //	  special-destinations: [239.0.0.0/8] # loopback/multicast/broadcast destinations that may

@@ -489,6 +489,16 @@ func (d *decoder) options(n *yaml.Node, p pos, o *Options) {
 				field{name: "icmp", decode: d.duration(&t.ICMP)},
 			)
 		}},
+		field{name: "limits", decode: func(v *yaml.Node, p pos) {
+			l := &o.Limits
+			d.fields(v, p.path,
+				field{name: "max-flows", decode: d.limit(&l.MaxFlows)},
+				field{name: "client-flows", decode: d.limit(&l.ClientFlows)},
+				field{name: "client-half-open", decode: d.limit(&l.ClientHalfOpen)},
+				field{name: "client-rate", decode: d.limit(&l.ClientRate)},
+				field{name: "client-dials", decode: d.limit(&l.ClientDials)},
+			)
+		}},
 		field{name: "inside-networks", decode: func(v *yaml.Node, p pos) {
 			o.InsideNetworks = d.prefixes(v, p, func(pfx netip.Prefix) error {
 				if !pfx.Addr().Is4() {
@@ -548,6 +558,27 @@ func isSpecial(pfx netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// limit returns a field decoder for a limit: a positive integer, or "off"
+// for none ([NoLimit]).
+func (d *decoder) limit(dst *int) func(*yaml.Node, pos) {
+	return func(v *yaml.Node, p pos) {
+		s, ok := d.scalar(v, p)
+		if !ok {
+			return
+		}
+		if s == "off" {
+			*dst = NoLimit
+			return
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			d.errorf(p, "bad limit %s: want a positive integer, or off for none (omit the field for the default)", quote(s))
+			return
+		}
+		*dst = n
+	}
 }
 
 // duration returns a field decoder for a positive Go duration such as "5m".

@@ -166,6 +166,9 @@ publish:
 
 		{"inside network multicast", "options:\n  inside-networks: [10.1.0.0/16, 224.0.0.0/8]\n", 2, "options.inside-networks[1]", "never a host's source"},
 		{"inside network prefix", "options:\n  inside-networks: 10.1.0.1/16\n", 2, "options.inside-networks", "bits set after the /16"},
+		{"limit zero", "options:\n  limits: {client-flows: 0}\n", 2, "options.limits.client-flows", `bad limit "0"`},
+		{"limit not a number", "options:\n  limits:\n    client-rate: fast\n", 3, "options.limits.client-rate", `bad limit "fast"`},
+		{"limit typo", "options:\n  limits: {client-flow: 10}\n", 2, "options.limits.client-flow", `did you mean "client-flows"`},
 		{"special destination unicast", "options:\n  special-destinations: [239.0.0.0/8, 10.0.0.0/8]\n", 2, "options.special-destinations[1]", "ordinary destinations need no option"},
 
 		// Shapes.
@@ -254,6 +257,9 @@ func equalPrefixes(got, want []string) bool {
 	return true
 }
 
+// defLimits are the limits a policy without any gets.
+var defLimits = Limits{MaxFlows: 1 << 20, ClientFlows: 4096, ClientHalfOpen: 512, ClientRate: 1000, ClientDials: 128}
+
 // TestParseValid checks files that must load, and what they load to.
 func TestParseValid(t *testing.T) {
 	tests := []struct {
@@ -261,28 +267,31 @@ func TestParseValid(t *testing.T) {
 		src  string
 		opts Options
 	}{
-		{"empty", "", Options{Timeouts: DefaultTimeouts()}},
-		{"only comments", "# nothing here\n\n# at all\n", Options{Timeouts: DefaultTimeouts()}},
-		{"null document", "~\n", Options{Timeouts: DefaultTimeouts()}},
-		{"empty sections", "networks: {}\nprotocols: []\nrules: []\npublish: []\noptions: {}\n", Options{Timeouts: DefaultTimeouts()}},
-		{"null sections", "networks:\nprotocols:\nrules:\npublish:\noptions:\n", Options{Timeouts: DefaultTimeouts()}},
+		{"empty", "", Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
+		{"only comments", "# nothing here\n\n# at all\n", Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
+		{"null document", "~\n", Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
+		{"empty sections", "networks: {}\nprotocols: []\nrules: []\npublish: []\noptions: {}\n", Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
+		{"null sections", "networks:\nprotocols:\nrules:\npublish:\noptions:\n", Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
 		{"options", "options:\n  reject: drop\n  filtering: endpoint-independent\n  timeouts:\n    udp: 30s\n    icmp: 1m30s\n    tcp-syn-recv: 20s\n",
 			Options{Reject: RejectDrop, Filtering: EndpointIndependent, Timeouts: Timeouts{
 				UDP: 30 * time.Second, TCPSynSent: 2 * time.Minute, TCPSynRecv: 20 * time.Second,
 				TCPEstablished: 2*time.Hour + 4*time.Minute, TCPTransitory: 4 * time.Minute,
-				TCPRST: 4 * time.Minute, ICMP: 90 * time.Second}}},
+				TCPRST: 4 * time.Minute, ICMP: 90 * time.Second}, Limits: defLimits}},
+		{"limits", "options:\n  limits: {max-flows: 5000, client-flows: off, client-rate: 20}\n",
+			Options{Timeouts: DefaultTimeouts(), Limits: Limits{MaxFlows: 5000, ClientFlows: NoLimit,
+				ClientHalfOpen: 512, ClientRate: 20, ClientDials: DefaultClientDials}}},
 		{"inside networks and special destinations", "options:\n  inside-networks: [10.1.0.0/16, 192.168.7.9]\n  special-destinations: 239.255.255.250\n",
-			Options{Timeouts: DefaultTimeouts(),
+			Options{Timeouts: DefaultTimeouts(), Limits: defLimits,
 				InsideNetworks:      []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.168.7.9/32")},
 				SpecialDestinations: []netip.Prefix{netip.MustParsePrefix("239.255.255.250/32")}}},
 		{"address-and-port-dependent", "options:\n  filtering: address-and-port-dependent\n",
-			Options{Filtering: AddressAndPortDependent, Timeouts: DefaultTimeouts()}},
+			Options{Filtering: AddressAndPortDependent, Timeouts: DefaultTimeouts(), Limits: defLimits}},
 		{"scalar lists", "networks:\n  lab: 10.0.0.0/8\nprotocols:\n  - {name: w, transport: tcp, ports: 80}\nrules:\n  - {name: r, action: allow, from: lab, to: external, protocols: w}\n",
-			Options{Timeouts: DefaultTimeouts()}},
+			Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
 		{"inbound protocol in a rule", "protocols:\n  - {name: w, transport: tcp, ports: [80], direction: inbound}\nrules:\n  - {name: r, action: allow, from: internal, to: external, protocols: w}\n",
-			Options{Timeouts: DefaultTimeouts()}},
+			Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
 		{"same port on two addresses", "publish:\n  - {name: a, protocol: any-tcp, listen: \"192.0.2.1:80\", server: 10.0.0.2}\n  - {name: b, protocol: any-tcp, listen: \"192.0.2.2:80\", server: 10.0.0.3}\n  - {name: c, protocol: any-udp, listen: \":80\", server: 10.0.0.3}\n",
-			Options{Timeouts: DefaultTimeouts()}},
+			Options{Timeouts: DefaultTimeouts(), Limits: defLimits}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,7 +324,7 @@ func TestEmptyDeniesEverything(t *testing.T) {
 			if _, ok := p.Published(TCP, mustAddrPort("192.0.2.1:80"), mustAddr("198.51.100.1")); ok {
 				t.Error("Published found a publication in an empty policy")
 			}
-			if got := p.Options(); !reflect.DeepEqual(got, Options{Timeouts: DefaultTimeouts()}) {
+			if got := p.Options(); !reflect.DeepEqual(got, Options{Timeouts: DefaultTimeouts(), Limits: defLimits}) {
 				t.Errorf("Options() = %+v; want defaults", got)
 			}
 		})

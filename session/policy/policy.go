@@ -75,10 +75,11 @@ type Publication struct {
 // Options returns the policy's options, with every default filled in.
 func (p *Policy) Options() Options {
 	if p == nil {
-		return Options{Timeouts: DefaultTimeouts()}
+		return Options{Timeouts: DefaultTimeouts(), Limits: Limits{}.WithDefaults()}
 	}
 	o := p.opts
 	o.Timeouts = o.Timeouts.WithDefaults()
+	o.Limits = o.Limits.WithDefaults()
 	return o
 }
 

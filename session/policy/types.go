@@ -163,6 +163,49 @@ func (m ReloadMode) String() string {
 	return "ReloadMode(" + strconv.Itoa(int(m)) + ")"
 }
 
+// NoLimit, as a limit, turns it off (the file's "off").
+const NoLimit = nat.NoLimit
+
+// Limits bound what one client may hold, so that none starves the others,
+// and what the gateway holds in all. A client is the address that starts a
+// flow. A zero field means the default; [NoLimit] turns it off;
+// [Policy.Options] returns them filled in.
+type Limits struct {
+	// MaxFlows bounds the flows of the gateway (about 300 bytes each):
+	// 1048576 by default. When it is reached, a new flow replaces one
+	// that is not established, or is refused.
+	MaxFlows int
+	// ClientFlows bounds a client's concurrent flows: 4096 by default.
+	ClientFlows int
+	// ClientHalfOpen bounds a client's TCP connections whose handshake
+	// has not completed: 512 by default.
+	ClientHalfOpen int
+	// ClientRate bounds the new flows a client starts per second, with
+	// bursts of as many: 1000 by default.
+	ClientRate int
+	// ClientDials bounds a client's connections on the user-mode path
+	// waiting for their server to answer: 128 by default.
+	ClientDials int
+}
+
+// DefaultClientDials is the default of [Limits].ClientDials.
+const DefaultClientDials = 128
+
+// WithDefaults returns l with every zero field replaced by its default.
+func (l Limits) WithDefaults() Limits {
+	n := l.NAT().WithDefaults()
+	l.MaxFlows, l.ClientFlows, l.ClientHalfOpen, l.ClientRate = n.MaxFlows, n.ClientFlows, n.ClientHalfOpen, n.ClientRate
+	if l.ClientDials == 0 {
+		l.ClientDials = DefaultClientDials
+	}
+	return l
+}
+
+// NAT returns the limits the NAT table enforces.
+func (l Limits) NAT() nat.Limits {
+	return nat.Limits{MaxFlows: l.MaxFlows, ClientFlows: l.ClientFlows, ClientHalfOpen: l.ClientHalfOpen, ClientRate: l.ClientRate}
+}
+
 // Options are a policy's gateway-wide settings (the file's options section).
 // The zero Options are the defaults: reject by reply, address-dependent
 // filtering, default timeouts, reloads keep established flows.
@@ -176,6 +219,8 @@ type Options struct {
 	Filtering Filtering
 	// Timeouts are the flows' idle timeouts.
 	Timeouts Timeouts
+	// Limits are the per-client and gateway-wide limits.
+	Limits Limits
 	// InsideNetworks are networks on the inside besides the one of fwx's
 	// inside address (routed subnets, a VPN's peers): packets from the
 	// inside with a source in none of them are dropped as spoofed (BCP 38).

@@ -1,0 +1,139 @@
+package fwx_test
+
+import (
+	"errors"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/netstack/lab"
+)
+
+// TestSynFloodFair: one inside host floods SYNs and never completes a
+// handshake (it drops the answers); another host's connections all
+// succeed meanwhile, and the flood is refused under the flooder's
+// half-open limit, reported once.
+func TestSynFloodFair(t *testing.T) {
+	tb := newTestbed(t, `
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+options:
+  limits: {client-half-open: 20, client-rate: off}
+`)
+	echoTCP(t, tb.Server, 80)
+	const flood = 500
+	for i := range flood {
+		syn := lab.TCPPacket(netip.AddrPortFrom(rawClient, uint16(10000+i)), netip.AddrPortFrom(serverIP.Addr(), 80), header.TCPFlagSyn, 1, 0, nil)
+		if err := tb.Inside.Inject(syn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		c, err := tb.Client2.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 80))
+		if err != nil {
+			t.Fatalf("connection %d of the other host during the flood: %v", i, err)
+		}
+		roundTrip(t, c, "hello")
+		c.Close()
+	}
+	st := tb.FW.Stats()
+	if n := st.Drops[nat.DropClientHalfOpen]; n != flood-20 {
+		t.Errorf("%d SYNs refused for the half-open limit, want %d", n, flood-20)
+	}
+	// The flooder's refusals are reported once per interval, with how
+	// many: the first at once, the other 479 at the end of the interval;
+	// not a record per SYN.
+	for range 2 { // the table reports; then the log writes once the retries stop
+		tb.Clock.Advance(time.Minute)
+		tb.FW.Expire()
+	}
+	match := map[string]string{"event": "denied", "rule": "client-half-open"}
+	tb.Log.WaitRecords(t, 2, match)
+	for _, r := range tb.Log.Records(t, match) {
+		if c, _ := r["client"].(string); netip.MustParseAddrPort(c).Addr() != rawClient {
+			t.Errorf("refusal of %v", r["client"])
+		}
+	}
+	if recs := tb.Log.Records(t, match); len(recs) != 2 {
+		t.Errorf("%d denied records for the flood, want 2", len(recs))
+	}
+}
+
+// TestSynRecvTimerFreesTheFlood: the flows of a flood whose answers are
+// dropped are gone after the SYN_RECV timer, not the established one: the
+// flooder's share is free again a minute later.
+func TestSynRecvTimerFreesTheFlood(t *testing.T) {
+	tb := newTestbed(t, `
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+options:
+  limits: {client-half-open: 10, client-rate: off}
+  timeouts: {tcp-syn-recv: 30s}
+`)
+	echoTCP(t, tb.Server, 80)
+	for i := range 10 {
+		tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, uint16(10000+i)), netip.AddrPortFrom(serverIP.Addr(), 80), header.TCPFlagSyn, 1, 0, nil))
+	}
+	// The server answers each; the answers land in the inside capture,
+	// unanswered.
+	for range 10 {
+		recv(t, tb.Inside.Captured())
+	}
+	if n := tb.FW.Flows(); n != 10 {
+		t.Fatalf("%d flows, want the 10 half-open ones", n)
+	}
+	tb.Clock.Advance(29 * time.Second)
+	if n := tb.FW.Expire(); n != 0 {
+		t.Fatalf("%d flows expired before the SYN_RECV timer", n)
+	}
+	tb.Clock.Advance(2 * time.Second)
+	if n := tb.FW.Expire(); n != 10 {
+		t.Fatalf("%d flows expired after the SYN_RECV timer, want 10", n)
+	}
+}
+
+// TestUserModeDialLimit: a client whose user-mode connections wait on a
+// server that never answers holds at most its client-dials of them; its
+// next ones are reset at once, and another client's still get through.
+func TestUserModeDialLimit(t *testing.T) {
+	tb := newTestbed(t, echoPolicy+`
+options:
+  limits: {client-dials: 2}
+`, withFilter("probe", &probeFilter{}))
+	echoTCP(t, tb.Server, 7)
+	// 198.51.100.77 is on the outside segment but no host has it: the
+	// outside netstack's SYNs land in the capture, unanswered.
+	blackhole := netip.MustParseAddrPort("198.51.100.77:7")
+	for i := range 2 {
+		go func() {
+			c, err := tb.Client.DialTCP(ctxTimeout(t, 3*time.Second), blackhole)
+			if err == nil {
+				c.Close()
+				t.Errorf("dial %d to a host that never answers succeeded", i)
+			}
+		}()
+	}
+	// Wait for both dials to be pending at fwx: their SYNs reach the
+	// outside.
+	for range 2 {
+		recv(t, tb.Outside.Captured())
+	}
+	start := time.Now()
+	_, err := tb.Client.DialTCP(ctxTimeout(t, 3*time.Second), blackhole)
+	if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
+		t.Fatalf("third dial: %v after %v; want refused at once", err, time.Since(start))
+	}
+	c, err := tb.Client2.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	if err != nil {
+		t.Fatalf("another client's filtered connection: %v", err)
+	}
+	roundTrip(t, c, "through")
+	c.Close()
+	if n := tb.FW.Stats().Drops[nat.DropClientDials]; n != 1 {
+		t.Errorf("%d client-dials refusals counted, want 1", n)
+	}
+}

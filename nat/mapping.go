@@ -1,0 +1,146 @@
+package nat
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// mapping is an endpoint-independent mapping (RFC 4787 REQ-1, RFC 5382
+// REQ-1): one inside endpoint bound to one external endpoint for every
+// destination. It lives while any of its flows lives, or for ever when it is
+// static (a published server).
+//
+// Its flows are not listed: the mapping counts them and, for its
+// filtering, knows which outside addresses they go to. Those fields change
+// under Table.mu and the mapping's stripe lock ([Table.stripe]); the
+// filtering of an unsolicited packet reads them under the stripe lock
+// alone, so a flood aimed at one mapping never takes the table's lock.
+type mapping struct {
+	proto  Proto
+	static bool // from server publishing: never expires
+	// withdrawn is a publication's mapping after Unpublish: it admits no
+	// new inbound flow and lives only as long as its flows.
+	withdrawn bool
+	// pinned says pinholes were put on the mapping (ExpectOnMapping):
+	// new inbound flows are decided under Table.mu.
+	pinned   bool
+	inside   endpoint // changes (SetExpectationInside) only under Table.mu
+	external endpoint
+
+	expect *Expectation // an inbound pinhole holding the mapping (a bind); guarded by Table.mu
+
+	n int32 // live flows
+	// one is the mapping's first flow; while it is the only one the
+	// mapping has had, the filtering looks at it alone. Once there are
+	// more, remotes counts the flows to each outside address.
+	one     *Flow
+	remotes map[[4]byte]int32
+}
+
+// stripes is the number of locks the mappings' filtering state is spread
+// over, by external port.
+const stripes = 256
+
+type stripedLocks [stripes]struct {
+	sync.Mutex
+	_ [56]byte // one lock per cache line
+}
+
+// stripe returns the lock of mapping m's filtering state.
+func (t *Table) stripe(m *mapping) *sync.Mutex { return &t.stripes[m.external.port%stripes].Mutex }
+
+// kind returns what decides mapping m's new inbound flows: whether it is
+// a publication, a withdrawn one, and whether it holds pinholes. These
+// change under Table.mu and the stripe lock, and are read here under the
+// stripe lock alone.
+func (t *Table) kind(m *mapping) (static, withdrawn, pinned bool) {
+	mu := t.stripe(m)
+	mu.Lock()
+	defer mu.Unlock()
+	return m.static, m.withdrawn, m.pinned
+}
+
+// setKindLocked makes m a publication or a withdrawn one. The caller
+// holds Table.mu.
+func (t *Table) setKindLocked(m *mapping, static, withdrawn bool) {
+	mu := t.stripe(m)
+	mu.Lock()
+	m.static, m.withdrawn = static, withdrawn
+	mu.Unlock()
+}
+
+// addFlowLocked counts flow f in its mapping m. The caller holds Table.mu.
+func (t *Table) addFlowLocked(m *mapping, f *Flow) {
+	mu := t.stripe(m)
+	mu.Lock()
+	defer mu.Unlock()
+	m.n++
+	switch {
+	case m.one == nil:
+		m.one = f
+		return
+	case m.remotes == nil:
+		m.remotes = make(map[[4]byte]int32, 2)
+		if m.n > 1 {
+			m.remotes[m.one.remote.addr]++
+		}
+	}
+	m.remotes[f.remote.addr]++
+}
+
+// removeFlowLocked uncounts flow f from its mapping m and reports whether
+// the mapping has no flow left. The caller holds Table.mu.
+func (t *Table) removeFlowLocked(m *mapping, f *Flow) bool {
+	mu := t.stripe(m)
+	mu.Lock()
+	defer mu.Unlock()
+	m.n--
+	if m.remotes != nil {
+		if n := m.remotes[f.remote.addr]; n <= 1 {
+			delete(m.remotes, f.remote.addr)
+		} else {
+			m.remotes[f.remote.addr] = n - 1
+		}
+	}
+	return m.n == 0
+}
+
+// filter applies the filtering behaviour of dynamic mapping m to a packet
+// from src at now (RFC 4787 section 5), in constant time: it looks up the
+// address, never the mapping's flows. It returns the rule of the flow
+// that opened the way, for the log.
+//
+// Expiry is exact for a mapping that has had one flow (most have); on a
+// mapping with more, a flow whose timer ran out counts until the sweep
+// removes it.
+func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) (bool, string) {
+	if t.cfg.Filtering == AddressAndPortDependent {
+		return false, "" // only an existing flow's own endpoint gets in
+	}
+	mu := t.stripe(m)
+	mu.Lock()
+	defer mu.Unlock()
+	if m.n == 0 {
+		return false, ""
+	}
+	ok := false
+	switch {
+	case m.remotes == nil:
+		f := m.one
+		ok = t.alive(f, now) && (t.cfg.Filtering == EndpointIndependent || f.remote.addr == src.Addr().As4())
+	case t.cfg.Filtering == EndpointIndependent:
+		ok = true
+	default:
+		ok = m.remotes[src.Addr().As4()] > 0
+	}
+	if !ok {
+		return false, ""
+	}
+	return true, m.one.labels.rule
+}
+
+// alive reports whether flow f is in the table and its timer has not run
+// out at now.
+func (t *Table) alive(f *Flow, now int64) bool {
+	return !f.Removed() && !f.expired(now, &t.cfg.Timeouts)
+}
