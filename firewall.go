@@ -93,7 +93,7 @@ func New(cfg Config) (*Firewall, error) {
 		// Host sockets carry TCP as streams: every TCP flow is
 		// terminated in the inside netstack.
 		UserModeTCP:         cfg.Host != nil,
-		InsideNetworks:      append([]netip.Prefix{cfg.InsideAddr.Masked()}, opts.InsideNetworks...),
+		InsideNetworks:      insideNetworks(cfg, opts),
 		SpecialDestinations: opts.SpecialDestinations,
 		Limits:              opts.Limits.NAT(),
 	})
@@ -112,7 +112,6 @@ func New(cfg Config) (*Firewall, error) {
 		Internal:       cfg.InsideAddr.Addr(),
 		Clock:          cfg.Clock,
 		PinholeTimeout: cfg.PinholeTimeout,
-		ClientDials:    opts.Limits.ClientDials,
 		Log:            cfg.Log,
 		FirewallLog:    cfg.FirewallLog,
 	})
@@ -130,6 +129,12 @@ func New(cfg Config) (*Firewall, error) {
 		}
 	}
 	return fw, nil
+}
+
+// insideNetworks returns the networks of the inside: the inside address's,
+// and those the policy's options add.
+func insideNetworks(cfg Config, opts policy.Options) []netip.Prefix {
+	return append([]netip.Prefix{cfg.InsideAddr.Masked()}, opts.InsideNetworks...)
 }
 
 // hostPorts returns the host as the table's port holder, or nil (a nil

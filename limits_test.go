@@ -137,3 +137,48 @@ options:
 		t.Errorf("%d client-dials refusals counted, want 1", n)
 	}
 }
+
+// TestReloadLimitsAndInsideNetworks: the limits and the inside networks of
+// a reloaded policy apply to the next packets.
+func TestReloadLimitsAndInsideNetworks(t *testing.T) {
+	const out = `
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+`
+	tb := newTestbed(t, out)
+	routed := netip.MustParseAddrPort("10.9.0.5:5000")
+	nowhere := netip.MustParseAddrPort("198.51.100.77:9")
+	tb.Inside.Inject(lab.UDPPacket(routed, nowhere, nil))
+	waitDrops(t, tb, nat.DropSpoofedSource, 1)
+	if _, err := tb.FW.Reload(mustPolicy(t, out+`
+options:
+  inside-networks: [10.9.0.0/16]
+  limits: {client-half-open: 5, client-rate: off}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	tb.Inside.Inject(lab.UDPPacket(routed, nowhere, []byte("after")))
+	if p := nat.Parse(recv(t, tb.Outside.Captured())); len(p.Payload()) != len("after") {
+		t.Fatalf("left fwx: %s; want only the packet sent after the reload", lab.PacketString(p.Bytes()))
+	}
+	for i := range 10 {
+		tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, uint16(10000+i)), nowhere, header.TCPFlagSyn, 1, 0, nil))
+	}
+	for range 5 {
+		recv(t, tb.Outside.Captured())
+	}
+	waitDrops(t, tb, nat.DropClientHalfOpen, 5)
+}
+
+// waitDrops waits until fwx has counted n drops for reason r: packets
+// cross fwx on goroutines of their own.
+func waitDrops(t *testing.T, tb *testbed, r nat.DropReason, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for tb.FW.Stats().Drops[r] < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := tb.FW.Stats().Drops[r]; got != n {
+		t.Fatalf("%d %v drops, want %d", got, r, n)
+	}
+}

@@ -111,6 +111,8 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 
 	fw.pol.Store(p)
 	fw.reject.Store(uint32(opts.Reject))
+	fw.table.SetLimits(opts.Limits.NAT())
+	fw.table.SetIngress(insideNetworks(fw.cfg, opts), opts.SpecialDestinations)
 	fw.sessions.SetPolicy(p)
 	if r.Strict {
 		// A flow the old policy let open while this ran goes too.

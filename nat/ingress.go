@@ -42,9 +42,9 @@ type ingress struct {
 	forward []netip.Prefix
 }
 
-func newIngress(cfg *Config) ingress {
-	g := ingress{forward: cfg.SpecialDestinations}
-	for _, p := range cfg.InsideNetworks {
+func newIngress(inside, special []netip.Prefix) *ingress {
+	g := &ingress{forward: special}
+	for _, p := range inside {
 		p = p.Masked()
 		g.inside = append(g.inside, p)
 		if p.Addr().Is4() && p.Bits() < 31 {
@@ -87,7 +87,7 @@ func (g *ingress) broadcast(a netip.Addr) bool {
 // be dropped, or false.
 func (t *Table) fromInside(p *Packet) (DropReason, bool) {
 	src, dst := p.Src.Addr(), p.Dst.Addr()
-	g := &t.ingress
+	g := t.ingress.Load()
 	switch {
 	case p.sourceRouted:
 		return DropSourceRoute, true
@@ -119,7 +119,7 @@ func (t *Table) fromOutside(p *Packet) (DropReason, bool) {
 		return DropMartianSource, true
 	case src == t.cfg.External || src == t.cfg.Internal:
 		return DropOwnAddress, true
-	case contains(t.ingress.inside, src):
+	case contains(t.ingress.Load().inside, src):
 		return DropSpoofedSource, true
 	case p.Kind == Transport && p.Proto == TCP && !validTCPFlags(p.TCPFlags):
 		return DropBadTCPFlags, true

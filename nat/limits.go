@@ -97,7 +97,7 @@ func (cs *clients) shard(a netip.Addr) *clientShard {
 // to charge, or nil and the limit it reached. A reservation the caller
 // does not turn into a flow is given back with release.
 func (t *Table) admit(a netip.Addr, p Proto, now int64) (*client, DropReason) {
-	l := &t.limits
+	l := t.limits.Load()
 	s := t.clients.shard(a)
 	s.mu.Lock()
 	c := s.m[a]
@@ -229,6 +229,7 @@ func (t *Table) refuse(d Denial, now int64) {
 // sweepClients reports refusals that waited their interval, and forgets
 // clients that hold nothing and whose bucket is full again.
 func (t *Table) sweepClients(now int64) {
+	rate := t.limits.Load().ClientRate
 	var due []Denial
 	for i := range t.clients {
 		s := &t.clients[i]
@@ -240,8 +241,8 @@ func (t *Table) sweepClients(now int64) {
 				d.Count, c.refused, c.reported = c.refused, 0, now
 				due = append(due, d)
 			}
-			c.refill(t.limits.ClientRate, now)
-			idle := c.refused == 0 && (t.limits.ClientRate < 0 || c.tokens >= float64(t.limits.ClientRate))
+			c.refill(rate, now)
+			idle := c.refused == 0 && (rate < 0 || c.tokens >= float64(rate))
 			c.mu.Unlock()
 			if idle && c.flows.Load() == 0 && c.halfOpen.Load() == 0 {
 				delete(s.m, a)

@@ -38,7 +38,7 @@ func (t *Table) droppable(f *Flow, now int64) bool {
 // reclaiming one, and reports whether there is room. A reclaimed flow is
 // appended to ended, to be reported once mu is released.
 func (t *Table) roomLocked(now int64, ended []*Flow) ([]*Flow, bool) {
-	if max := t.limits.MaxFlows; max < 0 || t.flows.Load() < int64(max) {
+	if max := t.limits.Load().MaxFlows; max < 0 || t.flows.Load() < int64(max) {
 		return ended, true
 	}
 	// Go's map iteration starts at a random place: the flows looked at

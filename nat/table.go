@@ -148,7 +148,7 @@ type Ports interface {
 // a shard.
 type Table struct {
 	cfg        Config
-	limits     Limits
+	limits     atomic.Pointer[Limits]
 	shards     [shardCount]shard
 	stripes    stripedLocks
 	clients    clients
@@ -157,7 +157,7 @@ type Table struct {
 	nexpects   atomic.Int64 // outbound expectations in expects
 	drops      [NumDropReasons]atomic.Uint64
 	earlyDrops atomic.Uint64
-	ingress    ingress
+	ingress    atomic.Pointer[ingress]
 	frags      *reassembler
 	// owners holds the port sets of the table's own address, by
 	// protoIndex: inbound packets find their mapping there without a lock.
@@ -197,15 +197,15 @@ func New(cfg Config) (*Table, error) {
 	}
 	t := &Table{
 		cfg:      cfg,
-		limits:   cfg.Limits.WithDefaults(),
 		expects:  make(map[expectKey]*Expectation),
 		binds:    make(map[*Expectation]struct{}),
 		pinholes: make(map[*mapping][]*Expectation),
 		labels:   make(map[labels]*labels),
 		alloc:    newAllocator(cfg.Rand, cfg.Ports),
-		ingress:  newIngress(&cfg),
 	}
 	t.frags = newReassembler(cfg.Fragments, &t.drops)
+	t.SetLimits(cfg.Limits)
+	t.SetIngress(cfg.InsideNetworks, cfg.SpecialDestinations)
 	for _, p := range []Proto{TCP, UDP, ICMP} {
 		t.owners[protoIndex(p)] = t.alloc.set(p, cfg.External)
 	}
@@ -220,7 +220,20 @@ func (t *Table) UserModeTCP() bool { return t.cfg.UserModeTCP }
 func (t *Table) Timeouts() Timeouts { return t.cfg.Timeouts }
 
 // Limits returns the limits in force, defaults filled in.
-func (t *Table) Limits() Limits { return t.limits }
+func (t *Table) Limits() Limits { return *t.limits.Load() }
+
+// SetLimits puts limits l in force (zero fields take their defaults), for
+// new flows: a policy reload changes them.
+func (t *Table) SetLimits(l Limits) {
+	l = l.WithDefaults()
+	t.limits.Store(&l)
+}
+
+// SetIngress sets the inside networks and the special destinations that
+// may be forwarded (see [Config]), from the next packet on.
+func (t *Table) SetIngress(inside, special []netip.Prefix) {
+	t.ingress.Store(newIngress(inside, special))
+}
 
 // Len returns the number of live flows.
 func (t *Table) Len() int { return int(t.flows.Load()) }

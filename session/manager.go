@@ -39,12 +39,6 @@ type Config struct {
 	// UserPath gives the user-mode path's sockets. Nil means there is none:
 	// grants that need it fail with ErrNotSupported.
 	UserPath UserPath
-	// ClientDials bounds the user-mode connections of one client waiting
-	// for their server to answer; beyond it the client's new ones are
-	// reset at once, so one client dialing an address that never answers
-	// cannot hold the netstack's pending connections. Zero means 128;
-	// negative, no bound.
-	ClientDials int
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
 	// FirewallLog is fwx's firewall log, where filters write the records
@@ -89,9 +83,6 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.SessionIdle <= 0 {
 		cfg.SessionIdle = 10 * time.Minute
-	}
-	if cfg.ClientDials == 0 {
-		cfg.ClientDials = 128
 	}
 	m := &Manager{cfg: cfg, sessions: make(map[netip.Addr]*Session)}
 	m.policy.Store(cfg.Policy)

@@ -117,7 +117,11 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 	filters = append(filters, c.DataFilters()...)
 	var server Conn
 	if c.Emulated() == nil {
-		if !s.startDial(m.cfg.ClientDials) {
+		// A client's connections waiting for their server are bounded
+		// (the policy's limits.client-dials), so one client dialing an
+		// address that never answers cannot hold the netstack's pending
+		// connections: beyond its share, its new ones are reset at once.
+		if !s.startDial(m.policy.Load().Options().Limits.ClientDials) {
 			m.cfg.Table.RefuseFlow(f, nat.DropClientDials, m.cfg.Clock.Now())
 			r.Reset()
 			return
