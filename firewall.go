@@ -82,8 +82,8 @@ func New(cfg Config) (*Firewall, error) {
 	fw.reject.Store(uint32(opts.Reject))
 	fw.log = newFlowLog(cfg.FirewallLog, cfg.Clock, cfg.DenialQuiet)
 	table, err := nat.New(nat.Config{
-		External:  cfg.OutsideAddr.Addr(),
-		Internal:  cfg.InsideAddr.Addr(),
+		External:  []netip.Addr{cfg.OutsideAddr.Addr()},
+		Internal:  []netip.Addr{cfg.InsideAddr.Addr()},
 		Timeouts:  opts.Timeouts,
 		Filtering: opts.Filtering,
 		Decider:   decider{fw: fw},

@@ -2,6 +2,7 @@ package nat_test
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -15,6 +16,12 @@ import (
 // from each side and a function that restores a packet's bytes, so a
 // benchmark can translate the same packets again and again.
 func established(tb testing.TB) (tab *nat.Table, outPkt, inPkt []byte) {
+	return establishedBetween(tb, client, server)
+}
+
+// establishedBetween is established for a client and a server of either
+// family.
+func establishedBetween(tb testing.TB, client, server netip.AddrPort) (tab *nat.Table, outPkt, inPkt []byte) {
 	tab, _ = newTable(tb, nat.Config{})
 	_, p := out(tab, syn(client, server), t0)
 	in(tab, lab.TCPPacket(server, p.Src, header.TCPFlagSyn|header.TCPFlagAck, 1, 1001, nil), t0)
@@ -23,9 +30,9 @@ func established(tb testing.TB) (tab *nat.Table, outPkt, inPkt []byte) {
 		lab.TCPPacket(server, p.Src, header.TCPFlagAck, 2, 1001, payload)
 }
 
-// hdrLen is the length of the IP and TCP headers of the packets above: all
-// that translation changes.
-const hdrLen = header.IPv4MinimumSize + header.TCPMinimumSize
+// hdrLen is the length of the IPv6 and TCP headers: all that translation
+// changes (an IPv4 packet's are shorter, and restoring more is harmless).
+const hdrLen = header.IPv6MinimumSize + header.TCPMinimumSize
 
 // translateBoth parses and translates a packet each way in obuf and ibuf,
 // first restoring their headers from o and i so it can run again.
@@ -45,24 +52,33 @@ func translateBoth(tab *nat.Table, o, i, obuf, ibuf []byte, now time.Time) {
 // TestNoAllocsPerPacket proves that translating a packet of an existing
 // flow allocates nothing.
 func TestNoAllocsPerPacket(t *testing.T) {
-	tab, o, i := established(t)
-	obuf, ibuf := bytes.Clone(o), bytes.Clone(i)
-	allocs := testing.AllocsPerRun(1000, func() { translateBoth(tab, o, i, obuf, ibuf, t0) })
-	if allocs != 0 {
-		t.Errorf("%v allocations per packet pair, want 0", allocs)
+	for _, ends := range [][2]netip.AddrPort{{client, server}, {client6, server6}} {
+		tab, o, i := establishedBetween(t, ends[0], ends[1])
+		obuf, ibuf := bytes.Clone(o), bytes.Clone(i)
+		allocs := testing.AllocsPerRun(1000, func() { translateBoth(tab, o, i, obuf, ibuf, t0) })
+		if allocs != 0 {
+			t.Errorf("%v: %v allocations per packet pair, want 0", ends[0].Addr(), allocs)
+		}
 	}
 }
 
 // BenchmarkTranslate measures the per-packet fast path: parse and translate
-// one 1440-byte data packet each way on an established flow (restoring the
-// 40-byte headers included).
+// one 1400-byte payload each way on an established flow (restoring the
+// headers included), for IPv4 and IPv6.
 func BenchmarkTranslate(b *testing.B) {
-	tab, o, i := established(b)
-	obuf, ibuf := bytes.Clone(o), bytes.Clone(i)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(o) + len(i)))
-	for b.Loop() {
-		translateBoth(tab, o, i, obuf, ibuf, t0)
+	for _, tt := range []struct {
+		name           string
+		client, server netip.AddrPort
+	}{{"ipv4", client, server}, {"ipv6", client6, server6}} {
+		b.Run(tt.name, func(b *testing.B) {
+			tab, o, i := establishedBetween(b, tt.client, tt.server)
+			obuf, ibuf := bytes.Clone(o), bytes.Clone(i)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(o) + len(i)))
+			for b.Loop() {
+				translateBoth(tab, o, i, obuf, ibuf, t0)
+			}
+		})
 	}
 }
 

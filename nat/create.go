@@ -17,7 +17,6 @@ import (
 // dst, creating it (and its mapping) when a pinhole or the policy allows,
 // or nil and the reason when it may not be created.
 func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, DropReason) {
-	k := keyOf(p, src, dst)
 	var e *Expectation
 	held := false
 	if t.nexpects.Load() > 0 {
@@ -62,21 +61,24 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 		return nil, why
 	}
 	t.mu.Lock()
-	if f := t.live(true, k, now); f != nil {
+	k, known := t.key(p, src, dst)
+	if f := t.live(true, k, now); known && f != nil {
 		// Another packet created the flow meanwhile.
 		t.mu.Unlock()
 		c.release(p)
 		return f, 0
 	}
-	ended = t.endExpiredLocked(k, now, ended)
-	m := t.byInside.get(p, src)
+	if known {
+		ended = t.endExpiredLocked(k, now, ended)
+	}
+	m := t.mappingOf(p, src)
 	var pinned netip.AddrPort
 	if e != nil && e.ExternalPort != 0 {
 		// A pinned source port: the mapping must be on it, and a mapping
 		// made for it takes the port over (before the claim, which may
 		// end the expectation and would free the port).
 		pinned = netip.AddrPortFrom(t.externalAddr(e), e.ExternalPort)
-		if (m != nil && m.external != endpointOf(pinned)) || (m == nil && e.portHanded) {
+		if (m != nil && t.addrPort(m.external, m.v6) != pinned) || (m == nil && e.portHanded) {
 			return fail(DropNoPort, "pinned-port-taken")
 		}
 		e.portHanded = true
@@ -95,13 +97,16 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 	}
 	switch {
 	case m == nil && pinned.IsValid():
-		m = &mapping{proto: p, inside: endpointOf(src), external: endpointOf(pinned)}
-		t.byInside.put(p, m)
+		m = t.newMappingLocked(p, src, pinned)
+		t.byInside.put(m)
 		t.addMappingLocked(m)
 	case m == nil:
-		extAddr := t.cfg.External
-		if e != nil {
-			extAddr = t.externalAddr(e)
+		extAddr, ok := t.ExternalFor(src.Addr())
+		if e != nil && e.ExternalAddr.IsValid() {
+			extAddr, ok = e.ExternalAddr, true
+		}
+		if !ok {
+			return fail(DropNoAddress, "no-external-address")
 		}
 		port, ok := t.alloc.allocate(p, extAddr, src.Port())
 		if !ok {
@@ -113,8 +118,8 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 		if !ok {
 			return fail(DropNoPort, "no-free-port")
 		}
-		m = &mapping{proto: p, inside: endpointOf(src), external: endpoint{extAddr.As4(), port}}
-		t.byInside.put(p, m)
+		m = t.newMappingLocked(p, src, netip.AddrPortFrom(extAddr, port))
+		t.byInside.put(m)
 		t.addMappingLocked(m)
 	}
 	f := t.newFlowLocked(m, fs, now)
@@ -192,7 +197,6 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (
 	}
 	fs.client = c
 
-	k := keyOf(p, dst, src)
 	var ended []*Flow
 	fail := func(why DropReason) (*Flow, DropReason) {
 		t.mu.Unlock()
@@ -201,15 +205,19 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (
 		return nil, why
 	}
 	t.mu.Lock()
-	if f := t.live(false, k, now); f != nil {
-		t.mu.Unlock()
-		c.release(p)
-		return f, 0
+	if k, known := t.key(p, dst, src); known {
+		if f := t.live(false, k, now); f != nil {
+			t.mu.Unlock()
+			c.release(p)
+			return f, 0
+		}
 	}
 	if t.owner(p, dst) != m || m.withdrawn || (e != nil && !e.admitsLocked(src, now)) {
 		return fail(DropUnsolicited) // the mapping, its publication or the pinhole ended meanwhile
 	}
-	ended = t.endExpiredLocked(flowKey{p, m.inside, endpointOf(src)}, now, ended)
+	if r, known := t.find(src); known {
+		ended = t.endExpiredLocked(flowKey{p, m.v6, m.inside, r}, now, ended)
+	}
 	var ok bool
 	if ended, ok = t.roomLocked(now, ended); !ok {
 		t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: "table-full", Reason: DropTableFull}, now)

@@ -77,6 +77,9 @@ const (
 	// DropClientDials: the client has its maximum of user-mode
 	// connections waiting for their server ([Table.RefuseFlow]).
 	DropClientDials
+	// DropNoAddress: a new flow of a family fwx has no outside address
+	// of (IPv6 with IPv4 addresses only, or the reverse).
+	DropNoAddress
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -87,7 +90,7 @@ var dropNames = [NumDropReasons]string{
 	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
 	"client-half-open", "client-rate", "unarmed", "ext-header",
-	"fragment-overlap", "fragment-limit", "fragment-timeout", "client-dials",
+	"fragment-overlap", "fragment-limit", "fragment-timeout", "client-dials", "no-address",
 }
 
 // String returns the reason's label, as in "spoofed-source".

@@ -210,6 +210,11 @@ func (t *Table) ReleasePort(p Proto, ap netip.AddrPort) {
 // ExpectOutbound installs an outbound expectation. Only one may be live per
 // client and destination at now.
 func (t *Table) ExpectOutbound(e *Expectation, now time.Time) error {
+	v6 := e.Dst.Addr().Is6()
+	if e.Client.Is6() != v6 || (e.Redirect.IsValid() && e.Redirect.Addr().Is6() != v6) ||
+		(e.ExternalAddr.IsValid() && e.ExternalAddr.Is6() != v6) {
+		return fmt.Errorf("nat: expectation for %v to %v: the families differ (fwx does not translate between IPv4 and IPv6)", e.Client, e.Dst)
+	}
 	k := expectKey{e.Proto, e.Client, e.Dst}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -234,7 +239,11 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 	if t.owner(e.Proto, e.External) != nil {
 		return fmt.Errorf("nat: %v %v: %w", e.Proto, e.External, ErrPortInUse)
 	}
-	m := &mapping{proto: e.Proto, inside: endpointOf(e.Inside), external: endpointOf(e.External), expect: e}
+	if e.Inside.IsValid() && e.Inside.Addr().Is6() != e.External.Addr().Is6() {
+		return fmt.Errorf("nat: %v %v for %v: the families differ", e.Proto, e.External, e.Inside)
+	}
+	m := t.newMappingLocked(e.Proto, e.Inside, e.External)
+	m.expect = e
 	e.mapping = m
 	t.addMappingLocked(m)
 	t.binds[e] = struct{}{}
@@ -250,9 +259,8 @@ func (t *Table) ExpectInbound(e *Expectation) error {
 // come from the very ports its peer was told to send to. The mapping
 // leaves the inside index when it ends (dropMappingLocked).
 func (t *Table) bindInsideLocked(m *mapping) {
-	inside := m.inside.addrPort()
-	if m.proto == UDP && m.expect.Inside.IsValid() && t.byInside.get(m.proto, inside) == nil {
-		t.byInside.put(m.proto, m)
+	if m.proto == UDP && m.expect.Inside.IsValid() && t.byInside.get(mapKey{m.proto, m.v6, m.inside}) == nil {
+		t.byInside.put(m)
 	}
 }
 
@@ -269,10 +277,10 @@ func (t *Table) ExpectOnMapping(e *Expectation, client netip.Addr) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m := t.owner(e.Proto, e.External)
-	if m == nil || m.static || m.expect != nil || m.inside.addr != client.As4() {
+	if m == nil || m.static || m.expect != nil || t.addrPort(m.inside, m.v6).Addr() != client {
 		return fmt.Errorf("nat: no mapping of %v on %v %v: %w", client, e.Proto, e.External, ErrPinholeGone)
 	}
-	e.Inside, e.mapping = m.inside.addrPort(), m
+	e.Inside, e.mapping = t.addrPort(m.inside, m.v6), m
 	t.pinholes[m] = append(t.pinholes[m], e)
 	mu := t.stripe(m)
 	mu.Lock()
@@ -291,7 +299,7 @@ func (t *Table) DynamicMapping(p Proto, external netip.AddrPort) (netip.AddrPort
 	if m == nil || m.static || m.expect != nil {
 		return netip.AddrPort{}, false
 	}
-	return m.inside.addrPort(), true
+	return t.addrPort(m.inside, m.v6), true
 }
 
 // admittingLocked returns the expectation of mapping m that admits a new
@@ -339,9 +347,14 @@ func (t *Table) SetExpectationInside(e *Expectation, inside netip.AddrPort) erro
 	if e.done {
 		return ErrPinholeGone
 	}
+	m := e.mapping
+	if inside.Addr().Is6() != m.v6 {
+		return fmt.Errorf("nat: %v for %v %v: the families differ", inside, e.Proto, e.External)
+	}
 	e.Inside = inside
-	e.mapping.inside = endpointOf(inside)
-	t.bindInsideLocked(e.mapping)
+	t.let(m.inside, m.v6)
+	m.inside = t.hold(inside)
+	t.bindInsideLocked(m)
 	return nil
 }
 
@@ -472,7 +485,8 @@ func (t *Table) externalAddr(e *Expectation) netip.Addr {
 	if e.ExternalAddr.IsValid() {
 		return e.ExternalAddr
 	}
-	return t.cfg.External
+	a, _ := t.ExternalFor(e.Client)
+	return a
 }
 
 // expireExpectationsLocked drops expectations whose deadline passed, and

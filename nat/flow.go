@@ -81,11 +81,15 @@ type Flow struct {
 	origin                 Direction
 	userMode               bool
 	inboundOnly            bool // a UDP flow the inside may not answer on (a bind without Bidirectional)
+	v6                     bool // the endpoints hold IPv6 handles (addr6.go)
 	labels                 *labels
 	start                  int64 // unix nanoseconds
 	mapping                *mapping
 	expect                 *Expectation // the pinhole the flow came through, if any
 	client                 *client      // whose limits the flow counts against; nil if none
+	// addrs6 holds an IPv6 flow's addresses whole (inside, target,
+	// remote, external), for its accessors.
+	addrs6 *[4][16]byte
 
 	lastSeen atomic.Int64  // unix nanoseconds of the last packet that refreshed the flow
 	tcp      tcpTracker    // TCP state, and the flow's lifecycle bits
@@ -105,20 +109,31 @@ func (f *Flow) Proto() Proto { return f.proto }
 
 // Inside returns the inside endpoint: the client of an outbound flow, the
 // server of a published one.
-func (f *Flow) Inside() netip.AddrPort { return f.inside.addrPort() }
+func (f *Flow) Inside() netip.AddrPort { return f.addr(0, f.inside) }
 
 // External returns fwx's endpoint for the flow (its mapping's).
-func (f *Flow) External() netip.AddrPort { return f.mapping.external.addrPort() }
+func (f *Flow) External() netip.AddrPort { return f.addr(3, f.mapping.external) }
 
 // Target returns the endpoint the inside host addresses: the same as
 // [Flow.Remote] except for a redirected flow (RedirectConnections), where
 // the inside host talks to an address of fwx's and the flow really goes to
 // Remote.
-func (f *Flow) Target() netip.AddrPort { return f.target.addrPort() }
+func (f *Flow) Target() netip.AddrPort { return f.addr(1, f.target) }
 
 // Remote returns the endpoint on the outside (for a hairpinned flow, the
 // other inside host's external endpoint).
-func (f *Flow) Remote() netip.AddrPort { return f.remote.addrPort() }
+func (f *Flow) Remote() netip.AddrPort { return f.addr(2, f.remote) }
+
+// addr unpacks endpoint e, the i-th of the flow's addresses.
+func (f *Flow) addr(i int, e endpoint) netip.AddrPort {
+	if f.addrs6 != nil {
+		return netip.AddrPortFrom(netip.AddrFrom16(f.addrs6[i]), e.port)
+	}
+	return e.addrPort()
+}
+
+// Is6 reports whether the flow is an IPv6 flow.
+func (f *Flow) Is6() bool { return f.v6 }
 
 // Origin returns the side that started the flow.
 func (f *Flow) Origin() Direction { return f.origin }

@@ -27,10 +27,19 @@ func FuzzTranslate(f *testing.F) {
 	// IP options: a source route (dropped) and a record route (passed).
 	f.Add(withOptions(lab.UDPPacket(client, server, nil), lsrr), false)
 	f.Add(withOptions(lab.UDPPacket(server, netip.AddrPortFrom(ext, client.Port()), nil), recordRoute), true)
+	// IPv6: a datagram, an echo, an error quoting a translated packet,
+	// extension headers.
+	f.Add(lab.UDPPacket(client6, server6, []byte("x")), false)
+	f.Add(lab.ICMPv6Echo(client6.Addr(), server6.Addr(), header.ICMPv6EchoRequest, 1, 1), false)
+	f.Add(lab.UDPPacket(server6, netip.AddrPortFrom(ext6, client6.Port()), nil), true)
+	f.Add(lab.ICMPv6Error(router6, ext6, header.ICMPv6PacketTooBig, 0, 1280, lab.UDPPacket(netip.AddrPortFrom(ext6, client6.Port()), server6, nil)), true)
+	f.Add(withExt(syn(client6, server6), hopByHop, destOpts), false)
 	f.Fuzz(func(t *testing.T, pkt []byte, inbound bool) {
 		tab, _ := newTable(t, nat.Config{Filtering: nat.EndpointIndependent})
-		// Open a flow so fuzzed inbound packets can match one.
+		// Open a flow of each family so fuzzed inbound packets can
+		// match one.
 		out(tab, lab.UDPPacket(client, server, nil), t0)
+		out(tab, lab.UDPPacket(client6, server6, nil), t0)
 		valid := lab.VerifyChecksums(pkt) == nil
 		p := nat.Parse(pkt)
 		var v nat.Verdict
@@ -47,7 +56,11 @@ func FuzzTranslate(f *testing.F) {
 		if v == nat.Reject || v == nat.Local {
 			rb := make([]byte, nat.MaxReplyLen)
 			nat.BuildRST(rb, &p)
-			nat.BuildICMPError(rb, &p, inner, nat.AdminProhibited)
+			from := inner
+			if p.Is6() {
+				from = inner6
+			}
+			nat.BuildICMPError(rb, &p, from, nat.AdminProhibited)
 		}
 	})
 }

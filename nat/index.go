@@ -81,6 +81,16 @@ func (t *Table) lookup(out bool, k flowKey, now int64) *Flow {
 	return f
 }
 
+// lookupAt is lookup by the key of protocol p and endpoints local and
+// remote.
+func (t *Table) lookupAt(out bool, p Proto, local, remote netip.AddrPort, now int64) *Flow {
+	k, ok := t.key(p, local, remote)
+	if !ok {
+		return nil
+	}
+	return t.lookup(out, k, now)
+}
+
 // live returns the flow indexed under k if it is still alive, without
 // removing an expired one.
 func (t *Table) live(out bool, k flowKey, now int64) *Flow {
@@ -129,13 +139,10 @@ type mappingShard struct {
 
 func (x *mappingIndex) slot(k mapKey) *mappingShard { return &x[k.hash()%shardCount] }
 
-func (x *mappingIndex) get(p Proto, inside netip.AddrPort) *mapping {
-	k := mapKey{p, endpointOf(inside)}
-	return x.slot(k).m[k]
-}
+func (x *mappingIndex) get(k mapKey) *mapping { return x.slot(k).m[k] }
 
-func (x *mappingIndex) put(p Proto, m *mapping) {
-	k := mapKey{p, m.inside}
+func (x *mappingIndex) put(m *mapping) {
+	k := mapKey{m.proto, m.v6, m.inside}
 	s := x.slot(k)
 	if s.m == nil {
 		s.m = make(map[mapKey]*mapping)
@@ -146,7 +153,7 @@ func (x *mappingIndex) put(p Proto, m *mapping) {
 
 // drop removes m from the index, if it is there.
 func (x *mappingIndex) drop(m *mapping) {
-	k := mapKey{m.proto, m.inside}
+	k := mapKey{m.proto, m.v6, m.inside}
 	if s := x.slot(k); s.m[k] == m {
 		delete(s.m, k)
 	}

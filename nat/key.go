@@ -3,17 +3,19 @@ package nat
 import "net/netip"
 
 // The table holds a million flows in a few hundred bytes each, so what it
-// keeps per flow is IPv4 and packed: an endpoint is 6 bytes, not the 32 of
-// a netip.AddrPort, and a flow's key is 14.
+// keeps per flow is packed: an endpoint is 6 bytes, not the 32 of a
+// netip.AddrPort, and a flow's key is 14. An IPv6 address takes the four
+// bytes of an IPv4 one as a handle (addr6.go).
 
-// endpoint is an IPv4 address and port.
+// endpoint is an IPv4 address, or the handle of an IPv6 one, and a port.
 type endpoint struct {
 	addr [4]byte
 	port uint16
 }
 
-// endpointOf packs ap; anything but an IPv4 address (an unset one) packs
-// as 0.0.0.0.
+// endpointOf packs ap, an IPv4 endpoint; anything else (an unset address)
+// packs as 0.0.0.0. IPv6 endpoints are packed by the table ([Table.hold],
+// [Table.find]).
 func endpointOf(ap netip.AddrPort) endpoint {
 	a := ap.Addr().Unmap()
 	if !a.Is4() {
@@ -27,14 +29,12 @@ func (e endpoint) addrPort() netip.AddrPort {
 }
 
 // flowKey identifies a flow from one side: local is the inside endpoint in
-// the out index and the external endpoint in the in index.
+// the out index and the external endpoint in the in index. v6 says its
+// endpoints hold IPv6 handles.
 type flowKey struct {
 	proto         Proto
+	v6            bool
 	local, remote endpoint
-}
-
-func keyOf(p Proto, local, remote netip.AddrPort) flowKey {
-	return flowKey{p, endpointOf(local), endpointOf(remote)}
 }
 
 // hash mixes a flow key into a shard index: a multiplicative hash over
@@ -42,7 +42,7 @@ func keyOf(p Proto, local, remote netip.AddrPort) flowKey {
 func (k *flowKey) hash() uint32 {
 	a := uint64(k.local.addr[0])<<24 | uint64(k.local.addr[1])<<16 | uint64(k.local.addr[2])<<8 | uint64(k.local.addr[3])
 	b := uint64(k.remote.addr[0])<<24 | uint64(k.remote.addr[1])<<16 | uint64(k.remote.addr[2])<<8 | uint64(k.remote.addr[3])
-	h := uint64(k.proto)
+	h := uint64(k.proto) | uint64(b2i(k.v6))<<8
 	h = h*0x9e3779b97f4a7c15 + a
 	h = h*0x9e3779b97f4a7c15 + b
 	h = h*0x9e3779b97f4a7c15 + uint64(k.local.port)<<16 | uint64(k.remote.port)
@@ -55,10 +55,18 @@ func (k *flowKey) hash() uint32 {
 // mapKey identifies a mapping by its inside endpoint.
 type mapKey struct {
 	proto Proto
+	v6    bool
 	ep    endpoint
 }
 
 func (k mapKey) hash() uint32 {
-	f := flowKey{proto: k.proto, local: k.ep}
+	f := flowKey{proto: k.proto, v6: k.v6, local: k.ep}
 	return f.hash()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -33,9 +33,10 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 	}
 	f := &Flow{
 		proto:       m.proto,
-		inside:      m.inside,
-		target:      endpointOf(fs.target),
-		remote:      endpointOf(fs.remote),
+		v6:          m.v6,
+		inside:      t.again(m.inside, m.v6),
+		target:      t.hold(fs.target),
+		remote:      t.hold(fs.remote),
 		origin:      fs.origin,
 		labels:      t.internLocked(labels{fs.rule, fs.protocol, fs.filter}),
 		userMode:    fs.userMode,
@@ -44,6 +45,14 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 		inboundOnly: fs.inboundOnly,
 		expect:      fs.expect,
 		client:      fs.client,
+	}
+	if m.v6 {
+		// Kept whole, so the flow tells its endpoints after its handles
+		// are given back.
+		f.addrs6 = &[4][16]byte{
+			t.addrPort(m.inside, true).Addr().As16(), fs.target.Addr().As16(),
+			fs.remote.Addr().As16(), t.addrPort(m.external, true).Addr().As16(),
+		}
 	}
 	f.lastSeen.Store(now)
 	if e := fs.expect; e != nil {
@@ -54,8 +63,8 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 		e.track(f) // on a bind's port: the bind's too
 	}
 	t.addFlowLocked(m, f)
-	t.index(true, flowKey{m.proto, m.inside, f.target}, f)
-	t.index(false, flowKey{m.proto, m.external, f.remote}, f)
+	t.index(true, flowKey{m.proto, m.v6, m.inside, f.target}, f)
+	t.index(false, flowKey{m.proto, m.v6, m.external, f.remote}, f)
 	t.flows.Add(1)
 	return f
 }
@@ -126,8 +135,8 @@ func (t *Table) removeLocked(f *Flow) bool {
 	}
 	t.moved(f, old, next, 0) // only its client's charges: a removal reports nothing by itself
 	m := f.mapping
-	t.unindex(true, flowKey{f.proto, f.inside, f.target}, f)
-	t.unindex(false, flowKey{f.proto, m.external, f.remote}, f)
+	t.unindex(true, flowKey{f.proto, f.v6, f.inside, f.target}, f)
+	t.unindex(false, flowKey{f.proto, f.v6, m.external, f.remote}, f)
 	t.flows.Add(-1)
 	if e := m.expect; e != nil {
 		delete(e.flowSet, f)
@@ -142,6 +151,9 @@ func (t *Table) removeLocked(f *Flow) bool {
 	if t.removeFlowLocked(m, f) {
 		t.dropMappingLocked(m)
 	}
+	t.let(f.inside, f.v6)
+	t.let(f.target, f.v6)
+	t.let(f.remote, f.v6)
 	return true
 }
 
@@ -152,17 +164,20 @@ func (t *Table) dropMappingLocked(m *mapping) {
 		return
 	}
 	t.byInside.drop(m)
-	s := t.alloc.set(m.proto, netip.AddrFrom4(m.external.addr))
-	if s.owner[m.external.port].CompareAndSwap(m, nil) {
+	ext := t.addrPort(m.external, m.v6)
+	if t.alloc.set(m.proto, ext.Addr()).owner[ext.Port()].CompareAndSwap(m, nil) {
 		t.nmappings.Add(-1)
-		t.alloc.release(m.proto, m.external.addrPort())
+		t.alloc.release(m.proto, ext)
+		t.let(m.inside, m.v6)
+		t.let(m.external, m.v6)
 	}
 }
 
 // addMappingLocked indexes mapping m by its external endpoint, whose port
 // the caller took.
 func (t *Table) addMappingLocked(m *mapping) {
-	t.alloc.set(m.proto, netip.AddrFrom4(m.external.addr)).owner[m.external.port].Store(m)
+	ext := t.addrPort(m.external, m.v6)
+	t.alloc.set(m.proto, ext.Addr()).owner[ext.Port()].Store(m)
 	t.nmappings.Add(1)
 }
 
@@ -177,6 +192,7 @@ const sweepChunk = 256
 // holds a lock for long, so forwarding goes on meanwhile.
 func (t *Table) Expire(now time.Time) int {
 	n := now.UnixNano()
+	t.dict.recycle()
 	t.mu.Lock()
 	lapsed := t.expireExpectationsLocked(n)
 	t.mu.Unlock()

@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -87,9 +88,9 @@ type clientShard struct {
 }
 
 func (cs *clients) shard(a netip.Addr) *clientShard {
-	b := a.As4()
-	h := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) * 0x9e3779b1
-	return &cs[h>>26]
+	b := a.As16()
+	h := mix64(binary.BigEndian.Uint64(b[:8]) ^ binary.BigEndian.Uint64(b[8:]))
+	return &cs[h>>58]
 }
 
 // admit reserves a new flow of protocol p for client a at now: a flow, a

@@ -23,7 +23,10 @@ type mapping struct {
 	withdrawn bool
 	// pinned says pinholes were put on the mapping (ExpectOnMapping):
 	// new inbound flows are decided under Table.mu.
-	pinned   bool
+	pinned bool
+	// v6 says the endpoints hold IPv6 handles, each holding a reference
+	// (see addr6.go), given back when the mapping is dropped.
+	v6       bool
 	inside   endpoint // changes (SetExpectationInside) only under Table.mu
 	external endpoint
 
@@ -117,6 +120,11 @@ func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) (bool, string)
 	if t.cfg.Filtering == AddressAndPortDependent {
 		return false, "" // only an existing flow's own endpoint gets in
 	}
+	// An IPv6 address nothing holds has no handle: no flow goes there.
+	packed, known := t.find(src)
+	if !known && t.cfg.Filtering != EndpointIndependent {
+		return false, ""
+	}
 	mu := t.stripe(m)
 	mu.Lock()
 	defer mu.Unlock()
@@ -127,11 +135,11 @@ func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) (bool, string)
 	switch {
 	case m.remotes == nil:
 		f := m.one
-		ok = t.alive(f, now) && (t.cfg.Filtering == EndpointIndependent || f.remote.addr == src.Addr().As4())
+		ok = t.alive(f, now) && (t.cfg.Filtering == EndpointIndependent || f.remote.addr == packed.addr)
 	case t.cfg.Filtering == EndpointIndependent:
 		ok = true
 	default:
-		ok = m.remotes[src.Addr().As4()] > 0
+		ok = m.remotes[packed.addr] > 0
 	}
 	if !ok {
 		return false, ""
@@ -143,4 +151,20 @@ func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) (bool, string)
 // out at now.
 func (t *Table) alive(f *Flow, now int64) bool {
 	return !f.Removed() && !f.expired(now, &t.cfg.Timeouts)
+}
+
+// newMappingLocked makes a mapping of inside to external for protocol p,
+// holding their addresses. The caller indexes it.
+func (t *Table) newMappingLocked(p Proto, inside, external netip.AddrPort) *mapping {
+	return &mapping{proto: p, v6: external.Addr().Is6(), inside: t.hold(inside), external: t.hold(external)}
+}
+
+// mappingOf returns the mapping of protocol p whose inside endpoint is
+// inside, or nil. The caller holds mu.
+func (t *Table) mappingOf(p Proto, inside netip.AddrPort) *mapping {
+	e, ok := t.find(inside)
+	if !ok {
+		return nil
+	}
+	return t.byInside.get(mapKey{p, inside.Addr().Is6(), e})
 }

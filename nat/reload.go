@@ -14,12 +14,13 @@ import (
 // last one.
 func (t *Table) Unpublish(p Proto, external, server netip.AddrPort) error {
 	if !external.Addr().IsValid() {
-		external = netip.AddrPortFrom(t.cfg.External, external.Port())
+		a, _ := t.firstExternal(server.Addr().Is6())
+		external = netip.AddrPortFrom(a, external.Port())
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m := t.owner(p, external)
-	if m == nil || !m.static || m.inside != endpointOf(server) {
+	if m == nil || !m.static || t.addrPort(m.inside, m.v6) != server {
 		return fmt.Errorf("nat: unpublish %v %v: %v is not published there", p, external, server)
 	}
 	t.setKindLocked(m, false, true)

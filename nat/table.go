@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,12 +81,15 @@ type Observer interface {
 
 // Config configures a [Table].
 type Config struct {
-	// External is fwx's address on the outside: the SecureNAT source
-	// address. Required.
-	External netip.Addr
-	// Internal is fwx's own address on the inside, if any; packets to it
-	// are handed back to the caller as [Local].
-	Internal netip.Addr
+	// External lists fwx's addresses on the outside, IPv4 and IPv6: the
+	// SecureNAT source addresses. A client's mappings of one family all
+	// take the same one (paired pooling, RFC 4787 REQ-2; see
+	// [Table.ExternalFor]). At least one is required; a packet of a family
+	// with none is not translated.
+	External []netip.Addr
+	// Internal lists fwx's own addresses on the inside, if any; packets to
+	// them are handed back to the caller as [Local].
+	Internal []netip.Addr
 	// Timeouts are the flow timers; zero fields take their defaults.
 	Timeouts Timeouts
 	// Filtering is the filtering behaviour of dynamic mappings. The zero
@@ -159,9 +163,16 @@ type Table struct {
 	earlyDrops atomic.Uint64
 	ingress    atomic.Pointer[ingress]
 	frags      *reassembler
-	// owners holds the port sets of the table's own address, by
-	// protoIndex: inbound packets find their mapping there without a lock.
-	owners [3]*portSet
+	// own holds the port sets of the table's external addresses, by
+	// protoIndex: inbound packets find their mapping there without a
+	// lock. It is not changed after New.
+	own map[netip.Addr]*[3]*portSet
+	// pool4 and pool6 are the external addresses of each family.
+	pool4, pool6 []netip.Addr
+	// pairKey keys the hash that pairs a client with its external
+	// address, so outsiders cannot tell which clients share one.
+	pairKey uint64
+	dict    dict // IPv6 addresses held by mappings and flows
 
 	mu       sync.Mutex
 	byInside mappingIndex                // mappings by inside endpoint
@@ -185,8 +196,13 @@ func protoIndex(p Proto) int {
 
 // New returns an empty table.
 func New(cfg Config) (*Table, error) {
-	if !cfg.External.Is4() {
-		return nil, fmt.Errorf("nat: external address %v is not an IPv4 address", cfg.External)
+	if len(cfg.External) == 0 {
+		return nil, errors.New("nat: no external address")
+	}
+	for _, a := range append(slices.Clone(cfg.External), cfg.Internal...) {
+		if !a.IsValid() || a.Is4In6() || a.Zone() != "" || special(a) {
+			return nil, fmt.Errorf("nat: %v is not a unicast address fwx can own", a)
+		}
 	}
 	cfg.Timeouts = cfg.Timeouts.WithDefaults()
 	if cfg.Decider == nil {
@@ -206,9 +222,24 @@ func New(cfg Config) (*Table, error) {
 	t.frags = newReassembler(cfg.Fragments, &t.drops)
 	t.SetLimits(cfg.Limits)
 	t.SetIngress(cfg.InsideNetworks, cfg.SpecialDestinations)
-	for _, p := range []Proto{TCP, UDP, ICMP} {
-		t.owners[protoIndex(p)] = t.alloc.set(p, cfg.External)
+	t.own = make(map[netip.Addr]*[3]*portSet, len(cfg.External))
+	for _, a := range cfg.External {
+		if t.own[a] != nil {
+			return nil, fmt.Errorf("nat: external address %v given twice", a)
+		}
+		var sets [3]*portSet
+		for _, p := range []Proto{TCP, UDP, ICMP} {
+			sets[protoIndex(p)] = t.alloc.set(p, a)
+		}
+		t.own[a] = &sets
+		if a.Is4() {
+			t.pool4 = append(t.pool4, a)
+		} else {
+			t.pool6 = append(t.pool6, a)
+			t.dict.hold(a.As16()) // for as long as the table lives
+		}
 	}
+	t.pairKey = cfg.Rand.Uint64()
 	return t, nil
 }
 
@@ -244,12 +275,19 @@ func (t *Table) Len() int { return int(t.flows.Load()) }
 // external. The external port is reserved for as long as the table lives.
 func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	if !external.Addr().IsValid() {
-		external = netip.AddrPortFrom(t.cfg.External, external.Port())
+		a, ok := t.firstExternal(server.Addr().Is6())
+		if !ok {
+			return fmt.Errorf("nat: publish %v %v: no external address of its family", p, server)
+		}
+		external = netip.AddrPortFrom(a, external.Port())
+	}
+	if !t.IsExternal(external.Addr()) || external.Addr().Is6() != server.Addr().Is6() {
+		return fmt.Errorf("nat: publish %v %v on %v: not an external address of its family", p, server, external)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if m := t.byInside.get(p, server); m != nil {
-		if m.withdrawn && m.external == endpointOf(external) {
+	if m := t.mappingOf(p, server); m != nil {
+		if m.withdrawn && t.addrPort(m.external, m.v6) == external {
 			// Published again before its last flow ended (a reload
 			// undone): the mapping is the publication's again.
 			t.setKindLocked(m, true, false)
@@ -260,8 +298,9 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	if err := t.alloc.reserve(p, external); err != nil {
 		return fmt.Errorf("nat: publish %v %v: %w", p, external, err)
 	}
-	m := &mapping{proto: p, inside: endpointOf(server), external: endpointOf(external), static: true}
-	t.byInside.put(p, m)
+	m := t.newMappingLocked(p, server, external)
+	m.static = true
+	t.byInside.put(m)
 	t.addMappingLocked(m)
 	return nil
 }
@@ -271,8 +310,8 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 // caller holds mu.
 func (t *Table) owner(p Proto, ep netip.AddrPort) *mapping {
 	var s *portSet
-	if ep.Addr() == t.cfg.External {
-		s = t.owners[protoIndex(p)]
+	if sets := t.own[ep.Addr()]; sets != nil {
+		s = sets[protoIndex(p)]
 	} else if s = t.alloc.sets[portSpace{p, ep.Addr()}]; s == nil {
 		return nil
 	}
@@ -294,13 +333,21 @@ func (allowOutbound) Inbound(Proto, netip.AddrPort, netip.AddrPort) Decision {
 // src to dst belongs to, or nil. The user-mode path uses it to learn where
 // an intercepted connection really goes.
 func (t *Table) LookupOutbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
-	return t.live(true, keyOf(p, src, dst), now.UnixNano())
+	k, ok := t.key(p, src, dst)
+	if !ok {
+		return nil
+	}
+	return t.live(true, k, now.UnixNano())
 }
 
 // LookupInbound returns the live flow a packet from the outside endpoint
 // src to the external endpoint dst belongs to, or nil.
 func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
-	return t.live(false, keyOf(p, dst, src), now.UnixNano())
+	k, ok := t.key(p, dst, src)
+	if !ok {
+		return nil
+	}
+	return t.live(false, k, now.UnixNano())
 }
 
 // Admit decides a new connection from src on the outside to the external
@@ -310,8 +357,10 @@ func (t *Table) LookupInbound(p Proto, src, dst netip.AddrPort, now time.Time) *
 // logged as one. It returns the connection's flow, or nil.
 func (t *Table) Admit(p Proto, src, dst netip.AddrPort, now time.Time) *Flow {
 	n := now.UnixNano()
-	if f := t.lookup(false, keyOf(p, dst, src), n); f != nil {
-		return f
+	if k, ok := t.key(p, dst, src); ok {
+		if f := t.lookup(false, k, n); f != nil {
+			return f
+		}
 	}
 	f, why := t.inbound(p, src, dst, true, n)
 	if f == nil {

@@ -68,12 +68,12 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		}
 	}
 	dst := p.Dst.Addr()
-	f := t.lookup(true, keyOf(p.Proto, p.Src, p.Dst), n)
+	f := t.lookupAt(true, p.Proto, p.Src, p.Dst, n)
 	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
 		f = t.reopen(f, Outbound, n)
 	}
 	if f == nil {
-		if (dst == t.cfg.Internal || (dst == t.cfg.External && p.Kind == Query)) && !t.hasExpectation(p, n) {
+		if (t.IsInternal(dst) || (t.IsExternal(dst) && p.Kind == Query)) && !t.hasExpectation(p, n) {
 			return Local
 		}
 		// Only a SYN opens a TCP flow; anything else is stale or forged.
@@ -109,7 +109,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	if f.target != f.remote {
 		p.SetDestination(f.Remote())
 	}
-	if p.Dst.Addr() == t.cfg.External {
+	if t.IsExternal(p.Dst.Addr()) {
 		// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet, now
 		// from the sender's external endpoint, arrives at the receiver's
 		// mapping as if from the outside.
@@ -162,7 +162,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	if why, bad := t.fromOutside(p); bad {
 		return t.refuseIngress(p, Inbound, why, n)
 	}
-	if p.Dst.Addr() != t.cfg.External {
+	if !t.IsExternal(p.Dst.Addr()) {
 		// Addressed past fwx, to an inside host or elsewhere: nothing
 		// reaches the inside unasked. Logged like any unsolicited flow.
 		if p.Kind == Transport && (p.Proto != TCP || p.opens()) {
@@ -182,7 +182,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 }
 
 func (t *Table) translateInbound(p *Packet, n int64) Verdict {
-	f := t.lookup(false, keyOf(p.Proto, p.Dst, p.Src), n)
+	f := t.lookupAt(false, p.Proto, p.Dst, p.Src, n)
 	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {
 		f = t.reopen(f, Inbound, n)
 	}
@@ -216,7 +216,7 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 // not refresh the flow (RFC 5508 REQ-6) and never ends it (RFC 5382 REQ-10).
 func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
-	f := t.lookup(false, keyOf(q.Proto, q.Src, q.Dst), n)
+	f := t.lookupAt(false, q.Proto, q.Src, q.Dst, n)
 	switch {
 	case f == nil:
 		return t.drop(DropStale)
@@ -239,7 +239,7 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 // errors it does not refresh the flow (RFC 7857 section 2.3).
 func (t *Table) outboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
-	f := t.lookup(true, keyOf(q.Proto, q.Dst, q.Src), n)
+	f := t.lookupAt(true, q.Proto, q.Dst, q.Src, n)
 	switch {
 	case f == nil || f.userMode:
 		return t.drop(DropStale)

@@ -55,8 +55,10 @@ func (r *recorder) FlowEnded(f *nat.Flow, at time.Time) {
 func newTable(tb testing.TB, cfg nat.Config) (*nat.Table, *recorder) {
 	tb.Helper()
 	rec := &recorder{}
-	cfg.External = ext
-	cfg.Internal = inner
+	if cfg.External == nil {
+		cfg.External = []netip.Addr{ext, ext6}
+	}
+	cfg.Internal = []netip.Addr{inner, inner6}
 	if cfg.Observer == nil {
 		cfg.Observer = rec
 	}
