@@ -22,7 +22,9 @@ type Clock interface {
 
 // Config configures a [Firewall]. Inside, InsideAddr and an outside are
 // required: Outside and OutsideAddr (router mode), or Host (host mode);
-// every other field has a useful zero value.
+// every other field has a useful zero value. Addresses may be IPv4 or
+// IPv6: fwx carries a family between an inside and an outside address of
+// it (dual stack: one of each on each side).
 type Config struct {
 	// Inside is the device whose traffic fwx's clients send: every packet
 	// read from it comes from a SecureNAT client.
@@ -33,11 +35,20 @@ type Config struct {
 	// external side (host mode): flows leave from host sockets, and
 	// OutsideAddr, if unset, is the address they bind to.
 	Host *hostnet.Host
-	// InsideAddr is fwx's own address on the inside, the clients' gateway.
+	// InsideAddr is fwx's own address on the inside, the clients'
+	// gateway, with the inside network's prefix length.
 	InsideAddr netip.Prefix
+	// InsideAddrs are more of fwx's inside addresses: for dual stack the
+	// other family's, or the gateways of further inside networks.
+	InsideAddrs []netip.Prefix
 	// OutsideAddr is fwx's address on the outside, the source address of
 	// translated traffic.
 	OutsideAddr netip.Prefix
+	// OutsideAddrs are more outside addresses: for dual stack the other
+	// family's, and more of either to make a pool. The mappings of one
+	// client and family all leave from one address of the pool (paired
+	// pooling, RFC 4787 REQ-2); a publication may name any.
+	OutsideAddrs []netip.Prefix
 
 	// Policy decides which flows may pass. Nil means [policy.Default]: the
 	// inside may go out on anything; nothing unsolicited comes in.
@@ -89,19 +100,57 @@ func (c Config) validate() error {
 	case c.Outside == nil:
 		errs = append(errs, errors.New("no outside device"))
 	}
-	if !c.InsideAddr.Addr().Is4() {
-		errs = append(errs, fmt.Errorf("inside address %v: not an IPv4 prefix", c.InsideAddr))
+	if !c.InsideAddr.IsValid() {
+		errs = append(errs, errors.New("no inside address"))
 	}
-	if c.Host == nil && !c.OutsideAddr.Addr().Is4() {
-		errs = append(errs, fmt.Errorf("outside address %v: not an IPv4 prefix", c.OutsideAddr))
+	if c.Host == nil && !c.OutsideAddr.IsValid() {
+		errs = append(errs, errors.New("no outside address"))
 	}
-	if c.InsideAddr.IsValid() && c.InsideAddr.Addr() == c.OutsideAddr.Addr() {
-		errs = append(errs, errors.New("inside and outside addresses are the same"))
+	seen := map[netip.Addr]string{}
+	for _, side := range []struct {
+		name  string
+		addrs []netip.Prefix
+	}{{"inside", c.insideAddrs()}, {"outside", c.outsideAddrs()}} {
+		for _, p := range side.addrs {
+			a := p.Addr()
+			switch {
+			case !p.IsValid() || a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast():
+				errs = append(errs, fmt.Errorf("%s address %v: not a unicast address fwx can own", side.name, p))
+			case seen[a] == side.name:
+				errs = append(errs, fmt.Errorf("%s address %v given twice", side.name, a))
+			case seen[a] != "":
+				errs = append(errs, fmt.Errorf("address %v both inside and outside", a))
+			}
+			seen[a] = side.name
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("fwx: config: %w", err)
 	}
 	return nil
+}
+
+// insideAddrs returns fwx's inside addresses, InsideAddr first.
+func (c *Config) insideAddrs() []netip.Prefix {
+	return append([]netip.Prefix{c.InsideAddr}, c.InsideAddrs...)
+}
+
+// outsideAddrs returns fwx's outside addresses, OutsideAddr first; none
+// in host mode before New picked the host's.
+func (c *Config) outsideAddrs() []netip.Prefix {
+	if !c.OutsideAddr.IsValid() {
+		return c.OutsideAddrs
+	}
+	return append([]netip.Prefix{c.OutsideAddr}, c.OutsideAddrs...)
+}
+
+// addrs returns the addresses of ps.
+func addrs(ps []netip.Prefix) []netip.Addr {
+	as := make([]netip.Addr, len(ps))
+	for i, p := range ps {
+		as[i] = p.Addr()
+	}
+	return as
 }
 
 type systemClock struct{}

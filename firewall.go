@@ -82,8 +82,8 @@ func New(cfg Config) (*Firewall, error) {
 	fw.reject.Store(uint32(opts.Reject))
 	fw.log = newFlowLog(cfg.FirewallLog, cfg.Clock, cfg.DenialQuiet)
 	table, err := nat.New(nat.Config{
-		External:  []netip.Addr{cfg.OutsideAddr.Addr()},
-		Internal:  []netip.Addr{cfg.InsideAddr.Addr()},
+		External:  addrs(cfg.outsideAddrs()),
+		Internal:  addrs(cfg.insideAddrs()),
 		Timeouts:  opts.Timeouts,
 		Filtering: opts.Filtering,
 		Decider:   decider{fw: fw},
@@ -108,8 +108,6 @@ func New(cfg Config) (*Firewall, error) {
 		UserPath:       fw.user,
 		Table:          table,
 		Policy:         cfg.Policy,
-		External:       cfg.OutsideAddr.Addr(),
-		Internal:       cfg.InsideAddr.Addr(),
 		Clock:          cfg.Clock,
 		PinholeTimeout: cfg.PinholeTimeout,
 		Log:            cfg.Log,
@@ -131,10 +129,14 @@ func New(cfg Config) (*Firewall, error) {
 	return fw, nil
 }
 
-// insideNetworks returns the networks of the inside: the inside address's,
-// and those the policy's options add.
+// insideNetworks returns the networks of the inside: the inside
+// addresses', and those the policy's options add.
 func insideNetworks(cfg Config, opts policy.Options) []netip.Prefix {
-	return append([]netip.Prefix{cfg.InsideAddr.Masked()}, opts.InsideNetworks...)
+	var nets []netip.Prefix
+	for _, p := range cfg.insideAddrs() {
+		nets = append(nets, p.Masked())
+	}
+	return append(nets, opts.InsideNetworks...)
 }
 
 // hostPorts returns the host as the table's port holder, or nil (a nil
@@ -185,6 +187,12 @@ func (fw *Firewall) addFilters(pol *policy.Policy) error {
 // Session returns the filter SDK session of a SecureNAT client address,
 // creating it (ISA's GetClientSession); nil once the firewall has stopped.
 func (fw *Firewall) Session(client netip.Addr) *session.Session { return fw.sessions.Session(client) }
+
+// OutsideAddrs returns fwx's addresses on the outside, OutsideAddr first.
+func (fw *Firewall) OutsideAddrs() []netip.Prefix { return fw.cfg.outsideAddrs() }
+
+// InsideAddrs returns fwx's addresses on the inside, InsideAddr first.
+func (fw *Firewall) InsideAddrs() []netip.Prefix { return fw.cfg.insideAddrs() }
 
 // OutsideAddr returns fwx's address on the outside, the source address of
 // translated flows (in host mode, the host address its sockets bind to).
@@ -300,3 +308,8 @@ func (fw *Firewall) Expire() int {
 	fw.log.flush(now, false)
 	return n
 }
+
+// ExternalFor returns the outside address client's flows leave from: the
+// one of its family it is paired with (RFC 4787 REQ-2), and false when fwx
+// has none of that family.
+func (fw *Firewall) ExternalFor(client netip.Addr) (netip.Addr, bool) { return fw.table.ExternalFor(client) }

@@ -312,9 +312,14 @@ func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
 // packet going out came from) or the outside, of the family of IPv6 (v6)
 // or IPv4, and false when fwx has none there.
 func (fw *Firewall) ownAddr(out, v6 bool) (netip.Addr, bool) {
-	a := fw.cfg.OutsideAddr.Addr()
+	ps := fw.cfg.outsideAddrs()
 	if out {
-		a = fw.cfg.InsideAddr.Addr()
+		ps = fw.cfg.insideAddrs()
 	}
-	return a, a.IsValid() && a.Is6() == v6
+	for _, p := range ps {
+		if p.Addr().Is6() == v6 {
+			return p.Addr(), true
+		}
+	}
+	return netip.Addr{}, false
 }

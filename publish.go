@@ -15,21 +15,40 @@ import (
 
 // publish puts pub into effect.
 func (fw *Firewall) publish(pub policy.Publication) error {
-	out := fw.cfg.OutsideAddr.Addr()
-	listen := pub.Listen
-	if listen.Addr().IsValid() && listen.Addr() != out {
-		return fmt.Errorf("fwx: publish %q: %v is not fwx's outside address %v", pub.Name, listen.Addr(), out)
+	listen, err := fw.listenAddr(pub)
+	if err != nil {
+		return err
 	}
 	if err := fw.table.Publish(natProto(pub.Transport), listen, pub.Server); err != nil {
 		return fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
 	}
 	if fw.userModePublication(pub) {
-		if err := fw.user.publish(pub, netip.AddrPortFrom(out, listen.Port())); err != nil {
+		if err := fw.user.publish(pub, listen); err != nil {
 			fw.table.Unpublish(natProto(pub.Transport), listen, pub.Server)
 			return err
 		}
 	}
 	return nil
+}
+
+// listenAddr returns where publication pub listens: the address it names,
+// which must be one of fwx's outside addresses of the server's family, or
+// the first of those.
+func (fw *Firewall) listenAddr(pub policy.Publication) (netip.AddrPort, error) {
+	a := pub.Listen.Addr()
+	v6 := pub.Server.Addr().Is6()
+	if !a.IsValid() {
+		for _, p := range fw.cfg.outsideAddrs() {
+			if p.Addr().Is6() == v6 {
+				return netip.AddrPortFrom(p.Addr(), pub.Listen.Port()), nil
+			}
+		}
+		return netip.AddrPort{}, fmt.Errorf("fwx: publish %q: fwx has no outside address of the family of %v", pub.Name, pub.Server.Addr())
+	}
+	if !fw.table.IsExternal(a) || a.Is6() != v6 {
+		return netip.AddrPort{}, fmt.Errorf("fwx: publish %q: %v is not one of fwx's outside addresses of the family of %v", pub.Name, a, pub.Server.Addr())
+	}
+	return pub.Listen, nil
 }
 
 // unpublish withdraws pub: no new connection comes in through it; those
@@ -38,7 +57,9 @@ func (fw *Firewall) unpublish(pub policy.Publication) {
 	if fw.userModePublication(pub) {
 		fw.user.unpublish(pub.Name)
 	}
-	fw.table.Unpublish(natProto(pub.Transport), pub.Listen, pub.Server)
+	if listen, err := fw.listenAddr(pub); err == nil {
+		fw.table.Unpublish(natProto(pub.Transport), listen, pub.Server)
+	}
 }
 
 // userModePublication reports whether pub's connections are accepted on

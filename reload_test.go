@@ -262,7 +262,7 @@ rules:
   - {name: none, action: deny, from: [internal], to: [any], protocols: [any]}
 publish:
   - {name: elsewhere, protocol: in, listen: "192.0.2.1:9001", server: "10.0.0.3:9001"}
-`, "192.0.2.1 is not fwx's outside address", nil},
+`, "192.0.2.1 is not one of fwx's outside addresses", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

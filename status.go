@@ -15,13 +15,17 @@ import (
 // totals. Taking one reads the flow table shard by shard, as a lookup
 // does: forwarding never waits for it.
 type Status struct {
-	Time        time.Time       `json:"time"`
-	Started     time.Time       `json:"started"`
-	InsideAddr  netip.Prefix    `json:"inside_addr"`
-	OutsideAddr netip.Prefix    `json:"outside_addr"`
-	Flows       []FlowStatus    `json:"flows"`
-	Sessions    []SessionStatus `json:"sessions"`
-	Totals      Totals          `json:"totals"`
+	Time        time.Time    `json:"time"`
+	Started     time.Time    `json:"started"`
+	InsideAddr  netip.Prefix `json:"inside_addr"`
+	OutsideAddr netip.Prefix `json:"outside_addr"`
+	// InsideAddrs and OutsideAddrs are all of fwx's addresses on each
+	// side, the two above first.
+	InsideAddrs  []netip.Prefix  `json:"inside_addrs"`
+	OutsideAddrs []netip.Prefix  `json:"outside_addrs"`
+	Flows        []FlowStatus    `json:"flows"`
+	Sessions     []SessionStatus `json:"sessions"`
+	Totals       Totals          `json:"totals"`
 }
 
 // SessionStatus is what a filter SDK session holds.
@@ -132,7 +136,8 @@ func (sf StatusFilter) match(fs *FlowStatus) bool {
 // by start, and every session and total.
 func (fw *Firewall) Status(sf StatusFilter) Status {
 	now := fw.clock.Now()
-	st := Status{Time: now, Started: fw.started, InsideAddr: fw.cfg.InsideAddr, OutsideAddr: fw.cfg.OutsideAddr}
+	st := Status{Time: now, Started: fw.started, InsideAddr: fw.cfg.InsideAddr, OutsideAddr: fw.cfg.OutsideAddr,
+		InsideAddrs: fw.cfg.insideAddrs(), OutsideAddrs: fw.cfg.outsideAddrs()}
 	st.Totals = fw.totals(func(f *nat.Flow) {
 		fs := flowStatus(f, now)
 		if sf.match(&fs) {
@@ -217,7 +222,9 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 		if ports[p] == nil {
 			ports[p] = map[netip.AddrPort]bool{}
 		}
-		ports[p][netip.AddrPortFrom(fw.cfg.OutsideAddr.Addr(), pub.Listen.Port())] = true
+		if listen, err := fw.listenAddr(pub); err == nil {
+			ports[p][listen] = true
+		}
 	}
 	for _, p := range []nat.Proto{nat.TCP, nat.UDP, nat.ICMP} {
 		size := 65535 // ports 1 to 65535

@@ -18,7 +18,13 @@ import (
 // echoTCP serves a TCP echo on h:port and reports each client's address.
 func echoTCP(t testing.TB, h *lab.Host, port uint16) <-chan netip.AddrPort {
 	t.Helper()
-	ln, err := h.ListenTCP(port)
+	return echoTCPOn(t, h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+}
+
+// echoTCPOn is echoTCP on addr, of either family.
+func echoTCPOn(t testing.TB, h *lab.Host, addr netip.AddrPort) <-chan netip.AddrPort {
+	t.Helper()
+	ln, err := h.ListenTCPOn(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +57,13 @@ func echoTCP(t testing.TB, h *lab.Host, port uint16) <-chan netip.AddrPort {
 // echoUDP serves a UDP echo on h:port and reports each datagram's source.
 func echoUDP(t *testing.T, h *lab.Host, port uint16) <-chan netip.AddrPort {
 	t.Helper()
-	c, err := h.ListenUDP(port)
+	return echoUDPOn(t, h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+}
+
+// echoUDPOn is echoUDP on addr, of either family.
+func echoUDPOn(t *testing.T, h *lab.Host, addr netip.AddrPort) <-chan netip.AddrPort {
+	t.Helper()
+	c, err := h.ListenUDPOn(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 		return u, nil
 	}
 	u.outside, err = netstack.New(netstack.Options{
-		Addrs:        []netip.Addr{fw.cfg.OutsideAddr.Addr()},
+		Addrs:        addrs(fw.cfg.outsideAddrs()),
 		GSO:          isVnet(fw.cfg.Outside),
 		MTU:          mtu(fw.cfg.Outside),
 		Output:       func(pkts [][]byte) error { return write(fw.cfg.Outside, pkts) },

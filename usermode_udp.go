@@ -56,7 +56,7 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		return fmt.Errorf("fwx: a %d-byte datagram does not fit in a packet", len(payload))
 	}
 	pkt := buf[:headroom+n]
-	if !toInside && dst.Addr() == u.fw.cfg.OutsideAddr.Addr() {
+	if !toInside && u.fw.table.IsExternal(dst.Addr()) {
 		// To another inside host's external endpoint: hairpinned, as the
 		// fast path does.
 		p := nat.Parse(pkt[headroom:])

@@ -55,6 +55,18 @@ func (t *Table) IsExternal(a netip.Addr) bool {
 // IsInternal reports whether a is one of fwx's own inside addresses.
 func (t *Table) IsInternal(a netip.Addr) bool { return slices.Contains(t.cfg.Internal, a) }
 
+// InternalFor returns fwx's first inside address of client's family, and
+// false when it has none: where a redirected connection (RedirectConnections)
+// is sent.
+func (t *Table) InternalFor(client netip.Addr) (netip.Addr, bool) {
+	for _, a := range t.cfg.Internal {
+		if a.Is6() == client.Is6() {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
 // ExternalAddrs returns the table's external addresses, as configured.
 func (t *Table) ExternalAddrs() []netip.Addr { return slices.Clone(t.cfg.External) }
 

@@ -70,16 +70,22 @@ func natProto(p Protocol) (nat.Proto, error) {
 }
 
 // externalAddr resolves a requested external address: unset or
-// unspecified means fwx's; anything else must be fwx's.
+// unspecified means the one the client is paired with (every mapping of a
+// client leaves from one, RFC 4787 REQ-2: see nat.Table.ExternalFor);
+// anything else must be one of fwx's, of the client's family.
 func (s *Session) externalAddr(call string, a netip.Addr) (netip.Addr, error) {
-	ext := s.mgr.cfg.External
+	t := s.mgr.cfg.Table
 	if !a.IsValid() || a.IsUnspecified() {
+		ext, ok := t.ExternalFor(s.client)
+		if !ok {
+			return netip.Addr{}, fmt.Errorf("session: %s: fwx has no outside address of %v's family: %w", call, s.client, ErrAddressNotAvailable)
+		}
 		return ext, nil
 	}
-	if a.Unmap() != ext {
-		return netip.Addr{}, fmt.Errorf("session: %s: %v is not an address of this firewall: %w", call, a, ErrAddressNotAvailable)
+	if a = a.Unmap(); !t.IsExternal(a) || a.Is6() != s.client.Is6() {
+		return netip.Addr{}, fmt.Errorf("session: %s: %v is not an address of this firewall for %v: %w", call, a, s.client, ErrAddressNotAvailable)
 	}
-	return ext, nil
+	return a, nil
 }
 
 // admitGrant makes the checks every grant shares: the external address is

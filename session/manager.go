@@ -22,8 +22,6 @@ type Config struct {
 	Table *nat.Table
 	// Policy decides which protocols a client may use. Nil denies all.
 	Policy *policy.Policy
-	// External is fwx's outside address; Internal its inside address.
-	External, Internal netip.Addr
 	// Clock is the time source. Nil means the system clock.
 	Clock Clock
 	// PinholeTimeout is how long a permission granted with [Timeout]

@@ -57,13 +57,14 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	const call = "RedirectConnections"
 	n := len(req.ConnectAddrs)
 	proto, err := natProto(req.Protocol)
+	internal, _ := s.mgr.cfg.Table.InternalFor(s.client)
 	switch {
 	case err != nil:
 		return nil, err
 	case n < 1 || n > maxBind:
 		return nil, fmt.Errorf("session: %s: %d addresses: %w", call, n, ErrInvalidArgument)
-	case !s.mgr.cfg.Internal.IsValid():
-		return nil, fmt.Errorf("session: %s: fwx has no inside address: %w", call, ErrAddressNotAvailable)
+	case !internal.IsValid():
+		return nil, fmt.Errorf("session: %s: fwx has no inside address of %v's family: %w", call, s.client, ErrAddressNotAvailable)
 	case req.ProxyExternal.Port() != 0 && n > 1:
 		return nil, fmt.Errorf("session: %s: a port can be pinned only for one address: %w", call, ErrInvalidArgument)
 	}
@@ -84,7 +85,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := table.ReserveBlock(proto, s.mgr.cfg.Internal, n)
+	base, err := table.ReserveBlock(proto, internal, n)
 	if err != nil {
 		s.unpinPort(proto, ext, pinned)
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)

@@ -12,6 +12,9 @@
 //	client  10.0.0.2 ┐                               ┌ server  198.51.100.2
 //	client2 10.0.0.3 ├─ inside ─ fwx ─ outside ──────┤ server2 198.51.100.3
 //	                    10.0.0.1       198.51.100.1  ┘
+//
+// With Options.IPv6 every host and fwx have an IPv6 address too: fd00::N
+// inside, 2001:db8:100::N outside, N as in the IPv4 address.
 package filtertest
 
 import (
@@ -50,6 +53,22 @@ var (
 	Server2    = Server2Prefix.Addr()
 )
 
+// The lab's IPv6 addresses, with Options.IPv6.
+var (
+	InsidePrefix6  = netip.MustParsePrefix("fd00::1/64")
+	OutsidePrefix6 = netip.MustParsePrefix("2001:db8:100::1/64")
+	ClientPrefix6  = netip.MustParsePrefix("fd00::2/64")
+	Client2Prefix6 = netip.MustParsePrefix("fd00::3/64")
+	ServerPrefix6  = netip.MustParsePrefix("2001:db8:100::2/64")
+	Server2Prefix6 = netip.MustParsePrefix("2001:db8:100::3/64")
+
+	FWInside6   = InsidePrefix6.Addr()
+	FWOutside6  = OutsidePrefix6.Addr()
+	ClientAddr6 = ClientPrefix6.Addr()
+	ServerAddr6 = ServerPrefix6.Addr()
+	Server26    = Server2Prefix6.Addr()
+)
+
 // Start is the lab clock's initial time.
 var Start = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 
@@ -70,6 +89,9 @@ type Options struct {
 	// then fire only when the test advances the clock. fwx's own netstacks
 	// (the user-mode path) still run on real time.
 	Deterministic bool
+	// IPv6 makes the lab dual stack: the hosts and fwx get their IPv6
+	// addresses too.
+	IPv6 bool
 }
 
 // Lab is fwx running between virtual hosts.
@@ -105,7 +127,7 @@ func New(tb testing.TB, opts Options) *Lab {
 		seed = 1
 	}
 	l := &Lab{Clock: lab.NewManualClock(Start), Log: &LogBuffer{}}
-	labOpts := lab.Options{Seed: seed}
+	labOpts := lab.Options{Seed: seed, IPv6: opts.IPv6}
 	if opts.Deterministic {
 		labOpts.Clock = l.Clock
 	}
@@ -116,6 +138,16 @@ func New(tb testing.TB, opts Options) *Lab {
 	l.Client2 = mustHost(tb, l.Inside, "client2", Client2Prefix, FWInside)
 	l.Server = mustHost(tb, l.Outside, "server", ServerPrefix, FWOutside)
 	l.Server2 = mustHost(tb, l.Outside, "server2", Server2Prefix, FWOutside)
+	if opts.IPv6 {
+		for _, h := range []struct {
+			h *lab.Host
+			p netip.Prefix
+		}{{l.Client, ClientPrefix6}, {l.Client2, Client2Prefix6}, {l.Server, ServerPrefix6}, {l.Server2, Server2Prefix6}} {
+			if err := h.h.AddAddress(h.p); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	cfg := fwx.Config{
 		Inside:        l.Inside.Device(),
 		Outside:       l.Outside.Device(),
@@ -127,6 +159,10 @@ func New(tb testing.TB, opts Options) *Lab {
 		Seed:          uint64(seed),
 		SweepInterval: time.Hour, // tests sweep by hand with FW.Expire
 		FirewallLog:   zerolog.New(l.Log),
+	}
+	if opts.IPv6 {
+		cfg.InsideAddrs = []netip.Prefix{InsidePrefix6}
+		cfg.OutsideAddrs = []netip.Prefix{OutsidePrefix6}
 	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)

@@ -76,12 +76,16 @@ func (h *Host) dialTCP(ctx context.Context, src, dst netip.AddrPort) (net.Conn, 
 }
 
 // ListenTCP listens on port on all the host's IPv4 addresses. Port 0 picks
-// an ephemeral port; the listener's Addr tells which. For IPv6, build a
-// listener on [Host.Stack] with gonet.
+// an ephemeral port; the listener's Addr tells which.
 func (h *Host) ListenTCP(port uint16) (net.Listener, error) {
-	addr := netip.AddrPortFrom(netip.IPv4Unspecified(), port)
+	return h.ListenTCPOn(netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+}
+
+// ListenTCPOn listens on addr: one of the host's addresses, or the
+// unspecified address of a family (all the host's addresses of it).
+func (h *Host) ListenTCPOn(addr netip.AddrPort) (net.Listener, error) {
 	var wq waiter.Queue
-	ep, terr := h.stack.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	ep, terr := h.stack.NewEndpoint(tcp.ProtocolNumber, netProto(addr.Addr()), &wq)
 	if terr != nil {
 		return nil, opError("listen", "tcp", addr, tcpipErr(terr))
 	}
@@ -101,7 +105,12 @@ func (h *Host) ListenTCP(port uint16) (net.Listener, error) {
 // addresses (port 0: ephemeral). Use ReadFrom and WriteTo; the addresses
 // are *net.UDPAddr.
 func (h *Host) ListenUDP(port uint16) (net.PacketConn, error) {
-	return h.newUDP(ipv4.ProtocolNumber, netip.AddrPortFrom(netip.IPv4Unspecified(), port), netip.AddrPort{})
+	return h.ListenUDPOn(netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+}
+
+// ListenUDPOn opens an unconnected UDP socket on addr, as ListenTCPOn.
+func (h *Host) ListenUDPOn(addr netip.AddrPort) (net.PacketConn, error) {
+	return h.newUDP(netProto(addr.Addr()), addr, netip.AddrPort{})
 }
 
 // DialUDP opens a UDP socket connected to dst. src fixes the local address

@@ -501,19 +501,16 @@ func (d *decoder) options(n *yaml.Node, p pos, o *Options) {
 		}},
 		field{name: "inside-networks", decode: func(v *yaml.Node, p pos) {
 			o.InsideNetworks = d.prefixes(v, p, func(pfx netip.Prefix) error {
-				if !pfx.Addr().Is4() {
-					return fmt.Errorf("%v: only IPv4 inside networks for now", pfx)
-				}
 				if isSpecial(pfx) {
-					return fmt.Errorf("%v is a loopback, multicast, broadcast or reserved block, never a host's source", pfx)
+					return fmt.Errorf("%v is a loopback, multicast, broadcast, link-local or reserved block, never a host's source", pfx)
 				}
 				return nil
 			})
 		}},
 		field{name: "special-destinations", decode: func(v *yaml.Node, p pos) {
 			o.SpecialDestinations = d.prefixes(v, p, func(pfx netip.Prefix) error {
-				if !pfx.Addr().Is4() || !isSpecial(pfx) {
-					return fmt.Errorf("%v is not within 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4 (loopback, multicast, broadcast); ordinary destinations need no option", pfx)
+				if !isSpecial(pfx) || pfx.Addr().Is6() && !pfx.Addr().IsMulticast() {
+					return fmt.Errorf("%v is not within 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4, 240.0.0.0/4 or ff00::/8 (loopback, multicast, broadcast); ordinary destinations need no option", pfx)
 				}
 				return nil
 			})
@@ -542,16 +539,17 @@ func (d *decoder) prefixes(n *yaml.Node, p pos, check func(netip.Prefix) error) 
 	return out
 }
 
-// isSpecial reports whether IPv4 prefix pfx lies within a block that is
-// never a unicast host: 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 (multicast) or
-// 240.0.0.0/4 (reserved, limited broadcast).
+// isSpecial reports whether prefix pfx lies within a block that is never a
+// unicast host fwx forwards for: 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4
+// (multicast) or 240.0.0.0/4 (reserved, limited broadcast); for IPv6
+// ::/96 (unspecified, loopback, IPv4-compatible), ::ffff:0:0/96
+// (IPv4-mapped), fe80::/10 (link-local) and ff00::/8 (multicast).
 func isSpecial(pfx netip.Prefix) bool {
-	if !pfx.Addr().Is4() {
-		return false
-	}
 	for _, b := range []netip.Prefix{
 		netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8"),
 		netip.MustParsePrefix("224.0.0.0/4"), netip.MustParsePrefix("240.0.0.0/4"),
+		netip.MustParsePrefix("::/96"), netip.MustParsePrefix("::ffff:0:0/96"),
+		netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("ff00::/8"),
 	} {
 		if b.Bits() <= pfx.Bits() && b.Contains(pfx.Addr()) {
 			return true

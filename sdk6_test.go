@@ -1,0 +1,152 @@
+package fwx_test
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/filters/filtertest"
+	"github.com/fwx-dev/fwx/session"
+)
+
+// The SDK's grants for an IPv6 session: a dual-stack client has a session
+// per address, and its grants live in that address's family.
+
+func session6(t *testing.T, tb *testbed) *session.Session {
+	t.Helper()
+	s := tb.FW.Session(client6)
+	if s == nil {
+		t.Fatal("no session for the client's IPv6 address")
+	}
+	return s
+}
+
+// TestBindForClientIPv6: a bind for an IPv6 session is on fwx's IPv6
+// outside address, and the server reaches the client through it.
+func TestBindForClientIPv6(t *testing.T) {
+	tb := newTestbed6(t, sdkPolicy)
+	peers := echoTCPOn(t, tb.Client, netip.AddrPortFrom(netip.IPv6Unspecified(), 5001))
+	res := bind(t, session6(t, tb), session.BindRequest{
+		ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(client6, 5001)},
+		IPFilter:    session.NewIPFilter(server6),
+	})
+	if res.Proxy.Addr() != fwOut6 {
+		t.Fatalf("bound %v, want on %v", res.Proxy, fwOut6)
+	}
+	if !tb.serverConnects(t, "server", res.Proxy, true) {
+		t.Fatal("the server could not connect to the bound port")
+	}
+	if got := recv(t, peers); got.Addr() != server6 {
+		t.Errorf("client saw %v, want the server %v", got, server6)
+	}
+}
+
+// TestAllowFutureConnectIPv6: an IPv6 client may connect where the policy
+// forbids, once.
+func TestAllowFutureConnectIPv6(t *testing.T) {
+	tb := newTestbed6(t, sdkPolicy)
+	echoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7777))
+	dst := netip.AddrPortFrom(server6, 7777)
+	if tb.clientConnects(t, dst) {
+		t.Fatal("the policy let the client through")
+	}
+	if _, err := session6(t, tb).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		if got := tb.clientConnects(t, dst); got != want {
+			t.Errorf("connection %d: connected=%v, want %v", i+1, got, want)
+		}
+	}
+}
+
+// TestRedirectConnectionsIPv6: the client connects to fwx's IPv6 inside
+// address and reaches the connect address from fwx's IPv6 outside one.
+func TestRedirectConnectionsIPv6(t *testing.T) {
+	tb := newTestbed6(t, sdkPolicy)
+	peers := echoTCPOn(t, tb.Server2, netip.AddrPortFrom(netip.IPv6Unspecified(), 8888))
+	res, err := session6(t, tb).RedirectConnections(session.Redirect{
+		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(filtertest.Server26, 8888)},
+		Protocol:     session.TCP, ProtocolName: "ftp",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Internal.Addr() != fwIn6 {
+		t.Fatalf("internal address %v, want on %v", res.Internal, fwIn6)
+	}
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "redirected over IPv6")
+	if got := recv(t, peers); got.Addr() != fwOut6 {
+		t.Errorf("server saw %v, want %v", got, fwOut6)
+	}
+}
+
+// TestSDKErrorsIPv6: a grant may not cross families, and ProxyExternal
+// must name one of fwx's addresses of the session's family.
+func TestSDKErrorsIPv6(t *testing.T) {
+	tb := newTestbed6(t, sdkPolicy)
+	s := session6(t, tb)
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(server6, 1), Protocol: session.TCP, ProtocolName: "ftp",
+		ProxyExternal: netip.AddrPortFrom(fwOut.Addr(), 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
+		t.Errorf("IPv6 grant leaving from an IPv4 address: %v, want ErrAddressNotAvailable", err)
+	}
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Protocol: session.TCP, ProtocolName: "ftp"}); err == nil {
+		t.Error("an IPv6 session was let connect to an IPv4 address")
+	}
+	if err := futureErr(tb.Session(t), session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Protocol: session.TCP, ProtocolName: "ftp",
+		ProxyExternal: netip.AddrPortFrom(fwOut6, 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
+		t.Errorf("IPv4 grant leaving from an IPv6 address: %v, want ErrAddressNotAvailable", err)
+	}
+}
+
+// TestProxyExternalPool: with several outside addresses, a client's flows
+// all leave from the one it is paired with (RFC 4787 REQ-2), and a grant's
+// ProxyExternal picks another; an address fwx does not own is refused.
+func TestProxyExternalPool(t *testing.T) {
+	second := netip.MustParsePrefix("198.51.100.9/24")
+	tb := newTestbed(t, sdkPolicy+`
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+`, func(c *fwx.Config) { c.OutsideAddrs = []netip.Prefix{second} })
+	peers := echoTCP(t, tb.Server, 7777)
+	paired, ok := tb.FW.ExternalFor(clientIP.Addr())
+	if !ok {
+		t.Fatal("the client is paired with no outside address")
+	}
+	for range 3 {
+		if !tb.clientConnects(t, netip.AddrPortFrom(serverIP.Addr(), 7777)) {
+			t.Fatal("the client could not connect")
+		}
+		if got := recv(t, peers); got.Addr() != paired {
+			t.Errorf("server saw %v, want the paired address %v", got, paired)
+		}
+	}
+	other := fwOut.Addr()
+	if paired == other {
+		other = second.Addr()
+	}
+	pinned := echoTCP(t, tb.Server, 7778)
+	s := tb.Session(t)
+	if _, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Protocol: session.TCP,
+		ProtocolName: "ftp", ProxyExternal: netip.AddrPortFrom(other, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7778))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := recv(t, pinned); got.Addr() != other {
+		t.Errorf("the grant's connection came from %v, want ProxyExternal's %v", got.Addr(), other)
+	}
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7779), Protocol: session.TCP, ProtocolName: "ftp",
+		ProxyExternal: netip.MustParseAddrPort("198.51.100.200:0")}); !errors.Is(err, session.ErrAddressNotAvailable) {
+		t.Errorf("ProxyExternal on an address fwx does not own: %v, want ErrAddressNotAvailable", err)
+	}
+}
