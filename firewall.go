@@ -312,4 +312,6 @@ func (fw *Firewall) Expire() int {
 // ExternalFor returns the outside address client's flows leave from: the
 // one of its family it is paired with (RFC 4787 REQ-2), and false when fwx
 // has none of that family.
-func (fw *Firewall) ExternalFor(client netip.Addr) (netip.Addr, bool) { return fw.table.ExternalFor(client) }
+func (fw *Firewall) ExternalFor(client netip.Addr) (netip.Addr, bool) {
+	return fw.table.ExternalFor(client)
+}
