@@ -49,6 +49,9 @@ type control struct {
 	// 4.2), 0 outside one; its inner lines are text, whatever they look
 	// like (replies goroutine only).
 	multi int
+	// greeted is set once the server's greeting is complete: the replies
+	// after it answer commands (replies goroutine only).
+	greeted bool
 }
 
 // sent is a command sent to the server, waiting for its final reply.

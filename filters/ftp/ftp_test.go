@@ -87,6 +87,10 @@ func (s *server) control(c net.Conn) {
 		<-ch
 	}
 	fmt.Fprintf(c, "%s\r\n", s.greeting)
+	if ch, ok := s.hold["greeting-end"]; ok {
+		<-ch // a multi-line greeting, ended later
+		fmt.Fprintf(c, "220 ready\r\n")
+	}
 	r := bufio.NewReader(c)
 	var active netip.AddrPort
 	var passive net.Listener

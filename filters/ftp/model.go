@@ -199,12 +199,17 @@ func (x *control) reply(line []byte, more bool) ([]byte, *sent, error) {
 		}
 		return line, nil, nil
 	case !ok:
-		if phase(x.phase.Load()) == greeting {
+		if !x.greeted {
 			x.notFTP(fmt.Sprintf("the server's first line is not an FTP reply: %q", truncate(line, 64)))
 		}
 		return line, nil, nil
 	case r.More:
 		x.multi = r.Code
+		if !x.greeted && r.Code == 220 {
+			// The server has spoken: the client may, though the
+			// greeting goes on.
+			x.move(greeting, login)
+		}
 		return line, nil, nil
 	}
 	return x.final(r, line, true, more)
@@ -220,7 +225,8 @@ func (x *control) final(r Reply, line []byte, single, more bool) ([]byte, *sent,
 	if r.Code < 200 {
 		return line, nil, nil // preliminary: the command's final reply follows
 	}
-	if phase(x.phase.Load()) == greeting {
+	if !x.greeted {
+		x.greeted = true
 		if r.Code == 220 {
 			x.move(greeting, login) // before the client can read it
 		} else {

@@ -64,6 +64,29 @@ func TestClientWritesFirst(t *testing.T) {
 	}
 }
 
+// TestMultiLineGreeting: the server has spoken with the first line of a
+// multi-line 220; a client that writes before its last line is FTP, and
+// the greeting's last line answers none of its commands.
+func TestMultiLineGreeting(t *testing.T) {
+	l := newLab(t)
+	srv := serve(t, l.Server, 21)
+	srv.greeting = "220-Welcome\r\n220-to the lab"
+	hold := make(chan struct{})
+	srv.hold["greeting-end"] = hold
+	c := dialNoLogin(t, l.Client, ftpServer)
+	c.expect("220-Welcome")
+	c.expect("220-to the lab")
+	c.send("USER anonymous\r\nPASS guest\r\n")
+	close(hold)
+	c.expect("220 ")
+	c.expect("331")
+	c.expect("230")
+	c.cmd(activePORT, "200")
+	if got := srv.received(t); !strings.HasPrefix(got, "PORT 198,51,100,1,") {
+		t.Errorf("server got %q, want PORT rewritten", got)
+	}
+}
+
 // TestNotFTPPreamble: a first line that is not an FTP command (an HTTP
 // request, binary junk with NULs) makes the connection not FTP: it is
 // relayed untouched, never reset, and nothing is opened or rewritten.
