@@ -43,6 +43,8 @@ func version() string {
 	}
 	if rev != "" {
 		s += fmt.Sprintf(" revision %s (%s%s)", rev, at, modified)
+	} else {
+		s += " (no source revision: built with -buildvcs=false or outside a repository)"
 	}
 	return s + " " + bi.GoVersion
 }
