@@ -37,7 +37,7 @@ var page []byte
 // serve answers until close.
 func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *logq.Writer, info func() runInfo, log zerolog.Logger) {
 	col := metrics.New(fw, metrics.Options{
-		Version: shortVersion(version()),
+		Version: shortVersion(),
 		Reloads: func() metrics.Reloads {
 			s := rl.snapshot()
 			return metrics.Reloads{OK: s.Count - s.Failures, Refused: s.Failures, Last: s.Last, LastOK: s.LastOK}

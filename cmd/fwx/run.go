@@ -365,7 +365,7 @@ func run(args []string, e env) error {
 		if s.Failed != nil {
 			ls.Failed = s.Failed.Error()
 		}
-		return runInfo{Version: version(), PID: os.Getpid(), InTun: c.inTun, Out: outName,
+		return runInfo{Version: shortVersion(), PID: os.Getpid(), InTun: c.inTun, Out: outName,
 			Policy: policyName(c.policyPath), Reloads: rl.snapshot(), Log: ls}
 	}
 	ctl.serve(controlHandler(fw, info, rl), diag)

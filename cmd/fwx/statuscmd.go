@@ -86,7 +86,7 @@ func statusCmd(args []string, e env) error {
 // printStatus writes the status screen.
 func printStatus(w io.Writer, st *statusReply) {
 	r, t := st.Run, st.Totals
-	fmt.Fprintf(w, "fwx %s, pid %d, up %s\n", shortVersion(r.Version), r.PID, dur(st.Time.Sub(st.Started)))
+	fmt.Fprintf(w, "fwx %s, pid %d, up %s\n", r.Version, r.PID, dur(st.Time.Sub(st.Started)))
 	fmt.Fprintf(w, "inside  %s on %s\noutside %s on %s\n", st.InsideAddr, r.InTun, st.OutsideAddr, r.Out)
 	fmt.Fprintf(w, "policy  %s", r.Policy)
 	if rl := r.Reloads; rl.Count > 0 {
@@ -256,13 +256,4 @@ func countsU(m map[string]uint64) string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
-}
-
-// shortVersion drops the Go version from version().
-func shortVersion(v string) string {
-	v = strings.TrimPrefix(v, "fwx ")
-	if i := strings.LastIndex(v, " go1."); i > 0 {
-		v = v[:i]
-	}
-	return v
 }

@@ -19,32 +19,59 @@ func versionCmd(args []string, e env) error {
 	return nil
 }
 
-// version describes the running binary from its build information: the
-// module version ("(devel)" for a build from a work tree), the VCS
-// revision and time, whether the tree was modified, and the Go version.
-func version() string {
+// buildInfo is what the binary knows of its build: the module version
+// ("(devel)" for a build from a work tree), the VCS revision and time,
+// whether the tree was modified, and the Go version.
+type buildInfo struct {
+	module, revision, at, goVersion string
+	modified                        bool
+}
+
+func readBuildInfo() buildInfo {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "fwx (no build information)"
+		return buildInfo{module: "(unknown)"}
 	}
-	s := "fwx " + bi.Main.Version
-	var rev, at, modified string
+	b := buildInfo{module: bi.Main.Version, goVersion: bi.GoVersion}
 	for _, kv := range bi.Settings {
 		switch kv.Key {
 		case "vcs.revision":
-			rev = kv.Value
+			b.revision = kv.Value
 		case "vcs.time":
-			at = kv.Value
+			b.at = kv.Value
 		case "vcs.modified":
-			if kv.Value == "true" {
-				modified = ", modified"
-			}
+			b.modified = kv.Value == "true"
 		}
 	}
-	if rev != "" {
-		s += fmt.Sprintf(" revision %s (%s%s)", rev, at, modified)
-	} else {
+	return b
+}
+
+// version describes the running binary in full, for fwx version.
+func version() string {
+	b := readBuildInfo()
+	s := "fwx " + b.module
+	if b.revision == "" {
 		s += " (no source revision: built with -buildvcs=false or outside a repository)"
+	} else {
+		modified := ""
+		if b.modified {
+			modified = ", modified"
+		}
+		s += fmt.Sprintf(" revision %s (%s%s)", b.revision, b.at, modified)
 	}
-	return s + " " + bi.GoVersion
+	return s + " " + b.goVersion
+}
+
+// shortVersion is the module version and the revision's first 12 digits,
+// for status and metrics.
+func shortVersion() string {
+	b := readBuildInfo()
+	s := b.module
+	if len(b.revision) >= 12 {
+		s += " " + b.revision[:12]
+		if b.modified {
+			s += "+"
+		}
+	}
+	return s
 }
