@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fwx-dev/fwx/filters/internal/msgframe"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -106,14 +107,14 @@ func (x *control) Serve(ctx context.Context, c *session.Connection, internal, ex
 
 // requests relays the client's messages to the server.
 func (x *control) requests(client, server session.Socket) error {
-	fr := newFramer(client, x.cfg.MaxHead)
+	fr := msgframe.NewReader(client, x.cfg.MaxHead, true)
 	first := true
 	for {
-		kind, b, err := fr.next()
+		kind, b, err := fr.Next()
 		if err != nil {
 			return x.ended("client", err, server)
 		}
-		if kind != unitHead || x.opaque.Load() {
+		if kind != msgframe.Head || x.opaque.Load() {
 			if _, err := server.Write(b); err != nil {
 				return err
 			}
@@ -145,7 +146,7 @@ func (x *control) requests(client, server session.Socket) error {
 		}
 		if answer != nil {
 			// fwx answers the request itself; the server never sees it.
-			if err := fr.body(io.Discard, n); err != nil {
+			if err := fr.Body(io.Discard, n); err != nil {
 				return err
 			}
 			if err := x.toClient(answer); err != nil {
@@ -156,7 +157,7 @@ func (x *control) requests(client, server session.Socket) error {
 		if _, err := server.Write(out); err != nil {
 			return err
 		}
-		if err := fr.body(writerOnly{server}, n); err != nil {
+		if err := fr.Body(writerOnly{server}, n); err != nil {
 			return err
 		}
 	}
@@ -164,14 +165,14 @@ func (x *control) requests(client, server session.Socket) error {
 
 // replies relays the server's messages to the client.
 func (x *control) replies(server session.Socket) error {
-	fr := newFramer(server, x.cfg.MaxHead)
+	fr := msgframe.NewReader(server, x.cfg.MaxHead, true)
 	first := true
 	for {
-		kind, b, err := fr.next()
+		kind, b, err := fr.Next()
 		if err != nil {
 			return x.ended("server", err, x.client)
 		}
-		if kind != unitHead || x.opaque.Load() {
+		if kind != msgframe.Head || x.opaque.Load() {
 			if err := x.toClient(b); err != nil {
 				return err
 			}
@@ -208,7 +209,7 @@ func (x *control) replies(server session.Socket) error {
 			body = io.Discard
 		}
 		if err == nil {
-			err = fr.body(body, n)
+			err = fr.Body(body, n)
 		}
 		x.clientMu.Unlock()
 		if err != nil {
@@ -227,12 +228,12 @@ func (x *control) ended(side string, err error, to session.Socket) error {
 }
 
 // passOn copies the rest of a direction unparsed, then half-closes.
-func (x *control) passOn(fr *framer, to session.Socket) error {
+func (x *control) passOn(fr *msgframe.Reader, to session.Socket) error {
 	w := io.Writer(writerOnly{to})
 	if to == x.client {
 		w = lockedWriter{x}
 	}
-	if err := fr.rest(w); err != nil {
+	if err := fr.Rest(w); err != nil {
 		return err
 	}
 	return to.CloseWrite()

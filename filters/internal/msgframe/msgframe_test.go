@@ -1,43 +1,41 @@
-package rtsp
+package msgframe
 
 import (
 	"bytes"
 	"errors"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
 )
 
-// units reads r to its end with a framer, as the control filter does, and
-// returns what it saw: each unit and body, and the error that stopped it.
+var contentLength = regexp.MustCompile(`(?im)^content-length:[ \t]*([0-9]{1,9})[ \t]*\r?$`)
+
+// units reads r to its end as a receiver does, and returns what it saw:
+// each unit and body, and the error that stopped it.
 func units(r io.Reader, maxHead int) []string {
-	fr := newFramer(r, maxHead)
+	f := NewReader(r, maxHead, true)
 	var out []string
 	for {
-		kind, b, err := fr.next()
+		kind, b, err := f.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				out = append(out, "error: "+err.Error())
 			}
 			return out
 		}
-		out = append(out, [...]string{"head", "frame", "blank"}[kind]+": "+string(b))
-		if kind != unitHead {
+		out = append(out, kind.String()+": "+string(b))
+		if kind != Head {
 			continue
 		}
-		h, err := ParseHead(b)
-		if err != nil {
-			out = append(out, "bad head")
-			return out
-		}
-		n, err := h.ContentLength()
-		if err != nil {
-			out = append(out, "bad length")
-			return out
+		var n int64
+		if m := contentLength.FindSubmatch(b); m != nil {
+			n, _ = strconv.ParseInt(string(m[1]), 10, 64)
 		}
 		var body bytes.Buffer
-		if err := fr.body(&body, n); err != nil {
+		if err := f.Body(&body, n); err != nil {
 			out = append(out, "body error: "+err.Error())
 			return out
 		}
@@ -53,7 +51,7 @@ type chunked struct {
 
 func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
 
-func TestFramer(t *testing.T) {
+func TestReader(t *testing.T) {
 	stream := "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n" +
 		"\r\n" +
 		"ANNOUNCE rtsp://s/t RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 27\r\n\r\n" +
@@ -74,7 +72,7 @@ func TestFramer(t *testing.T) {
 	}
 }
 
-func TestFramerLimits(t *testing.T) {
+func TestReaderLimits(t *testing.T) {
 	long := "OPTIONS * RTSP/1.0\r\nX: " + strings.Repeat("a", 300) + "\r\n\r\n"
 	if got := units(strings.NewReader(long), 256); len(got) != 1 || !strings.Contains(got[0], ErrHeadTooLong.Error()) {
 		t.Errorf("a 330-byte head with a 256-byte limit: %q", got)
@@ -93,10 +91,10 @@ func TestFramerLimits(t *testing.T) {
 	}
 }
 
-// FuzzFramer: where messages start never depends on how the stream was
+// FuzzReader: where messages start never depends on how the stream was
 // cut into reads (segments): the units read at once, a byte at a time and
 // in chunks of any size are the same.
-func FuzzFramer(f *testing.F) {
+func FuzzReader(f *testing.F) {
 	f.Add([]byte("OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n$\x00\x00\x01xRTSP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc"), uint8(3))
 	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\nREGISTER sip:x SIP/2.0\r\nContact: <sip:a>\r\n\r\n"), uint8(1))
 	f.Fuzz(func(t *testing.T, b []byte, n uint8) {
@@ -108,4 +106,14 @@ func FuzzFramer(f *testing.F) {
 			t.Fatalf("in chunks of %d:\n%q\nat once:\n%q", n%64+1, got, whole)
 		}
 	})
+}
+
+// TestNotInterleaved: without interleaved frames (SIP), a "$" starts a
+// head like any other byte.
+func TestNotInterleaved(t *testing.T) {
+	f := NewReader(strings.NewReader("$\x00\x00\x03abc\r\n\r\n"), 512, false)
+	kind, b, err := f.Next()
+	if err != nil || kind != Head || string(b) != "$\x00\x00\x03abc\r\n\r\n" {
+		t.Errorf("%v %q %v, want the whole head", kind, b, err)
+	}
 }
