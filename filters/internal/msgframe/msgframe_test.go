@@ -111,9 +111,9 @@ func FuzzReader(f *testing.F) {
 // TestNotInterleaved: without interleaved frames (SIP), a "$" starts a
 // head like any other byte.
 func TestNotInterleaved(t *testing.T) {
-	f := NewReader(strings.NewReader("$\x00\x00\x03abc\r\n\r\n"), 512, false)
+	f := NewReader(strings.NewReader("$\x01\x01abc\r\n\r\n"), 512, false)
 	kind, b, err := f.Next()
-	if err != nil || kind != Head || string(b) != "$\x00\x00\x03abc\r\n\r\n" {
+	if err != nil || kind != Head || string(b) != "$\x01\x01abc\r\n\r\n" {
 		t.Errorf("%v %q %v, want the whole head", kind, b, err)
 	}
 }
