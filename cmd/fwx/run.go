@@ -20,6 +20,7 @@ import (
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
 	_ "github.com/fwx-dev/fwx/filters/relay"
 	_ "github.com/fwx-dev/fwx/filters/rtsp" // registers the "rtsp" filter
+	_ "github.com/fwx-dev/fwx/filters/sip"  // registers the "sip" filter
 	_ "github.com/fwx-dev/fwx/filters/tftp" // registers the "tftp" filter
 	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
