@@ -31,6 +31,9 @@ const runSynopsis = `usage: fwx run --in-tun NAME --in-addr CIDR --out-tun NAME 
        fwx run --in-tun NAME --in-addr CIDR --out host [--out-dev IFACE] [--out-addr ADDR] [flags]
 
 Forwards between the inside TUN and the outside until SIGINT or SIGTERM.
+--in-addr and --out-addr take IPv4 and IPv6 (dual stack: one of each),
+repeated or as a comma-separated list; more --out-addrs of a family make a
+pool, each client's flows leaving from one of them.
 SIGHUP re-reads the policy file (as fwx reload does); SIGUSR1 reopens the
 firewall log file (after logrotate moved it). fwx status and fwx reload
 talk to it over its control socket.
@@ -39,8 +42,8 @@ talk to it over its control socket.
 // runConfig is fwx run's command line, checked.
 type runConfig struct {
 	inTun, outTun string
-	inAddr        netip.Prefix
-	outAddr       netip.Prefix // router mode; host mode: the address (a /32) if given
+	inAddrs       []netip.Prefix
+	outAddrs      []netip.Prefix // router mode; host mode: the address (a /32) if given
 	host          bool
 	outDev        string
 	outMark       uint32
@@ -70,13 +73,14 @@ const (
 // file, making every check that needs no device.
 func parseRun(args []string, e env) (*runConfig, error) {
 	var c runConfig
-	var inAddr, outAddr, out, mark, maxSize string
+	var out, mark, maxSize string
+	var inAddr, outAddr addrList
 	fs := flagSet("fwx run", runSynopsis, e)
 	fs.StringVar(&c.inTun, "in-tun", "", "`NAME` of the inside TUN device to create or attach to (required)")
-	fs.StringVar(&inAddr, "in-addr", "", "fwx's own address on the inside, the clients' gateway, with the inside network's prefix length, as `CIDR` (required)")
+	fs.Var(&inAddr, "in-addr", "fwx's own address on the inside, the clients' gateway, with the inside network's prefix length, as `CIDR` (required; IPv4 or IPv6, repeat it or list them for both)")
 	fs.StringVar(&c.outTun, "out-tun", "", "`NAME` of the outside TUN device to create (router mode)")
 	fs.StringVar(&out, "out", "", "`host`: the outside is the host's own network, reached through ordinary sockets (host mode)")
-	fs.StringVar(&outAddr, "out-addr", "", "router mode (required): fwx's address on the outside, the SecureNAT source, as `CIDR`; host mode: the host address fwx's sockets bind to (default: the --out-dev's, or the default route's interface's)")
+	fs.Var(&outAddr, "out-addr", "router mode (required): fwx's address on the outside, the SecureNAT source, as `CIDR` (IPv4 or IPv6; repeat it or list them: one per family, more make a pool); host mode: the host address fwx's sockets bind to (default: the --out-dev's, or the default route's interface's)")
 	fs.StringVar(&c.outDev, "out-dev", "", "host mode: bind fwx's sockets to this interface `IFACE` (SO_BINDTODEVICE), so they never loop back into the inside TUN")
 	fs.StringVar(&mark, "out-mark", "", "host mode: mark fwx's sockets' packets with `N` (SO_MARK, needs CAP_NET_ADMIN) for a policy-routing rule")
 	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
@@ -108,13 +112,13 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	switch {
 	case c.inTun == "":
 		return nil, usagef("fwx run: --in-tun is required: the name of the inside TUN device")
-	case inAddr == "":
+	case len(inAddr) == 0:
 		return nil, usagef("fwx run: --in-addr is required: fwx's inside address with the network's prefix length, such as 10.0.0.1/24")
 	case c.host && c.outTun != "":
 		return nil, usagef("fwx run: --out host and --out-tun exclude each other: host mode has no outside device")
 	case !c.host && c.outTun == "":
 		return nil, usagef("fwx run: --out-tun NAME is required in router mode (or pass --out host for host mode)")
-	case !c.host && outAddr == "":
+	case !c.host && len(outAddr) == 0:
 		return nil, usagef("fwx run: --out-addr is required in router mode: fwx's outside address with its prefix length, such as 198.51.100.1/24")
 	case !c.host && (c.outDev != "" || mark != ""):
 		return nil, usagef("fwx run: --out-dev and --out-mark are for host mode (--out host)")
@@ -128,20 +132,29 @@ func parseRun(args []string, e env) (*runConfig, error) {
 		return nil, usagef("fwx run: --in-tun and --out-tun are both %q: the inside and the outside need a device each", c.inTun)
 	}
 	var err error
-	if c.inAddr, err = parseOwnAddr("--in-addr", inAddr, "10.0.0.1/24"); err != nil {
+	if c.inAddrs, err = parseOwnAddrs("--in-addr", inAddr, "10.0.0.1/24"); err != nil {
 		return nil, err
 	}
 	if c.host {
-		if outAddr != "" {
-			if c.outAddr, err = parseHostAddr(outAddr); err != nil {
+		if len(outAddr) > 1 {
+			return nil, usagef("fwx run: --out-addr %s: host mode binds to one host address", strings.Join(outAddr, ","))
+		}
+		if len(outAddr) == 1 {
+			p, err := parseHostAddr(outAddr[0])
+			if err != nil {
+				return nil, err
+			}
+			c.outAddrs = []netip.Prefix{p}
+		}
+	} else if c.outAddrs, err = parseOwnAddrs("--out-addr", outAddr, "198.51.100.1/24"); err != nil {
+		return nil, err
+	}
+	for _, in := range c.inAddrs {
+		for _, out := range c.outAddrs {
+			if err := checkSides(in, out, c.host); err != nil {
 				return nil, err
 			}
 		}
-	} else if c.outAddr, err = parseOwnAddr("--out-addr", outAddr, "198.51.100.1/24"); err != nil {
-		return nil, err
-	}
-	if err := checkSides(c.inAddr, c.outAddr, c.host); err != nil {
-		return nil, err
 	}
 	if mark != "" {
 		m, err := strconv.ParseUint(mark, 0, 32)
@@ -197,9 +210,44 @@ func checkIfName(flag, name string) error {
 	return nil
 }
 
+// addrList is a flag that takes addresses repeated or as a comma-separated
+// list.
+type addrList []string
+
+func (l *addrList) String() string { return strings.Join(*l, ",") }
+
+func (l *addrList) Set(s string) error {
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			*l = append(*l, a)
+		}
+	}
+	return nil
+}
+
+// parseOwnAddrs parses the addresses of flag with parseOwnAddr, refusing
+// one given twice.
+func parseOwnAddrs(flag string, l addrList, example string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, s := range l {
+		p, err := parseOwnAddr(flag, s, example)
+		if err != nil {
+			return nil, err
+		}
+		for _, q := range ps {
+			if q.Addr() == p.Addr() {
+				return nil, usagef("fwx run: %s %v given twice", flag, p.Addr())
+			}
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
 // parseOwnAddr parses an address fwx takes for itself on a network, with
-// the network's prefix length: it must be IPv4 and a host address of that
-// network, not the network or the broadcast address.
+// the network's prefix length: IPv4 or IPv6, a host address of that
+// network, not its network (IPv6: subnet-router anycast) or broadcast
+// address.
 func parseOwnAddr(flag, s, example string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -209,11 +257,17 @@ func parseOwnAddr(flag, s, example string) (netip.Prefix, error) {
 		return p, usagef("fwx run: %s %q: not an address with a prefix length; pass one such as %s", flag, s, example)
 	}
 	a := p.Addr()
-	if !a.Is4() {
-		return p, usagef("fwx run: %s %s: fwx runs IPv4 on its devices; pass an IPv4 address such as %s", flag, s, example)
+	if a.Is4In6() || a.Zone() != "" {
+		return p, usagef("fwx run: %s %s: write IPv4 as IPv4 and IPv6 without a zone, such as %s", flag, s, example)
 	}
 	if !a.IsGlobalUnicast() {
 		return p, usagef("fwx run: %s %s: not a unicast address a host can own; pass one such as %s", flag, s, example)
+	}
+	if a.Is6() {
+		if bits := p.Bits(); bits < 127 && a == p.Masked().Addr() {
+			return p, usagef("fwx run: %s %s: %v is the subnet-router anycast address of %v (RFC 4291), not an address fwx can own; pass a host address in it, such as %v/%d", flag, s, a, p.Masked(), a.Next(), bits)
+		}
+		return p, nil
 	}
 	if bits := p.Bits(); bits <= 30 {
 		network := p.Masked()
@@ -249,7 +303,7 @@ func parseHostAddr(s string) (netip.Prefix, error) {
 		a = p.Addr()
 	}
 	if !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-		return netip.Prefix{}, usagef("fwx run: --out-addr %s: pass one of the host's IPv4 unicast addresses", s)
+		return netip.Prefix{}, usagef("fwx run: --out-addr %s: pass one of the host's IPv4 unicast addresses (host mode carries IPv4)", s)
 	}
 	return netip.PrefixFrom(a, 32), nil
 }
@@ -257,7 +311,7 @@ func parseHostAddr(s string) (netip.Prefix, error) {
 // checkSides refuses an outside that overlaps the inside: packets for one
 // side would be taken for the other's.
 func checkSides(in, out netip.Prefix, host bool) error {
-	if !out.IsValid() {
+	if !out.IsValid() || in.Addr().Is6() != out.Addr().Is6() {
 		return nil
 	}
 	if host {
@@ -374,8 +428,8 @@ func run(args []string, e env) error {
 		ms.serve(fw, rl, logs.fwq, info, diag)
 	}
 
-	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Stringer("in_addr", c.inAddr).Str("out", outName).
-		Stringer("out_addr", fw.OutsideAddr().Addr()).Str("policy", policyName(c.policyPath)).Str("control", controlAt).Msg("fwx running")
+	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Str("in_addr", prefixes(fw.InsideAddrs())).Str("out", outName).
+		Str("out_addr", prefixes(fw.OutsideAddrs())).Str("policy", policyName(c.policyPath)).Str("control", controlAt).Msg("fwx running")
 	notify.ready()
 	err = fw.Run(ctx)
 	notify.stopping()
@@ -387,7 +441,7 @@ func run(args []string, e env) error {
 // names the outside for status.
 func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 	diag := logs.diag
-	cfg := fwx.Config{InsideAddr: c.inAddr, Policy: c.policy, Log: diag, FirewallLog: logs.fw, DenialQuiet: c.deniedWait}
+	cfg := fwx.Config{InsideAddr: c.inAddrs[0], InsideAddrs: c.inAddrs[1:], Policy: c.policy, Log: diag, FirewallLog: logs.fw, DenialQuiet: c.deniedWait}
 	outName := c.outTun
 	var err error
 	if c.host {
@@ -399,7 +453,7 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 			outName = "host via " + c.outDev
 		}
 	} else {
-		cfg.OutsideAddr = c.outAddr
+		cfg.OutsideAddr, cfg.OutsideAddrs = c.outAddrs[0], c.outAddrs[1:]
 	}
 	if cfg.Host != nil && c.outDev == "" {
 		// A default route through fwx's own TUN would loop its sockets
@@ -448,8 +502,8 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 // hostOutside makes the host's network fwx's outside, as the flags say.
 func hostOutside(c *runConfig, log zerolog.Logger) (*hostnet.Host, error) {
 	opts := hostnet.Options{Device: c.outDev, Mark: c.outMark, Log: log}
-	if c.outAddr.IsValid() {
-		opts.Addr = c.outAddr.Addr()
+	if len(c.outAddrs) > 0 {
+		opts.Addr = c.outAddrs[0].Addr()
 	} else {
 		_, a, err := hostnet.Uplink(c.outDev)
 		if err != nil {
@@ -462,6 +516,15 @@ func hostOutside(c *runConfig, log zerolog.Logger) (*hostnet.Host, error) {
 		return nil, fmt.Errorf("run: %w", err)
 	}
 	return h, nil
+}
+
+// prefixes writes ps as a comma-separated list.
+func prefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func policyName(path string) string {

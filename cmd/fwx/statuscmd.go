@@ -87,7 +87,7 @@ func statusCmd(args []string, e env) error {
 func printStatus(w io.Writer, st *statusReply) {
 	r, t := st.Run, st.Totals
 	fmt.Fprintf(w, "fwx %s, pid %d, up %s\n", r.Version, r.PID, dur(st.Time.Sub(st.Started)))
-	fmt.Fprintf(w, "inside  %s on %s\noutside %s on %s\n", st.InsideAddr, r.InTun, st.OutsideAddr, r.Out)
+	fmt.Fprintf(w, "inside  %s on %s\noutside %s on %s\n", prefixes(st.InsideAddrs), r.InTun, prefixes(st.OutsideAddrs), r.Out)
 	fmt.Fprintf(w, "policy  %s", r.Policy)
 	if rl := r.Reloads; rl.Count > 0 {
 		result := "ok"
