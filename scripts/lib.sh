@@ -10,6 +10,12 @@
 #   default via 10.0.0.1                                                198.51.100.3/32
 #                                                   (10.0.0.0/24 via 198.51.100.1)
 #
+# With LAB_IPV6=1 (set before lab_up) the lab is dual stack: the same, plus
+# fd00::2/64 on the client (default via fd00::1), fwx fd00::1 and
+# 2001:db8:100::1, the server 2001:db8:100::2/64 and ::3/128 (fd00::/64 via
+# fwx). IPv6 is off otherwise, so nothing a script did not ask for reaches
+# fwx.
+#
 # fwx creates both TUN devices in the gw namespace; lab_up moves each into its
 # peer's namespace and configures it there, as the contract of `fwx run`
 # expects. The server namespace routes 10.0.0.0/24 to fwx so that unsolicited
@@ -28,6 +34,13 @@ readonly LAB_IN_ADDR=10.0.0.1
 readonly LAB_SERVER_ADDR=198.51.100.2
 readonly LAB_SERVER_ADDR2=198.51.100.3
 readonly LAB_OUT_ADDR=198.51.100.1
+# The lab's IPv6 addresses (LAB_IPV6=1).
+readonly LAB_CLIENT_ADDR6=fd00::2
+readonly LAB_IN_ADDR6=fd00::1
+readonly LAB_SERVER_ADDR6=2001:db8:100::2
+readonly LAB_SERVER_ADDR6_2=2001:db8:100::3
+readonly LAB_OUT_ADDR6=2001:db8:100::1
+LAB_IPV6=${LAB_IPV6:-0}
 
 LAB_PIDS=()   # background processes this run started
 LAB_NETNS=()  # namespaces this run created
@@ -116,14 +129,33 @@ lab_need_root() {
 }
 
 # lab_netns_add NAME creates a namespace with lo up and IPv6 off (so router
-# solicitations and the like do not reach fwx or clutter its log).
+# solicitations and the like do not reach fwx or clutter its log), or with
+# LAB_IPV6=1 as lab_netns_add6 does.
 lab_netns_add() {
 	local ns=$1
+	if ((LAB_IPV6)); then
+		lab_netns_add6 "$ns"
+		return
+	fi
 	ip netns add "$ns"
 	LAB_NETNS+=("$ns")
 	ip -n "$ns" link set lo up
 	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
 		net.ipv6.conf.default.disable_ipv6=1
+}
+
+# lab_netns_add6 NAME creates a dual-stack namespace with lo up: IPv6 on,
+# but no router solicitations, router advertisements taken or duplicate
+# address detection (a TUN has no neighbours; addresses are usable at once).
+lab_netns_add6() {
+	local ns=$1
+	ip netns add "$ns"
+	LAB_NETNS+=("$ns")
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 \
+		net.ipv6.conf.default.disable_ipv6=0 net.ipv6.conf.all.accept_ra=0 \
+		net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.default.router_solicitations=0 \
+		net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 }
 
 # lab_bg NS LOGFILE CMD... runs CMD in namespace NS in the background, output
@@ -183,9 +215,13 @@ lab_build_fwx() {
 # $LAB_WORK/fwx.stdout; a FIFO, say) and stderr to $LAB_WORK/fwx.stderr,
 # and waits for both TUN devices to appear.
 lab_start_fwx() {
+	local six=()
+	if ((LAB_IPV6)); then
+		six=(--in-addr "$LAB_IN_ADDR6/64" --out-addr "$LAB_OUT_ADDR6/64")
+	fi
 	ip netns exec "$NS_GW" "$FWX_BIN" run \
 		--in-tun "$TUN_IN" --in-addr "$LAB_IN_ADDR/24" \
-		--out-tun "$TUN_OUT" --out-addr "$LAB_OUT_ADDR/24" \
+		--out-tun "$TUN_OUT" --out-addr "$LAB_OUT_ADDR/24" "${six[@]}" \
 		"$@" >"${LAB_FWX_STDOUT:-$LAB_WORK/fwx.stdout}" 2>"$LAB_WORK/fwx.stderr" </dev/null &
 	LAB_FWX_PID=$!
 	LAB_PIDS+=("$LAB_FWX_PID")
@@ -225,12 +261,13 @@ lab_stop_fwx() {
 }
 
 # lab_attach DEV NS moves DEV from the gw namespace into NS, turns IPv6 off
-# on it and brings it up.
+# on it (unless LAB_IPV6=1) and brings it up.
 lab_attach() {
-	local dev=$1 ns=$2
+	local dev=$1 ns=$2 off=1
+	((LAB_IPV6)) && off=0
 	ip -n "$NS_GW" link set dev "$dev" netns "$ns"
 	lab_wait_link "$ns" "$dev" 5 || lab_die "$dev did not arrive in $ns"
-	ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" || true
+	ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=$off" || true
 	ip -n "$ns" link set dev "$dev" up
 }
 
@@ -257,6 +294,13 @@ lab_wire() {
 	ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR/24" dev "$TUN_OUT"
 	ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR2/32" dev "$TUN_OUT"
 	ip -n "$NS_SERVER" route add 10.0.0.0/24 via "$LAB_OUT_ADDR" dev "$TUN_OUT"
+	if ((LAB_IPV6)); then
+		ip -n "$NS_CLIENT" addr add "$LAB_CLIENT_ADDR6/64" dev "$TUN_IN" nodad
+		ip -n "$NS_CLIENT" -6 route add default via "$LAB_IN_ADDR6" dev "$TUN_IN"
+		ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR6/64" dev "$TUN_OUT" nodad
+		ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR6_2/128" dev "$TUN_OUT" nodad
+		ip -n "$NS_SERVER" -6 route add fd00::/64 via "$LAB_OUT_ADDR6" dev "$TUN_OUT"
+	fi
 }
 
 # lab_nginx NS NAME ADDR:PORT... starts an nginx in NS serving

@@ -13,11 +13,21 @@
       Listens on ADDR:PORT and appends one line per accepted connection or
       received datagram to FILE (created empty once listening, so an empty FILE
       means nothing arrived). Runs until killed.
+  probe.py udp-echo ADDR PORT
+      Echoes every UDP datagram received on ADDR:PORT back to its sender,
+      whole (up to 65507 bytes). Runs until killed.
+  probe.py udp-big ADDR PORT SIZE SECONDS
+      Sends one UDP datagram of SIZE bytes to a udp-echo at ADDR:PORT, every
+      second until the same SIZE bytes come back or SECONDS pass; larger
+      than the MTU, it crosses fragmented both ways. Prints "echoed SIZE",
+      "differs", "timeout" or the errno name.
   probe.py notify-sink SOCKET FILE
       Plays systemd's side of sd_notify: binds the datagram unix socket
       SOCKET (to hand a service as NOTIFY_SOCKET) and appends each message
       to FILE on one line, its newlines turned into spaces. Runs until
       killed.
+
+Addresses may be IPv4 or IPv6.
 """
 
 import errno
@@ -26,9 +36,13 @@ import sys
 import time
 
 
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 def tcp_connect(addr, port, secs):
     start = time.monotonic()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
     s.settimeout(secs)
     try:
         s.connect((addr, port))
@@ -46,7 +60,7 @@ def tcp_connect(addr, port, secs):
 
 def udp_send(addr, port, secs):
     start = time.monotonic()
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.connect((addr, port))
     s.settimeout(0.2)
     result = "timeout"
@@ -67,7 +81,7 @@ def udp_send(addr, port, secs):
 
 def sink(proto, addr, port, path):
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(socket.AF_INET, kind)
+    s = socket.socket(family(addr), kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
     if proto == "tcp":
@@ -83,6 +97,36 @@ def sink(proto, addr, port, path):
             _, peer = s.recvfrom(65535)
         with open(path, "a", encoding="ascii") as f:
             f.write(f"{proto} {peer[0]}:{peer[1]} -> {addr}:{port}\n")
+
+
+def udp_echo(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def udp_big(addr, port, size, secs):
+    payload = bytes((i * 7 + i // 251) & 0xFF for i in range(size))
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.connect((addr, port))
+    s.settimeout(1.0)
+    start = time.monotonic()
+    result = "timeout"
+    while time.monotonic() - start < secs:
+        try:
+            s.send(payload)
+            got = s.recv(65535)
+            result = f"echoed {len(got)}" if got == payload else "differs"
+            break
+        except socket.timeout:
+            continue
+        except OSError as e:
+            result = errno.errorcode.get(e.errno, str(e))
+            break
+    s.close()
+    print(result)
 
 
 def notify_sink(sock_path, path):
@@ -103,6 +147,10 @@ def main(argv):
         udp_send(argv[1], int(argv[2]), float(argv[3]))
     elif len(argv) == 5 and argv[0] == "sink" and argv[1] in ("tcp", "udp"):
         sink(argv[1], argv[2], int(argv[3]), argv[4])
+    elif len(argv) == 3 and argv[0] == "udp-echo":
+        udp_echo(argv[1], int(argv[2]))
+    elif len(argv) == 5 and argv[0] == "udp-big":
+        udp_big(argv[1], int(argv[2]), int(argv[3]), float(argv[4]))
     elif len(argv) == 3 and argv[0] == "notify-sink":
         notify_sink(argv[1], argv[2])
     else:

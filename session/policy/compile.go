@@ -312,7 +312,7 @@ func (r *resolver) publications(defs []*publishDef) []publication {
 // either one any). Publications on different addresses of a multihomed
 // gateway may share a port.
 func conflicts(a, b *Publication) bool {
-	if a.Transport != b.Transport || a.Listen.Port() != b.Listen.Port() {
+	if a.Transport != b.Transport || a.Listen.Port() != b.Listen.Port() || a.listen6() != b.listen6() {
 		return false
 	}
 	aa, ba := a.Listen.Addr(), b.Listen.Addr()

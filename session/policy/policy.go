@@ -199,7 +199,7 @@ func (p *Policy) Published(t Transport, listen netip.AddrPort, src netip.Addr) (
 		if pub.Transport != t || pub.Listen.Port() != listen.Port() {
 			continue
 		}
-		if pub.Listen.Addr().IsValid() && pub.Listen.Addr() != addr {
+		if !pub.listensOn(addr) {
 			continue
 		}
 		if !pub.from.contains(src) {
@@ -208,4 +208,22 @@ func (p *Policy) Published(t Transport, listen netip.AddrPort, src netip.Addr) (
 		return pub.Publication, true
 	}
 	return Publication{}, false
+}
+
+// listensOn reports whether the publication takes connections to fwx's
+// address a: the address it names, or, naming none, any of fwx's of the
+// server's family.
+func (p *Publication) listensOn(a netip.Addr) bool {
+	if p.Listen.Addr().IsValid() {
+		return p.Listen.Addr() == a
+	}
+	return a.Is6() == p.Server.Addr().Is6()
+}
+
+// listen6 reports whether the publication listens on IPv6.
+func (p *Publication) listen6() bool {
+	if p.Listen.Addr().IsValid() {
+		return p.Listen.Addr().Is6()
+	}
+	return p.Server.Addr().Is6()
 }
