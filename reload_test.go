@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -51,25 +52,27 @@ func mustPolicy(t testing.TB, src string) *policy.Policy {
 }
 
 // echoLines sends numbered lines on a TCP echo connection and checks each
-// comes back, until stop; it reports the lines echoed and the first error.
-func echoLines(c io.ReadWriter, stop <-chan struct{}) (int, error) {
+// comes back, until stop; it counts the lines echoed in n and returns the
+// first error.
+func echoLines(c io.ReadWriter, n *atomic.Int64, stop <-chan struct{}) error {
 	buf := make([]byte, 64)
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
-			return i, nil
+			return nil
 		default:
 		}
 		msg := fmt.Sprintf("line %08d\n", i)
 		if _, err := io.WriteString(c, msg); err != nil {
-			return i, err
+			return err
 		}
 		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
-			return i, err
+			return err
 		}
 		if string(buf[:len(msg)]) != msg {
-			return i, fmt.Errorf("echo %q, want %q", buf[:len(msg)], msg)
+			return fmt.Errorf("echo %q, want %q", buf[:len(msg)], msg)
 		}
+		n.Add(1)
 	}
 }
 
@@ -100,14 +103,36 @@ func TestReloadUnderTraffic(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	lines := make([]int, len(conns))
+	lines := make([]atomic.Int64, len(conns))
 	errs := make([]error, len(conns))
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lines[i], errs[i] = echoLines(c, stop)
+			errs[i] = echoLines(c, &lines[i], stop)
 		}()
+	}
+	// echoed waits until every connection has echoed a line more than it
+	// had at before: each reload is followed by traffic on every flow,
+	// however slow the machine.
+	echoed := func(reload int, before []int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for i := range conns {
+			for lines[i].Load() <= before[i] {
+				if time.Now().After(deadline) {
+					t.Fatalf("connection %d echoed nothing within 10 s of reload %d", i, reload)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	counts := func() []int64 {
+		n := make([]int64, len(conns))
+		for i := range conns {
+			n[i] = lines[i].Load()
+		}
+		return n
 	}
 	const datagrams = 200
 	for i := range 20 {
@@ -115,19 +140,20 @@ func TestReloadUnderTraffic(t *testing.T) {
 		if i%2 == 0 {
 			src = b
 		}
+		before := counts()
 		if _, err := tb.FW.Reload(mustPolicy(t, src)); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 		for j := range datagrams / 20 {
 			fmt.Fprintf(u, "datagram %d.%d", i, j)
 		}
-		time.Sleep(5 * time.Millisecond)
+		echoed(i, before)
 	}
 	close(stop)
 	wg.Wait()
 	for i := range conns {
-		if errs[i] != nil || lines[i] < 20 {
-			t.Errorf("connection %d: %d lines echoed across the reloads, then %v", i, lines[i], errs[i])
+		if errs[i] != nil {
+			t.Errorf("connection %d: %d lines echoed across the reloads, then %v", i, lines[i].Load(), errs[i])
 		}
 	}
 	for range datagrams {
