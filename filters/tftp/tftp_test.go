@@ -98,6 +98,10 @@ func TestOnlyTheServer(t *testing.T) {
 		done <- err
 	}()
 	tid := <-srv.tids
+	// The transfer has started: the permission holds the server's
+	// transfer port as its one source. (Until then any port of the
+	// server's address may be the one, as the server chooses it.)
+	l.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound", "client": tid.String()})
 	// Where the client's requests leave fwx from: the server saw it.
 	var ext netip.AddrPort
 	for _, r := range l.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "outbound", "rule": "tftp-out"}) {
