@@ -66,10 +66,11 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		pkt, d, mtu = buf[:headroom+p.Len()], u.fw.cfg.Inside, u.insideMTU
 	}
 	pkts := [][]byte{pkt}
-	// A datagram larger than the device's MTU (a filter grew it, or it came
-	// in fragments that fwx reassembled) leaves in fragments; the host
-	// takes it whole, and its kernel fragments as its routes need.
-	if len(pkt)-headroom > mtu {
+	// An IPv4 datagram larger than the device's MTU (a filter grew it, or
+	// it came in fragments that fwx reassembled) leaves in fragments; the
+	// host takes it whole, and its kernel fragments as its routes need.
+	// (An IPv6 one goes whole: cutting it needs a fragment header.)
+	if len(pkt)-headroom > mtu && dst.Addr().Is4() {
 		mtu = min(mtu, maxSegment)
 		fb := fragmentBufs.Get().(*fragments)
 		defer fragmentBufs.Put(fb)
