@@ -61,9 +61,14 @@ type server struct {
 }
 
 func serve(t *testing.T, h *lab.Host, port uint16) *server {
+	return serveOn(t, h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+}
+
+// serveOn is serve on addr, of either family.
+func serveOn(t *testing.T, h *lab.Host, addr netip.AddrPort) *server {
 	s := &server{t: t, host: h, got: make(chan string, 256), reply: map[string]string{},
 		hold: map[string]chan struct{}{}, greeting: "220 scripted", pasv: 30000}
-	ln, err := h.ListenTCP(port)
+	ln, err := h.ListenTCPOn(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +140,7 @@ func (s *server) control(c net.Conn) {
 			s.pasv++
 			port := s.pasv
 			s.mu.Unlock()
-			ln, err := s.host.ListenTCP(port)
+			ln, err := s.host.ListenTCPOn(netip.AddrPortFrom(self, port))
 			if err != nil {
 				fmt.Fprintf(c, "425 no\r\n")
 				continue
@@ -281,7 +286,12 @@ var ftpServer = netip.AddrPortFrom(filtertest.ServerAddr, 21)
 // listenData opens a listener on the client for active mode and returns
 // the bytes the first data connection brings, and its peer.
 func listenData(t *testing.T, h *lab.Host, port uint16) <-chan string {
-	ln, err := h.ListenTCP(port)
+	return listenDataOn(t, h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+}
+
+// listenDataOn is listenData on addr, of either family.
+func listenDataOn(t *testing.T, h *lab.Host, addr netip.AddrPort) <-chan string {
+	ln, err := h.ListenTCPOn(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,12 @@ func (x *control) command(line []byte, more bool) (drop bool, then func() error,
 		if phase(x.phase.Load()) != ready {
 			return true, x.refuse(verb, causeBeforeLogin, "no user logged in", "530 "+verb+" refused: log in first (fwx).\r\n"), nil
 		}
+		if (verb == "PORT" || verb == "PASV") && x.clientAddr().Is6() {
+			// PORT and 227 carry IPv4 addresses only: an IPv6 control
+			// connection uses EPRT and EPSV (RFC 2428), as clients do.
+			return true, x.refuse(verb, causeIPv4Only, verb+" on an IPv6 control connection",
+				"502 "+verb+" refused: IPv4 only; on IPv6 use "+map[string]string{"PORT": "EPRT", "PASV": "EPSV"}[verb]+" (fwx).\r\n"), nil
+		}
 		x.sf.supersede(x)
 		if verb == "PORT" || verb == "EPRT" {
 			return x.activeMode(cmd, line)

@@ -61,6 +61,7 @@ const (
 	causeTooLong       = "too-long"        // a line that opens something, longer than MaxLine
 	causeNoPort        = "no-port"         // fwx could not bind or grant
 	causeReadOnly      = "read-only"       // a command that changes files, in read-only mode (command-refused)
+	causeIPv4Only      = "ipv4-only"       // PORT or PASV on an IPv6 control connection (RFC 2428)
 )
 
 func (h *pinhole) used() bool {
