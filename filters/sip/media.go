@@ -77,6 +77,9 @@ func (l *leg) insideSDP(m *Message) (int, string) {
 		if md.Port < 1024 || rtcpPort(md) < 1024 {
 			return 488, "a media port below 1024"
 		}
+		if a, ok := sdp.RTCPAddr(md); ok && a != client {
+			return 488, "the SDP's a=rtcp names " + a.String() + ", not the client"
+		}
 		if _, ok := sdp.MediaAddr(md); !ok {
 			return 488, "a medium without an address"
 		}

@@ -108,6 +108,20 @@ func (s *SDP) MediaAddr(m *Media) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// RTCPAddr returns the address of a medium's a=rtcp line, if it names
+// one (RFC 3605: "a=rtcp:port IN IP4 addr").
+func (s *SDP) RTCPAddr(m *Media) (netip.Addr, bool) {
+	if m.RTCP < 0 {
+		return netip.Addr{}, false
+	}
+	f := strings.Fields(strings.TrimPrefix(s.Lines[m.RTCP], "a=rtcp:"))
+	if len(f) != 4 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(f[3])
+	return a.Unmap(), err == nil
+}
+
 // OriginAddr returns the address of the o= line, if it names one.
 func (s *SDP) OriginAddr() (netip.Addr, bool) {
 	if s.Origin < 0 {

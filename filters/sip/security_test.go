@@ -33,6 +33,7 @@ func TestClientNamesOnlyItself(t *testing.T) {
 		{"SDP: a third party", request("INVITE", "s2", 1, sdp("198.51.100.3", 6000)), 488},
 		{"SDP: a medium's own c= elsewhere", request("INVITE", "s3", 1, sdp("10.0.0.2", 6000)+"c=IN IP4 10.0.0.3\r\n"), 488},
 		{"SDP: origin elsewhere", request("INVITE", "s4", 1, strings.Replace(sdp("10.0.0.2", 6000), "o=- 1 1 IN IP4 10.0.0.2", "o=- 1 1 IN IP4 10.0.0.3", 1)), 488},
+		{"SDP: a=rtcp elsewhere", request("INVITE", "s7", 1, sdp("10.0.0.2", 6000)+"a=rtcp:6001 IN IP4 10.0.0.3\r\n"), 488},
 		{"SDP: a privileged port", request("INVITE", "s5", 1, sdp("10.0.0.2", 554)), 488},
 		{"SDP: more media than max_media", request("INVITE", "s6", 1, sdp("10.0.0.2", 6000, 6002, 6004, 6006, 6008)), 488},
 	}
@@ -240,5 +241,61 @@ func TestDescriptionOutsideACall(t *testing.T) {
 	ua.send(serverSIP, request("OPTIONS", "caps2", 1, sdp("10.0.0.3", 6000)))
 	if got, _ := ua.message(); got.Status != 488 {
 		t.Errorf("capabilities naming another host: %d, want 488", got.Status)
+	}
+}
+
+// TestBodyIsNotAMessage: on a TCP connection, SIP text inside a message's
+// body (as Content-Length frames it) is never read as a message, whatever
+// the segments.
+func TestBodyIsNotAMessage(t *testing.T) {
+	l := newLab(t, sip.Config{}, "")
+	ln, err := l.Server.ListenTCP(5060)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), serverSIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ua, uas := newTCPPeer(t, c), newTCPPeer(t, s)
+	inner := strings.Replace(request("INVITE", "inner", 1, sdp("10.0.0.3", 6000)), "10.0.0.2", "10.0.0.3", -1)
+	message := fmt.Sprintf("MESSAGE sip:bob@198.51.100.2 SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.2:5060;branch=z9hG4bKm\r\n"+
+		"From: <sip:alice@10.0.0.2>;tag=a\r\nTo: <sip:bob@198.51.100.2>\r\nCall-ID: m\r\nCSeq: 1 MESSAGE\r\n"+
+		"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n", len(inner))
+	ua.write(message)
+	time.Sleep(50 * time.Millisecond) // a segment starts with the INVITE
+	ua.write(inner)
+	got := uas.message()
+	if got.Method != "MESSAGE" || string(got.Body) != inner {
+		t.Fatalf("the peer got %s with body %q, want the MESSAGE with the INVITE as its text", got.Method, clipped(string(got.Body)))
+	}
+	if n := l.Session(t).Pinholes(); n != 0 {
+		t.Errorf("%d pinholes, want 0", n)
+	}
+}
+
+// TestMaxRegistrations: fwx keeps at most max_registrations of a client's
+// registrations reachable.
+func TestMaxRegistrations(t *testing.T) {
+	l := newLab(t, sip.Config{MaxRegistrations: 1}, "")
+	registrar := listen(t, l.Server, 5060)
+	for _, port := range []uint16{5060, 5070} {
+		ua := listen(t, l.Client, port)
+		ua.send(serverSIP, strings.ReplaceAll(request("REGISTER", fmt.Sprint("reg-", port), 1, ""), "10.0.0.2:5060", fmt.Sprintf("10.0.0.2:%d", port)))
+		reg, from := registrar.message()
+		registrar.send(from, reply(reg, 200, field(t, reg, "contact")+";expires=600", ""))
+		if ok, _ := ua.message(); ok.Status != 200 {
+			t.Fatalf("REGISTER from %d answered %d", port, ok.Status)
+		}
+	}
+	if n := l.Session(t).Pinholes(); n != 1 {
+		t.Errorf("%d registrations kept reachable, want 1", n)
 	}
 }

@@ -36,7 +36,6 @@ const (
 
 // call is one dialog's media, by Call-ID.
 type call struct {
-	id      string
 	streams []*mediaStream // by m= line; nil for one without a pair
 	// offerer is the side whose description is the offer being answered.
 	offerer side
@@ -139,20 +138,20 @@ func (sf *sessionFilter) Detach() {
 	sf.mu.calls, sf.mu.regs = nil, nil
 }
 
-// callLocked returns the call with id, making it when make is set and
-// the client may have one more; nil otherwise.
-func (sf *sessionFilter) callLocked(id string, make bool, cfg *Config) *call {
+// callLocked returns the call with id, making it when create is set and
+// the client may have one more under cfg; nil otherwise.
+func (sf *sessionFilter) callLocked(id string, create bool, cfg *Config) *call {
 	if sf.mu.ended {
 		return nil
 	}
-	if c := sf.mu.calls[id]; c != nil || !make {
+	if c := sf.mu.calls[id]; c != nil || !create {
 		return c
 	}
 	if len(sf.mu.calls) >= cfg.MaxCalls {
 		return nil
 	}
 	now := sf.f.cfg.Now()
-	c := &call{id: id, started: now, signal: now}
+	c := &call{started: now, signal: now}
 	sf.mu.calls[id] = c
 	sf.scheduleSweepLocked()
 	return c
