@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,7 +34,8 @@ type Config struct {
 	Outside tun.Device
 	// Host, instead of Outside, makes the host's own network stack the
 	// external side (host mode): flows leave from host sockets, and
-	// OutsideAddr, if unset, is the address they bind to.
+	// OutsideAddr and OutsideAddrs, if unset, are the addresses they bind
+	// to.
 	Host *hostnet.Host
 	// InsideAddr is fwx's own address on the inside, the clients'
 	// gateway, with the inside network's prefix length.
@@ -94,8 +96,10 @@ func (c Config) validate() error {
 	case c.Host != nil && c.Outside != nil:
 		errs = append(errs, errors.New("both an outside device and the host as the outside"))
 	case c.Host != nil:
-		if c.OutsideAddr.IsValid() && c.OutsideAddr.Addr() != c.Host.Addr() {
-			errs = append(errs, fmt.Errorf("outside address %v is not the host address %v", c.OutsideAddr.Addr(), c.Host.Addr()))
+		for _, p := range c.outsideAddrs() {
+			if !slices.Contains(c.Host.Addrs(), p.Addr()) {
+				errs = append(errs, fmt.Errorf("outside address %v is not a host address fwx binds to (%v)", p.Addr(), c.Host.Addrs()))
+			}
 		}
 	case c.Outside == nil:
 		errs = append(errs, errors.New("no outside device"))

@@ -57,7 +57,14 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.Host != nil {
 		cfg.Outside = cfg.Host // the host's sockets carry UDP and ICMP as packets
 		if !cfg.OutsideAddr.IsValid() {
-			cfg.OutsideAddr = netip.PrefixFrom(cfg.Host.Addr(), 32)
+			for i, a := range cfg.Host.Addrs() {
+				p := netip.PrefixFrom(a, a.BitLen())
+				if i == 0 {
+					cfg.OutsideAddr = p
+				} else {
+					cfg.OutsideAddrs = append(cfg.OutsideAddrs, p)
+				}
+			}
 		}
 	}
 	if cfg.Policy == nil {

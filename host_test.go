@@ -27,6 +27,8 @@ var (
 	hostAddr    = netip.MustParseAddr("192.0.2.1") // fwx's sockets bind here
 	hostServer  = netip.MustParseAddr("192.0.2.2")
 	hostServer2 = netip.MustParseAddr("192.0.2.3")
+	hostAddr6   = netip.MustParseAddr("2001:db8:1::1")
+	hostServer6 = netip.MustParseAddr("2001:db8:1::2")
 )
 
 const netnsEnv = "FWX_TEST_NETNS"
@@ -42,6 +44,8 @@ func inOwnNetns(t *testing.T) bool {
 			{"addr", "add", hostAddr.String() + "/32", "dev", "lo"},
 			{"addr", "add", hostServer.String() + "/32", "dev", "lo"},
 			{"addr", "add", hostServer2.String() + "/32", "dev", "lo"},
+			{"addr", "add", hostAddr6.String() + "/128", "dev", "lo", "nodad"},
+			{"addr", "add", hostServer6.String() + "/128", "dev", "lo", "nodad"},
 		} {
 			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 				t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)

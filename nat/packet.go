@@ -107,6 +107,10 @@ func (p *Packet) TTL() uint8 {
 func (p *Packet) tcpSeq() uint32 { return binary.BigEndian.Uint32(p.b[p.l4+4:]) }
 func (p *Packet) tcpAck() uint32 { return binary.BigEndian.Uint32(p.b[p.l4+8:]) }
 
+// L4 returns the transport header and what follows it: a whole UDP
+// datagram, TCP segment or ICMP message.
+func (p *Packet) L4() []byte { return p.b[p.l4:] }
+
 // Payload returns the transport payload of a TCP or UDP packet, and the
 // body of an ICMP message after its first eight bytes.
 func (p *Packet) Payload() []byte {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,7 +81,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.Var(&inAddr, "in-addr", "fwx's own address on the inside, the clients' gateway, with the inside network's prefix length, as `CIDR` (required; IPv4 or IPv6, repeat it or list them for both)")
 	fs.StringVar(&c.outTun, "out-tun", "", "`NAME` of the outside TUN device to create (router mode)")
 	fs.StringVar(&out, "out", "", "`host`: the outside is the host's own network, reached through ordinary sockets (host mode)")
-	fs.Var(&outAddr, "out-addr", "router mode (required): fwx's address on the outside, the SecureNAT source, as `CIDR` (IPv4 or IPv6; repeat it or list them: one per family, more make a pool); host mode: the host address fwx's sockets bind to (default: the --out-dev's, or the default route's interface's)")
+	fs.Var(&outAddr, "out-addr", "router mode (required): fwx's address on the outside, the SecureNAT source, as `CIDR` (IPv4 or IPv6; repeat it or list them: one per family, more make a pool); host mode: the host addresses fwx's sockets bind to, one per family (default: the --out-dev's, or the default route's interface's; its IPv6 one too when an IPv6 default route goes through it)")
 	fs.StringVar(&c.outDev, "out-dev", "", "host mode: bind fwx's sockets to this interface `IFACE` (SO_BINDTODEVICE), so they never loop back into the inside TUN")
 	fs.StringVar(&mark, "out-mark", "", "host mode: mark fwx's sockets' packets with `N` (SO_MARK, needs CAP_NET_ADMIN) for a policy-routing rule")
 	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
@@ -136,16 +137,18 @@ func parseRun(args []string, e env) (*runConfig, error) {
 		return nil, err
 	}
 	if c.host {
-		if len(outAddr) > 1 {
-			return nil, usagef("fwx run: --out-addr %s: host mode binds to one host address", strings.Join(outAddr, ","))
-		}
-		if len(outAddr) == 1 {
-			p, err := parseHostAddr(outAddr[0])
+		for _, s := range outAddr {
+			p, err := parseHostAddr(s)
 			if err != nil {
 				return nil, err
 			}
-			c.outAddrs = []netip.Prefix{p}
+			if len(c.outAddrs) > 0 && c.outAddrs[0].Addr().Is6() == p.Addr().Is6() || len(c.outAddrs) == 2 {
+				return nil, usagef("fwx run: --out-addr %s: host mode binds to one host address per family", strings.Join(outAddr, ","))
+			}
+			c.outAddrs = append(c.outAddrs, p)
 		}
+		// IPv4 first, as hostnet takes them.
+		slices.SortFunc(c.outAddrs, func(a, b netip.Prefix) int { return a.Addr().BitLen() - b.Addr().BitLen() })
 	} else if c.outAddrs, err = parseOwnAddrs("--out-addr", outAddr, "198.51.100.1/24"); err != nil {
 		return nil, err
 	}
@@ -302,10 +305,10 @@ func parseHostAddr(s string) (netip.Prefix, error) {
 		}
 		a = p.Addr()
 	}
-	if !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-		return netip.Prefix{}, usagef("fwx run: --out-addr %s: pass one of the host's IPv4 unicast addresses (host mode carries IPv4)", s)
+	if a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+		return netip.Prefix{}, usagef("fwx run: --out-addr %s: pass one of the host's unicast addresses, IPv4 or IPv6", s)
 	}
-	return netip.PrefixFrom(a, 32), nil
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // checkSides refuses an outside that overlaps the inside: packets for one
@@ -502,14 +505,20 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 // hostOutside makes the host's network fwx's outside, as the flags say.
 func hostOutside(c *runConfig, log zerolog.Logger) (*hostnet.Host, error) {
 	opts := hostnet.Options{Device: c.outDev, Mark: c.outMark, Log: log}
-	if len(c.outAddrs) > 0 {
+	switch len(c.outAddrs) {
+	case 2:
+		opts.Addr, opts.Addr6 = c.outAddrs[0].Addr(), c.outAddrs[1].Addr()
+	case 1:
 		opts.Addr = c.outAddrs[0].Addr()
-	} else {
-		_, a, err := hostnet.Uplink(c.outDev)
+	default:
+		// The uplink's IPv4 address, and its IPv6 one when IPv6 can
+		// leave through it.
+		dev, a, err := hostnet.Uplink(c.outDev)
 		if err != nil {
 			return nil, fmt.Errorf("run: %w", err)
 		}
 		opts.Addr = a
+		opts.Addr6, _ = hostnet.Uplink6(dev)
 	}
 	h, err := hostnet.New(opts)
 	if err != nil {

@@ -63,3 +63,50 @@ func defaultRouteDevice(path string) (string, error) {
 	}
 	return "", errNoDefaultRoute
 }
+
+// Uplink6 returns the IPv6 address fwx's sockets should use beside
+// Uplink's IPv4 one on device: its first global unicast IPv6 address, if
+// the host has an IPv6 default route through device (else IPv6 could not
+// leave that way). It reads the system's configuration and sends nothing.
+func Uplink6(device string) (netip.Addr, bool) {
+	if dev, err := defaultRouteDevice6("/proc/net/ipv6_route"); err != nil || dev != device {
+		return netip.Addr{}, false
+	}
+	ifi, err := net.InterfaceByName(device)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() && p.Addr().IsGlobalUnicast() {
+			return p.Addr(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// defaultRouteDevice6 returns the interface of the first IPv6 default
+// route in a /proc/net/ipv6_route table that goes out of a device (not
+// the "unreachable" routes the kernel keeps on lo).
+func defaultRouteDevice6(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hostnet: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// dest dest_len src src_len next_hop metric refcnt use flags iface
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 10 && fields[0] == strings.Repeat("0", 32) && fields[1] == "00" && fields[9] != "lo" {
+			return fields[9], nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("hostnet: %s: %w", path, err)
+	}
+	return "", errors.New("hostnet: no IPv6 default route")
+}

@@ -1,6 +1,7 @@
 package hostnet
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -27,27 +28,37 @@ const (
 	// rxQueue bounds the packets received and not yet read: past it a
 	// socket's reader waits, and the host's socket buffer takes the rest.
 	rxQueue = 1024
-	// maxPayload is the largest datagram a socket reads.
-	maxPayload = 65535 - header.IPv4MinimumSize - header.UDPMinimumSize
+	// maxPayload is the largest datagram a socket reads: a UDP payload
+	// over IPv6 (over IPv4 it is 20 bytes less).
+	maxPayload = 65535 - header.UDPMinimumSize
 	ttl        = 64
 )
 
-// packet is a received datagram, built into an IPv4 packet in place.
+// packet is a received datagram, built into an IPv4 or IPv6 packet in
+// place.
 type packet struct {
 	b []byte
 	n int
 }
 
 var packets = sync.Pool{New: func() any {
-	return &packet{b: make([]byte, header.IPv4MinimumSize+header.UDPMinimumSize+maxPayload)}
+	return &packet{b: make([]byte, header.IPv6MinimumSize+header.UDPMinimumSize+maxPayload)}
 }}
+
+// ipHeader returns the length of the IP header fwx builds for a's family.
+func ipHeader(a netip.Addr) int {
+	if a.Is6() {
+		return header.IPv6MinimumSize
+	}
+	return header.IPv4MinimumSize
+}
 
 var _ tun.Device = (*Host)(nil)
 
 // receive reads a packet socket until it is closed and queues what it
 // reads as packets for Read.
 func (h *Host) receive(s *packetSocket) {
-	hdr := header.IPv4MinimumSize
+	hdr := ipHeader(s.ext.Addr())
 	if s.proto == nat.UDP {
 		hdr += header.UDPMinimumSize
 	}
@@ -94,48 +105,62 @@ func (h *Host) queue(pk *packet) bool {
 // reports false for what is not to be passed on (an ICMP message other
 // than an echo reply).
 func build(pk *packet, s *packetSocket, remote netip.AddrPort, n int) bool {
-	src, dst := tcpip.AddrFrom4(remote.Addr().Unmap().As4()), tcpip.AddrFrom4(s.ext.Addr().As4())
-	ip := header.IPv4(pk.b)
-	var l4 []byte
-	var proto tcpip.TransportProtocolNumber
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	hl := ipHeader(s.ext.Addr())
 	if s.proto == nat.UDP {
-		proto = header.UDPProtocolNumber
-		l4 = pk.b[header.IPv4MinimumSize : header.IPv4MinimumSize+header.UDPMinimumSize+n]
-		u := header.UDP(l4)
-		u.Encode(&header.UDPFields{SrcPort: remote.Port(), DstPort: s.ext.Port(), Length: uint16(len(l4))})
-		sum := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(l4)))
-		sum = checksum.Checksum(l4[header.UDPMinimumSize:], sum)
-		u.SetChecksum(^u.CalculateChecksum(sum))
-		if u.Checksum() == 0 {
-			u.SetChecksum(0xffff)
-		}
-	} else {
-		proto = header.ICMPv4ProtocolNumber
-		l4 = pk.b[header.IPv4MinimumSize : header.IPv4MinimumSize+n]
-		if n < header.ICMPv4MinimumSize {
-			return false
-		}
-		icmp := header.ICMPv4(l4)
-		if icmp.Type() != header.ICMPv4EchoReply {
-			return false
-		}
-		// The kernel matched the reply to the socket by identifier;
-		// make sure the packet carries the one the table knows.
-		icmp.SetIdent(s.ext.Port())
-		icmp.SetChecksum(0)
-		icmp.SetChecksum(^checksum.Checksum(l4, 0))
+		// The payload is in place already; the builder writes the
+		// headers around it.
+		payload := pk.b[hl+header.UDPMinimumSize : hl+header.UDPMinimumSize+n]
+		pk.n = nat.BuildUDP(pk.b, remote, s.ext, ttl, payload)
+		return pk.n > 0
 	}
-	total := header.IPv4MinimumSize + len(l4)
-	ip.Encode(&header.IPv4Fields{
-		TotalLength: uint16(total),
-		TTL:         ttl,
-		Protocol:    uint8(proto),
-		SrcAddr:     src,
-		DstAddr:     dst,
-	})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	pk.n = total
+	l4 := pk.b[hl : hl+n]
+	if n < header.ICMPv4MinimumSize {
+		return false
+	}
+	// The kernel matched the reply to the socket by identifier; make sure
+	// the packet carries the one the table knows.
+	binary.BigEndian.PutUint16(l4[4:], s.ext.Port())
+	l4[2], l4[3] = 0, 0
+	src, dst := tcpAddr(remote.Addr()), tcpAddr(s.ext.Addr())
+	if s.ext.Addr().Is6() {
+		if header.ICMPv6Type(l4[0]) != header.ICMPv6EchoReply {
+			return false
+		}
+		header.IPv6(pk.b).Encode(&header.IPv6Fields{
+			PayloadLength:     uint16(n),
+			TransportProtocol: header.ICMPv6ProtocolNumber,
+			HopLimit:          ttl,
+			SrcAddr:           src,
+			DstAddr:           dst,
+		})
+		sum := header.PseudoHeaderChecksum(header.ICMPv6ProtocolNumber, src, dst, uint16(n))
+		binary.BigEndian.PutUint16(l4[2:], ^checksum.Checksum(l4, sum))
+	} else {
+		if header.ICMPv4Type(l4[0]) != header.ICMPv4EchoReply {
+			return false
+		}
+		binary.BigEndian.PutUint16(l4[2:], ^checksum.Checksum(l4, 0))
+		ip := header.IPv4(pk.b)
+		ip.Encode(&header.IPv4Fields{
+			TotalLength: uint16(hl + n),
+			TTL:         ttl,
+			Protocol:    uint8(header.ICMPv4ProtocolNumber),
+			SrcAddr:     src,
+			DstAddr:     dst,
+		})
+		ip.SetChecksum(^ip.CalculateChecksum())
+	}
+	pk.n = hl + n
 	return true
+}
+
+// tcpAddr converts a for gVisor's header code.
+func tcpAddr(a netip.Addr) tcpip.Address {
+	if a.Is4() {
+		return tcpip.AddrFrom4(a.As4())
+	}
+	return tcpip.AddrFrom16(a.As16())
 }
 
 // Read implements tun.Device: it returns the packets the host's sockets
@@ -179,28 +204,17 @@ func (h *Host) Write(bufs [][]byte, offset int) (int, error) {
 }
 
 func (h *Host) send(pkt []byte) {
-	ip := header.IPv4(pkt)
-	if len(pkt) < header.IPv4MinimumSize || !ip.IsValid(len(pkt)) || ip.More() || ip.FragmentOffset() != 0 {
-		return
-	}
-	payload := ip.Payload()
-	dst := netip.AddrFrom4(ip.DestinationAddress().As4())
+	p := nat.Parse(pkt)
 	var s *packetSocket
 	var to netip.AddrPort
-	switch ip.TransportProtocol() {
-	case header.UDPProtocolNumber:
-		if len(payload) < header.UDPMinimumSize {
-			return
-		}
-		u := header.UDP(payload)
-		s = h.socket(nat.UDP, u.SourcePort())
-		to, payload = netip.AddrPortFrom(dst, u.DestinationPort()), payload[header.UDPMinimumSize:]
-	case header.ICMPv4ProtocolNumber:
-		if len(payload) < header.ICMPv4MinimumSize || header.ICMPv4(payload).Type() != header.ICMPv4Echo {
-			return
-		}
-		s = h.socket(nat.ICMP, header.ICMPv4(payload).Ident())
-		to = netip.AddrPortFrom(dst, 0)
+	var payload []byte
+	switch {
+	case p.Kind == nat.Transport && p.Proto == nat.UDP:
+		s = h.socket(nat.UDP, p.Is6(), p.Src.Port())
+		to, payload = p.Dst, p.Payload()
+	case p.Kind == nat.Query && p.Dst.Port() == 0: // an echo request
+		s = h.socket(nat.ICMP, p.Is6(), p.Src.Port())
+		to, payload = netip.AddrPortFrom(p.Dst.Addr(), 0), p.L4()
 	}
 	if s == nil {
 		return

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -35,9 +36,13 @@ import (
 // Options configure a [Host].
 type Options struct {
 	// Addr is the host address fwx's sockets bind to: the source address
-	// servers see and fwx's external address. Required: see
-	// [DefaultAddr].
+	// servers see and fwx's external address, IPv4 or IPv6. Required:
+	// see [Uplink].
 	Addr netip.Addr
+	// Addr6, if set, is a host IPv6 address fwx's sockets bind to as
+	// well, Addr being IPv4: fwx then carries both families (dual stack).
+	// See [Uplink6].
+	Addr6 netip.Addr
 	// Device, if set, binds every socket to this interface.
 	Device string
 	// Mark, if not zero, marks every socket's packets (SO_MARK).
@@ -50,6 +55,7 @@ type Options struct {
 // concurrent use.
 type Host struct {
 	opts   Options
+	addrs  []netip.Addr // Addr, and Addr6 if set
 	rx     chan *packet // packets built from what the sockets received
 	closed chan struct{}
 	events chan tun.Event
@@ -59,7 +65,7 @@ type Host struct {
 	sockets sync.Map
 
 	mu        sync.Mutex
-	listeners map[uint16]*heldListener
+	listeners map[netip.AddrPort]*heldListener
 	isClosed  bool
 	wg        sync.WaitGroup // socket readers
 
@@ -68,22 +74,57 @@ type Host struct {
 
 // New returns a host with no sockets open yet.
 func New(o Options) (*Host, error) {
-	if !o.Addr.Is4() {
-		return nil, fmt.Errorf("hostnet: address %v is not an IPv4 address", o.Addr)
-	}
 	h := &Host{
 		opts:      o,
+		addrs:     []netip.Addr{o.Addr},
 		rx:        make(chan *packet, rxQueue),
 		closed:    make(chan struct{}),
 		events:    make(chan tun.Event, 1),
-		listeners: make(map[uint16]*heldListener),
+		listeners: make(map[netip.AddrPort]*heldListener),
+	}
+	if o.Addr6.IsValid() {
+		if !o.Addr.Is4() || !o.Addr6.Is6() {
+			return nil, fmt.Errorf("hostnet: addresses %v and %v: want an IPv4 and an IPv6 address", o.Addr, o.Addr6)
+		}
+		h.addrs = append(h.addrs, o.Addr6)
+	}
+	for _, a := range h.addrs {
+		if !a.IsValid() || a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			return nil, fmt.Errorf("hostnet: %v is not a unicast host address fwx's sockets can bind to", a)
+		}
 	}
 	h.events <- tun.EventUp
 	return h, nil
 }
 
-// Addr returns the address fwx's sockets bind to.
+// Addr returns the address fwx's sockets bind to (Options.Addr).
 func (h *Host) Addr() netip.Addr { return h.opts.Addr }
+
+// Addrs returns the addresses fwx's sockets bind to: Addr, and Addr6 if
+// set.
+func (h *Host) Addrs() []netip.Addr { return slices.Clone(h.addrs) }
+
+// owns reports whether a is one of the host addresses fwx binds to.
+func (h *Host) owns(a netip.Addr) bool { return slices.Contains(h.addrs, a) }
+
+// addrOf returns fwx's host address of the family of IPv6 (v6) or IPv4.
+func (h *Host) addrOf(v6 bool) (netip.Addr, bool) {
+	for _, a := range h.addrs {
+		if a.Is6() == v6 {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// network returns Go's network name for proto ("tcp" or "udp") over a's
+// family.
+func network(proto string, a netip.Addr) string {
+	if a.Is6() {
+		return proto + "6"
+	}
+	return proto + "4"
+}
 
 // control applies the options to a new socket before it binds.
 func (h *Host) control(_, _ string, c syscall.RawConn) error {

@@ -15,7 +15,7 @@ func TestSocketLookupNoAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		if h.socket(nat.UDP, ext.Port()) == nil {
+		if h.socket(nat.UDP, false, ext.Port()) == nil {
 			t.Fatal("no socket")
 		}
 	}); n != 0 {

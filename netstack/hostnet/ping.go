@@ -13,12 +13,17 @@ import (
 )
 
 // listenPing opens an unprivileged ICMP echo socket (a "ping socket",
-// SOCK_DGRAM with IPPROTO_ICMP) whose identifier is ap's port: the kernel
+// SOCK_DGRAM with IPPROTO_ICMP, or IPPROTO_ICMPV6 for an IPv6 ap) whose
+// identifier is ap's port: the kernel
 // sends echo requests with that identifier and hands the socket the
 // replies that carry it. The kernel allows ping sockets only to the groups
 // in the sysctl net.ipv4.ping_group_range.
 func (h *Host) listenPing(ap netip.AddrPort) (*net.UDPConn, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	family, proto := unix.AF_INET, unix.IPPROTO_ICMP
+	if ap.Addr().Is6() {
+		family, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 			h.pingDenied.Do(func() {
@@ -31,7 +36,13 @@ func (h *Host) listenPing(ap netip.AddrPort) (*net.UDPConn, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+	var sa unix.Sockaddr
+	if ap.Addr().Is6() {
+		sa = &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EADDRINUSE) {
 			return nil, fmt.Errorf("hostnet: ping identifier %d: %w: %w", ap.Port(), nat.ErrPortInUse, err)

@@ -15,15 +15,17 @@ import (
 // needs no socket of its own: each of its connections dials from the port
 // ([Host.DialTCP]).
 
-// sockKey names the packet socket of one UDP port or ICMP identifier.
+// sockKey names the packet socket of one UDP port or ICMP identifier of
+// one family: IPv4 and IPv6 have a port space each.
 type sockKey struct {
 	proto nat.Proto
+	v6    bool
 	port  uint16
 }
 
-// socket returns the packet socket holding port, or nil.
-func (h *Host) socket(p nat.Proto, port uint16) *packetSocket {
-	if v, ok := h.sockets.Load(sockKey{p, port}); ok {
+// socket returns the packet socket holding port of family v6, or nil.
+func (h *Host) socket(p nat.Proto, v6 bool, port uint16) *packetSocket {
+	if v, ok := h.sockets.Load(sockKey{p, v6, port}); ok {
 		return v.(*packetSocket)
 	}
 	return nil
@@ -47,7 +49,7 @@ type heldListener struct {
 // fwx's. Ports on other addresses (fwx's inside address, for redirects)
 // are not the host's, and need nothing.
 func (h *Host) Hold(p nat.Proto, ap netip.AddrPort, inbound bool) error {
-	if ap.Addr() != h.opts.Addr || (p == nat.TCP && !inbound) {
+	if !h.owns(ap.Addr()) || (p == nat.TCP && !inbound) {
 		return nil
 	}
 	h.mu.Lock()
@@ -61,7 +63,7 @@ func (h *Host) Hold(p nat.Proto, ap netip.AddrPort, inbound bool) error {
 		if err != nil {
 			return err
 		}
-		h.listeners[ap.Port()] = &heldListener{ln: ln}
+		h.listeners[ap] = &heldListener{ln: ln}
 	case nat.UDP:
 		c, err := h.listenUDP(ap)
 		if err != nil {
@@ -70,7 +72,7 @@ func (h *Host) Hold(p nat.Proto, ap netip.AddrPort, inbound bool) error {
 		s := &packetSocket{proto: p, ext: ap, conn: c}
 		if err := recvErr(s); err != nil {
 			c.Close()
-			return fmt.Errorf("hostnet: UDP %v: IP_RECVERR: %w", ap, err)
+			return fmt.Errorf("hostnet: UDP %v: IP(V6)_RECVERR: %w", ap, err)
 		}
 		h.start(s)
 	case nat.ICMP:
@@ -86,22 +88,21 @@ func (h *Host) Hold(p nat.Proto, ap netip.AddrPort, inbound bool) error {
 // Release implements nat.Ports: it closes the socket that held ap. A
 // listener ListenTCP handed out belongs to its taker, who closes it.
 func (h *Host) Release(p nat.Proto, ap netip.AddrPort) {
-	if ap.Addr() != h.opts.Addr {
+	if !h.owns(ap.Addr()) {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	port := ap.Port()
 	switch p {
 	case nat.TCP:
-		if l := h.listeners[port]; l != nil {
+		if l := h.listeners[ap]; l != nil {
 			if !l.taken {
 				l.ln.Close()
 			}
-			delete(h.listeners, port)
+			delete(h.listeners, ap)
 		}
 	case nat.UDP, nat.ICMP:
-		if v, ok := h.sockets.LoadAndDelete(sockKey{p, port}); ok {
+		if v, ok := h.sockets.LoadAndDelete(sockKey{p, ap.Addr().Is6(), ap.Port()}); ok {
 			v.(*packetSocket).conn.Close()
 		}
 	}
@@ -115,7 +116,7 @@ func (h *Host) ListenTCP(local netip.AddrPort) (*net.TCPListener, error) {
 	if h.isClosed {
 		return nil, errClosed
 	}
-	if l := h.listeners[local.Port()]; l != nil && local.Addr() == h.opts.Addr && !l.taken {
+	if l := h.listeners[local]; l != nil && !l.taken {
 		l.taken = true
 		return l.ln, nil
 	}
@@ -124,7 +125,7 @@ func (h *Host) ListenTCP(local netip.AddrPort) (*net.TCPListener, error) {
 
 func (h *Host) listen(ap netip.AddrPort) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: h.control}
-	ln, err := lc.Listen(context.Background(), "tcp4", ap.String())
+	ln, err := lc.Listen(context.Background(), network("tcp", ap.Addr()), ap.String())
 	if err != nil {
 		if inUse(err) {
 			return nil, fmt.Errorf("hostnet: listen on %v: %w: %w", ap, nat.ErrPortInUse, err)
@@ -136,7 +137,7 @@ func (h *Host) listen(ap netip.AddrPort) (*net.TCPListener, error) {
 
 func (h *Host) listenUDP(ap netip.AddrPort) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: h.control}
-	c, err := lc.ListenPacket(context.Background(), "udp4", ap.String())
+	c, err := lc.ListenPacket(context.Background(), network("udp", ap.Addr()), ap.String())
 	if err != nil {
 		if inUse(err) {
 			return nil, fmt.Errorf("hostnet: bind UDP %v: %w: %w", ap, nat.ErrPortInUse, err)
@@ -148,7 +149,7 @@ func (h *Host) listenUDP(ap netip.AddrPort) (*net.UDPConn, error) {
 
 // start registers a packet socket and starts its reader. h.mu is held.
 func (h *Host) start(s *packetSocket) {
-	h.sockets.Store(sockKey{s.proto, s.ext.Port()}, s)
+	h.sockets.Store(sockKey{s.proto, s.ext.Addr().Is6(), s.ext.Port()}, s)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()

@@ -15,8 +15,12 @@ import (
 // dials from a port the host picks: the server sees another port, as it
 // would behind any NAT.
 func (h *Host) DialTCP(ctx context.Context, local, remote netip.AddrPort) (*net.TCPConn, error) {
-	if local.Addr() != h.opts.Addr {
-		local = netip.AddrPortFrom(h.opts.Addr, local.Port())
+	if !h.owns(local.Addr()) || local.Addr().Is6() != remote.Addr().Is6() {
+		a, ok := h.addrOf(remote.Addr().Is6())
+		if !ok {
+			return nil, fmt.Errorf("hostnet: dial %v: fwx has no host address of its family", remote)
+		}
+		local = netip.AddrPortFrom(a, local.Port())
 	}
 	c, err := h.dial(ctx, local, remote)
 	if err != nil && local.Port() != 0 && (inUse(err) || errors.Is(err, syscall.EADDRNOTAVAIL)) {
@@ -27,7 +31,7 @@ func (h *Host) DialTCP(ctx context.Context, local, remote netip.AddrPort) (*net.
 
 func (h *Host) dial(ctx context.Context, local, remote netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Control: h.control}
-	c, err := d.DialContext(ctx, "tcp4", remote.String())
+	c, err := d.DialContext(ctx, network("tcp", remote.Addr()), remote.String())
 	if err != nil {
 		return nil, fmt.Errorf("hostnet: %w", err)
 	}
