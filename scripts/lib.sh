@@ -367,11 +367,14 @@ lab_wait_port() {
 # --- host mode (scripts/e2e-host) ----------------------------------------------
 
 # lab_veth NS1 DEV1 CIDR1 NS2 DEV2 CIDR2 links NS1 and NS2 with a veth pair,
-# DEV1 in NS1 and DEV2 in NS2, each addressed and up, IPv6 off.
+# DEV1 in NS1 and DEV2 in NS2, each addressed and up, IPv6 off unless
+# LAB_IPV6=1.
 lab_veth() {
+	local off=1
+	((LAB_IPV6)) && off=0
 	ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
-	ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"
-	ip netns exec "$4" sysctl -qw "net.ipv6.conf.$5.disable_ipv6=1"
+	ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=$off"
+	ip netns exec "$4" sysctl -qw "net.ipv6.conf.$5.disable_ipv6=$off"
 	ip -n "$1" addr add "$3" dev "$2"
 	ip -n "$4" addr add "$6" dev "$5"
 	ip -n "$1" link set "$2" up

@@ -432,7 +432,7 @@ func run(args []string, e env) error {
 	}
 
 	diag.Info().Str("version", version()).Str("in_tun", c.inTun).Str("in_addr", prefixes(fw.InsideAddrs())).Str("out", outName).
-		Str("out_addr", prefixes(fw.OutsideAddrs())).Str("policy", policyName(c.policyPath)).Str("control", controlAt).Msg("fwx running")
+		Str("out_addr", addrsOf(fw.OutsideAddrs())).Str("policy", policyName(c.policyPath)).Str("control", controlAt).Msg("fwx running")
 	notify.ready()
 	err = fw.Run(ctx)
 	notify.stopping()
@@ -525,6 +525,15 @@ func hostOutside(c *runConfig, log zerolog.Logger) (*hostnet.Host, error) {
 		return nil, fmt.Errorf("run: %w", err)
 	}
 	return h, nil
+}
+
+// addrsOf writes the addresses of ps as a comma-separated list.
+func addrsOf(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Addr().String()
+	}
+	return strings.Join(s, ",")
 }
 
 // prefixes writes ps as a comma-separated list.
