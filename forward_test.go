@@ -48,23 +48,28 @@ func (d *replayDevice) BatchSize() int           { return 128 }
 
 // newReplayFirewall returns a firewall whose inside device replays a batch
 // of 128 TCP data packets of 1400-byte payload, spread over 16 established
-// flows.
-func newReplayFirewall(tb testing.TB) (*Firewall, *replayDevice, *replayDevice) {
+// flows, over IPv6 (v6) or IPv4.
+func newReplayFirewall(tb testing.TB, v6 bool) (*Firewall, *replayDevice, *replayDevice) {
 	in, out := &replayDevice{}, &replayDevice{}
 	fw, err := New(Config{
 		Inside: in, Outside: out,
-		InsideAddr:  netip.MustParsePrefix("10.0.0.1/24"),
-		OutsideAddr: netip.MustParsePrefix("198.51.100.1/24"),
-		Seed:        1,
+		InsideAddr:   netip.MustParsePrefix("10.0.0.1/24"),
+		InsideAddrs:  []netip.Prefix{netip.MustParsePrefix("fd00::1/64")},
+		OutsideAddr:  netip.MustParsePrefix("198.51.100.1/24"),
+		OutsideAddrs: []netip.Prefix{netip.MustParsePrefix("2001:db8:100::1/64")},
+		Seed:         1,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	server := netip.MustParseAddrPort("198.51.100.2:5201")
+	server, clientAddr := netip.MustParseAddrPort("198.51.100.2:5201"), netip.MustParseAddr("10.0.0.2")
+	if v6 {
+		server, clientAddr = netip.MustParseAddrPort("[2001:db8:100::2]:5201"), netip.MustParseAddr("fd00::2")
+	}
 	now := fw.clock.Now()
 	payload := make([]byte, 1400)
 	for f := 0; f < 16; f++ {
-		client := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(40000+f))
+		client := netip.AddrPortFrom(clientAddr, uint16(40000+f))
 		p := nat.Parse(lab.TCPPacket(client, server, header.TCPFlagSyn, 1, 0, nil))
 		fw.table.Outbound(&p, now)
 		r := nat.Parse(lab.TCPPacket(server, p.Src, header.TCPFlagSyn|header.TCPFlagAck, 1, 2, nil))
@@ -79,24 +84,31 @@ func newReplayFirewall(tb testing.TB) (*Firewall, *replayDevice, *replayDevice) 
 // TestForwardNoAllocs proves the whole per-packet path — batch read,
 // parse, translate, batch write — allocates nothing.
 func TestForwardNoAllocs(t *testing.T) {
-	fw, in, out := newReplayFirewall(t)
-	batch := newBatch(128)
-	allocs := testing.AllocsPerRun(10, func() {
-		in.reads = 10
-		fw.forwardBatch(batch, in, out, true)
-	})
-	if allocs != 0 {
-		t.Errorf("%v allocations per 1280 packets, want 0", allocs)
-	}
-	if out.written == 0 {
-		t.Fatal("nothing forwarded")
+	for _, v6 := range []bool{false, true} {
+		fw, in, out := newReplayFirewall(t, v6)
+		batch := newBatch(128)
+		allocs := testing.AllocsPerRun(10, func() {
+			in.reads = 10
+			fw.forwardBatch(batch, in, out, true)
+		})
+		if allocs != 0 {
+			t.Errorf("IPv6 %v: %v allocations per 1280 packets, want 0", v6, allocs)
+		}
+		if out.written == 0 {
+			t.Fatalf("IPv6 %v: nothing forwarded", v6)
+		}
 	}
 }
 
 // BenchmarkForward measures fwx's fast path from device to device, in
 // packets: a batch of 128 translated 1440-byte TCP segments per read.
-func BenchmarkForward(b *testing.B) {
-	fw, in, out := newReplayFirewall(b)
+func BenchmarkForward(b *testing.B) { benchmarkForward(b, false) }
+
+// BenchmarkForward6 is BenchmarkForward over IPv6.
+func BenchmarkForward6(b *testing.B) { benchmarkForward(b, true) }
+
+func benchmarkForward(b *testing.B, v6 bool) {
+	fw, in, out := newReplayFirewall(b, v6)
 	batch := newBatch(128)
 	b.ReportAllocs()
 	b.SetBytes(1440)
