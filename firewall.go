@@ -103,6 +103,7 @@ func New(cfg Config) (*Firewall, error) {
 		InsideNetworks:      insideNetworks(cfg, opts),
 		SpecialDestinations: opts.SpecialDestinations,
 		Limits:              opts.Limits.NAT(),
+		NPTv6:               nptv6(opts.NPTv6),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fwx: %w", err)
@@ -321,4 +322,13 @@ func (fw *Firewall) Expire() int {
 // has none of that family.
 func (fw *Firewall) ExternalFor(client netip.Addr) (netip.Addr, bool) {
 	return fw.table.ExternalFor(client)
+}
+
+// nptv6 converts the policy's prefix translations for the table.
+func nptv6(ts []policy.NPTv6) []nat.NPTv6 {
+	var out []nat.NPTv6
+	for _, t := range ts {
+		out = append(out, nat.NPTv6{Inside: t.Inside, Outside: t.Outside})
+	}
+	return out
 }

@@ -188,3 +188,26 @@ func TestIPv6Refusals(t *testing.T) {
 		t.Errorf("read after a datagram to a closed port of fwx: %v, want connection refused", err)
 	}
 }
+
+// TestNPTv6 translates the inside prefix statelessly (RFC 6296) instead of
+// masquerading: the server sees the client's own port from an address of
+// the outside prefix, and the answer comes back.
+func TestNPTv6(t *testing.T) {
+	tb := newTestbed6(t, `
+rules:
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+options:
+  nptv6: [{inside: "fd00::/64", outside: "2001:db8:200::/64"}]
+`)
+	peers := echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
+	u, err := tb.Client.DialUDP(netip.AddrPortFrom(client6, 40000), netip.AddrPortFrom(server6, 7000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	roundTrip(t, u, "translated prefix")
+	got := recv(t, peers)
+	if !netip.MustParsePrefix("2001:db8:200::/64").Contains(got.Addr()) || got.Port() != 40000 {
+		t.Errorf("server saw %v, want an address of 2001:db8:200::/64 and the client's port", got)
+	}
+}

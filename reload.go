@@ -54,6 +54,9 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 	if oldOpts.Timeouts != opts.Timeouts {
 		return r, fmt.Errorf("fwx: reload: options.timeouts changed (%s): %w", timeoutChanges(oldOpts.Timeouts, opts.Timeouts), ErrRestartNeeded)
 	}
+	if !slices.Equal(oldOpts.NPTv6, opts.NPTv6) {
+		return r, fmt.Errorf("fwx: reload: options.nptv6 changed: %w", ErrRestartNeeded)
+	}
 	if oldOpts.Filtering != opts.Filtering {
 		return r, fmt.Errorf("fwx: reload: options.filtering changed to %v (running %v): %w", opts.Filtering, oldOpts.Filtering, ErrRestartNeeded)
 	}

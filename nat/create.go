@@ -95,9 +95,19 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 	if ended, ok = t.roomLocked(now, ended); !ok {
 		return fail(DropTableFull, "table-full")
 	}
+	nptAddr, npt := netip.Addr{}, false
+	if m == nil && e == nil && !fs.userMode && !(p == TCP && t.cfg.UserModeTCP) && len(t.npts) > 0 {
+		nptAddr, npt = t.nptOut(src.Addr())
+	}
 	switch {
 	case m == nil && pinned.IsValid():
 		m = t.newMappingLocked(p, src, pinned)
+		t.byInside.put(m)
+		t.addMappingLocked(m)
+	case npt:
+		// NPTv6: the inside address translated, the port kept.
+		m = t.newMappingLocked(p, src, netip.AddrPortFrom(nptAddr, src.Port()))
+		m.npt = true
 		t.byInside.put(m)
 		t.addMappingLocked(m)
 	case m == nil:

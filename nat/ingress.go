@@ -93,7 +93,7 @@ func (t *Table) fromInside(p *Packet) (DropReason, bool) {
 		return DropSourceRoute, true
 	case special(src) || g.broadcast(src):
 		return DropMartianSource, true
-	case t.IsExternal(src) || t.IsInternal(src):
+	case t.ownsOutside(src) || t.IsInternal(src):
 		// A spoofed packet, or a routing loop (in host mode, fwx's own
 		// sockets routed back into its TUN): passing it on would feed
 		// the loop.
@@ -117,7 +117,7 @@ func (t *Table) fromOutside(p *Packet) (DropReason, bool) {
 		return DropSourceRoute, true
 	case special(src):
 		return DropMartianSource, true
-	case t.IsExternal(src) || t.IsInternal(src):
+	case t.ownsOutside(src) || t.IsInternal(src):
 		return DropOwnAddress, true
 	case contains(t.ingress.Load().inside, src):
 		return DropSpoofedSource, true

@@ -165,6 +165,14 @@ func (t *Table) dropMappingLocked(m *mapping) {
 	}
 	t.byInside.drop(m)
 	ext := t.addrPort(m.external, m.v6)
+	if m.npt {
+		if t.nptMaps.drop(m.proto, ext, m) {
+			t.nmappings.Add(-1)
+			t.let(m.inside, m.v6)
+			t.let(m.external, m.v6)
+		}
+		return
+	}
 	if t.alloc.set(m.proto, ext.Addr()).owner[ext.Port()].CompareAndSwap(m, nil) {
 		t.nmappings.Add(-1)
 		t.alloc.release(m.proto, ext)
@@ -177,7 +185,11 @@ func (t *Table) dropMappingLocked(m *mapping) {
 // the caller took.
 func (t *Table) addMappingLocked(m *mapping) {
 	ext := t.addrPort(m.external, m.v6)
-	t.alloc.set(m.proto, ext.Addr()).owner[ext.Port()].Store(m)
+	if m.npt {
+		t.nptMaps.put(m.proto, ext, m)
+	} else {
+		t.alloc.set(m.proto, ext.Addr()).owner[ext.Port()].Store(m)
+	}
 	t.nmappings.Add(1)
 }
 

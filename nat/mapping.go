@@ -26,7 +26,10 @@ type mapping struct {
 	pinned bool
 	// v6 says the endpoints hold IPv6 handles, each holding a reference
 	// (see addr6.go), given back when the mapping is dropped.
-	v6       bool
+	v6 bool
+	// npt says the external endpoint is the inside one translated by
+	// NPTv6 (npt.go): no port of the allocator's.
+	npt      bool
 	inside   endpoint // changes (SetExpectationInside) only under Table.mu
 	external endpoint
 

@@ -125,6 +125,10 @@ type Config struct {
 	// Limits bound what one client, and the table, may hold; zero fields
 	// take their defaults.
 	Limits Limits
+	// NPTv6 lists IPv6 prefix translations (RFC 6296, see [NPTv6]): the
+	// inside hosts they cover leave from an address of their own
+	// instead of the pool's.
+	NPTv6 []NPTv6
 }
 
 // Ports makes the table's external ports real on a host. In fwx's host
@@ -173,6 +177,8 @@ type Table struct {
 	// address, so outsiders cannot tell which clients share one.
 	pairKey uint64
 	dict    dict // IPv6 addresses held by mappings and flows
+	npts    []npt
+	nptMaps nptIndex // the mappings of NPTv6 addresses
 
 	mu       sync.Mutex
 	byInside mappingIndex                // mappings by inside endpoint
@@ -240,6 +246,23 @@ func New(cfg Config) (*Table, error) {
 		}
 	}
 	t.pairKey = cfg.Rand.Uint64()
+	for _, n := range cfg.NPTv6 {
+		x, err := newNPT(n)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range t.npts {
+			if o.Inside.Overlaps(x.Inside) || o.Outside.Overlaps(x.Outside) || o.Inside.Overlaps(x.Outside) || o.Outside.Overlaps(x.Inside) {
+				return nil, fmt.Errorf("nat: NPTv6 %v to %v overlaps %v to %v", n.Inside, n.Outside, o.Inside, o.Outside)
+			}
+		}
+		for _, a := range cfg.External {
+			if x.Outside.Contains(a) {
+				return nil, fmt.Errorf("nat: NPTv6 outside prefix %v holds the external address %v", n.Outside, a)
+			}
+		}
+		t.npts = append(t.npts, x)
+	}
 	return t, nil
 }
 
@@ -309,6 +332,9 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 // For the table's own address it takes no lock; for another address the
 // caller holds mu.
 func (t *Table) owner(p Proto, ep netip.AddrPort) *mapping {
+	if len(t.npts) > 0 && t.nptOutside(ep.Addr()) {
+		return t.nptMaps.get(p, ep)
+	}
 	var s *portSet
 	if sets := t.own[ep.Addr()]; sets != nil {
 		s = sets[protoIndex(p)]

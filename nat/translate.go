@@ -109,7 +109,7 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 	if f.target != f.remote {
 		p.SetDestination(f.Remote())
 	}
-	if t.IsExternal(p.Dst.Addr()) {
+	if t.ownsOutside(p.Dst.Addr()) {
 		// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet, now
 		// from the sender's external endpoint, arrives at the receiver's
 		// mapping as if from the outside.
@@ -162,7 +162,7 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	if why, bad := t.fromOutside(p); bad {
 		return t.refuseIngress(p, Inbound, why, n)
 	}
-	if !t.IsExternal(p.Dst.Addr()) {
+	if !t.ownsOutside(p.Dst.Addr()) {
 		// Addressed past fwx, to an inside host or elsewhere: nothing
 		// reaches the inside unasked. Logged like any unsolicited flow.
 		if p.Kind == Transport && (p.Proto != TCP || p.opens()) {
@@ -174,8 +174,8 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	case Error:
 		return t.inboundError(p, n)
 	case Query:
-		if p.echoRequest() {
-			return Local
+		if p.echoRequest() && t.IsExternal(p.Dst.Addr()) {
+			return Local // an NPTv6 address is an inside host's
 		}
 	}
 	return t.translateInbound(p, n)

@@ -122,6 +122,7 @@ func buildError(pk *packet, s *packetSocket, remote netip.AddrPort, data, oob []
 	}
 	return false
 }
+
 // encodeError writes into pk an ICMP error from offender to ext quoting a
 // UDP datagram from ext to remote whose payload starts with data; mtu goes
 // into a fragmentation-needed error.

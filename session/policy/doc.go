@@ -72,6 +72,14 @@
 //	                                      # address; other inside sources are dropped (BCP 38)
 //	  special-destinations: [239.0.0.0/8] # loopback/multicast/broadcast destinations that may
 //	                                      # be forwarded (default: none)
+//	  nptv6:                # IPv6 prefix translation (RFC 6296) instead of masquerading:
+//	    - {inside: fd01:203:405::/48, outside: 2001:db8:1::/48} # same length, at most /64
+//
+// Networks, rules and publications take IPv6 prefixes and addresses as
+// IPv4 ones ("[2001:db8::1]:8080" for a listen or server endpoint); a
+// publication without a listen address listens on fwx's outside address of
+// its server's family. fwx translates within a family (NAT44, NAT66 or
+// NPTv6), never between them.
 //
 // A list of one may be written as a single value (from: internal). Names
 // are 1 to 64 letters, digits, '-', '_' or '.'. YAML anchors and aliases are

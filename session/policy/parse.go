@@ -515,7 +515,49 @@ func (d *decoder) options(n *yaml.Node, p pos, o *Options) {
 				return nil
 			})
 		}},
+		field{name: "nptv6", decode: func(v *yaml.Node, p pos) {
+			d.items(v, p, func(item *yaml.Node, p pos) {
+				var n NPTv6
+				d.fields(item, p.path,
+					field{name: "inside", required: true, decode: d.nptPrefix(&n.Inside)},
+					field{name: "outside", required: true, decode: d.nptPrefix(&n.Outside)},
+				)
+				switch {
+				case !n.Inside.IsValid() || !n.Outside.IsValid():
+				case n.Inside.Bits() != n.Outside.Bits():
+					d.errorf(p, "inside %v and outside %v must have the same length (RFC 6296)", n.Inside, n.Outside)
+				case n.Inside.Overlaps(n.Outside):
+					d.errorf(p, "inside %v and outside %v overlap", n.Inside, n.Outside)
+				default:
+					o.NPTv6 = append(o.NPTv6, n)
+				}
+			})
+		}},
 	)
+}
+
+// nptPrefix returns a field decoder for a prefix of an NPTv6 translation:
+// IPv6, at most 64 bits long, not a special block.
+func (d *decoder) nptPrefix(dst *netip.Prefix) func(*yaml.Node, pos) {
+	return func(v *yaml.Node, p pos) {
+		s, ok := d.scalar(v, p)
+		if !ok {
+			return
+		}
+		pfx, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			d.errorf(p, "%q is not a prefix, such as fd00:1::/48", s)
+		case !pfx.Addr().Is6() || pfx.Addr().Is4In6():
+			d.errorf(p, "%v is not an IPv6 prefix: NPTv6 translates IPv6", pfx)
+		case pfx.Bits() > 64:
+			d.errorf(p, "%v is longer than /64 (RFC 6296 translates the routing prefix)", pfx)
+		case isSpecial(pfx):
+			d.errorf(p, "%v is a link-local, multicast or reserved block", pfx)
+		default:
+			*dst = pfx.Masked()
+		}
+	}
 }
 
 // prefixes decodes a list of prefixes or addresses, each checked by check.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -347,5 +348,28 @@ func TestLoadNamesFile(t *testing.T) {
 	_, err := Load(path)
 	if want := path + ":2: options.reject: "; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("Load = %v; want an error starting %q", err, want)
+	}
+}
+
+func TestParseNPTv6(t *testing.T) {
+	p, err := Parse("npt", []byte("rules: []\noptions:\n  nptv6: [{inside: fd01:203:405::/48, outside: 2001:db8:1::/48}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NPTv6{{netip.MustParsePrefix("fd01:203:405::/48"), netip.MustParsePrefix("2001:db8:1::/48")}}
+	if got := p.Options().NPTv6; !slices.Equal(got, want) {
+		t.Errorf("nptv6 %v, want %v", got, want)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"[{inside: fd00::/48, outside: 2001:db8::/56}]", "same length"},
+		{"[{inside: fd00::/72, outside: 2001:db8::/72}]", "longer than /64"},
+		{"[{inside: 10.0.0.0/8, outside: 2001:db8::/8}]", "not an IPv6 prefix"},
+		{"[{inside: fd00::/48}]", "required field missing"},
+		{"[{inside: fd00::/48, outside: fd00::/48}]", "overlap"},
+	} {
+		_, err := Parse("npt", []byte("rules: []\noptions:\n  nptv6: "+tt.yaml+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("nptv6: %s: error %v, want one saying %q", tt.yaml, err, tt.want)
+		}
 	}
 }

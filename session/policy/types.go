@@ -229,4 +229,14 @@ type Options struct {
 	// destinations fwx may forward from the inside, still subject to the
 	// access rules. By default none is.
 	SpecialDestinations []netip.Prefix
+	// NPTv6 are IPv6 prefix translations (RFC 6296): inside hosts in an
+	// Inside prefix leave from the address with the Outside prefix
+	// instead of masquerading behind fwx's outside address.
+	NPTv6 []NPTv6
+}
+
+// NPTv6 is one IPv6 prefix translation: prefixes of one length, at most
+// /64.
+type NPTv6 struct {
+	Inside, Outside netip.Prefix
 }
