@@ -40,35 +40,46 @@ func TestGRO(t *testing.T) {
 		{"too long for one", spec{payload: 60 * 1460, mss: 1460, flags: ack}, 2},
 		{"fin is not merged", spec{payload: 5 * 1000, mss: 1000, flags: ack | header.TCPFlagFin}, 2},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h, super := build(t, rng, tt.s)
-			segs := segments(t, h, super)
-			orig := make([][]byte, len(segs))
-			for i, s := range segs {
-				orig[i] = bytes.Clone(s[testOffset:])
+	for _, v6 := range []bool{false, true} {
+		for _, tt := range tests {
+			tt.s.v6 = v6
+			if v6 {
+				tt.name += ", IPv6"
 			}
-			got := GRO(segs, testOffset)
-			if len(got) != tt.want {
-				t.Fatalf("%d segments became %d packets, want %d", len(orig), len(got), tt.want)
-			}
-			// Cut again what GRO made: the segments must come back.
-			var back [][]byte
-			for _, b := range got {
-				gh := ParseHdr(b[testOffset-VirtioHdrLen:])
-				for _, s := range segments(t, gh, b[testOffset:]) {
-					back = append(back, s[testOffset:])
-				}
-			}
-			if len(back) != len(orig) {
-				t.Fatalf("%d segments back, want %d", len(back), len(orig))
-			}
-			for i := range orig {
-				if !bytes.Equal(back[i], orig[i]) {
-					t.Fatalf("segment %d differs after GRO and Split", i)
-				}
-			}
-		})
+			t.Run(tt.name, func(t *testing.T) { checkGRO(t, rng, tt.s, tt.want) })
+		}
+	}
+}
+
+// checkGRO cuts a superpacket of spec s into segments, merges them with
+// GRO into want packets, and checks that they cut back into the same
+// segments.
+func checkGRO(t *testing.T, rng *rand.Rand, s spec, want int) {
+	h, super := build(t, rng, s)
+	segs := segments(t, h, super)
+	orig := make([][]byte, len(segs))
+	for i, s := range segs {
+		orig[i] = bytes.Clone(s[testOffset:])
+	}
+	got := GRO(segs, testOffset)
+	if len(got) != want {
+		t.Fatalf("%d segments became %d packets, want %d", len(orig), len(got), want)
+	}
+	// Cut again what GRO made: the segments must come back.
+	var back [][]byte
+	for _, b := range got {
+		gh := ParseHdr(b[testOffset-VirtioHdrLen:])
+		for _, s := range segments(t, gh, b[testOffset:]) {
+			back = append(back, s[testOffset:])
+		}
+	}
+	if len(back) != len(orig) {
+		t.Fatalf("%d segments back, want %d", len(back), len(orig))
+	}
+	for i := range orig {
+		if !bytes.Equal(back[i], orig[i]) {
+			t.Fatalf("segment %d differs after GRO and Split", i)
+		}
 	}
 }
 
