@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"os/signal"
 	"syscall"
 	"time"
@@ -68,9 +69,9 @@ func parse(args []string) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("fwx-wireguard", flag.ContinueOnError)
 	fs.StringVar(&o.name, "name", "wg0", "WireGuard interface name: the UAPI socket is /var/run/wireguard/NAME.sock")
-	fs.StringVar(&o.inAddr, "in-addr", "", "fwx's address inside the tunnel, the peers' gateway, as CIDR (required)")
+	fs.StringVar(&o.inAddr, "in-addr", "", "fwx's address inside the tunnel, the peers' gateway, as CIDR (required; a comma-separated list for dual stack)")
 	fs.StringVar(&o.outTun, "out-tun", "", "router mode: name of the outside TUN device to create")
-	fs.StringVar(&o.outAddr, "out-addr", "", "router mode: fwx's outside address, the peers' SecureNAT source, as CIDR")
+	fs.StringVar(&o.outAddr, "out-addr", "", "router mode: fwx's outside address, the peers' SecureNAT source, as CIDR (a comma-separated list for dual stack)")
 	fs.StringVar(&o.out, "out", "", `"host": the outside is the host's own network (host mode)`)
 	fs.StringVar(&o.outDev, "out-dev", "", "host mode: bind fwx's sockets to this interface")
 	fs.StringVar(&o.policy, "policy", "", "fwx policy file (YAML); empty means the built-in default")
@@ -155,8 +156,8 @@ func run(args []string) error {
 		<-wg.Wait()
 		cancel()
 	}()
-	diag.Info().Str("name", o.name).Stringer("in_addr", cfg.InsideAddr).
-		Stringer("out_addr", cfg.OutsideAddr.Addr()).Msg("fwx-wireguard running")
+	diag.Info().Str("name", o.name).Str("in_addr", o.inAddr).
+		Stringer("out_addr", fw.OutsideAddr().Addr()).Msg("fwx-wireguard running")
 	// Run owns both of fwx's devices and closes them when it returns;
 	// closing fwx's end of the pair closes the tunnel's end too.
 	err = fw.Run(ctx)
@@ -169,29 +170,33 @@ func run(args []string) error {
 // start.
 func firewallConfig(o *options, log zerolog.Logger) (fwx.Config, func(), error) {
 	cfg := fwx.Config{Policy: policy.Default(), Log: log}
-	var err error
-	if cfg.InsideAddr, err = netip.ParsePrefix(o.inAddr); err != nil {
+	in, err := prefixes(o.inAddr)
+	if err != nil {
 		return cfg, nil, fmt.Errorf("--in-addr: %w", err)
 	}
+	cfg.InsideAddr, cfg.InsideAddrs = in[0], in[1:]
 	if o.policy != "" {
 		if cfg.Policy, err = policy.Load(o.policy); err != nil {
 			return cfg, nil, err
 		}
 	}
 	if o.out == "host" {
-		_, addr, err := hostnet.Uplink(o.outDev)
+		dev, addr, err := hostnet.Uplink(o.outDev)
 		if err == nil {
-			cfg.Host, err = hostnet.New(hostnet.Options{Addr: addr, Device: o.outDev, Log: log})
+			// The uplink's IPv6 address too, when IPv6 leaves through it.
+			addr6, _ := hostnet.Uplink6(dev)
+			cfg.Host, err = hostnet.New(hostnet.Options{Addr: addr, Addr6: addr6, Device: o.outDev, Log: log})
 		}
 		if err != nil {
 			return cfg, nil, fmt.Errorf("host mode: %w", err)
 		}
-		cfg.OutsideAddr = netip.PrefixFrom(addr, 32)
 		return cfg, func() { cfg.Host.Close() }, nil
 	}
-	if cfg.OutsideAddr, err = netip.ParsePrefix(o.outAddr); err != nil {
+	outs, err := prefixes(o.outAddr)
+	if err != nil {
 		return cfg, nil, fmt.Errorf("--out-addr: %w", err)
 	}
+	cfg.OutsideAddr, cfg.OutsideAddrs = outs[0], outs[1:]
 	// vnettun keeps GSO superpackets whole on the outside; fwx cuts them
 	// into segments for the pair, which has no offloads.
 	out, err := vnettun.Create(o.outTun, 1500)
@@ -233,4 +238,18 @@ func wireguardLogger(log zerolog.Logger) *device.Logger {
 		Verbosef: func(format string, args ...any) { log.Debug().Msgf(format, args...) },
 		Errorf:   func(format string, args ...any) { log.Error().Msgf(format, args...) },
 	}
+}
+
+// prefixes parses a comma-separated list of addresses with their prefix
+// lengths: one, or one per family for dual stack.
+func prefixes(s string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
 }
