@@ -298,7 +298,10 @@ lab_wire() {
 		ip -n "$NS_CLIENT" addr add "$LAB_CLIENT_ADDR6/64" dev "$TUN_IN" nodad
 		ip -n "$NS_CLIENT" -6 route add default via "$LAB_IN_ADDR6" dev "$TUN_IN"
 		ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR6/64" dev "$TUN_OUT" nodad
-		ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR6_2/128" dev "$TUN_OUT" nodad
+		# Deprecated (preferred_lft 0): never picked as a source address
+		# (RFC 6724 rule 3), as 198.51.100.3/32 is never picked for IPv4;
+		# a server on :: answers from ::2.
+		ip -n "$NS_SERVER" addr add "$LAB_SERVER_ADDR6_2/128" dev "$TUN_OUT" nodad preferred_lft 0
 		ip -n "$NS_SERVER" -6 route add fd00::/64 via "$LAB_OUT_ADDR6" dev "$TUN_OUT"
 	fi
 }
