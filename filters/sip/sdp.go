@@ -92,7 +92,12 @@ func (s *SDP) ConnAddr(line int) (netip.Addr, bool) {
 	if len(f) != 3 || f[0] != "IN" || (f[1] != "IP4" && f[1] != "IP6") {
 		return netip.Addr{}, false
 	}
-	a, err := netip.ParseAddr(f[2])
+	addr := f[2]
+	if f[1] == "IP6" && len(addr) > 2 && addr[0] == '[' && addr[len(addr)-1] == ']' {
+		// RFC 4566 writes IPv6 bare; sipp's [media_ip] adds brackets.
+		addr = addr[1 : len(addr)-1]
+	}
+	a, err := netip.ParseAddr(addr)
 	return a.Unmap(), err == nil
 }
 

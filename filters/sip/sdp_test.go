@@ -44,3 +44,28 @@ func TestParseSDP(t *testing.T) {
 		}
 	}
 }
+
+// TestConnAddr reads a connection line's address: IPv4, IPv6 bare as RFC
+// 4566 writes it or in the brackets sipp writes, never a name.
+func TestConnAddr(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want string // "" for none
+	}{
+		{"c=IN IP4 198.51.100.7", "198.51.100.7"},
+		{"c=IN IP6 2001:db8::7", "2001:db8::7"},
+		{"c=IN IP6 [2001:db8::7]", "2001:db8::7"},
+		{"c=IN IP4 [198.51.100.7]", ""},
+		{"c=IN IP6 host.example", ""},
+		{"c=IN IP6 []", ""},
+	} {
+		s, err := sip.ParseSDP([]byte("v=0\r\n" + tt.line + "\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, ok := s.ConnAddr(1)
+		if got := map[bool]string{true: a.String(), false: ""}[ok]; got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.line, got, tt.want)
+		}
+	}
+}
