@@ -96,25 +96,41 @@ func (s *server) control(c net.Conn) {
 		<-ch // a multi-line greeting, ended later
 		fmt.Fprintf(c, "220 ready\r\n")
 	}
-	r := bufio.NewReader(c)
-	var active netip.AddrPort
-	var passive net.Listener
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		if strings.TrimRight(line, "\r\n") == "" {
-			continue // no reply to an empty line, as vsftpd and pure-ftpd
-		}
-		verb, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
-		verb = strings.ToUpper(verb)
-		if verb != "USER" && verb != "PASS" { // the login is not news
+	// Lines are read as they come, ahead of the replies, as a real
+	// server's socket buffer takes them: got shows what reached the
+	// server even while a reply is held.
+	lines, done := make(chan string, 256), make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(lines)
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\r\n")
+			if line == "" {
+				continue // no reply to an empty line, as vsftpd and pure-ftpd
+			}
+			if verb, _, _ := strings.Cut(line, " "); !strings.EqualFold(verb, "USER") && !strings.EqualFold(verb, "PASS") {
+				select { // the login is not news
+				case s.got <- line:
+				default: // a test that sends many commands does not read them all
+				}
+			}
 			select {
-			case s.got <- strings.TrimRight(line, "\r\n"):
-			default: // a test that sends many commands does not read them all
+			case lines <- line:
+			case <-done:
+				return
 			}
 		}
+	}()
+	var active netip.AddrPort
+	var passive net.Listener
+	for line := range lines {
+		verb, arg, _ := strings.Cut(line, " ")
+		verb = strings.ToUpper(verb)
 		if ch, ok := s.hold[verb]; ok {
 			<-ch
 		}

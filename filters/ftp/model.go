@@ -61,17 +61,15 @@ func (x *control) notFTP(why string) {
 	}
 }
 
-// checkFTP looks at the start of a client line before it is handled: in
-// the greeting phase the client spoke first, and before the login every
-// line must be an FTP command.
+// checkFTP looks at the start of a client line before it is handled:
+// before the login every line must be an FTP command. (A client that
+// wrote before the greeting was caught as its bytes arrived: earlyReader.)
 func (x *control) checkFTP(line []byte) {
-	switch phase(x.phase.Load()) {
-	case greeting:
-		x.notFTP("the client wrote before the server's greeting")
-	case login:
-		if c, ok := ParseCommand(line); !ok || !isVerb(c.Verb) {
-			x.notFTP(fmt.Sprintf("not an FTP command: %q", truncate(line, 64)))
-		}
+	if phase(x.phase.Load()) != login {
+		return
+	}
+	if c, ok := ParseCommand(line); !ok || !isVerb(c.Verb) {
+		x.notFTP(fmt.Sprintf("not an FTP command: %q", truncate(line, 64)))
 	}
 }
 

@@ -161,6 +161,8 @@ func TestNothingBeforeLogin(t *testing.T) {
 		{"230 to another command", map[string]string{"STAT": "230 sure"}, []string{"STAT", "230"}},
 		{"after REIN", map[string]string{"REIN": "220 ready for a new user"},
 			[]string{"USER anonymous", "331", "PASS guest", "230", "REIN", "220"}},
+		{"a new USER after the login", nil,
+			[]string{"USER anonymous", "331", "PASS guest", "230", "USER other", "331"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLab(t)
