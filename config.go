@@ -79,7 +79,7 @@ type Config struct {
 	// and the records application filters write of the pinholes they open
 	// and refuse.
 	// It is written on the packet path, so its writer must never block:
-	// put a [github.com/fwx-dev/fwx/logq.Writer] under it. The zero value discards them.
+	// put a [LogQueue] under it. The zero value discards them.
 	FirewallLog zerolog.Logger
 	// DenialQuiet is how long a denied flow must go without another
 	// attempt before its one record (with the count of attempts) is

@@ -20,7 +20,7 @@ import (
 // record's "time" is the event's time on fwx's clock.
 //
 // The logger is called on the packet path: what it writes to must not
-// block (cmd/fwx puts a logq.Writer under it).
+// block (cmd/fwx puts a [LogQueue] under it).
 type flowLog struct {
 	log     zerolog.Logger
 	clock   Clock

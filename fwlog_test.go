@@ -1,18 +1,13 @@
 package fwx_test
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/logq"
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
 )
@@ -104,48 +99,5 @@ func TestUnsolicitedFlood(t *testing.T) {
 	summary := tb.Log.Records(t, map[string]string{"event": "denied-summary", "direction": "inbound", "rule": "default-deny"})
 	if len(flows) != 4096 || len(summary) != 1 || summary[0]["attempts"] != float64(n-4096) {
 		t.Errorf("%d denied records and summaries %v; want 4096 records and one summary of %d attempts", len(flows), summary, n-4096)
-	}
-}
-
-// gate is a log destination that blocks every write until it is opened:
-// a pipe nobody reads.
-type gate struct {
-	open chan struct{}
-	once sync.Once
-}
-
-func (g *gate) Write(p []byte) (int, error) { <-g.open; return len(p), nil }
-func (g *gate) release()                    { g.once.Do(func() { close(g.open) }) }
-
-// TestBlockedLogForwards: with the firewall log's reader stuck, flows keep
-// opening and carrying data; records are dropped and counted instead.
-func TestBlockedLogForwards(t *testing.T) {
-	g := &gate{open: make(chan struct{})}
-	q := logq.New(g, logq.Options{Size: 16})
-	t.Cleanup(func() {
-		g.release()
-		q.Close(5 * time.Second)
-	})
-	tb := newTestbed(t, "", func(c *fwx.Config) { c.FirewallLog = zerolog.New(q) })
-	echoTCP(t, tb.Server, 8000)
-	const conns = 40
-	for i := range conns {
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
-		if err != nil {
-			t.Fatalf("connection %d with the log blocked: %v", i, err)
-		}
-		roundTrip(t, c, fmt.Sprintf("message %d", i))
-		c.Close()
-	}
-	udp := echoUDP(t, tb.Server, 9000)
-	u, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 9001), netip.AddrPortFrom(serverIP.Addr(), 9000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	u.Write([]byte("ping"))
-	recv(t, udp)
-	if s := q.Stats(); s.Dropped < conns-16 || s.Written != 0 {
-		t.Errorf("log stats %+v; want at least %d records dropped and none written", s, conns-16)
 	}
 }

@@ -38,7 +38,6 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" filter
-	"github.com/fwx-dev/fwx/logq"
 	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/memtun"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
@@ -107,7 +106,7 @@ func run(args []string) error {
 	}
 	diag := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
 
-	// The firewall log is written on the packet path: a logq.Writer
+	// The firewall log is written on the packet path: a fwx.LogQueue
 	// queues it, so a slow destination costs records, never packets.
 	fwlogDst := io.Writer(os.Stdout)
 	if o.fwlog != "" {
@@ -118,7 +117,7 @@ func run(args []string) error {
 		defer f.Close()
 		fwlogDst = f
 	}
-	fwlog := logq.New(fwlogDst, logq.Options{})
+	fwlog := fwx.NewLogQueue(fwlogDst, fwx.LogQueueOptions{})
 	defer fwlog.Close(5 * time.Second)
 
 	cfg, closeOutside, err := firewallConfig(o, diag)

@@ -46,7 +46,7 @@ type runInfo struct {
 	Log     logStats    `json:"log"`
 }
 
-// logStats are the firewall log's counts (logq.Stats).
+// logStats are the firewall log's counts (fwx.LogQueueStats).
 type logStats struct {
 	Written    uint64 `json:"written"`
 	Dropped    uint64 `json:"dropped"`

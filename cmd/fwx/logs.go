@@ -9,17 +9,17 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/fwx-dev/fwx/logq"
+	"github.com/fwx-dev/fwx"
 )
 
 // logs are fwx run's two logs: the firewall log (standard output or
 // --fwlog) and diagnostics (standard error). Each is written through a
-// logq.Writer, so that a reader that stops reading costs records, never
+// fwx.LogQueue, so that a reader that stops reading costs records, never
 // forwarding, and a reader that goes away ends only its log.
 type logs struct {
 	fw, diag   zerolog.Logger
-	fwq, diagq *logq.Writer
-	file       *logq.File // the --fwlog file, or nil
+	fwq, diagq *fwx.LogQueue
+	file       *logFile // the --fwlog file, or nil
 }
 
 // closeTimeout bounds how long fwx waits at exit for a log's reader.
@@ -29,7 +29,7 @@ func openLogs(c *runConfig, e env) (*logs, error) {
 	l := &logs{}
 	var fwOut io.Writer = e.stdout
 	if c.fwlog != "" {
-		f, err := logq.OpenFile(c.fwlog, c.fwlogMaxSize, c.fwlogKeep)
+		f, err := openLogFile(c.fwlog, c.fwlogMaxSize, c.fwlogKeep)
 		if err != nil {
 			return nil, fmt.Errorf("run: --fwlog: %w", err)
 		}
@@ -42,13 +42,13 @@ func openLogs(c *runConfig, e env) (*logs, error) {
 		fwOut = zerolog.ConsoleWriter{Out: fwOut, TimeFormat: time.TimeOnly, NoColor: c.fwlog != ""}
 		diagOut = zerolog.ConsoleWriter{Out: diagOut, TimeFormat: time.TimeOnly}
 	}
-	l.diagq = logq.New(diagOut, logq.Options{})
+	l.diagq = fwx.NewLogQueue(diagOut, fwx.LogQueueOptions{})
 	level := zerolog.InfoLevel
 	if c.verbose {
 		level = zerolog.DebugLevel
 	}
 	l.diag = zerolog.New(l.diagq).Level(level).With().Timestamp().Logger()
-	l.fwq = logq.New(fwOut, logq.Options{
+	l.fwq = fwx.NewLogQueue(fwOut, fwx.LogQueueOptions{
 		Rate: c.fwlogRate,
 		OnError: func(err error) {
 			l.diag.Error().Err(err).Msg("the firewall log's output failed: no more records are written until it is reopened (SIGUSR1, for a file); forwarding goes on")

@@ -10,8 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/logq"
-	"github.com/fwx-dev/fwx/metrics"
+	"github.com/fwx-dev/fwx/cmd/fwx/internal/metrics"
 )
 
 // metricsServer serves --metrics: Prometheus metrics on /metrics, and a
@@ -35,7 +34,7 @@ func listenMetrics(addr string) (*metricsServer, error) {
 var page []byte
 
 // serve answers until close.
-func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *logq.Writer, info func() runInfo, log zerolog.Logger) {
+func (m *metricsServer) serve(fw *fwx.Firewall, rl *reloader, fwq *fwx.LogQueue, info func() runInfo, log zerolog.Logger) {
 	col := metrics.New(fw, metrics.Options{
 		Version: shortVersion(),
 		Reloads: func() metrics.Reloads {

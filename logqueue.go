@@ -1,4 +1,4 @@
-package logq
+package fwx
 
 import (
 	"errors"
@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// Options configures a [Writer]. The zero value is useful: a queue of 4096
-// records and no rate limit.
-type Options struct {
+// LogQueueOptions configures a [LogQueue]. The zero value is useful: a
+// queue of 4096 records and no rate limit.
+type LogQueueOptions struct {
 	// Size is the queue's capacity in records. Zero means 4096.
 	Size int
 	// Rate is how many records per second are passed on, on average;
@@ -23,19 +23,19 @@ type Options struct {
 	Burst int
 	// OnError is called from the writer's goroutine when writing to the
 	// destination fails: the log has ended (a closed pipe, a full disk),
-	// and every later record is lost until [Writer.Resume]. Nil ignores
+	// and every later record is lost until [LogQueue.Resume]. Nil ignores
 	// it.
 	OnError func(error)
-	// Now is the clock of the rate limit and of the writer's own records.
-	// Nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock of the rate limit and of the queue's own
+	// records. Nil means the system clock.
+	Clock Clock
 	// NoticeInterval is how often, at most, the writer reports suppressed
 	// records. Zero means one second.
 	NoticeInterval time.Duration
 }
 
-// Stats counts what happened to the records given to a [Writer].
-type Stats struct {
+// LogQueueStats counts what happened to the records given to a [LogQueue].
+type LogQueueStats struct {
 	// Written records reached the destination.
 	Written uint64
 	// Dropped records found the queue full: the destination was slower
@@ -43,27 +43,33 @@ type Stats struct {
 	Dropped uint64
 	// Suppressed records exceeded the rate limit.
 	Suppressed uint64
-	// Lost records came after the destination failed, or were still
-	// queued when Close gave up on a blocked destination.
+	// Lost records came after the destination failed, or after Close.
+	// (Those still queued when Close gave up on a blocked destination
+	// are counted in its error.)
 	Lost uint64
 	// Failed is the error that ended the log, or nil.
 	Failed error
 }
 
-// Writer is an io.Writer that never blocks: Write copies a record into a
-// bounded queue and returns; a goroutine of the Writer's own writes the
+// LogQueue keeps a log from ever stopping the program that writes it, and
+// is what to put under [Config.FirewallLog]: fwx writes that log on its
+// packet path, so a reader that stops reading (a pipe nobody drains, a
+// full disk, a hung terminal) must cost log records, never forwarding.
+//
+// A LogQueue is an io.Writer that never blocks: Write copies a record into
+// a bounded queue and returns; a goroutine of the queue's own writes the
 // queue to the destination, one Write per record. When the queue is full
 // the record is dropped and counted, and once the destination catches up
-// the Writer writes a record of its own saying how many were dropped
+// the queue writes a record of its own saying how many were dropped
 // ({"event":"log-dropped","dropped":N}); records beyond the rate limit are
 // reported the same way ({"event":"log-suppressed","suppressed":N}).
 //
 // Each Write must be one whole record (zerolog writes one per event), a
-// JSON object on a line when the Writer's own records are to match.
-// A Writer is safe for concurrent use. Close stops it.
-type Writer struct {
+// JSON object on a line when the queue's own records are to match.
+// A LogQueue is safe for concurrent use. Close stops it.
+type LogQueue struct {
 	dst  io.Writer
-	opts Options
+	opts LogQueueOptions
 	q    chan []byte
 	pool sync.Pool
 
@@ -82,26 +88,26 @@ type Writer struct {
 	err                                error // why failed was set
 }
 
-// New returns a Writer writing to dst and starts its goroutine.
-func New(dst io.Writer, opts Options) *Writer {
+// NewLogQueue returns a LogQueue writing to dst and starts its goroutine.
+func NewLogQueue(dst io.Writer, opts LogQueueOptions) *LogQueue {
 	if opts.Size <= 0 {
 		opts.Size = 4096
 	}
 	if opts.Rate > 0 && opts.Burst <= 0 {
 		opts.Burst = max(1, int(5*opts.Rate))
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = systemClock{}
 	}
 	if opts.NoticeInterval <= 0 {
 		opts.NoticeInterval = time.Second
 	}
-	w := &Writer{
+	w := &LogQueue{
 		dst:     dst,
 		opts:    opts,
 		q:       make(chan []byte, opts.Size),
 		tokens:  float64(opts.Burst),
-		last:    opts.Now(),
+		last:    opts.Clock.Now(),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -112,7 +118,7 @@ func New(dst io.Writer, opts Options) *Writer {
 // Write queues a copy of p and returns len(p), nil, whatever becomes of
 // the record: a logger must not fail, nor print a complaint per record,
 // because its reader went away. It never blocks.
-func (w *Writer) Write(p []byte) (int, error) {
+func (w *LogQueue) Write(p []byte) (int, error) {
 	if w.failed.Load() {
 		w.lost.Add(1)
 		return len(p), nil
@@ -143,11 +149,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // allowLocked takes a token from the rate limit's bucket.
-func (w *Writer) allowLocked() bool {
+func (w *LogQueue) allowLocked() bool {
 	if w.opts.Rate <= 0 {
 		return true
 	}
-	now := w.opts.Now()
+	now := w.opts.Clock.Now()
 	if d := now.Sub(w.last); d > 0 {
 		w.tokens = min(float64(w.opts.Burst), w.tokens+d.Seconds()*w.opts.Rate)
 		w.last = now
@@ -163,22 +169,22 @@ func (w *Writer) allowLocked() bool {
 // kept for reuse.
 const maxPooled = 4 << 10
 
-func (w *Writer) get(n int) []byte {
+func (w *LogQueue) get(n int) []byte {
 	if b, ok := w.pool.Get().(*[]byte); ok && cap(*b) >= n {
 		return (*b)[:0]
 	}
 	return make([]byte, 0, max(n, 512))
 }
 
-func (w *Writer) put(b []byte) {
+func (w *LogQueue) put(b []byte) {
 	if cap(b) <= maxPooled {
 		w.pool.Put(&b)
 	}
 }
 
-// run is the Writer's goroutine: it writes queued records until Close, and
+// run is the queue's goroutine: it writes queued records until Close, and
 // its own records when records were dropped or suppressed.
-func (w *Writer) run() {
+func (w *LogQueue) run() {
 	defer close(w.done)
 	tick := time.NewTicker(w.opts.NoticeInterval)
 	defer tick.Stop()
@@ -206,7 +212,7 @@ func (w *Writer) run() {
 }
 
 // write writes one record; after a failure it only counts.
-func (w *Writer) write(rec []byte) {
+func (w *LogQueue) write(rec []byte) {
 	defer w.put(rec)
 	if w.failed.Load() {
 		w.lost.Add(1)
@@ -220,7 +226,7 @@ func (w *Writer) write(rec []byte) {
 	w.written.Add(1)
 }
 
-func (w *Writer) fail(err error) {
+func (w *LogQueue) fail(err error) {
 	w.errMu.Lock()
 	w.err = err
 	w.errMu.Unlock()
@@ -233,17 +239,17 @@ func (w *Writer) fail(err error) {
 // Resume writes to the destination again after it failed, once the cause
 // is gone (a full disk freed, a log file reopened). Records lost meanwhile
 // stay counted in Stats.Lost.
-func (w *Writer) Resume() {
+func (w *LogQueue) Resume() {
 	w.errMu.Lock()
 	w.err = nil
 	w.errMu.Unlock()
 	w.failed.Store(false)
 }
 
-// notices writes the Writer's own records: how many records were dropped
+// notices writes the queue's own records: how many records were dropped
 // since the last such record (once the queue has drained) and, when
 // suppressed is set, how many the rate limit suppressed.
-func (w *Writer) notices(suppressed bool) {
+func (w *LogQueue) notices(suppressed bool) {
 	if n := w.unreportedDrops.Swap(0); n > 0 {
 		w.notice("log-dropped", "dropped", n, "the log's reader fell behind")
 	}
@@ -254,13 +260,13 @@ func (w *Writer) notices(suppressed bool) {
 	}
 }
 
-func (w *Writer) notice(event, field string, n uint64, why string) {
+func (w *LogQueue) notice(event, field string, n uint64, why string) {
 	if w.failed.Load() {
 		return
 	}
 	b := make([]byte, 0, 160)
 	b = append(b, `{"level":"warn","time":`...)
-	b = strconv.AppendQuote(b, w.opts.Now().UTC().Format(time.RFC3339))
+	b = strconv.AppendQuote(b, w.opts.Clock.Now().UTC().Format(time.RFC3339))
 	b = append(b, `,"event":"`...)
 	b = append(b, event...)
 	b = append(b, `","`...)
@@ -275,15 +281,15 @@ func (w *Writer) notice(event, field string, n uint64, why string) {
 	}
 }
 
-// ErrBlocked is returned by Close when the destination did not take the
-// queued records in time.
-var ErrBlocked = errors.New("logq: the log's destination is blocked")
+// ErrLogBlocked is returned by [LogQueue.Close] when the destination did
+// not take the queued records in time.
+var ErrLogBlocked = errors.New("fwx: the log's destination is blocked")
 
 // Close stops accepting records and waits, at most timeout, for the queue
 // to be written. A destination that blocks is abandoned: Close returns an
-// error wrapping [ErrBlocked], and the goroutine stays blocked in its
+// error wrapping [ErrLogBlocked], and the goroutine stays blocked in its
 // Write (a process about to exit does not care; a test unblocks it).
-func (w *Writer) Close(timeout time.Duration) error {
+func (w *LogQueue) Close(timeout time.Duration) error {
 	w.mu.Lock()
 	if !w.closed {
 		w.closed = true
@@ -295,16 +301,16 @@ func (w *Writer) Close(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 		n := uint64(len(w.q))
-		return fmt.Errorf("%w: %d records not written", ErrBlocked, n)
+		return fmt.Errorf("%w: %d records not written", ErrLogBlocked, n)
 	}
 }
 
 // Wait waits for the goroutine to end after Close.
-func (w *Writer) Wait() { <-w.done }
+func (w *LogQueue) Wait() { <-w.done }
 
-// Stats returns the Writer's counts so far.
-func (w *Writer) Stats() Stats {
-	s := Stats{
+// Stats returns the queue's counts so far.
+func (w *LogQueue) Stats() LogQueueStats {
+	s := LogQueueStats{
 		Written:    w.written.Load(),
 		Dropped:    w.dropped.Load(),
 		Suppressed: w.suppressed.Load(),

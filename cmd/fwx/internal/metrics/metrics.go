@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/logq"
 	"github.com/fwx-dev/fwx/nat"
 )
 
@@ -38,7 +37,7 @@ type Options struct {
 	// Reloads, if set, reports the reloads so far.
 	Reloads func() Reloads
 	// Log, if set, reports the firewall log's counts.
-	Log func() logq.Stats
+	Log func() fwx.LogQueueStats
 }
 
 // Collector is a prometheus.Collector of a running fwx's counters. It is

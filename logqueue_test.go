@@ -1,25 +1,36 @@
-package logq
+package fwx_test
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
-// gate is a destination that blocks every Write until opened.
+// gate is a log destination that blocks every Write until it is opened
+// (release): a pipe nobody reads.
 type gate struct {
 	open    chan struct{}
+	once    sync.Once
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	entered chan struct{}
 }
 
 func newGate() *gate { return &gate{open: make(chan struct{}), entered: make(chan struct{}, 1)} }
+
+func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 
 func (g *gate) Write(p []byte) (int, error) {
 	select {
@@ -47,12 +58,12 @@ func (g *gate) records(t *testing.T) []map[string]any {
 	return out
 }
 
-// TestBlockedDestination: with a destination that takes nothing, Write
+// TestLogQueueBlockedDestination: with a destination that takes nothing, Write
 // keeps returning at once, the overflow is counted, and once the
 // destination moves a record says how many were dropped.
-func TestBlockedDestination(t *testing.T) {
+func TestLogQueueBlockedDestination(t *testing.T) {
 	g := newGate()
-	w := New(g, Options{Size: 8})
+	w := fwx.NewLogQueue(g, fwx.LogQueueOptions{Size: 8})
 	rec := []byte(`{"event":"x"}` + "\n")
 	w.Write(rec)
 	<-g.entered // the goroutine holds one record, blocked
@@ -70,7 +81,7 @@ func TestBlockedDestination(t *testing.T) {
 	if s.Dropped != n-8 || s.Written != 0 {
 		t.Fatalf("stats %+v, want %d dropped and none written", s, n-8)
 	}
-	close(g.open)
+	g.release()
 	if err := w.Close(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -87,16 +98,16 @@ func TestBlockedDestination(t *testing.T) {
 	}
 }
 
-// TestCloseBlocked: Close gives up on a destination that never returns.
-func TestCloseBlocked(t *testing.T) {
+// TestLogQueueCloseBlocked: Close gives up on a destination that never returns.
+func TestLogQueueCloseBlocked(t *testing.T) {
 	g := newGate()
-	w := New(g, Options{})
+	w := fwx.NewLogQueue(g, fwx.LogQueueOptions{})
 	w.Write([]byte("{}\n"))
 	w.Write([]byte("{}\n"))
 	<-g.entered
 	err := w.Close(50 * time.Millisecond)
-	if !errors.Is(err, ErrBlocked) {
-		t.Fatalf("Close = %v, want ErrBlocked", err)
+	if !errors.Is(err, fwx.ErrLogBlocked) {
+		t.Fatalf("Close = %v, want fwx.ErrLogBlocked", err)
 	}
 	if _, err := w.Write([]byte("{}\n")); err != nil {
 		t.Fatal(err)
@@ -104,7 +115,7 @@ func TestCloseBlocked(t *testing.T) {
 	if s := w.Stats(); s.Lost != 1 {
 		t.Errorf("a write after Close: stats %+v, want 1 lost", s)
 	}
-	close(g.open)
+	g.release()
 	w.Wait()
 }
 
@@ -120,12 +131,12 @@ func (f *failing) Write(p []byte) (int, error) {
 	return 0, syscall.EPIPE
 }
 
-// TestDestinationFails: a broken pipe ends the log, reported once, and
+// TestLogQueueDestinationFails: a broken pipe ends the log, reported once, and
 // later records are counted as lost without reaching the destination.
-func TestDestinationFails(t *testing.T) {
+func TestLogQueueDestinationFails(t *testing.T) {
 	dst := &failing{}
 	errs := make(chan error, 10)
-	w := New(dst, Options{OnError: func(err error) { errs <- err }})
+	w := fwx.NewLogQueue(dst, fwx.LogQueueOptions{OnError: func(err error) { errs <- err }})
 	for range 100 {
 		w.Write([]byte("{}\n"))
 	}
@@ -144,20 +155,16 @@ func TestDestinationFails(t *testing.T) {
 	}
 }
 
-// TestRateLimit: beyond the burst, records are suppressed until the clock
+// TestLogQueueRateLimit: beyond the burst, records are suppressed until the clock
 // refills the bucket, and a notice counts them.
-func TestRateLimit(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+func TestLogQueueRateLimit(t *testing.T) {
+	clock := lab.NewManualClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	var buf syncBuffer
-	w := New(&buf, Options{Rate: 10, Burst: 20, Now: clock, NoticeInterval: time.Millisecond})
+	w := fwx.NewLogQueue(&buf, fwx.LogQueueOptions{Rate: 10, Burst: 20, Clock: clock, NoticeInterval: time.Millisecond})
 	for range 50 {
 		w.Write([]byte(`{"event":"x"}` + "\n"))
 	}
-	mu.Lock()
-	now = now.Add(time.Second) // 10 more tokens
-	mu.Unlock()
+	clock.Advance(time.Second) // 10 more tokens
 	for range 50 {
 		w.Write([]byte(`{"event":"y"}` + "\n"))
 	}
@@ -166,7 +173,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	counts := map[string]int{}
 	suppressed := 0.0
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(buf.Bytes())), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatal(err)
@@ -184,30 +191,46 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// TestWriteAllocs: a record costs its copy only when the pool is warm.
-func TestWriteAllocs(t *testing.T) {
-	w := New(&syncBuffer{}, Options{})
+// TestLogQueueWriteAllocs: a record costs its copy only when the pool is warm.
+func TestLogQueueWriteAllocs(t *testing.T) {
+	w := fwx.NewLogQueue(&syncBuffer{}, fwx.LogQueueOptions{})
 	defer w.Close(time.Second)
 	rec := []byte(`{"event":"x"}` + "\n")
 	allocs := testing.AllocsPerRun(1000, func() { w.Write(rec) })
 	if allocs > 1 {
 		t.Errorf("%v allocations per record", allocs)
+	}
+}
+
+// TestBlockedLogForwards: with the firewall log's reader stuck, flows keep
+// opening and carrying data; records are dropped and counted instead.
+func TestBlockedLogForwards(t *testing.T) {
+	g := newGate()
+	q := fwx.NewLogQueue(g, fwx.LogQueueOptions{Size: 16})
+	t.Cleanup(func() {
+		g.release()
+		q.Close(5 * time.Second)
+	})
+	tb := newTestbed(t, "", func(c *fwx.Config) { c.FirewallLog = zerolog.New(q) })
+	echoTCP(t, tb.Server, 8000)
+	const conns = 40
+	for i := range conns {
+		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+		if err != nil {
+			t.Fatalf("connection %d with the log blocked: %v", i, err)
+		}
+		roundTrip(t, c, fmt.Sprintf("message %d", i))
+		c.Close()
+	}
+	udp := echoUDP(t, tb.Server, 9000)
+	u, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 9001), netip.AddrPortFrom(serverIP.Addr(), 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.Write([]byte("ping"))
+	recv(t, udp)
+	if s := q.Stats(); s.Dropped < conns-16 || s.Written != 0 {
+		t.Errorf("log stats %+v; want at least %d records dropped and none written", s, conns-16)
 	}
 }

@@ -1,4 +1,4 @@
-package logq
+package main
 
 import (
 	"fmt"
@@ -7,11 +7,12 @@ import (
 	"sync"
 )
 
-// File is a log file that can be reopened under its name, after logrotate
-// moved it away (as on SIGUSR1), and that rotates itself when it would grow
-// past a size: FILE becomes FILE.1, FILE.1 becomes FILE.2, and so on, the
-// oldest beyond the number kept is deleted. It is safe for concurrent use.
-type File struct {
+// logFile is fwx run's --fwlog file. It can be reopened under its name,
+// after logrotate moved it away (SIGUSR1), and it rotates itself when it
+// would grow past a size: FILE becomes FILE.1, FILE.1 becomes FILE.2, and
+// so on, the oldest beyond the number kept is deleted. It is safe for
+// concurrent use.
+type logFile struct {
 	path    string
 	maxSize int64
 	keep    int
@@ -22,18 +23,18 @@ type File struct {
 	closed bool
 }
 
-// OpenFile opens (creating, appending) the log file at path. maxSize > 0
+// openLogFile opens (creating, appending) the log file at path. maxSize > 0
 // rotates it before a write would take it past maxSize bytes, keeping keep
 // old files (at least one).
-func OpenFile(path string, maxSize int64, keep int) (*File, error) {
-	lf := &File{path: path, maxSize: maxSize, keep: max(keep, 1)}
+func openLogFile(path string, maxSize int64, keep int) (*logFile, error) {
+	lf := &logFile{path: path, maxSize: maxSize, keep: max(keep, 1)}
 	if err := lf.open(); err != nil {
 		return nil, err
 	}
 	return lf, nil
 }
 
-func (lf *File) open() error {
+func (lf *logFile) open() error {
 	f, err := os.OpenFile(lf.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return err
@@ -48,7 +49,7 @@ func (lf *File) open() error {
 }
 
 // Write implements io.Writer. A record never straddles two files.
-func (lf *File) Write(p []byte) (int, error) {
+func (lf *logFile) Write(p []byte) (int, error) {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	if lf.closed {
@@ -70,7 +71,7 @@ func (lf *File) Write(p []byte) (int, error) {
 }
 
 // rotateLocked shifts the old files up by one and starts a new file.
-func (lf *File) rotateLocked() error {
+func (lf *logFile) rotateLocked() error {
 	lf.f.Close()
 	lf.f = nil
 	os.Remove(lf.name(lf.keep))
@@ -78,16 +79,16 @@ func (lf *File) rotateLocked() error {
 		os.Rename(lf.name(i), lf.name(i+1)) // a missing one is no error
 	}
 	if err := os.Rename(lf.path, lf.name(1)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("logq: rotate %s: %w", lf.path, err)
+		return fmt.Errorf("rotate %s: %w", lf.path, err)
 	}
 	return lf.open()
 }
 
-func (lf *File) name(i int) string { return lf.path + "." + strconv.Itoa(i) }
+func (lf *logFile) name(i int) string { return lf.path + "." + strconv.Itoa(i) }
 
 // Reopen closes the file and opens path again: after an outside tool
 // renamed it, writing continues in a new file of that name.
-func (lf *File) Reopen() error {
+func (lf *logFile) Reopen() error {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	if lf.closed {
@@ -101,7 +102,7 @@ func (lf *File) Reopen() error {
 }
 
 // Close closes the file.
-func (lf *File) Close() error {
+func (lf *logFile) Close() error {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	lf.closed = true

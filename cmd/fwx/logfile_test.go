@@ -1,4 +1,4 @@
-package logq
+package main
 
 import (
 	"os"
@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-func TestFileRotates(t *testing.T) {
+func TestLogFileRotates(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "fw.log")
-	f, err := OpenFile(path, 100, 2)
+	f, err := openLogFile(path, 100, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,10 +35,10 @@ func TestFileRotates(t *testing.T) {
 	}
 }
 
-func TestFileReopen(t *testing.T) {
+func TestLogFileReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "fw.log")
-	f, err := OpenFile(path, 0, 0)
+	f, err := openLogFile(path, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

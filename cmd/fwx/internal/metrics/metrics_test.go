@@ -12,9 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/cmd/fwx/internal/metrics"
 	"github.com/fwx-dev/fwx/filters/filtertest"
-	"github.com/fwx-dev/fwx/logq"
-	"github.com/fwx-dev/fwx/metrics"
 )
 
 const policy = `
@@ -93,7 +93,7 @@ func TestCollector(t *testing.T) {
 		Reloads: func() metrics.Reloads {
 			return metrics.Reloads{OK: 2, Refused: 1, Last: filtertest.Start, LastOK: false}
 		},
-		Log: func() logq.Stats { return logq.Stats{Written: 10, Dropped: 3} },
+		Log: func() fwx.LogQueueStats { return fwx.LogQueueStats{Written: 10, Dropped: 3} },
 	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(col)
