@@ -26,8 +26,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
