@@ -604,7 +604,7 @@ func TestRetroactiveAllowBind(t *testing.T) {
 	}
 	type ctxKey struct{}
 	rb, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: ext, Protocol: session.UDP, ProtocolName: "dgram",
-		Flags: session.Bidirectional, IPFilter: session.NewIPFilter(serverIP.Addr()), Context: ctxKey{}})
+		Flags: session.Bidirectional, IPFilter: session.NewIPFilter(serverIP.Addr()), Context: ctxKey{}, Primary: ev.Conn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,6 +626,9 @@ func TestRetroactiveAllowBind(t *testing.T) {
 	if !other.gets("ack", ext) {
 		t.Error("the client could not answer the permitted peer (Bidirectional)")
 	}
+	// The flow is logged with the rule of the connection the permission
+	// was negotiated on.
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound", "client": "198.51.100.2:9001", "rule": "dgram-out", "opened_by": "probe"})
 	// One source: the server's other ports stay out.
 	server.send(ext, "from 9000 is the primary flow")
 	client.recv(5 * time.Second)
@@ -706,7 +709,9 @@ func TestRedirectFlags(t *testing.T) {
 				}
 			}
 			if tt.path != "" {
-				tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": "198.51.100.2:7777", "path": tt.path})
+				// Logged with the rule that lets the client use the
+				// protocol (no Primary).
+				tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": "198.51.100.2:7777", "path": tt.path, "rule": "ftp-out"})
 			}
 		})
 	}

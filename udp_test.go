@@ -172,8 +172,9 @@ func TestUDPDatagramFilter(t *testing.T) {
 		t.Fatalf("echo %q, want HELLO: the datagram filter is not in the path", got)
 	}
 	ev := probe.nextEvent(t, session.EventUDPDestination)
-	if ev.Addr != dst || ev.Conn.Protocol() != session.UDP || ev.Conn.Peer() != dst || ev.Secondary {
-		t.Errorf("event addr %v proto %v peer %v secondary %v; want %v, udp, the server, primary", ev.Addr, ev.Conn.Protocol(), ev.Conn.Peer(), ev.Secondary, dst)
+	if ev.Addr != dst || ev.Conn.Protocol() != session.UDP || ev.Conn.Peer() != dst || ev.Secondary || ev.Conn.Rule() != "dgram-out" {
+		t.Errorf("event addr %v proto %v peer %v secondary %v rule %q; want %v, udp, the server, primary, dgram-out",
+			ev.Addr, ev.Conn.Protocol(), ev.Conn.Peer(), ev.Secondary, ev.Conn.Rule(), dst)
 	}
 	out, back := recv(t, rw.seen), recv(t, rw.seen)
 	if out.payload != "hello" || !out.fromInside || out.inside != client || out.peer != dst {

@@ -79,14 +79,12 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		Unarmed:      req.Flags&Unarmed != 0,
 		Deadline:     s.deadline(req.Flags),
 		UserMode:     userMode,
-		Rule:         ruleOf(req.Primary, d),
 		Protocol:     req.ProtocolName,
 		Filter:       d.Filter,
 	}
 	e.OnLapse = onLapse(e, req.OnLapse)
-	c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context)
-	c.rule = e.Rule
-	e.Owner = c
+	c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context, req.Primary)
+	e.Rule, e.Owner = c.rule, c
 	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
 		s.unpinPort(proto, ext, pinned)

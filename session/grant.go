@@ -30,10 +30,11 @@ func checkGrantFlags(call string, p Protocol, f, allowed Flags) error {
 }
 
 // newGrantConnection makes the connection object of a grant: what its
-// flows' filters and events come from.
-func newGrantConnection(s *Session, p Protocol, d policy.Decision, addr netip.AddrPort, f Flags, ctx any) *Connection {
+// flows' filters, events and log records come from. primary is the
+// connection the grant was negotiated on, or nil.
+func newGrantConnection(s *Session, p Protocol, d policy.Decision, addr netip.AddrPort, f Flags, ctx any, primary *Connection) *Connection {
 	c := newConnection(s, p, d.Protocol, d.Filter, addr, netip.AddrPort{})
-	c.context, c.settings = ctx, d.Settings
+	c.context, c.settings, c.rule = ctx, d.Settings, ruleOf(primary, d)
 	if f&IncreaseReceiveBuffer != 0 {
 		c.rcvbuf = rcvbufIncreased
 	}

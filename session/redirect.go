@@ -33,6 +33,9 @@ type Redirect struct {
 	// the client connects.
 	Notify  SessionFilter
 	Context any
+	// Primary is as in BindRequest: the redirected connections are logged
+	// with its policy rule.
+	Primary *Connection
 }
 
 // RedirectResult is what RedirectConnections set up.
@@ -108,7 +111,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 		// The redirect raises the connect event of the connection now; the
 		// connection, when it comes, does not raise it again.
-		c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context)
+		c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context, req.Primary)
 		c.redirect = true
 		err := s.applyFactories(c, ev, dst)
 		if err == nil {
@@ -129,7 +132,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			Multiple:     req.Flags&AllowMultiple != 0,
 			Deadline:     s.deadline(req.Flags),
 			UserMode:     userMode,
-			Rule:         req.ProtocolName,
+			Rule:         c.rule,
 			Protocol:     req.ProtocolName,
 			Filter:       d.Filter,
 			Owner:        c,

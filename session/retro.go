@@ -34,6 +34,10 @@ type RetroactiveBind struct {
 	// when a peer's first datagram arrives.
 	Notify  SessionFilter
 	Context any
+	// Primary is as in BindRequest: the flows the permission lets in are
+	// logged with its policy rule (a TFTP transfer with the rule that let
+	// the client send its request).
+	Primary *Connection
 }
 
 // RetroactiveAllowBind lets the peers req admits send to an external
@@ -72,7 +76,7 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 	if inside, ok := s.mgr.cfg.Table.DynamicMapping(nat.UDP, external); !ok || inside.Addr() != s.client {
 		return nil, fmt.Errorf("session: %s: %v holds no mapping of %v: %w", call, external, s.client, ErrNotFound)
 	}
-	c := newGrantConnection(s, UDP, d, external, req.Flags, req.Context)
+	c := newGrantConnection(s, UDP, d, external, req.Flags, req.Context, req.Primary)
 	c.timeout = req.Flags&Timeout != 0
 	err = s.applyFactories(c, EventBindUDP, external)
 	if err == nil {
@@ -91,7 +95,7 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 		Deadline:      s.deadline(req.Flags),
 		CloseIdle:     req.Flags&Timeout != 0,
 		UserMode:      req.Flags&NoKernelMode != 0 || watched || c.userMode(),
-		Rule:          req.ProtocolName,
+		Rule:          c.rule,
 		Protocol:      req.ProtocolName,
 		Filter:        d.Filter,
 		Owner:         c,

@@ -77,7 +77,7 @@ func (m *Manager) newUDPConn(f *nat.Flow) *udpConn {
 		addr = f.External() // the bound or published address
 	}
 	c := newConnection(s, UDP, f.Protocol(), f.Filter(), addr, f.Inside())
-	c.peer, c.inbound, c.flow, c.external = f.Remote(), f.Origin() == nat.Inbound, f, f.External()
+	c.peer, c.inbound, c.flow, c.external, c.rule = f.Remote(), f.Origin() == nat.Inbound, f, f.External(), f.Rule()
 	u := &udpConn{m: m, c: c, owner: ownerOf(f)}
 	c.dg = u
 	c.settings = m.policy.Load().Settings(f.Rule(), f.Origin() == nat.Inbound)

@@ -228,7 +228,7 @@ func (l *leg) track(m *Message, from side) {
 	}
 	sf.mu.Unlock()
 	if !m.IsRequest() && strings.EqualFold(method, "REGISTER") && m.Status/100 == 2 && from == outside && !l.tcp {
-		sf.register(l.cfg, l.conn.ProtocolName(), l.outside, l.peer.Addr(), l.registered(m))
+		sf.register(l.cfg, l.conn, l.outside, l.peer.Addr(), l.registered(m))
 	}
 }
 

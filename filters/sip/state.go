@@ -240,8 +240,9 @@ func (sf *sessionFilter) sweep() {
 }
 
 // register keeps the client's outside endpoint external reachable from
-// registrar for d (a 2xx to a REGISTER of protocol), or ends that (d 0).
-func (sf *sessionFilter) register(cfg *Config, protocol string, external netip.AddrPort, registrar netip.Addr, d time.Duration) {
+// registrar for d (a 2xx to a REGISTER sent on primary), or ends that (d
+// 0).
+func (sf *sessionFilter) register(cfg *Config, primary *session.Connection, external netip.AddrPort, registrar netip.Addr, d time.Duration) {
 	k := regKey{external, registrar}
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
@@ -267,7 +268,7 @@ func (sf *sessionFilter) register(cfg *Config, protocol string, external netip.A
 		sf.log.Info().Stringer("external", external).Msg("sip: registration not kept reachable: too many for this client")
 		return
 	}
-	grant, err := sf.keepReachable(protocol, external, registrar)
+	grant, err := sf.keepReachable(primary, external, registrar)
 	if err != nil {
 		sf.log.Info().Err(err).Stringer("external", external).Msg("sip: registration not kept reachable")
 		return
@@ -281,8 +282,8 @@ func (sf *sessionFilter) register(cfg *Config, protocol string, external netip.A
 // keepReachable lets registrar reach the client's mapping on external for
 // as long as the grant lives, and puts the filter on what comes in
 // through it: the registrar's requests (an INVITE for the client) are
-// SIP like any other.
-func (sf *sessionFilter) keepReachable(protocol string, external netip.AddrPort, registrar netip.Addr) (*session.Connection, error) {
+// SIP like any other. Its flows are logged with primary's rule.
+func (sf *sessionFilter) keepReachable(primary *session.Connection, external netip.AddrPort, registrar netip.Addr) (*session.Connection, error) {
 	factory, err := sf.s.SetDataFilterFactory(session.FactoryRequest{
 		Event: session.EventBindUDP,
 		Addr:  external,
@@ -299,8 +300,9 @@ func (sf *sessionFilter) keepReachable(protocol string, external netip.AddrPort,
 		External:     external,
 		Protocol:     session.UDP,
 		Flags:        session.Bidirectional, // one source: the registrar's first, for good
-		ProtocolName: protocol,
+		ProtocolName: primary.ProtocolName(),
 		IPFilter:     session.NewIPFilter(registrar),
+		Primary:      primary,
 	})
 }
 

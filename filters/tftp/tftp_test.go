@@ -66,9 +66,11 @@ func TestTransfers(t *testing.T) {
 			}
 		})
 	}
-	recs := l.Log.Records(t, map[string]string{"event": "allowed", "direction": "inbound", "rule": "tftp", "path": "user"})
+	// The transfers are logged with the rule that let the client send
+	// its request.
+	recs := l.Log.Records(t, map[string]string{"event": "allowed", "direction": "inbound", "rule": "tftp-out", "opened_by": "tftp", "path": "user"})
 	if len(recs) == 0 {
-		t.Error("no transfer flow in the log")
+		t.Error("no transfer flow in the log with the request's rule")
 	}
 }
 
@@ -260,6 +262,8 @@ func TestPublishedServer(t *testing.T) {
 		t.Errorf("got %d bytes, want %d", len(got), len(data))
 	}
 	<-srv.done
+	// The server's answers are logged with the publication's rule.
+	l.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "outbound", "rule": "tftpd", "opened_by": "tftp"})
 }
 
 // TestReadOnly: a rule's read_only setting refuses writes with an ERROR

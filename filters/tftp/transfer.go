@@ -64,7 +64,7 @@ func (t *transfer) permit(c *session.Connection, d *session.Datagram) error {
 	flags := session.Timeout | session.NoKernelMode | session.IncreaseReceiveBuffer
 	if t.serverInside {
 		a, err := s.AllowFutureConnect(session.FutureConnect{Addr: d.Peer, Protocol: session.UDP, Flags: flags,
-			ProtocolName: c.ProtocolName(), Context: t})
+			ProtocolName: c.ProtocolName(), Context: t, Primary: c})
 		if err != nil {
 			return fmt.Errorf("filters/tftp: %w", err)
 		}
@@ -73,7 +73,7 @@ func (t *transfer) permit(c *session.Connection, d *session.Datagram) error {
 	}
 	p, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: c.External(), Protocol: session.UDP,
 		Flags: flags | session.Bidirectional, ProtocolName: c.ProtocolName(),
-		IPFilter: session.NewIPFilter(d.Peer.Addr()), Context: t})
+		IPFilter: session.NewIPFilter(d.Peer.Addr()), Context: t, Primary: c})
 	if err != nil {
 		return fmt.Errorf("filters/tftp: %w", err)
 	}
