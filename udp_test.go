@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -417,4 +418,42 @@ func TestIdleSessionDetachesFilters(t *testing.T) {
 	if tb.Session(t) == s {
 		t.Error("the client's new flow joined the ended session")
 	}
+}
+
+// TestUDPUserModeICMPErrors: an ICMP error about a datagram of a
+// user-mode UDP flow reaches the host that sent the datagram, translated
+// as on the fast path: a client whose server has no socket on the port
+// learns it (a TFTP client to a closed server sees port unreachable
+// rather than a timeout), and so does a peer whose datagram a bound port
+// carried to a client port nobody listens on.
+func TestUDPUserModeICMPErrors(t *testing.T) {
+	probe := newUDPProbe(nil)
+	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
+	t.Run("from the outside", func(t *testing.T) {
+		c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9000)) // nobody listens
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 100)); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("read: %v, want ECONNREFUSED from the server's port unreachable", err)
+		}
+		probe.nextEvent(t, session.EventUDPDestination) // the flow is the user-mode path's
+	})
+	t.Run("from the inside", func(t *testing.T) {
+		res := udpBind(t, tb.Session(t), 6000, "dgram", session.NoKernelMode) // nobody listens on the client's 6000
+		c, err := tb.Server.DialUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 7000), res.Proxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 100)); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("read: %v, want ECONNREFUSED from the client's port unreachable", err)
+		}
+		tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound", "destination": res.Proxy.String(), "path": "user"})
+	})
 }

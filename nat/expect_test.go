@@ -1,6 +1,7 @@
 package nat_test
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"testing"
@@ -272,6 +273,56 @@ func TestUserModeDivert(t *testing.T) {
 	if v, _ := in(tab, reply, t0); v != nat.Divert {
 		t.Errorf("reply verdict %v, want divert", v)
 	}
+}
+
+// TestUserModeICMPErrors: an ICMP error about a user-mode TCP flow goes
+// to the netstack that holds its connection, one about a user-mode UDP
+// flow is translated as on the fast path (the user-mode path sends
+// datagrams with the flow's translation, and has no socket to hear it).
+func TestUserModeICMPErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		pkt  []byte
+		want nat.Verdict
+	}{
+		{"tcp", syn(client, server), nat.Divert},
+		{"udp", lab.UDPPacket(client, server, []byte("request")), nat.Forward},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tab, _ := newTable(t, nat.Config{Decider: userMode{}})
+			if v, _ := out(tab, bytes.Clone(tt.pkt), t0); v != nat.Divert {
+				t.Fatalf("verdict %v, want divert", v)
+			}
+			f := tab.Flows()[0]
+			sent := nat.Parse(bytes.Clone(tt.pkt))
+			sent.SetSource(f.External()) // as the user-mode path sends it
+			buf := make([]byte, nat.MaxReplyLen)
+			n := nat.BuildICMPError(buf, &sent, server.Addr(), nat.PortUnreachable)
+			v, p := in(tab, buf[:n], t0)
+			if v != tt.want {
+				t.Fatalf("error from the outside: verdict %v, want %v", v, tt.want)
+			}
+			if v == nat.Forward && (p.Dst.Addr() != client.Addr() || p.Quoted().Src != client) {
+				t.Errorf("error to %v quoting %v, want to the client quoting %v", p.Dst.Addr(), p.Quoted().Src, client)
+			}
+		})
+	}
+	t.Run("udp, from the inside", func(t *testing.T) {
+		tab, _ := newTable(t, nat.Config{Decider: userMode{}})
+		if v, _ := out(tab, lab.UDPPacket(client, server, nil), t0); v != nat.Divert {
+			t.Fatalf("verdict %v, want divert", v)
+		}
+		e := tab.Flows()[0].External()
+		// The server's answer, as the user-mode path delivers it: the
+		// client's port is closed.
+		answer := nat.Parse(lab.UDPPacket(server, client, []byte("answer")))
+		buf := make([]byte, nat.MaxReplyLen)
+		n := nat.BuildICMPError(buf, &answer, client.Addr(), nat.PortUnreachable)
+		v, p := out(tab, buf[:n], t0)
+		if v != nat.Forward || p.Src.Addr() != e.Addr() || p.Quoted().Dst != e {
+			t.Errorf("verdict %v, error from %v quoting %v; want forward, from fwx quoting %v", v, p.Src.Addr(), p.Quoted().Dst, e)
+		}
+	})
 }
 
 type userMode struct{ denyAll }

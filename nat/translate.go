@@ -214,13 +214,17 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 // sent: the quoted packet's source is put back to the inside endpoint and the
 // error is addressed to the inside host (RFC 5508 REQ-4/5). The error does
 // not refresh the flow (RFC 5508 REQ-6) and never ends it (RFC 5382 REQ-10).
+// An error about a user-mode TCP flow goes to the netstack that sent the
+// segment; one about a user-mode UDP flow is translated as on the fast
+// path, since the user-mode path sends its datagrams with the flow's
+// translation (no socket of fwx's would hear it).
 func (t *Table) inboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
 	f := t.lookupAt(false, q.Proto, q.Src, q.Dst, n)
 	switch {
 	case f == nil:
 		return t.drop(DropStale)
-	case f.userMode:
+	case f.userMode && f.proto != UDP:
 		return Divert
 	case !p.DecrementTTL():
 		return t.drop(DropTTL)
@@ -236,12 +240,15 @@ func (t *Table) inboundError(p *Packet, n int64) Verdict {
 // outboundError translates an ICMP error an inside host sends about a packet
 // it received through fwx: the quoted destination becomes the external
 // endpoint again and the error leaves from fwx's external address. Like all
-// errors it does not refresh the flow (RFC 7857 section 2.3).
+// errors it does not refresh the flow (RFC 7857 section 2.3). An error
+// about a user-mode TCP flow answers fwx's netstack, not the peer, and is
+// dropped; one about a user-mode UDP flow is translated (see
+// inboundError).
 func (t *Table) outboundError(p *Packet, n int64) Verdict {
 	q := p.Quoted()
 	f := t.lookupAt(true, q.Proto, q.Dst, q.Src, n)
 	switch {
-	case f == nil || f.userMode:
+	case f == nil || f.userMode && f.proto != UDP:
 		return t.drop(DropStale)
 	case !p.DecrementTTL():
 		return t.drop(DropTTL)
