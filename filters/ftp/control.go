@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/stream"
 )
 
 // control is the data filter on one FTP control connection. Two goroutines
@@ -89,34 +90,13 @@ func (x *control) Serve(ctx context.Context, c *session.Connection, internal, ex
 		x.client, x.server = external, internal
 	}
 	defer x.sf.closeAll(x)
-	errc := make(chan error, 2)
-	go func() { errc <- x.commands() }()
-	go func() {
+	// A violation ends the whole control connection.
+	return stream.Duplex(ctx, x.client, x.server, x.commands, func() error {
 		err := x.replies()
 		close(x.repliesDone)
 		x.sf.closeAll(x) // nothing more will be negotiated
-		errc <- err
-	}()
-	var err error
-	for range 2 {
-		select {
-		case e := <-errc:
-			if e != nil && err == nil {
-				err = e
-				// A violation ends the whole control connection.
-				x.client.Abort()
-				x.server.Abort()
-			}
-		case <-ctx.Done():
-			x.client.Abort()
-			x.server.Abort()
-			<-errc
-			return ctx.Err()
-		}
-	}
-	x.client.Close()
-	x.server.Close()
-	return err
+		return err
+	})
 }
 
 // commands relays the client's commands to the server, line by line. A

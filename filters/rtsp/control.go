@@ -14,6 +14,7 @@ import (
 
 	"github.com/fwx-dev/fwx/filters/internal/msgframe"
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/stream"
 )
 
 // control is the data filter on one RTSP control connection. Two
@@ -47,7 +48,7 @@ type control struct {
 	mu struct {
 		sync.Mutex
 		pending map[string]*setup // SETUPs awaiting their answer, by CSeq
-		streams []*stream         // media streams set up
+		streams []*mediaStream    // media streams set up
 	}
 }
 
@@ -74,31 +75,10 @@ func (x *control) Serve(ctx context.Context, c *session.Connection, internal, ex
 	x.client = client
 	// The media streams live no longer than their control connection.
 	defer x.revokeAll()
-	errc := make(chan error, 2)
-	go func() { errc <- x.requests(client, server) }()
-	go func() { errc <- x.replies(server) }()
-	var err error
-	for running := 2; running > 0; {
-		select {
-		case e := <-errc:
-			running--
-			if e != nil && err == nil {
-				err = e
-				// What the filter cannot read ends the whole connection.
-				client.Abort()
-				server.Abort()
-			}
-		case <-ctx.Done():
-			ctx = context.Background() // once: now wait for both
-			client.Abort()
-			server.Abort()
-			if err == nil {
-				err = context.Canceled
-			}
-		}
-	}
-	client.Close()
-	server.Close()
+	// What the filter cannot read ends the whole connection.
+	err := stream.Duplex(ctx, client, server,
+		func() error { return x.requests(client, server) },
+		func() error { return x.replies(server) })
 	if err != nil && !errors.Is(err, context.Canceled) {
 		x.log.Info().Err(err).Stringer("server", x.serverAddr).Msg("rtsp: control connection ended")
 	}

@@ -33,14 +33,14 @@ type setup struct {
 	bound *session.BindResult
 }
 
-// stream is a media stream set up: what the filter opened for it.
-type stream struct {
+// mediaStream is a media stream set up: what the filter opened for it.
+type mediaStream struct {
 	uri, session string
 	conns        []*session.Connection
 	actions      []*session.FirewallAction
 }
 
-func (st *stream) revoke() {
+func (st *mediaStream) revoke() {
 	for _, c := range st.conns {
 		c.Kill()
 	}
@@ -223,7 +223,7 @@ func (x *control) response(h *Head, raw []byte) (out []byte, drop bool) {
 	if sid, ok := h.Session(); ok {
 		su.session = sid
 	}
-	st := &stream{uri: su.uri, session: su.session}
+	st := &mediaStream{uri: su.uri, session: su.session}
 	sv, _ := spec.Get("server_port")
 	server, _ := ParsePorts(sv)
 	var failed string
@@ -280,7 +280,7 @@ func samePorts(v string, p Ports) bool {
 // openPlayer arms the pair bound for a player behind fwx, for the server
 // only, and lets the player send to the server's ports, from the pair;
 // the answer's client_port goes back to the player's own.
-func (x *control) openPlayer(st *stream, su *setup, spec *Spec, server Ports) string {
+func (x *control) openPlayer(st *mediaStream, su *setup, spec *Spec, server Ports) string {
 	st.conns = su.bound.Conns
 	for _, c := range st.conns {
 		if err := c.Arm(); err != nil {
@@ -297,7 +297,7 @@ func (x *control) openPlayer(st *stream, su *setup, spec *Spec, server Ports) st
 // that leads to the server's own, for the player only, and lets the
 // server send to the player's ports, from the pair; the answer names
 // fwx's address and the pair.
-func (x *control) openPublished(st *stream, su *setup, spec *Spec, server Ports) string {
+func (x *control) openPublished(st *mediaStream, su *setup, spec *Spec, server Ports) string {
 	if server.RTP != 0 {
 		if server.RTP < 1024 || server.Second() < 1024 {
 			return "server_port below 1024"
@@ -328,7 +328,7 @@ func (x *control) openPublished(st *stream, su *setup, spec *Spec, server Ports)
 // grant lets the inside host send to the peer's media ports (RTP and
 // RTCP): with the bound pair as the inside ports' mapping, what it sends
 // leaves from the pair. Ports below 1024 are not granted.
-func (x *control) grant(st *stream, peer netip.Addr, ports Ports) string {
+func (x *control) grant(st *mediaStream, peer netip.Addr, ports Ports) string {
 	for _, p := range []uint16{ports.RTP, ports.Second()} {
 		if p < 1024 {
 			continue
@@ -358,12 +358,12 @@ func (x *control) teardown(h *Head) {
 		return
 	}
 	x.mu.Lock()
-	ofSession := func(st *stream) bool { return st.session == sid }
-	if slices.ContainsFunc(x.mu.streams, func(st *stream) bool { return ofSession(st) && st.uri == h.URI }) {
-		ofSession = func(st *stream) bool { return st.session == sid && st.uri == h.URI }
+	ofSession := func(st *mediaStream) bool { return st.session == sid }
+	if slices.ContainsFunc(x.mu.streams, func(st *mediaStream) bool { return ofSession(st) && st.uri == h.URI }) {
+		ofSession = func(st *mediaStream) bool { return st.session == sid && st.uri == h.URI }
 	}
-	var ended []*stream
-	x.mu.streams = slices.DeleteFunc(x.mu.streams, func(st *stream) bool {
+	var ended []*mediaStream
+	x.mu.streams = slices.DeleteFunc(x.mu.streams, func(st *mediaStream) bool {
 		if ofSession(st) {
 			ended = append(ended, st)
 			return true

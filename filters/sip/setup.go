@@ -180,7 +180,7 @@ var (
 	_ session.Filter         = (*Filter)(nil)
 	_ session.SessionFilter  = (*sessionFilter)(nil)
 	_ session.DatagramFilter = (*datagrams)(nil)
-	_ session.DataFilter     = (*stream)(nil)
+	_ session.DataFilter     = (*tcpStream)(nil)
 )
 
 // Init implements session.Filter: the filter reads the signalling of its

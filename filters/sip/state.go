@@ -124,7 +124,7 @@ func (sf *sessionFilter) HandleEvent(ev *session.Event) error {
 	case session.EventUDPDestination:
 		return ev.Conn.AttachDatagramFilter(&datagrams{sf: sf, cfg: sf.f.cfg.forConnection(ev.Conn)}, session.PriorityNAT)
 	case session.EventConnectTCP:
-		return ev.Conn.AttachDataFilter(&stream{sf: sf, cfg: sf.f.cfg.forConnection(ev.Conn)}, session.PriorityNAT)
+		return ev.Conn.AttachDataFilter(&tcpStream{sf: sf, cfg: sf.f.cfg.forConnection(ev.Conn)}, session.PriorityNAT)
 	}
 	return nil
 }

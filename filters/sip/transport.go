@@ -11,6 +11,7 @@ import (
 
 	"github.com/fwx-dev/fwx/filters/internal/msgframe"
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/stream"
 )
 
 // datagrams is the filter on a UDP flow of SIP: each datagram that starts
@@ -52,11 +53,11 @@ func (d *datagrams) HandleDatagram(c *session.Connection, dg *session.Datagram) 
 	return session.Pass
 }
 
-// stream is the filter on a TCP connection of SIP: messages are framed by
+// tcpStream is the filter on a TCP connection of SIP: messages are framed by
 // their Content-Length from the first byte of each direction (RFC 3261
 // §18.3); a connection that does not start with a SIP message passes
 // through unread and opens nothing.
-type stream struct {
+type tcpStream struct {
 	sf  *sessionFilter
 	cfg Config
 
@@ -69,36 +70,15 @@ type stream struct {
 }
 
 // Serve implements session.DataFilter.
-func (s *stream) Serve(ctx context.Context, c *session.Connection, internal, external session.Socket) error {
+func (s *tcpStream) Serve(ctx context.Context, c *session.Connection, internal, external session.Socket) error {
 	if internal == nil || external == nil {
 		return fmt.Errorf("filters/sip: a connection without two sides: %w", session.ErrNotSupported)
 	}
 	s.client = internal
 	s.l = &leg{sf: s.sf, cfg: &s.cfg, conn: c, inside: c.ClientAddr(), outside: c.External(), peer: c.Peer(), tcp: true}
-	errc := make(chan error, 2)
-	go func() { errc <- s.direction(internal, external, true) }()
-	go func() { errc <- s.direction(external, internal, false) }()
-	var err error
-	for running := 2; running > 0; {
-		select {
-		case e := <-errc:
-			running--
-			if e != nil && err == nil {
-				err = e
-				internal.Abort()
-				external.Abort()
-			}
-		case <-ctx.Done():
-			ctx = context.Background()
-			internal.Abort()
-			external.Abort()
-			if err == nil {
-				err = context.Canceled
-			}
-		}
-	}
-	internal.Close()
-	external.Close()
+	err := stream.Duplex(ctx, internal, external,
+		func() error { return s.direction(internal, external, true) },
+		func() error { return s.direction(external, internal, false) })
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.sf.log.Info().Err(err).Stringer("endpoint", s.l.inside).Stringer("peer", s.l.peer).Msg("sip: connection ended")
 	}
@@ -107,7 +87,7 @@ func (s *stream) Serve(ctx context.Context, c *session.Connection, internal, ext
 
 // direction relays the messages of one direction, from the client when
 // fromInside.
-func (s *stream) direction(from, to session.Socket, fromInside bool) error {
+func (s *tcpStream) direction(from, to session.Socket, fromInside bool) error {
 	write := func(b []byte) error {
 		if fromInside {
 			_, err := to.Write(b)
@@ -190,7 +170,7 @@ func (b *bodyBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *stream) toClient(b []byte) error {
+func (s *tcpStream) toClient(b []byte) error {
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
 	_, err := s.client.Write(b)
@@ -198,7 +178,7 @@ func (s *stream) toClient(b []byte) error {
 }
 
 // passOn copies the rest of a direction unread, then half-closes.
-func (s *stream) passOn(fr *msgframe.Reader, write func([]byte) error, to session.Socket) error {
+func (s *tcpStream) passOn(fr *msgframe.Reader, write func([]byte) error, to session.Socket) error {
 	if err := fr.Rest(writerFunc(write)); err != nil {
 		return err
 	}

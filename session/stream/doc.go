@@ -1,6 +1,7 @@
 // Package stream splices the byte streams of a filtered connection: an
 // in-memory [Pipe] between two data filters, [Relay] to copy between two
-// sockets, and [Chain] to run a connection through a list of data filters.
+// sockets, [Chain] to run a connection through a list of data filters, and
+// [Duplex] to run a filter's two directions until both have ended.
 //
 // It is the plumbing under the session package's data filters (ISA's
 // IFWXDataFilter and IFWXSocket): each filter sees an internal socket
