@@ -41,7 +41,11 @@ var ErrRestartNeeded = errors.New("takes effect only when fwx starts: restart fw
 // A policy that fwx cannot run is refused, and the running one stays: a
 // filter fwx does not have, a publication on an address that is not fwx's
 // or on a port in use, a change of the options that take effect only at
-// start (timeouts, filtering). Reload is safe to call from any goroutine.
+// start (timeouts, filtering). Each is found before anything changes,
+// except a port in use: a strict reload ends the flows it would end before
+// it publishes (so that a publication changed in place can take its port
+// at once), and those stay ended if a publication then finds its port
+// taken. Reload is safe to call from any goroutine.
 func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 	fw.reloadMu.Lock()
 	defer fw.reloadMu.Unlock()
@@ -59,6 +63,14 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 	}
 	if oldOpts.Filtering != opts.Filtering {
 		return r, fmt.Errorf("fwx: reload: options.filtering changed to %v (running %v): %w", opts.Filtering, oldOpts.Filtering, ErrRestartNeeded)
+	}
+	withdrawn, published := diffPublications(old.Publications(), p.Publications())
+	for _, pub := range published {
+		// Checked before anything changes: a reload refused for it
+		// must not have ended a flow.
+		if _, err := fw.listenAddr(pub); err != nil {
+			return r, fmt.Errorf("fwx: reload: %w", err)
+		}
 	}
 	r.Strict = opts.Reload == policy.ReloadStrict
 	now := fw.clock.Now()
@@ -80,7 +92,6 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 	}
 	r.Filters = slices.Clone(fw.filtersOn[before:])
 
-	withdrawn, published := diffPublications(old.Publications(), p.Publications())
 	if r.Strict {
 		// Connections through a withdrawn publication end first, so
 		// that its server can be published anew at once.

@@ -289,6 +289,17 @@ rules:
 publish:
   - {name: elsewhere, protocol: in, listen: "192.0.2.1:9001", server: "10.0.0.3:9001"}
 `, "192.0.2.1 is not one of fwx's outside addresses", nil},
+		// Strict, the new policy would end the established flow; refused,
+		// it ends nothing.
+		{"strict, not fwx's address", `
+options: {reload: strict}
+protocols:
+  - {name: in, transport: tcp, ports: [9001], direction: inbound}
+rules:
+  - {name: none, action: deny, from: [internal], to: [any], protocols: [any]}
+publish:
+  - {name: elsewhere, protocol: in, listen: "192.0.2.1:9001", server: "10.0.0.3:9001"}
+`, "192.0.2.1 is not one of fwx's outside addresses", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,6 +307,7 @@ publish:
 			if err == nil || !strings.Contains(err.Error(), tt.want) || (tt.is != nil && !errors.Is(err, tt.is)) {
 				t.Fatalf("Reload: %v; want an error containing %q", err, tt.want)
 			}
+			roundTrip(t, c, "the established flow after a refused reload")
 			// Still the running policy: new flows go out, www comes in.
 			o, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 9000))
 			if err != nil {
