@@ -301,6 +301,10 @@ func (x *control) passiveMode(verb string, line []byte, ap netip.AddrPort, exten
 		x.refused(verb, causePrivileged, fmt.Sprintf("the reply names port %d", ap.Port()))
 		return line
 	}
+	// The command superseded the pinholes before it when it was sent;
+	// this supersedes those opened since, by the replies to PASV or EPSV
+	// pipelined ahead of it.
+	x.sf.supersede(x)
 	h, err := x.openPassive(verb, ap)
 	if err != nil {
 		cause := causeNoPort

@@ -212,6 +212,31 @@ func TestOneDataChannel(t *testing.T) {
 	}
 }
 
+// TestPipelinedPassive: PASV and EPSV pipelined ahead of their replies
+// hold one pinhole too, the last reply's: each 227/229 supersedes the
+// unused pinhole of the reply before it.
+func TestPipelinedPassive(t *testing.T) {
+	l := newLab(t)
+	serve(t, l.Server, 21)
+	c := dial(t, l.Client, ftpServer)
+	c.send("PASV\r\nPASV\r\nEPSV\r\n")
+	first, _ := ftp.Parse227(c.expect("227")[4:])
+	second, _ := ftp.Parse227(c.expect("227")[4:])
+	port, _ := ftp.Parse229(c.expect("229")[4:])
+	if n := l.Session(t).Pinholes(); n != 1 {
+		t.Errorf("%d pinholes after three pipelined passive commands, want 1", n)
+	}
+	for _, ap := range []netip.AddrPort{first, second} {
+		if reaches(t, l.Client, ap, false) {
+			t.Errorf("the pinhole of an earlier reply, to %v, is open", ap)
+		}
+	}
+	if !reaches(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, port), true) {
+		t.Error("the last reply's pinhole does not admit the client")
+	}
+	l.Log.WaitRecords(t, 2, map[string]string{"event": "pinhole-superseded", "cause": "superseded"})
+}
+
 // TestPORTFlood: PORT after PORT holds one pinhole, the last.
 func TestPORTFlood(t *testing.T) {
 	l := newLab(t)
