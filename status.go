@@ -15,12 +15,9 @@ import (
 // totals. Taking one reads the flow table shard by shard, as a lookup
 // does: forwarding never waits for it.
 type Status struct {
-	Time        time.Time    `json:"time"`
-	Started     time.Time    `json:"started"`
-	InsideAddr  netip.Prefix `json:"inside_addr"`
-	OutsideAddr netip.Prefix `json:"outside_addr"`
+	Time time.Time `json:"time"`
 	// InsideAddrs and OutsideAddrs are all of fwx's addresses on each
-	// side, the two above first.
+	// side, Config.InsideAddr and OutsideAddr first.
 	InsideAddrs  []netip.Prefix  `json:"inside_addrs"`
 	OutsideAddrs []netip.Prefix  `json:"outside_addrs"`
 	Flows        []FlowStatus    `json:"flows"`
@@ -136,8 +133,7 @@ func (sf StatusFilter) match(fs *FlowStatus) bool {
 // by start, and every session and total.
 func (fw *Firewall) Status(sf StatusFilter) Status {
 	now := fw.clock.Now()
-	st := Status{Time: now, Started: fw.started, InsideAddr: fw.cfg.InsideAddr, OutsideAddr: fw.cfg.OutsideAddr,
-		InsideAddrs: fw.cfg.insideAddrs(), OutsideAddrs: fw.cfg.outsideAddrs()}
+	st := Status{Time: now, InsideAddrs: fw.cfg.insideAddrs(), OutsideAddrs: fw.cfg.outsideAddrs()}
 	st.Totals = fw.totals(func(f *nat.Flow) {
 		fs := flowStatus(f, now)
 		if sf.match(&fs) {

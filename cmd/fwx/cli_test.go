@@ -184,7 +184,7 @@ rules:
   - {name: ftp-out, action: allow, from: internal, to: external, protocols: [ftp]}
 `
 	code, stdout, stderr = runCLI(t, shadowed, "policy", "-")
-	if code != 0 || stdout != "stdin: ok (1 warnings)\n" ||
+	if code != 0 || stdout != "stdin: ok (1 warning)\n" ||
 		!strings.HasPrefix(stderr, `warning: stdin:5: rules[1].protocols[0]: connections of protocol "ftp" bypass its filter "ftp": rule "all" (line 4)`) {
 		t.Errorf("shadowed filter: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}

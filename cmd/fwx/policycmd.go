@@ -50,7 +50,7 @@ func policyCmd(args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "%s: ok", name)
 	if len(warnings) > 0 {
-		fmt.Fprintf(e.stdout, " (%d warnings)", len(warnings))
+		fmt.Fprintf(e.stdout, " (%s)", plural(len(warnings), "warning"))
 	}
 	fmt.Fprintln(e.stdout)
 	return nil

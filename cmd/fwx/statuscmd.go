@@ -86,7 +86,7 @@ func statusCmd(args []string, e env) error {
 // printStatus writes the status screen.
 func printStatus(w io.Writer, st *statusReply) {
 	r, t := st.Run, st.Totals
-	fmt.Fprintf(w, "fwx %s, pid %d, up %s\n", r.Version, r.PID, dur(st.Time.Sub(st.Started)))
+	fmt.Fprintf(w, "fwx %s, pid %d, up %s\n", r.Version, r.PID, dur(st.Time.Sub(st.Totals.Started)))
 	fmt.Fprintf(w, "inside  %s on %s\noutside %s on %s\n", prefixes(st.InsideAddrs), r.InTun, prefixes(st.OutsideAddrs), r.Out)
 	fmt.Fprintf(w, "policy  %s", r.Policy)
 	if rl := r.Reloads; rl.Count > 0 {
@@ -97,7 +97,11 @@ func printStatus(w io.Writer, st *statusReply) {
 		fmt.Fprintf(w, ", reloaded %d times (%d refused), last at %s: %s", rl.Count, rl.Failures, rl.Last.Format(time.TimeOnly), result)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "\nflows   %d: %s; %s; %s\n", t.Flows, counts(t.ByProtocol), counts(t.ByPath), counts(t.ByState))
+	fmt.Fprintf(w, "\nflows   %d", t.Flows)
+	if t.Flows > 0 {
+		fmt.Fprintf(w, ": %s; %s; %s", counts(t.ByProtocol), counts(t.ByPath), counts(t.ByState))
+	}
+	fmt.Fprintln(w)
 	var ports []string
 	for _, p := range []string{"tcp", "udp", "icmp"} {
 		u := t.Ports[p]
