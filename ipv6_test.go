@@ -10,6 +10,7 @@ import (
 
 	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/session"
 )
 
 // IPv6 through fwx in the dual-stack lab: the fast path (NAT66), the
@@ -209,5 +210,36 @@ options:
 	got := recv(t, peers)
 	if !netip.MustParsePrefix("2001:db8:200::/64").Contains(got.Addr()) || got.Port() != 40000 {
 		t.Errorf("server saw %v, want an address of 2001:db8:200::/64 and the client's port", got)
+	}
+}
+
+// TestIPv6UDPDatagramFilter: over IPv6 too, a datagram filter gets each
+// datagram whole, those larger than the MTU reassembled, and what it
+// passes on leaves in fragments fwx makes as an IPv6 source must.
+func TestIPv6UDPDatagramFilter(t *testing.T) {
+	rw := newRewriter()
+	probe := newUDPProbe(func(ev *session.Event) error {
+		if ev.Type == session.EventUDPDestination {
+			return ev.Conn.AttachDatagramFilter(rw, session.PriorityMiddle)
+		}
+		return nil
+	})
+	tb := &testbed{filtertest.New(t, filtertest.Options{Policy: dgramPolicy, IPv6: true, Filters: filtertest.Registry("probe", probe)})}
+	echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 9000))
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(server6, 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, n := range []int{5, 1400, 1500, 9000, 60000} {
+		msg := string(bytes.Repeat([]byte{'a'}, n))
+		toClient := tb.Inside.Stats().ToHosts
+		if got := exchange(t, c, msg, 5*time.Second); got != string(bytes.Repeat([]byte{'A'}, n)) {
+			t.Errorf("%d-byte datagram came back as %d bytes", n, len(got))
+		}
+		// 1500 bytes of payload and more need fragments at MTU 1500.
+		if d := tb.Inside.Stats().ToHosts - toClient; n >= 1500 && d < uint64(n/1448+1) {
+			t.Errorf("a %d-byte datagram reached the client in %d packets: not cut into fragments", n, d)
+		}
 	}
 }

@@ -66,19 +66,24 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		pkt, d, mtu = buf[:headroom+p.Len()], u.fw.cfg.Inside, u.insideMTU
 	}
 	pkts := [][]byte{pkt}
-	// An IPv4 datagram larger than the device's MTU (a filter grew it, or
-	// it came in fragments that fwx reassembled) leaves in fragments; the
-	// host takes it whole, and its kernel fragments as its routes need.
-	// (An IPv6 one goes whole: cutting it needs a fragment header.)
-	if len(pkt)-headroom > mtu && dst.Addr().Is4() {
+	// A datagram larger than the device's MTU (a filter grew it, or it
+	// came in fragments that fwx reassembled) leaves in fragments, which
+	// for IPv6 fwx makes as its source (with a fragment header); the host
+	// takes it whole, and its kernel fragments as its routes need.
+	if len(pkt)-headroom > mtu {
 		mtu = min(mtu, maxSegment)
 		fb := fragmentBufs.Get().(*fragments)
 		defer fragmentBufs.Put(fb)
-		ip := header.IPv4(pkt[headroom:])
-		ip.SetID(uint16(datagramID.Add(1)))
-		ip.SetChecksum(0)
-		ip.SetChecksum(^ip.CalculateChecksum())
-		n := nat.Refragment(pkt[headroom:], mtu, fb.bufs, fb.sizes, headroom)
+		var n int
+		if dst.Addr().Is4() {
+			ip := header.IPv4(pkt[headroom:])
+			ip.SetID(uint16(datagramID.Add(1)))
+			ip.SetChecksum(0)
+			ip.SetChecksum(^ip.CalculateChecksum())
+			n = nat.Refragment(pkt[headroom:], mtu, fb.bufs, fb.sizes, headroom)
+		} else {
+			n = nat.Fragment6(pkt[headroom:], mtu, datagramID.Add(1), fb.bufs, fb.sizes, headroom)
+		}
 		if n == 0 {
 			return fmt.Errorf("fwx: a %d-byte datagram could not be cut into %d-byte fragments", len(pkt)-headroom, mtu)
 		}
@@ -99,7 +104,7 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 }
 
 // datagramID numbers the datagrams SendDatagram cuts into fragments
-// (their IPv4 identification).
+// (their IPv4 or IPv6 identification).
 var datagramID atomic.Uint32
 
 // fragments holds the fragments of one datagram SendDatagram cuts.

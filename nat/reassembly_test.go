@@ -368,3 +368,35 @@ func FuzzReassemble(f *testing.F) {
 		}
 	})
 }
+
+// TestFragment6 cuts a whole IPv6 datagram, as a source does, into
+// fragments that reassemble to it (less the atomic fragment header
+// reassembly leaves).
+func TestFragment6(t *testing.T) {
+	pkt := lab.UDPPacket(client6, server6, make([]byte, 5000))
+	bufs := make([][]byte, 8)
+	for i := range bufs {
+		bufs[i] = make([]byte, 1500)
+	}
+	sizes := make([]int, len(bufs))
+	n := nat.Fragment6(pkt, 1280, 0xabcd, bufs, sizes, 0)
+	if n != 5 {
+		t.Fatalf("%d fragments, want 5", n)
+	}
+	var frags [][]byte
+	for i := range n {
+		if sizes[i] > 1280 {
+			t.Errorf("fragment %d of %d bytes", i, sizes[i])
+		}
+		frags = append(frags, bufs[i][:sizes[i]])
+	}
+	tab, _ := newTable(t, nat.Config{})
+	whole, _ := reassemble(t, tab, frags, t0)
+	p := nat.Parse(whole)
+	if p.Kind != nat.Transport || p.Src != client6 || len(p.Payload()) != 5000 || lab.VerifyChecksums(whole) != nil {
+		t.Errorf("reassembled %s", lab.PacketString(whole))
+	}
+	if n := nat.Fragment6(withExt(pkt, destOpts), 1280, 1, bufs, sizes, 0); n != 0 {
+		t.Error("cut a packet with an extension header")
+	}
+}

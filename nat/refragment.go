@@ -134,3 +134,51 @@ func refragment6(pkt []byte, mtu int, bufs [][]byte, sizes []int, offset int) in
 	}
 	return n
 }
+
+// Fragment6 cuts pkt, an IPv6 packet with no extension header (as
+// [BuildUDP] makes), into fragments of at most mtu bytes that carry a
+// fragment header with identification id, as an IPv6 source must (routers
+// never fragment), writing them as [Refragment] does. It returns 0 when
+// pkt has an extension header, or the fragments would not fit in bufs or
+// mtu leaves no room for data; 1, a copy, when pkt fits in mtu.
+func Fragment6(pkt []byte, mtu int, id uint32, bufs [][]byte, sizes []int, offset int) int {
+	if len(pkt) < header.IPv6MinimumSize || pkt[0]>>4 != 6 {
+		return 0
+	}
+	switch pkt[6] {
+	case nhHopByHop, nhRouting, nhFragment, nhDestOpts, nhAH, nhESP:
+		return 0
+	}
+	if len(pkt) <= mtu {
+		return Refragment(pkt, mtu, bufs, sizes, offset)
+	}
+	const hl = header.IPv6MinimumSize + 8 // the fixed header and the fragment header
+	data := pkt[header.IPv6MinimumSize:]
+	chunk := (mtu - hl) &^ 7
+	if chunk <= 0 {
+		return 0
+	}
+	n := 0
+	for at := 0; at < len(data); n++ {
+		size := min(chunk, len(data)-at)
+		if n == len(bufs) || len(bufs[n]) < offset+hl+size {
+			return 0
+		}
+		b := bufs[n][offset:]
+		copy(b, pkt[:header.IPv6MinimumSize])
+		b[6] = nhFragment
+		fh := b[header.IPv6MinimumSize:hl]
+		fh[0], fh[1] = pkt[6], 0
+		v := uint16(at)
+		if at+size < len(data) {
+			v |= 1 // more fragments
+		}
+		binary.BigEndian.PutUint16(fh[2:], v)
+		binary.BigEndian.PutUint32(fh[4:], id)
+		copy(b[hl:], data[at:at+size])
+		binary.BigEndian.PutUint16(b[4:], uint16(hl+size-header.IPv6MinimumSize))
+		sizes[n] = hl + size
+		at += size
+	}
+	return n
+}
