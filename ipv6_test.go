@@ -244,3 +244,22 @@ func TestIPv6UDPDatagramFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6UDPUserModeICMPErrors: an ICMPv6 port unreachable about a
+// datagram of a user-mode UDP flow reaches the client that sent it,
+// translated as on the fast path.
+func TestIPv6UDPUserModeICMPErrors(t *testing.T) {
+	probe := newUDPProbe(nil)
+	tb := &testbed{filtertest.New(t, filtertest.Options{Policy: dgramPolicy, IPv6: true, Filters: filtertest.Registry("probe", probe)})}
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(server6, 9000)) // nobody listens
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("anyone?"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 100)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("read: %v, want ECONNREFUSED from the server's port unreachable", err)
+	}
+	probe.nextEvent(t, session.EventUDPDestination) // the flow is the user-mode path's
+}
