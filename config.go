@@ -72,6 +72,15 @@ type Config struct {
 	// logged. Zero means 5 seconds. Expiry itself is exact whatever the
 	// interval: a packet never matches an expired flow.
 	SweepInterval time.Duration
+	// StateFile, if set, keeps the flow table across a restart (an
+	// upgrade): when Run returns it writes the flows there, which then go
+	// on instead of ending, and New reads them back and removes the file,
+	// so that only a clean stop is ever restored. A file that cannot be
+	// read is set aside (FILE.bad) and fwx starts with an empty table.
+	// Without a saved table (a first start, a crash), fwx picks up for a
+	// while the TCP connections whose segments still come from the inside
+	// (see nat.Table.SetPickup), and answers the others with a RST.
+	StateFile string
 
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger

@@ -134,6 +134,7 @@ func New(cfg Config) (*Firewall, error) {
 			return nil, err
 		}
 	}
+	fw.restore()
 	return fw, nil
 }
 
@@ -270,6 +271,7 @@ func (fw *Firewall) Run(ctx context.Context) error {
 	fw.sessions.Close()
 	fw.user.close()
 	now := fw.clock.Now()
+	fw.save(now)
 	fw.table.Close(now)
 	fw.log.flush(now, true)
 	return errors.Join(err, errIn, errOut)

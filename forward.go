@@ -21,6 +21,7 @@ import (
 //	  Forward       ─► queue for the other device
 //	  Hairpin/Local ─► answer or turn around ─► queue back to this device
 //	  Reject        ─► RST / ICMP administratively prohibited ─► queue back
+//	  Reset         ─► RST (a segment of no connection fwx knows) ─► queue back
 //	  Divert        ─► the user-mode flow's netstack on this side (TCP),
 //	                   or its datagram filters (UDP, usermode_udp.go)
 //	write each queue as one batch
@@ -155,6 +156,8 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				if fw.rejectMode() == policy.RejectReply {
 					fw.refuse(b, &p, out, nat.AdminProhibited)
 				}
+			case nat.Reset:
+				fw.refuse(b, &p, out, nat.AdminProhibited) // a RST: the packet is TCP
 			case nat.TimeExceeded:
 				fw.refuse(b, &p, out, nat.TTLExceeded)
 			case nat.Divert:

@@ -174,12 +174,16 @@ func (a *allocator) set(p Proto, addr netip.Addr) *portSet {
 
 // reserve takes a specific port for inbound connections. It fails with
 // ErrPortInUse when the port is taken, or with the host's reason.
-func (a *allocator) reserve(p Proto, ap netip.AddrPort) error {
+func (a *allocator) reserve(p Proto, ap netip.AddrPort) error { return a.take(p, ap, true) }
+
+// take takes the specific port ap: for inbound connections, or for a
+// mapping's flows.
+func (a *allocator) take(p Proto, ap netip.AddrPort, inbound bool) error {
 	s, port := a.set(p, ap.Addr()), ap.Port()
 	if s.isUsed(port) {
 		return ErrPortInUse
 	}
-	if err := a.hold(p, ap, true); err != nil {
+	if err := a.hold(p, ap, inbound); err != nil {
 		return err
 	}
 	s.set(port)

@@ -159,6 +159,9 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (
 		static, withdrawn, pinned = t.kind(m)
 	}
 	switch {
+	case m == nil && p == TCP && t.lostBind(p, dst, now):
+		t.denied(Denial{Proto: p, Origin: Inbound, Src: src, Dst: dst, Rule: "pinhole-gone", Reason: DropPinholeGone}, now)
+		return nil, DropPinholeGone
 	case m == nil || withdrawn:
 	case static:
 		d := t.cfg.Decider.Inbound(p, src, dst)

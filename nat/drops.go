@@ -80,6 +80,9 @@ const (
 	// DropNoAddress: a new flow of a family fwx has no outside address
 	// of (IPv6 with IPv4 addresses only, or the reverse).
 	DropNoAddress
+	// DropPinholeGone: a connection to a port bound for a pinhole that
+	// was lost in a restart (see [Table.Restore]): answered with a RST.
+	DropPinholeGone
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -90,7 +93,7 @@ var dropNames = [NumDropReasons]string{
 	"source-route", "bad-tcp-flags", "own-address", "unsolicited", "policy", "stale",
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
 	"client-half-open", "client-rate", "unarmed", "ext-header",
-	"fragment-overlap", "fragment-limit", "fragment-timeout", "client-dials", "no-address",
+	"fragment-overlap", "fragment-limit", "fragment-timeout", "client-dials", "no-address", "pinhole-gone",
 }
 
 // String returns the reason's label, as in "spoofed-source".
@@ -116,6 +119,9 @@ type Stats struct {
 	// EarlyDrops counts the flows reclaimed before their timer ran out to
 	// make room for new ones.
 	EarlyDrops uint64
+	// PickedUp counts the TCP connections taken up mid-stream after a
+	// restart that lost them ([Table.SetPickup]).
+	PickedUp uint64
 	// Reassembly is the memory held for fragmented datagrams not yet
 	// complete, in bytes (bounded by [FragmentLimits].Memory).
 	Reassembly int
@@ -123,7 +129,7 @@ type Stats struct {
 
 // Stats returns the table's counters. It takes no lock that packets take.
 func (t *Table) Stats() Stats {
-	s := Stats{Flows: t.Len(), Mappings: int(t.nmappings.Load()), EarlyDrops: t.earlyDrops.Load(), Reassembly: int(t.frags.used.Load())}
+	s := Stats{Flows: t.Len(), Mappings: int(t.nmappings.Load()), EarlyDrops: t.earlyDrops.Load(), PickedUp: t.pickedUp.Load(), Reassembly: int(t.frags.used.Load())}
 	for i := range s.Drops {
 		s.Drops[i] = t.drops[i].Load()
 	}

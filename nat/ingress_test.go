@@ -47,7 +47,7 @@ func TestIngress(t *testing.T) {
 		inbound bool
 		pkt     []byte
 		want    nat.Verdict
-		reason  nat.DropReason // counted when want is Drop
+		reason  nat.DropReason // counted when want is Drop or Reset
 	}{
 		{"inside client", false, udp(client, server), nat.Forward, 0},
 		{"source outside the inside network", false, udp(ap("192.168.1.5:5000"), server), nat.Drop, nat.DropSpoofedSource},
@@ -74,7 +74,7 @@ func TestIngress(t *testing.T) {
 		{"FIN alone", false, tcp(client, server, fin_), nat.Drop, nat.DropBadTCPFlags},
 		{"Xmas", false, tcp(client, server, fin_|header.TCPFlagPsh|header.TCPFlagUrg), nat.Drop, nat.DropBadTCPFlags},
 		{"SYN with ECN", false, tcp(client, server, syn_|header.TCPFlagEce|header.TCPFlagCwr), nat.Forward, 0},
-		{"ACK without a flow", false, tcp(client, server, ack_), nat.Drop, nat.DropStale},
+		{"ACK without a flow", false, tcp(client, server, ack_), nat.Reset, nat.DropStale},
 
 		{"outside to a published server", true, tcp(server, pub, syn_), nat.Forward, 0},
 		{"fwx's outside address as source", true, tcp(netip.AddrPortFrom(ext, 80), pub, syn_), nat.Drop, nat.DropOwnAddress},
@@ -107,7 +107,7 @@ func TestIngress(t *testing.T) {
 			drops := tab.Stats().Drops
 			for r, n := range drops {
 				want := uint64(0)
-				if tt.want == nat.Drop && nat.DropReason(r) == tt.reason {
+				if (tt.want == nat.Drop || tt.want == nat.Reset) && nat.DropReason(r) == tt.reason {
 					want = 1
 				}
 				if n != want {

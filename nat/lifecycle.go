@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"cmp"
 	"net/netip"
 	"time"
 )
@@ -21,6 +22,12 @@ type flowSpec struct {
 	inboundOnly      bool
 	expect           *Expectation
 	client           *client // the client charged for it (see admit)
+	// bits, if set, are the lifecycle and TCP bits the flow starts with
+	// (a connection picked up or restored mid-stream) instead of none.
+	bits uint32
+	// start, if set, is when the flow started (a restored one), instead
+	// of now.
+	start int64
 }
 
 // newFlowLocked creates a flow of mapping m and indexes it.
@@ -40,7 +47,7 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 		origin:      fs.origin,
 		labels:      t.internLocked(labels{fs.rule, fs.protocol, fs.filter}),
 		userMode:    fs.userMode,
-		start:       now,
+		start:       cmp.Or(fs.start, now),
 		mapping:     m,
 		inboundOnly: fs.inboundOnly,
 		expect:      fs.expect,
@@ -55,6 +62,10 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 		}
 	}
 	f.lastSeen.Store(now)
+	if fs.bits != 0 {
+		f.tcp.bits.Store(fs.bits)
+		t.moved(f, 0, fs.bits, now) // its client was charged for a new one
+	}
 	if e := fs.expect; e != nil {
 		e.flows++
 		e.track(f)
@@ -240,6 +251,15 @@ func (t *Table) Expire(now time.Time) int {
 	t.byInside.shrink()
 	t.mu.Unlock()
 	t.sweepClients(n)
+	if g := t.gone.Load(); g != nil {
+		last := int64(0)
+		for _, until := range *g {
+			last = max(last, until)
+		}
+		if last <= n {
+			t.gone.CompareAndSwap(g, nil)
+		}
+	}
 	return ended
 }
 

@@ -130,6 +130,27 @@ func (t *Table) admit(a netip.Addr, p Proto, now int64) (*client, DropReason) {
 	return c, 0
 }
 
+// charge charges client a for a flow of protocol p whatever its limits:
+// a flow restored from a saved table, which it held before.
+func (t *Table) charge(a netip.Addr, p Proto) *client {
+	s := t.clients.shard(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m[a]
+	if c == nil {
+		c = &client{addr: a, tokens: float64(max(t.limits.Load().ClientRate, 0))}
+		if s.m == nil {
+			s.m = make(map[netip.Addr]*client)
+		}
+		s.m[a] = c
+	}
+	c.flows.Add(1)
+	if p == TCP {
+		c.halfOpen.Add(1)
+	}
+	return c
+}
+
 // take takes a token from c's bucket, refilled at rate per second up to
 // rate, and reports whether there was one.
 func (c *client) take(rate int, now int64) bool {

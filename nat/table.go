@@ -165,8 +165,15 @@ type Table struct {
 	nexpects   atomic.Int64 // outbound expectations in expects
 	drops      [NumDropReasons]atomic.Uint64
 	earlyDrops atomic.Uint64
-	ingress    atomic.Pointer[ingress]
-	frags      *reassembler
+	pickedUp   atomic.Uint64
+	// pickupUntil ends the window of loose pickup (unix nanoseconds; 0:
+	// none), see pickup.go.
+	pickupUntil atomic.Int64
+	// gone holds the ports bound for pinholes a restart lost, until when
+	// (see state.go); nil when there are none.
+	gone    atomic.Pointer[map[goneKey]int64]
+	ingress atomic.Pointer[ingress]
+	frags   *reassembler
 	// own holds the port sets of the table's external addresses, by
 	// protoIndex: inbound packets find their mapping there without a
 	// lock. It is not changed after New.

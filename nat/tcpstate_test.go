@@ -31,7 +31,7 @@ const (
 
 // play sends segs through tab, the client's first, at t0 plus one second
 // per segment, and returns the client's flow.
-func play(t *testing.T, tab *nat.Table, segs []seg) *nat.Flow {
+func play(t testing.TB, tab *nat.Table, segs []seg) *nat.Flow {
 	t.Helper()
 	var extEP netip.AddrPort
 	for i, s := range segs {

@@ -32,9 +32,14 @@ const (
 	// Divert means the packet belongs to a user-mode flow: the caller hands
 	// it, unchanged, to the netstack on the side it came from.
 	Divert
+	// Reset means a TCP segment belongs to no connection fwx knows of (one
+	// lost in a restart, say): the caller answers with a RST, as a host
+	// with no such connection would (RFC 9293 section 3.10.7.1), whatever
+	// the policy's reject mode.
+	Reset
 )
 
-var verdictNames = [...]string{"drop", "forward", "hairpin", "local", "reject", "time-exceeded", "divert"}
+var verdictNames = [...]string{"drop", "forward", "hairpin", "local", "reject", "time-exceeded", "divert", "reset"}
 
 // String returns the verdict's name.
 func (v Verdict) String() string {
@@ -76,12 +81,21 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		if (t.IsInternal(dst) || (t.IsExternal(dst) && p.Kind == Query)) && !t.hasExpectation(p, n) {
 			return Local
 		}
-		// Only a SYN opens a TCP flow; anything else is stale or forged.
+		// Only a SYN opens a TCP flow; another segment is one of a
+		// connection fwx lost (a restart), picked up again or reset.
 		if p.Proto == TCP && !p.opens() {
-			return t.drop(DropStale)
+			if p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagRst) != 0 {
+				return t.stale(p)
+			}
+			if f = t.pickup(p.Src, p.Dst, n); f == nil {
+				return t.stale(p)
+			}
 		}
 		var why DropReason
-		if f, why = t.outbound(p.Proto, p.Src, p.Dst, n); f == nil {
+		if f == nil {
+			f, why = t.outbound(p.Proto, p.Src, p.Dst, n)
+		}
+		if f == nil {
 			if why == DropUnarmed {
 				return t.drop(why)
 			}
@@ -141,6 +155,9 @@ func (p *Packet) opens() bool {
 // destination; it is asked only for packets to fwx's own addresses, which
 // a redirect (RedirectConnections) may have claimed.
 func (t *Table) hasExpectation(p *Packet, now int64) bool {
+	if t.nexpects.Load() == 0 {
+		return false // the common case, without the table's lock
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.outboundExpectLocked(p.Proto, p.Src.Addr(), p.Dst, now) != nil
@@ -192,6 +209,10 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 		}
 		var why DropReason
 		if f, why = t.inbound(p.Proto, p.Src, p.Dst, p.opens(), n); f == nil {
+			if p.Proto == TCP && (why == DropStale || why == DropPinholeGone) {
+				t.drops[why].Add(1)
+				return t.resetUnlessRST(p)
+			}
 			return t.drop(why)
 		}
 	}
@@ -275,4 +296,18 @@ func (t *Table) reopen(f *Flow, dir Direction, now int64) *Flow {
 	}
 	t.end(f, now)
 	return nil
+}
+
+// stale counts a TCP segment of no connection fwx knows and answers it
+// with a RST, unless it is one.
+func (t *Table) stale(p *Packet) Verdict {
+	t.drops[DropStale].Add(1)
+	return t.resetUnlessRST(p)
+}
+
+func (t *Table) resetUnlessRST(p *Packet) Verdict {
+	if p.TCPFlags&header.TCPFlagRst != 0 {
+		return Drop
+	}
+	return Reset
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -226,11 +227,25 @@ func TestUnsolicitedInboundIsDropped(t *testing.T) {
 	}
 }
 
+// TestOnlySYNOpensTCP: a TCP segment other than a SYN opens no flow; it
+// belongs to a connection fwx does not know, and is answered with a RST
+// (a RST itself is dropped).
 func TestOnlySYNOpensTCP(t *testing.T) {
 	tab, _ := newTable(t, nat.Config{})
-	for _, flags := range []header.TCPFlags{header.TCPFlagAck, header.TCPFlagSyn | header.TCPFlagAck, header.TCPFlagRst, header.TCPFlagFin | header.TCPFlagAck} {
-		if v, _ := out(tab, lab.TCPPacket(client, server, flags, 1, 1, nil), t0); v != nat.Drop {
-			t.Errorf("flags %v: verdict %v, want drop", flags, v)
+	for _, c := range []struct {
+		flags header.TCPFlags
+		want  nat.Verdict
+	}{
+		{header.TCPFlagAck, nat.Reset},
+		{header.TCPFlagSyn | header.TCPFlagAck, nat.Reset},
+		{header.TCPFlagRst, nat.Drop},
+		{header.TCPFlagFin | header.TCPFlagAck, nat.Reset},
+	} {
+		if v, _ := out(tab, lab.TCPPacket(client, server, c.flags, 1, 1, nil), t0); v != c.want {
+			t.Errorf("flags %v: verdict %v, want %v", c.flags, v, c.want)
+		}
+		if v, _ := in(tab, lab.TCPPacket(server, netip.AddrPortFrom(ext, 40000), c.flags, 1, 1, nil), t0); v != c.want {
+			t.Errorf("flags %v from the outside: verdict %v, want %v", c.flags, v, c.want)
 		}
 	}
 	if tab.Len() != 0 {
@@ -307,8 +322,12 @@ func TestTimers(t *testing.T) {
 				tab, rec := newTable(t, nat.Config{Timeouts: to})
 				e := tt.open(tab)
 				pkt := tt.reply(e)
-				if v, _ := in(tab, pkt, t0.Add(c.after)); v != c.want {
-					t.Errorf("after %v: verdict %v, want %v", c.after, v, c.want)
+				want := c.want
+				if want == nat.Drop && strings.HasPrefix(tt.name, "tcp") {
+					want = nat.Reset // a segment of no connection fwx knows
+				}
+				if v, _ := in(tab, pkt, t0.Add(c.after)); v != want {
+					t.Errorf("after %v: verdict %v, want %v", c.after, v, want)
 				}
 				if c.want == nat.Drop && (len(rec.ended) != 1 || tab.Len() != 0) {
 					t.Errorf("after expiry: %d flows ended, %d live; want 1 and 0", len(rec.ended), tab.Len())

@@ -104,6 +104,8 @@ type Lab struct {
 	FW              *fwx.Firewall
 	// Log holds fwx's firewall log.
 	Log *LogBuffer
+
+	stop func() error // stops fwx once; see Stop
 }
 
 // New starts fwx in a new lab and stops everything when the test ends,
@@ -176,9 +178,12 @@ func New(tb testing.TB, opts Options) *Lab {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- fw.Run(ctx) }()
-	tb.Cleanup(func() {
+	l.stop = sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+	tb.Cleanup(func() {
+		if err := l.stop(); err != nil {
 			tb.Errorf("fwx Run: %v", err)
 		}
 		l.Net.Close()
@@ -189,6 +194,10 @@ func New(tb testing.TB, opts Options) *Lab {
 	})
 	return l
 }
+
+// Stop stops fwx as a SIGTERM would, and returns what Run returned. The
+// lab's hosts stay until the test ends; fwx's devices are closed.
+func (l *Lab) Stop() error { return l.stop() }
 
 // Session returns the filter SDK session of the client.
 func (l *Lab) Session(tb testing.TB) *session.Session {

@@ -1,0 +1,88 @@
+package fwx
+
+import (
+	"bufio"
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// A restart keeps connections: the flow table is saved when fwx stops and
+// restored when it starts (Config.StateFile); after a start without it,
+// the connections still sending from the inside are picked up.
+
+// restore reads the table saved by the previous run, if any, and removes
+// it: a later crash must not bring back flows that have moved on. Without
+// one, connections lost by a crash are picked up for as long as an
+// established one may idle.
+func (fw *Firewall) restore() {
+	now := fw.clock.Now()
+	log := fw.cfg.Log.With().Str("state", fw.cfg.StateFile).Logger()
+	pickup := func() { fw.table.SetPickup(now.Add(fw.table.Timeouts().TCPEstablished)) }
+	if fw.cfg.StateFile == "" {
+		pickup()
+		return
+	}
+	f, err := os.Open(fw.cfg.StateFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info().Msg("no saved flow table: starting empty, picking up connections that go on")
+		pickup()
+		return
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("saved flow table unreadable: starting empty")
+		pickup()
+		return
+	}
+	restored, skipped, err := fw.table.Restore(bufio.NewReader(f), now)
+	f.Close()
+	if err != nil {
+		bad := fw.cfg.StateFile + ".bad"
+		log.Error().Err(err).Str("moved_to", bad).Msg("saved flow table refused: starting empty")
+		if rerr := os.Rename(fw.cfg.StateFile, bad); rerr != nil {
+			log.Error().Err(rerr).Msg("could not set the saved flow table aside")
+		}
+		pickup()
+		return
+	}
+	if err := os.Remove(fw.cfg.StateFile); err != nil {
+		log.Error().Err(err).Msg("could not remove the restored flow table: a crash would restore it again")
+	}
+	log.Info().Int("restored", restored).Int("skipped", skipped).Msg("flow table restored")
+}
+
+// save writes the flow table for the next run, atomically: to a temporary
+// file renamed over StateFile once complete.
+func (fw *Firewall) save(now time.Time) {
+	if fw.cfg.StateFile == "" {
+		return
+	}
+	log := fw.cfg.Log.With().Str("state", fw.cfg.StateFile).Logger()
+	tmp := fw.cfg.StateFile + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		log.Error().Err(err).Msg("flow table not saved: its flows end")
+		return
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	n, err := fw.table.Save(w, now)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, fw.cfg.StateFile)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		log.Error().Err(err).Int("flows", n).Msg("flow table not saved")
+		return
+	}
+	log.Info().Int("flows", n).Msg("flow table saved for the next run")
+}
