@@ -59,6 +59,7 @@ type runConfig struct {
 	deniedWait    time.Duration
 	verbose       bool
 	cpuProfile    string
+	state         string
 	control       string
 	metrics       string
 }
@@ -92,6 +93,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.IntVar(&c.fwlogKeep, "fwlog-keep", 5, "how many rotated firewall log files `N` to keep")
 	fs.Float64Var(&c.fwlogRate, "fwlog-rate", 1000, "write at most `N` firewall log records per second on average (bursts of five seconds' worth); the rest are counted in a log-suppressed record; 0: no limit")
 	fs.DurationVar(&c.deniedWait, "fwlog-denied-wait", 30*time.Second, "write a denied flow's one record once it has gone `DURATION` without another attempt")
+	fs.StringVar(&c.state, "state", "", "keep connections across a restart: write the flow table to `FILE` at SIGTERM and read it back (then remove it) at start")
 	fs.StringVar(&c.control, "control", "", "the control socket `PATH` for fwx status and fwx reload, usable by fwx's user and root only (default: /run/fwx/IN-TUN.sock for root, else $XDG_RUNTIME_DIR/fwx/IN-TUN.sock)")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on http://`ADDR`/metrics, and a read-only live page of the status on http://ADDR/ (host:port, such as 127.0.0.1:9140; a network listener, so only when asked)")
 	fs.BoolVar(&c.verbose, "v", false, "verbose diagnostics")
@@ -444,7 +446,7 @@ func run(args []string, e env) error {
 // names the outside for status.
 func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 	diag := logs.diag
-	cfg := fwx.Config{InsideAddr: c.inAddrs[0], InsideAddrs: c.inAddrs[1:], Policy: c.policy, Log: diag, FirewallLog: logs.fw, DenialQuiet: c.deniedWait}
+	cfg := fwx.Config{InsideAddr: c.inAddrs[0], InsideAddrs: c.inAddrs[1:], Policy: c.policy, Log: diag, FirewallLog: logs.fw, DenialQuiet: c.deniedWait, StateFile: c.state}
 	outName := c.outTun
 	var err error
 	if c.host {
