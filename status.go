@@ -95,9 +95,11 @@ type Totals struct {
 	Started time.Time `json:"started"`
 	// Drops counts the packets dropped and flows refused, by reason
 	// (nat.DropReason), since the start; EarlyDrops the flows reclaimed
-	// before their time to make room.
+	// before their time to make room; PickedUp the TCP connections taken
+	// up mid-stream after a start that lost them.
 	Drops      map[string]uint64 `json:"drops"`
 	EarlyDrops uint64            `json:"early_drops"`
+	PickedUp   uint64            `json:"picked_up"`
 }
 
 // PortUse is how many outside ports of a protocol are taken.
@@ -180,7 +182,7 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 	}
 	t.Started = fw.started
 	ns := fw.table.Stats()
-	t.Mappings, t.EarlyDrops = ns.Mappings, ns.EarlyDrops
+	t.Mappings, t.EarlyDrops, t.PickedUp = ns.Mappings, ns.EarlyDrops, ns.PickedUp
 	for r, n := range ns.Drops {
 		if n > 0 {
 			t.Drops[nat.DropReason(r).String()] = n

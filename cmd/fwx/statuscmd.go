@@ -116,6 +116,9 @@ func printStatus(w io.Writer, st *statusReply) {
 	if t.EarlyDrops > 0 {
 		fmt.Fprintf(w, "; %d flows reclaimed early", t.EarlyDrops)
 	}
+	if t.PickedUp > 0 {
+		fmt.Fprintf(w, "; %d connections picked up after a restart", t.PickedUp)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "filters %d pinholes in %s; refused %s\n", t.Pinholes, plural(t.Sessions, "session"), countsU(t.FilterRefusals))
 	fmt.Fprintf(w, "log     %d written, %d dropped, %d suppressed, %d lost", r.Log.Written, r.Log.Dropped, r.Log.Suppressed, r.Log.Lost)

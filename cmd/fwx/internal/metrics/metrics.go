@@ -78,6 +78,7 @@ var (
 	descPorts      = desc("ports", "Outside ports (ICMP: identifiers) there are, by transport.", "protocol")
 	descDrops      = desc("drops_total", "Packets dropped and new flows refused, by reason.", "reason")
 	descEarlyDrops = desc("early_drops_total", "Flows reclaimed before their timer ran out to make room for new ones.")
+	descPickedUp   = desc("picked_up_total", "TCP connections taken up mid-stream after a start that lost them.")
 	descRefusals   = desc("filter_refusals_total", "Connections an application filter refused, by the filter of their protocol.", "filter")
 	descReloads    = desc("reloads_total", "Policy reloads asked for (SIGHUP, fwx reload), by result.", "result")
 	descReloadOK   = desc("reload_last_success", "1 if the last reload put its policy in force, 0 if it was refused.")
@@ -90,7 +91,7 @@ var (
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFlows, descFlowStates, descMappings, descCreated, descDenied,
-		descBytes, descPackets, descPinholes, descSessions, descPortsUsed, descPorts, descDrops, descEarlyDrops,
+		descBytes, descPackets, descPinholes, descSessions, descPortsUsed, descPorts, descDrops, descEarlyDrops, descPickedUp,
 		descRefusals, descReloads, descReloadOK, descReloadTime, descLog, descStart, descBuild} {
 		ch <- d
 	}
@@ -141,6 +142,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDrops, st.Drops[r.String()], r.String())
 	}
 	counter(descEarlyDrops, st.EarlyDrops)
+	counter(descPickedUp, st.PickedUp)
 	for filter, n := range st.FilterRefusals {
 		counter(descRefusals, n, filter)
 	}
