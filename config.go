@@ -77,9 +77,10 @@ type Config struct {
 	// on instead of ending, and New reads them back and removes the file,
 	// so that only a clean stop is ever restored. A file that cannot be
 	// read is set aside (FILE.bad) and fwx starts with an empty table.
-	// Without a saved table (a first start, a crash), fwx picks up for a
-	// while the TCP connections whose segments still come from the inside
-	// (see nat.Table.SetPickup), and answers the others with a RST.
+	// When the file is missing (a first start, a crash), fwx picks up for
+	// a while the TCP connections whose segments still come from the
+	// inside (see nat.Table.SetPickup). Either way, a TCP segment of no
+	// connection fwx knows is answered with a RST.
 	StateFile string
 
 	// Log receives diagnostics. The zero value discards them.

@@ -14,15 +14,14 @@ import (
 
 // restore reads the table saved by the previous run, if any, and removes
 // it: a later crash must not bring back flows that have moved on. Without
-// one, connections lost by a crash are picked up for as long as an
-// established one may idle.
+// one (the previous run crashed), the connections it lost are picked up
+// for as long as an established one may idle.
 func (fw *Firewall) restore() {
 	now := fw.clock.Now()
 	log := fw.cfg.Log.With().Str("state", fw.cfg.StateFile).Logger()
 	pickup := func() { fw.table.SetPickup(now.Add(fw.table.Timeouts().TCPEstablished)) }
 	if fw.cfg.StateFile == "" {
-		pickup()
-		return
+		return // restarts are not meant to keep connections
 	}
 	f, err := os.Open(fw.cfg.StateFile)
 	if errors.Is(err, fs.ErrNotExist) {

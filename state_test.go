@@ -67,9 +67,9 @@ func TestRestartBadStateFile(t *testing.T) {
 	}
 }
 
-// TestCrashPickup: after a start without a saved table, a connection that
-// goes on sending from the inside is taken up again on its port; one the
-// policy refuses gets a RST at once.
+// TestCrashPickup: after a start that found no saved table (the previous
+// run crashed), a connection that goes on sending from the inside is taken
+// up again on its port; one the policy refuses gets a RST at once.
 func TestCrashPickup(t *testing.T) {
 	tb := newTestbed(t, `
 protocols:
@@ -77,7 +77,7 @@ protocols:
 rules:
   - {name: no-telnet, action: deny, from: [internal], to: [any], protocols: [telnet]}
   - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
-`)
+`, withState(filepath.Join(t.TempDir(), "fwx.state")))
 	src := netip.AddrPortFrom(rawClient, 6000)
 	tb.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("198.51.100.77:80"), header.TCPFlagAck|header.TCPFlagPsh, 1000, 2000, []byte("more")))
 	p := nat.Parse(recv(t, tb.Outside.Captured()))
@@ -91,5 +91,20 @@ rules:
 	}
 	if st := tb.FW.Stats(); st.PickedUp != 1 {
 		t.Errorf("%d connections picked up, want 1", st.PickedUp)
+	}
+}
+
+// TestNoPickupWithoutState: without a state file, restarts are not meant to
+// keep connections: a mid-stream segment is not picked up, it gets a RST.
+func TestNoPickupWithoutState(t *testing.T) {
+	tb := newTestbed(t, "")
+	src := netip.AddrPortFrom(rawClient, 6000)
+	tb.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("198.51.100.77:80"), header.TCPFlagAck, 1000, 2000, []byte("more")))
+	r := nat.Parse(recv(t, tb.Inside.Captured()))
+	if r.TCPFlags&header.TCPFlagRst == 0 || r.Dst != src {
+		t.Fatalf("answer: %s, want a RST", lab.PacketString(r.Bytes()))
+	}
+	if st := tb.FW.Stats(); st.PickedUp != 0 || tb.FW.Flows() != 0 {
+		t.Errorf("picked up %d, %d flows; want none", st.PickedUp, tb.FW.Flows())
 	}
 }

@@ -9,7 +9,7 @@ import (
 // connections that were open go on sending mid-stream segments that match
 // no flow. Linux conntrack's loose pickup (nf_conntrack_tcp_loose) takes
 // such a segment from the inside as an established connection when the
-// policy allows it; fwx does the same for a while after such a start, on
+// policy allows it; fwx does the same for a while after such a crash, on
 // the port the connection had before, which port preservation makes the
 // inside port: where that port is free, the connection goes on. Every other
 // TCP segment that matches no flow is answered with a RST, as a host with no
@@ -17,9 +17,10 @@ import (
 // neither end waits in silence for its own timeout.
 
 // SetPickup lets mid-stream TCP segments from the inside re-create their
-// flow until until (see [Table.Outbound]); fwx sets it when it starts
-// without the state of a clean stop, for as long as an established
-// connection may stay idle. The zero time turns pickup off.
+// flow until until (see [Table.Outbound]); fwx sets it when it starts and
+// finds no state of a clean stop where it keeps one (the previous run
+// crashed), for as long as an established connection may stay idle. The
+// zero time turns pickup off.
 func (t *Table) SetPickup(until time.Time) { t.pickupUntil.Store(unixNano(until)) }
 
 // pickup re-creates, as an established connection, the flow of a
