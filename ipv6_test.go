@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters/filtertest"
+	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 )
@@ -262,4 +267,50 @@ func TestIPv6UDPUserModeICMPErrors(t *testing.T) {
 		t.Errorf("read: %v, want ECONNREFUSED from the server's port unreachable", err)
 	}
 	probe.nextEvent(t, session.EventUDPDestination) // the flow is the user-mode path's
+}
+
+// TestIPv6RestartAndPickup: IPv6 flows survive a restart with a state
+// file, are picked up on their port after a crash, and a segment of no
+// connection the policy allows gets fwx's IPv6 RST.
+func TestIPv6RestartAndPickup(t *testing.T) {
+	inside := netip.AddrPortFrom(netip.MustParseAddr("fd00::9"), 5000) // no lab host: packets to it are captured
+	nowhere := netip.MustParseAddrPort("[2001:db8:100::77]:53")
+	state := filepath.Join(t.TempDir(), "fwx.state")
+	start := func(policy string) *testbed {
+		return &testbed{filtertest.New(t, filtertest.Options{Policy: policy, IPv6: true,
+			Configure: func(c *fwx.Config) { c.StateFile = state }})}
+	}
+
+	first := start("")
+	first.Inside.Inject(lab.UDPPacket(inside, nowhere, []byte("query")))
+	ext := nat.Parse(recv(t, first.Outside.Captured())).Src
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := start("")
+	if n := second.FW.Flows(); n != 1 {
+		t.Fatalf("%d flows after the restart, want the saved one", n)
+	}
+	second.Outside.Inject(lab.UDPPacket(nowhere, ext, []byte("answer")))
+	if p := nat.Parse(recv(t, second.Inside.Captured())); p.Dst != inside {
+		t.Fatalf("answer delivered to %v, want %v", p.Dst, inside)
+	}
+
+	// No state file now (it was read): the next start is after a crash.
+	third := start(`
+protocols:
+  - {name: telnet, transport: tcp, ports: [23]}
+rules:
+  - {name: no-telnet, action: deny, from: [internal], to: [any], protocols: [telnet]}
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+`)
+	src := netip.AddrPortFrom(inside.Addr(), 6000)
+	third.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("[2001:db8:100::77]:80"), header.TCPFlagAck|header.TCPFlagPsh, 1000, 2000, []byte("more")))
+	if p := nat.Parse(recv(t, third.Outside.Captured())); p.Src != netip.AddrPortFrom(fwOut6, 6000) {
+		t.Fatalf("picked-up segment left from %v, want fwx's IPv6 address and the inside port", p.Src)
+	}
+	third.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("[2001:db8:100::77]:23"), header.TCPFlagAck, 1000, 2000, nil))
+	if r := nat.Parse(recv(t, third.Inside.Captured())); r.Proto != nat.TCP || r.TCPFlags&header.TCPFlagRst == 0 || r.Dst != src || r.Src.Addr() != netip.MustParseAddr("2001:db8:100::77") {
+		t.Fatalf("answer to a refused connection's segment: %s, want a RST from its destination", lab.PacketString(r.Bytes()))
+	}
 }
