@@ -32,6 +32,14 @@ type Config struct {
 	Inside tun.Device
 	// Outside is the device on the external side (router mode).
 	Outside tun.Device
+	// InsideQueues and OutsideQueues are the other queues of a
+	// multi-queue inside or outside device, Inside and Outside being
+	// their first (vnettun.CreateQueues returns them all). fwx reads
+	// every queue with a goroutine of its own and writes each flow's
+	// packets to the queue of the same index on the other side, so the
+	// kernel keeps both directions of a flow on one (see vnettun).
+	// Empty for a device of one queue. Host mode has no OutsideQueues.
+	InsideQueues, OutsideQueues []tun.Device
 	// Host, instead of Outside, makes the host's own network stack the
 	// external side (host mode): flows leave from host sockets, and
 	// OutsideAddr and OutsideAddrs, if unset, are the addresses they bind
@@ -103,7 +111,7 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("no inside device"))
 	}
 	switch {
-	case c.Host != nil && c.Outside != nil:
+	case c.Host != nil && (c.Outside != nil || len(c.OutsideQueues) > 0):
 		errs = append(errs, errors.New("both an outside device and the host as the outside"))
 	case c.Host != nil:
 		for _, p := range c.outsideAddrs() {
@@ -113,6 +121,9 @@ func (c Config) validate() error {
 		}
 	case c.Outside == nil:
 		errs = append(errs, errors.New("no outside device"))
+	}
+	if slices.Contains(c.InsideQueues, nil) || slices.Contains(c.OutsideQueues, nil) {
+		errs = append(errs, errors.New("a nil device among the queues"))
 	}
 	if !c.InsideAddr.IsValid() {
 		errs = append(errs, errors.New("no inside address"))

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/hostnet"
@@ -32,6 +30,9 @@ type Firewall struct {
 	sessions *session.Manager
 	user     *userPath
 	started  time.Time // when New made it
+
+	// The queues of the inside and outside devices (queues.go).
+	inside, outside queues
 
 	// The policy in force, and what of it the packet path reads; a
 	// reload swaps them (see reload.go).
@@ -84,7 +85,9 @@ func New(cfg Config) (*Firewall, error) {
 		seed = rand.Uint64()
 	}
 	opts := cfg.Policy.Options()
-	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, started: cfg.Clock.Now()}
+	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, started: cfg.Clock.Now(),
+		inside:  append(queues{cfg.Inside}, cfg.InsideQueues...),
+		outside: append(queues{cfg.Outside}, cfg.OutsideQueues...)}
 	fw.pol.Store(cfg.Policy)
 	fw.reject.Store(uint32(opts.Reject))
 	fw.log = newFlowLog(cfg.FirewallLog, cfg.Clock, cfg.DenialQuiet)
@@ -215,37 +218,42 @@ func (fw *Firewall) Flows() int { return fw.table.Len() }
 func (fw *Firewall) Stats() nat.Stats { return fw.table.Stats() }
 
 // Run forwards packets until ctx is done or a device fails. Run owns the
-// devices: it closes both before it returns, and it ends every flow, so the
-// firewall log closes each one. It returns nil when ctx ended it.
+// devices: it closes both (every queue) before it returns, and it ends
+// every flow, so the firewall log closes each one. It returns nil when ctx
+// ended it.
 func (fw *Firewall) Run(ctx context.Context) error {
 	log := fw.cfg.Log
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	for _, d := range []struct {
+	errc := make(chan error, len(fw.inside)+len(fw.outside))
+	for _, side := range []struct {
 		name     string
-		from, to tun.Device
+		from, to queues
 		out      bool
 	}{
-		{"inside", fw.cfg.Inside, fw.cfg.Outside, true},
-		{"outside", fw.cfg.Outside, fw.cfg.Inside, false},
+		{"inside", fw.inside, fw.outside, true},
+		{"outside", fw.outside, fw.inside, false},
 	} {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			log.Debug().Str("side", d.name).Msg("reader started")
-			err := fw.forward(d.from, d.to, d.out)
-			log.Debug().Str("side", d.name).Err(err).Msg("reader stopped")
-			errc <- err
-		}()
-		go func() {
-			defer wg.Done()
-			for ev := range d.from.Events() {
-				log.Debug().Str("side", d.name).Int("event", int(ev)).Msg("device event")
-			}
-		}()
+		// One reader per queue, writing to the queue of its index on
+		// the other side.
+		for i, from := range side.from {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				log.Debug().Str("side", side.name).Int("queue", i).Msg("reader started")
+				err := fw.forward(from, side.to.pair(i), side.out)
+				log.Debug().Str("side", side.name).Int("queue", i).Err(err).Msg("reader stopped")
+				errc <- err
+			}()
+			go func() {
+				defer wg.Done()
+				for ev := range from.Events() {
+					log.Debug().Str("side", side.name).Int("queue", i).Int("event", int(ev)).Msg("device event")
+				}
+			}()
+		}
 	}
 	wg.Add(2)
 	go func() {
@@ -266,7 +274,7 @@ func (fw *Firewall) Run(ctx context.Context) error {
 	}
 	cancel()
 	// Closing the devices is what unblocks their readers.
-	errIn, errOut := fw.cfg.Inside.Close(), fw.cfg.Outside.Close()
+	errIn, errOut := fw.inside.close(), fw.outside.close()
 	wg.Wait()
 	fw.sessions.Close()
 	fw.user.close()

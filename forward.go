@@ -14,7 +14,7 @@ import (
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// The fast path, one goroutine per side:
+// The fast path, one goroutine per device queue (queues.go):
 //
 //	read a batch from the device
 //	for each packet: parse ─► nat.Table.Outbound/Inbound (rewrite in place)

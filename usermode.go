@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 
-	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
@@ -64,6 +63,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 		}
 		return 1500
 	}
+	inOut := newQueueWriter(fw.inside)
 	in, err := netstack.New(netstack.Options{
 		Transparent: true,
 		// Connections waiting for their server: each client holds at
@@ -73,7 +73,7 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 		MaxInFlight:  maxPendingDials,
 		GSO:          isVnet(fw.cfg.Inside),
 		MTU:          mtu(fw.cfg.Inside),
-		Output:       func(pkts [][]byte) error { return write(fw.cfg.Inside, pkts) },
+		Output:       func(pkts [][]byte) error { return write(inOut, pkts) },
 		OutputOffset: headroom,
 		Log:          fw.cfg.Log.With().Str("stack", "inside").Logger(),
 		Seed:         int64(fw.seed),
@@ -87,11 +87,12 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	if fw.cfg.Host != nil {
 		return u, nil
 	}
+	outOut := newQueueWriter(fw.outside)
 	u.outside, err = netstack.New(netstack.Options{
 		Addrs:        addrs(fw.cfg.outsideAddrs()),
 		GSO:          isVnet(fw.cfg.Outside),
 		MTU:          mtu(fw.cfg.Outside),
-		Output:       func(pkts [][]byte) error { return write(fw.cfg.Outside, pkts) },
+		Output:       func(pkts [][]byte) error { return write(outOut, pkts) },
 		OutputOffset: headroom,
 		Log:          fw.cfg.Log.With().Str("stack", "outside").Logger(),
 		Seed:         int64(fw.seed) + 1,
@@ -103,12 +104,12 @@ func newUserPath(fw *Firewall) (*userPath, error) {
 	return u, nil
 }
 
-// write sends a netstack's packets to a device. Once fwx is stopping, the
-// devices are closed first; what the stacks still send then is dropped
-// without a word. The stacks of vnet devices run with GSO: their link
-// writes each packet's virtio header itself.
-func write(d tun.Device, pkts [][]byte) error {
-	if _, err := d.Write(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+// write sends a netstack's packets to a device, each to its flow's queue.
+// Once fwx is stopping, the devices are closed first; what the stacks
+// still send then is dropped without a word. The stacks of vnet devices
+// run with GSO: their link writes each packet's virtio header itself.
+func write(w *queueWriter, pkts [][]byte) error {
+	if err := w.write(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
 		return err
 	}
 	return nil

@@ -44,9 +44,9 @@ var datagramBufs = sync.Pool{New: func() any { b := make([]byte, headroom+0xffff
 
 // SendDatagram implements session.UserPath.
 func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload []byte) error {
-	src, dst, d, mtu := f.External(), f.Remote(), u.fw.cfg.Outside, u.outsideMTU
+	src, dst, qs, mtu := f.External(), f.Remote(), u.fw.outside, u.outsideMTU
 	if toInside {
-		src, dst, d, mtu = f.Target(), f.Inside(), u.fw.cfg.Inside, u.insideMTU
+		src, dst, qs, mtu = f.Target(), f.Inside(), u.fw.inside, u.insideMTU
 	}
 	bp := datagramBufs.Get().(*[]byte)
 	defer datagramBufs.Put(bp)
@@ -63,8 +63,10 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		if u.fw.table.Inbound(&p, u.fw.clock.Now()) != nat.Forward {
 			return nil
 		}
-		pkt, d, mtu = buf[:headroom+p.Len()], u.fw.cfg.Inside, u.insideMTU
+		pkt, qs, mtu = buf[:headroom+p.Len()], u.fw.inside, u.insideMTU
 	}
+	// The flow's queue, for all the datagram's fragments.
+	d := qs.of(pkt[headroom:])
 	pkts := [][]byte{pkt}
 	// A datagram larger than the device's MTU (a filter grew it, or it
 	// came in fragments that fwx reassembled) leaves in fragments, which

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/fwx-dev/fwx"
 	_ "github.com/fwx-dev/fwx/filters/ftp" // registers the "ftp" and "ftp-readonly" filters
@@ -51,6 +53,7 @@ type runConfig struct {
 	policyPath    string
 	policy        *policy.Policy
 	mtu           int
+	queues        int
 	logFormat     string
 	fwlog         string
 	fwlogMaxSize  int64
@@ -69,6 +72,7 @@ const (
 	maxIfName = 15 // IFNAMSIZ - 1
 	minMTU    = 576
 	maxMTU    = 65535
+	maxQueues = 256 // MAX_TAP_QUEUES
 )
 
 // parseRun reads and checks fwx run's command line, and loads the policy
@@ -87,6 +91,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.StringVar(&mark, "out-mark", "", "host mode: mark fwx's sockets' packets with `N` (SO_MARK, needs CAP_NET_ADMIN) for a policy-routing rule")
 	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
 	fs.IntVar(&c.mtu, "mtu", 0, "MTU `N` of the TUN devices, 576 to 65535; without it, 1500 for devices fwx creates, and an existing device's own")
+	fs.IntVar(&c.queues, "queues", runtime.GOMAXPROCS(0), "queues `N` of each TUN device (IFF_MULTI_QUEUE), each read by a goroutine of its own, 1 to 256; a flow stays on one queue; an existing device made without multi_queue has one; the default is the CPUs fwx may use (GOMAXPROCS)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "`FORMAT` of both logs: json (one JSON object per line) or console (for people)")
 	fs.StringVar(&c.fwlog, "fwlog", "", "write the firewall log to `FILE` instead of standard output")
 	fs.StringVar(&maxSize, "fwlog-max-size", "", "rotate the --fwlog file when it would grow past `SIZE` (bytes, or with K, M or G): FILE becomes FILE.1, and so on")
@@ -170,6 +175,9 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	}
 	if c.mtu != 0 && (c.mtu < minMTU || c.mtu > maxMTU) {
 		return nil, usagef("fwx run: --mtu %d: out of range; pass %d to %d, or leave it out for 1500", c.mtu, minMTU, maxMTU)
+	}
+	if c.queues < 1 || c.queues > maxQueues {
+		return nil, usagef("fwx run: --queues %d: out of range; pass 1 to %d", c.queues, maxQueues)
 	}
 	if c.logFormat != "json" && c.logFormat != "console" {
 		return nil, usagef("fwx run: --log-format %q: pass json or console", c.logFormat)
@@ -473,7 +481,7 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 	if mtu == 0 && !c.host {
 		mtu = 1500
 	}
-	in, err := vnettun.Create(c.inTun, mtu)
+	in, err := vnettun.CreateQueues(c.inTun, mtu, c.queues)
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) {
 			err = fmt.Errorf("%w (without CAP_NET_ADMIN, fwx attaches only to a TUN created for its user: ip tuntap add dev %s mode tun user $USER)", err, c.inTun)
@@ -483,25 +491,56 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 		}
 		return nil, "", fmt.Errorf("run: %s: %w", c.inTun, err)
 	}
-	cfg.Inside = in
+	cfg.Inside, cfg.InsideQueues = in[0], devices(in[1:])
+	var out []*vnettun.Device
 	if cfg.Host == nil {
-		if cfg.Outside, err = vnettun.Create(c.outTun, mtu); err != nil {
-			in.Close()
+		if out, err = vnettun.CreateQueues(c.outTun, mtu, c.queues); err != nil {
+			closeQueues(in)
 			return nil, "", fmt.Errorf("run: create %s: %w", c.outTun, err)
+		}
+		cfg.Outside, cfg.OutsideQueues = out[0], devices(out[1:])
+	}
+	if len(in) < c.queues {
+		diag.Info().Str("in_tun", c.inTun).Int("queues", len(in)).Msg("the inside TUN exists without multi_queue: one queue")
+	}
+	// A longer transmit queue than a TUN's 500 packets, so that fwx
+	// descheduled for a few milliseconds loses nothing (vnettun.TxQueueLen).
+	// It needs CAP_NET_ADMIN, which host mode often runs without.
+	devs := []*vnettun.Device{in[0]}
+	if out != nil {
+		devs = append(devs, out[0])
+	}
+	for _, d := range devs {
+		if err := d.RaiseTxQueueLen(vnettun.TxQueueLen); err != nil {
+			name, _ := d.Name()
+			diag.Info().Err(err).Msgf("%s keeps its transmit queue length; set it with: ip link set dev %s txqueuelen %d", name, name, vnettun.TxQueueLen)
 		}
 	}
 	fw, err := fwx.New(cfg)
 	if err != nil {
-		in.Close()
-		if cfg.Outside != nil {
-			cfg.Outside.Close()
-		}
+		closeQueues(in)
+		closeQueues(out)
 		if cfg.Host != nil {
 			cfg.Host.Close()
 		}
 		return nil, "", err
 	}
 	return fw, outName, nil
+}
+
+// devices returns qs as tun.Devices, for fwx.Config.
+func devices(qs []*vnettun.Device) []tun.Device {
+	ds := make([]tun.Device, len(qs))
+	for i, q := range qs {
+		ds[i] = q
+	}
+	return ds
+}
+
+func closeQueues(qs []*vnettun.Device) {
+	for _, q := range qs {
+		q.Close()
+	}
 }
 
 // hostOutside makes the host's network fwx's outside, as the flags say.
