@@ -230,6 +230,51 @@ func TestReloadStrict(t *testing.T) {
 	}
 }
 
+// TestReloadStrictFilter: a strict reload that puts an application filter
+// on a protocol ends that protocol's flows on the fast path, which would
+// bypass the filter; a keep reload leaves them.
+func TestReloadStrictFilter(t *testing.T) {
+	const filtered = `
+protocols:
+  - {name: p8001, transport: tcp, ports: [8001], filter: pass}
+rules:
+  - {name: filtered, action: allow, from: [internal], to: [external], protocols: [p8001]}
+  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
+options: {reload: %s}
+`
+	for _, mode := range []string{"keep", "strict"} {
+		t.Run(mode, func(t *testing.T) {
+			tb := newTestbed(t, fmt.Sprintf(allowAll, mode), withFilter("pass", passFilter{}))
+			echoTCP(t, tb.Server, 8001)
+			c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			roundTrip(t, c, "before")
+			r, err := tb.FW.Reload(mustPolicy(t, fmt.Sprintf(filtered, mode)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode == "keep" {
+				if r.Ended != 0 {
+					t.Errorf("report %+v, want nothing ended", r)
+				}
+				roundTrip(t, c, "after: kept")
+				return
+			}
+			if r.Ended != 1 {
+				t.Errorf("report %+v, want the unfiltered flow ended", r)
+			}
+			c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+			c.Write([]byte("after"))
+			if n, err := c.Read(make([]byte, 16)); err == nil {
+				t.Errorf("the flow that bypasses the new filter still carries data: read %d bytes", n)
+			}
+		})
+	}
+}
+
 // TestReloadRefused: a policy fwx cannot run is refused whole, with the
 // reason, and the running one stays in force.
 func TestReloadRefused(t *testing.T) {

@@ -83,11 +83,24 @@ func TestStatus(t *testing.T) {
 			t.Errorf("Status(%+v): %d flows, want %d", sf.filter, got, sf.want)
 		}
 	}
-	// What ended flows carried stays in the totals.
+	// What ended flows carried stays in the totals, counted once: the
+	// closed TCP flow is still in the table (TIME_WAIT), and its bytes
+	// are the ended record's.
 	before := tt.BytesSent
 	c.Close()
-	tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "tcp"})
-	if after := tb.FW.Status(fwx.StatusFilter{}).Totals.BytesSent; after < before {
+	ended := tb.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "tcp"})[0]
+	st = tb.FW.Status(fwx.StatusFilter{})
+	after := st.Totals.BytesSent
+	if after < before {
 		t.Errorf("bytes sent went from %d to %d when the flow ended", before, after)
+	}
+	var ping uint64
+	for _, f := range st.Flows {
+		if f.Protocol == "icmp" {
+			ping = f.BytesSent
+		}
+	}
+	if want := uint64(ended["bytes_sent"].(float64)) + ping; after != want {
+		t.Errorf("bytes sent %d after the TCP flow ended, want its ended record's %v and the ping's %d", after, ended["bytes_sent"], ping)
 	}
 }
