@@ -8,11 +8,19 @@ import (
 	"testing"
 )
 
-// runCLI runs fwx's command line in process.
+// runCLI runs fwx's command line in process. fwx run stops once it has
+// checked its command line and policy (parseRun): a check that let a bad
+// input through must fail the test, not start a firewall on the host.
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = cli(args, env{strings.NewReader(stdin), &out, &errb})
+	e := env{strings.NewReader(stdin), &out, &errb}
+	if len(args) > 0 && args[0] == "run" {
+		_, err := parseRun(args[1:], e)
+		code = exitCode(err, e)
+	} else {
+		code = cli(args, e)
+	}
 	return code, out.String(), errb.String()
 }
 
