@@ -93,6 +93,20 @@ func (cs *clients) shard(a netip.Addr) *clientShard {
 	return &cs[h>>58]
 }
 
+// getLocked returns client a, new at now with a full bucket for rate if
+// the shard had none. The caller holds s.mu.
+func (s *clientShard) getLocked(a netip.Addr, rate int, now int64) *client {
+	if c := s.m[a]; c != nil {
+		return c
+	}
+	c := &client{addr: a, tokens: float64(max(rate, 0)), refilled: now}
+	if s.m == nil {
+		s.m = make(map[netip.Addr]*client)
+	}
+	s.m[a] = c
+	return c
+}
+
 // admit reserves a new flow of protocol p for client a at now: a flow, a
 // half-open connection for TCP, a token of its rate. It returns the client
 // to charge, or nil and the limit it reached. A reservation the caller
@@ -101,14 +115,7 @@ func (t *Table) admit(a netip.Addr, p Proto, now int64) (*client, DropReason) {
 	l := t.limits.Load()
 	s := t.clients.shard(a)
 	s.mu.Lock()
-	c := s.m[a]
-	if c == nil {
-		c = &client{addr: a, tokens: float64(l.ClientRate), refilled: now}
-		if s.m == nil {
-			s.m = make(map[netip.Addr]*client)
-		}
-		s.m[a] = c
-	}
+	c := s.getLocked(a, l.ClientRate, now)
 	// Counted under the shard's lock, so the sweep never deletes a client
 	// that is being charged.
 	switch {
@@ -136,14 +143,7 @@ func (t *Table) charge(a netip.Addr, p Proto) *client {
 	s := t.clients.shard(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.m[a]
-	if c == nil {
-		c = &client{addr: a, tokens: float64(max(t.limits.Load().ClientRate, 0))}
-		if s.m == nil {
-			s.m = make(map[netip.Addr]*client)
-		}
-		s.m[a] = c
-	}
+	c := s.getLocked(a, t.limits.Load().ClientRate, 0)
 	c.flows.Add(1)
 	if p == TCP {
 		c.halfOpen.Add(1)
