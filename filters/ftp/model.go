@@ -181,7 +181,7 @@ func (x *control) activeMode(cmd Command, line []byte) (bool, func() error, erro
 	}
 	s, err := x.send(line, cmd.Verb, h)
 	if s == nil && err == nil {
-		x.sf.withdraw(h, "pinhole-closed", "control-closed") // the server's side is gone
+		x.sf.withdraw(h, "pinhole-closed", causeControlClosed) // the server's side is gone
 	}
 	// Hold the client's next command until the server answered: a
 	// transfer command it pipelined must not reach the server before the

@@ -48,12 +48,14 @@ const MaxPinholes = 8
 // errCap means the client holds MaxPinholes unused pinholes already.
 var errCap = errors.New("filters/ftp: too many unused pinholes")
 
-// Refusal causes, the "cause" of pinhole-refused records.
+// Causes: the "cause" of pinhole-refused records, and of the superseded
+// and closed ones.
 const (
 	causeNotFTP        = "not-ftp"         // the connection does not speak FTP
 	causeBeforeLogin   = "before-login"    // no user logged in yet
 	causeServerRefused = "server-refused"  // 4xx/5xx to PORT/EPRT
 	causeSuperseded    = "superseded"      // a newer command took its place
+	causeControlClosed = "control-closed"  // its control connection ended (pinhole-closed)
 	causeCap           = "cap"             // MaxPinholes (or the session's cap) reached
 	causeForeign       = "foreign-address" // names a host other than the client (bounce) or the server
 	causePrivileged    = "privileged-port" // a port below 1024
@@ -227,7 +229,7 @@ func (sf *sessionFilter) supersede(x *control) {
 // closeAll withdraws the unused pinholes of x when it ends.
 func (sf *sessionFilter) closeAll(x *control) {
 	for _, h := range sf.of(x) {
-		sf.withdraw(h, "pinhole-closed", "control-closed")
+		sf.withdraw(h, "pinhole-closed", causeControlClosed)
 	}
 }
 

@@ -366,7 +366,7 @@ func TestPinholeRecords(t *testing.T) {
 		c.cmd(activePORT, "200")
 		bound := boundPort(t, srv)
 		c.cmd("QUIT", "221")
-		rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-closed"})[0]
+		rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-closed", "cause": "control-closed"})[0]
 		if rec["external"] != bound.String() {
 			t.Errorf("pinhole-closed %v: want external %v", rec, bound)
 		}
