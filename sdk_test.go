@@ -532,3 +532,38 @@ func TestIdleSessionEnds(t *testing.T) {
 		t.Error("the client's next session is the ended one")
 	}
 }
+
+// TestSessionTimers: a filter's timers run on fwx's clock (here the lab's
+// manual clock), so a filter needs no clock of its own; stop cancels one;
+// none runs after its session ended.
+func TestSessionTimers(t *testing.T) {
+	tb := newTestbed(t, sdkPolicy)
+	s := tb.Session(t)
+	if !s.Now().Equal(tb.Clock.Now()) {
+		t.Errorf("session time %v, fwx's clock %v", s.Now(), tb.Clock.Now())
+	}
+	fired := make(chan string, 3)
+	s.AfterFunc(time.Minute, func() { fired <- "minute" })
+	stop := s.AfterFunc(2*time.Minute, func() { fired <- "stopped" })
+	s.AfterFunc(3*time.Minute, func() { fired <- "after the end" })
+	tb.Clock.Advance(59 * time.Second)
+	select {
+	case f := <-fired:
+		t.Fatalf("timer %q ran before its time", f)
+	case <-time.After(50 * time.Millisecond):
+	}
+	tb.Clock.Advance(time.Second)
+	if f := recv(t, fired); f != "minute" {
+		t.Errorf("timer %q ran, want the minute's", f)
+	}
+	if !stop() {
+		t.Error("stop did not cancel a pending timer")
+	}
+	s.End()
+	tb.Clock.Advance(5 * time.Minute)
+	select {
+	case f := <-fired:
+		t.Errorf("timer %q ran", f)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -13,16 +13,14 @@ import (
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// Clock tells the time; pinhole deadlines run on it.
-type Clock interface{ Now() time.Time }
-
 // Config configures a [Manager].
 type Config struct {
 	// Table is the NAT table whose pinholes sessions open. Required.
 	Table *nat.Table
 	// Policy decides which protocols a client may use. Nil denies all.
 	Policy *policy.Policy
-	// Clock is the time source. Nil means the system clock.
+	// Clock is the time source: pinhole deadlines and the filters'
+	// timers ([Session.AfterFunc]) run on it. Nil means the system clock.
 	Clock Clock
 	// PinholeTimeout is how long a permission granted with [Timeout]
 	// waits to be used ("about one minute" in ISA). Zero means 60 s.
@@ -86,10 +84,6 @@ func NewManager(cfg Config) *Manager {
 	m.policy.Store(cfg.Policy)
 	return m
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 // AddFilter initializes f and registers it under name: the policy binds
 // protocols to it by that name. Filters receive events in the order they

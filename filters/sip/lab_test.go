@@ -35,22 +35,16 @@ var (
 	server2   = filtertest.Server2
 )
 
-// newLab starts fwx with the SIP filter on the lab clock; cfg's clock
-// fields are set here.
+// newLab starts fwx with the SIP filter configured by cfg; its timers
+// run on the lab's manual clock, fwx's.
 func newLab(t *testing.T, cfg sip.Config, policy string) *filtertest.Lab {
 	t.Helper()
-	var l *filtertest.Lab
 	reg := &filters.Registry{}
-	reg.Register(sip.Name, func() session.Filter {
-		cfg.Now = func() time.Time { return l.Clock.Now() }
-		cfg.AfterFunc = func(d time.Duration, f func()) { l.Clock.AfterFunc(d, f) }
-		return sip.New(cfg)
-	}, sip.Settings...)
+	reg.Register(sip.Name, func() session.Filter { return sip.New(cfg) }, sip.Settings...)
 	if policy == "" {
 		policy = sipPolicy
 	}
-	l = filtertest.New(t, filtertest.Options{Policy: policy, Filters: reg})
-	return l
+	return filtertest.New(t, filtertest.Options{Policy: policy, Filters: reg})
 }
 
 // udp is a UDP socket on a lab host: a SIP endpoint or a media port.

@@ -216,7 +216,7 @@ func (l *leg) track(m *Message, from side) {
 	sf := l.sf
 	sf.mu.Lock()
 	if c := sf.callLocked(id, false, l.cfg); c != nil {
-		c.signal = sf.f.cfg.Now()
+		c.signal = sf.s.Now()
 	}
 	switch {
 	case strings.EqualFold(m.Method, "BYE"):

@@ -65,12 +65,6 @@ type Config struct {
 	// MediaIdle ends a call whose media and signalling have both been
 	// quiet that long (its BYE was lost). 0 means 5 minutes; 30 s to 24 h.
 	MediaIdle time.Duration
-	// Now and AfterFunc are the filter's clock; nil means the system's.
-	// They must run with fwx's clock (fwx.Config.Clock), which the media
-	// ports' activity is read on. AfterFunc runs f once, after d, on a
-	// goroutine of its own.
-	Now       func() time.Time
-	AfterFunc func(d time.Duration, f func())
 }
 
 // bound is a Config field's default and range.
@@ -110,12 +104,6 @@ func (c Config) withDefaults() Config {
 	c.MaxRegistrations = maxRegistrations.orDefault(c.MaxRegistrations)
 	c.RingTimeout = ringTimeout.orDefault(c.RingTimeout)
 	c.MediaIdle = mediaIdle.orDefault(c.MediaIdle)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.AfterFunc == nil {
-		c.AfterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
-	}
 	return c
 }
 

@@ -150,7 +150,7 @@ func (sf *sessionFilter) callLocked(id string, create bool, cfg *Config) *call {
 	if len(sf.mu.calls) >= cfg.MaxCalls {
 		return nil
 	}
-	now := sf.f.cfg.Now()
+	now := sf.s.Now()
 	c := &call{started: now, signal: now}
 	sf.mu.calls[id] = c
 	sf.scheduleSweepLocked()
@@ -202,7 +202,7 @@ func (sf *sessionFilter) scheduleSweepLocked() {
 		return
 	}
 	sf.mu.sweeping = true
-	sf.f.cfg.AfterFunc(sweepEvery, sf.sweep)
+	sf.s.AfterFunc(sweepEvery, sf.sweep)
 }
 
 // sweepEvery is how often a client's calls are looked at for expiry.
@@ -211,7 +211,7 @@ const sweepEvery = 10 * time.Second
 // sweep ends the calls that expired: an offer unanswered for RingTimeout,
 // an answered call quiet (no SIP message, no media packet) for MediaIdle.
 func (sf *sessionFilter) sweep() {
-	now := sf.f.cfg.Now()
+	now := sf.s.Now()
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
 	sf.mu.sweeping = false
@@ -259,7 +259,7 @@ func (sf *sessionFilter) register(cfg *Config, primary *session.Connection, exte
 		return
 	}
 	// A little longer than the registrar said, for the refresh to come.
-	expires := sf.f.cfg.Now().Add(d + d/8 + 5*time.Second)
+	expires := sf.s.Now().Add(d + d/8 + 5*time.Second)
 	if r != nil && r.grant.Live() {
 		r.expires = expires
 		return
@@ -308,12 +308,12 @@ func (sf *sessionFilter) keepReachable(primary *session.Connection, external net
 
 // expireLater ends registration r when it expires, unless refreshed.
 func (sf *sessionFilter) expireLater(k regKey, r *registration, at time.Time) {
-	sf.f.cfg.AfterFunc(at.Sub(sf.f.cfg.Now()), func() {
+	sf.s.AfterFunc(at.Sub(sf.s.Now()), func() {
 		sf.mu.Lock()
 		defer sf.mu.Unlock()
 		switch {
 		case sf.mu.ended || sf.mu.regs[k] != r:
-		case sf.f.cfg.Now().Before(r.expires):
+		case sf.s.Now().Before(r.expires):
 			sf.expireLater(k, r, r.expires) // refreshed meanwhile
 		default:
 			delete(sf.mu.regs, k)

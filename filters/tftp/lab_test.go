@@ -12,12 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/tftp"
 	"github.com/fwx-dev/fwx/netstack/lab"
-	"github.com/fwx-dev/fwx/session"
 )
 
 // The lab's TFTP peers: a server and a client written for these tests
@@ -39,17 +37,13 @@ options:
   filtering: address-and-port-dependent
 `
 
-// newLab starts fwx with the TFTP filter on the lab's manual clock.
+// newLab starts fwx with the TFTP filter; the filter's timers run on the
+// lab's manual clock, fwx's.
 func newLab(t *testing.T, policy string) *filtertest.Lab {
 	t.Helper()
-	var clock *lab.ManualClock
 	reg := &filters.Registry{}
-	reg.Register(tftp.Name, func() session.Filter {
-		return tftp.New(tftp.Config{Now: clock.Now, AfterFunc: func(d time.Duration, f func()) { clock.AfterFunc(d, f) }})
-	}, tftp.Settings...)
-	return filtertest.New(t, filtertest.Options{Policy: policy, Filters: reg, Configure: func(c *fwx.Config) {
-		clock = c.Clock.(*lab.ManualClock)
-	}})
+	tftp.Register(reg)
+	return filtertest.New(t, filtertest.Options{Policy: policy, Filters: reg})
 }
 
 // wait is how long a lab peer waits for a packet: no loss in the lab, so a

@@ -43,10 +43,6 @@ type Config struct {
 	// last acknowledgment, for a retransmission of the last block if that
 	// acknowledgment was lost (RFC 1350's dallying). Zero means 3 s.
 	Linger time.Duration
-	// Now and AfterFunc are the filter's clock: nil means the system's.
-	// AfterFunc runs f once, after d, on a goroutine of its own.
-	Now       func() time.Time
-	AfterFunc func(d time.Duration, f func())
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
 }
@@ -61,12 +57,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Linger == 0 {
 		c.Linger = 3 * time.Second
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.AfterFunc == nil {
-		c.AfterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
 	}
 	return c
 }

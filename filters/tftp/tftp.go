@@ -92,7 +92,7 @@ func (r *requests) HandleDatagram(c *session.Connection, d *session.Datagram) se
 	if r.last != nil && r.last.retransmits(d.Payload) {
 		return session.Pass // the same request again: the transfer it started stands
 	}
-	tr := newTransfer(r.f, r.cfg, req, d, c.Inbound())
+	tr := newTransfer(r.f, c.Session(), r.cfg, req, d, c.Inbound())
 	if err := tr.permit(c, d); err != nil {
 		r.cfg.Log.Debug().Err(err).Stringer("client", d.Inside).Stringer("server", d.Peer).Msg("tftp: no permission for the transfer")
 		if errors.Is(err, session.ErrTerminating) {

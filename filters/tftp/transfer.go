@@ -18,6 +18,7 @@ import (
 //	   └─ permission lapses        └────────────────────────────────────────────────┘
 type transfer struct {
 	f            *Filter
+	s            *session.Session // the client's: its clock times the transfer
 	cfg          Config
 	op           Opcode
 	request      []byte // the request as sent, to know it when it is sent again
@@ -48,8 +49,8 @@ const (
 	ended
 )
 
-func newTransfer(f *Filter, cfg Config, req Request, d *session.Datagram, inbound bool) *transfer {
-	t := &transfer{f: f, cfg: cfg, op: req.Op, request: bytes.Clone(d.Payload), serverInside: inbound, blksize: DefaultBlockSize}
+func newTransfer(f *Filter, s *session.Session, cfg Config, req Request, d *session.Datagram, inbound bool) *transfer {
+	t := &transfer{f: f, s: s, cfg: cfg, op: req.Op, request: bytes.Clone(d.Payload), serverInside: inbound, blksize: DefaultBlockSize}
 	t.mu.idle = cfg.Idle
 	return t
 }
@@ -105,13 +106,13 @@ func (t *transfer) start(c *session.Connection) error {
 		t.mu.Unlock()
 		return fmt.Errorf("filters/tftp: a second flow for one transfer: %w", session.ErrInvalidArgument)
 	}
-	t.mu.state, t.mu.conn, t.mu.last = running, c, t.cfg.Now()
+	t.mu.state, t.mu.conn, t.mu.last = running, c, t.s.Now()
 	idle := t.mu.idle
 	t.mu.Unlock()
 	if err := c.AttachDatagramFilter(t, session.PriorityNAT); err != nil {
 		return err
 	}
-	t.cfg.AfterFunc(idle, t.checkIdle)
+	t.s.AfterFunc(idle, t.checkIdle)
 	return nil
 }
 
@@ -154,7 +155,7 @@ func (t *transfer) HandleDatagram(c *session.Connection, d *session.Datagram) se
 }
 
 func (t *transfer) touch() {
-	now := t.cfg.Now()
+	now := t.s.Now()
 	t.mu.Lock()
 	t.mu.last = now
 	t.mu.Unlock()
@@ -173,7 +174,7 @@ func (t *transfer) finish() {
 	defer t.mu.Unlock()
 	if t.mu.state == running {
 		t.mu.state = finished
-		t.cfg.AfterFunc(t.cfg.Linger, t.end)
+		t.s.AfterFunc(t.cfg.Linger, t.end)
 	}
 }
 
@@ -185,14 +186,14 @@ func (t *transfer) checkIdle() {
 		t.mu.Unlock()
 		return
 	}
-	quiet, idle := t.cfg.Now().Sub(t.mu.last), t.mu.idle
+	quiet, idle := t.s.Now().Sub(t.mu.last), t.mu.idle
 	t.mu.Unlock()
 	if quiet >= idle {
 		t.cfg.Log.Debug().Dur("quiet", quiet).Msg("tftp: idle transfer ended")
 		t.end()
 		return
 	}
-	t.cfg.AfterFunc(idle-quiet, t.checkIdle)
+	t.s.AfterFunc(idle-quiet, t.checkIdle)
 }
 
 // end ends the transfer's flow and withdraws its permission.
