@@ -123,6 +123,7 @@ func New(cfg Config) (*Firewall, error) {
 		PinholeTimeout: cfg.PinholeTimeout,
 		Log:            cfg.Log,
 		FirewallLog:    cfg.FirewallLog,
+		Decisions:      fw.log,
 	})
 	fw.sessions = mgr
 	if err := fw.addFilters(cfg.Policy); err != nil {

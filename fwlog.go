@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/session"
 )
 
 // flowLog writes the firewall log: one record when a flow is allowed, one
@@ -17,12 +18,21 @@ import (
 // packets each way, duration, and the path that carried the flow). Each
 // record's "time" is the event's time on fwx's clock.
 //
+// A user-mode flow is written only once its filters have decided it
+// (session.Decisions): "allowed" when they let it through, and one
+// "denied" record, at its end, when one refused it, so that every record
+// is true when written.
+//
 // The logger is called on the packet path: what it writes to must not
 // block (cmd/fwx puts a [LogQueue] under it).
 type flowLog struct {
 	log     zerolog.Logger
 	clock   Clock
 	denials denials
+
+	userMu    sync.Mutex
+	undecided map[*nat.Flow]struct{} // user-mode flows their filters have not decided yet
+	refused   map[*nat.Flow]string   // by the filter named, until they end
 
 	createdMu sync.Mutex
 	created   map[string]uint64 // flows admitted, by rule
@@ -32,19 +42,29 @@ type flowLog struct {
 	bytesSent, bytesReceived, pktsSent, pktsReceived atomic.Uint64
 }
 
-var _ nat.Observer = (*flowLog)(nil)
+var (
+	_ nat.Observer      = (*flowLog)(nil)
+	_ session.Decisions = (*flowLog)(nil)
+)
 
 func newFlowLog(log zerolog.Logger, clock Clock, quiet time.Duration) *flowLog {
 	if quiet <= 0 {
 		quiet = 30 * time.Second
 	}
-	return &flowLog{log: log, clock: clock, created: make(map[string]uint64), denials: denials{
-		quiet:    quiet,
-		longest:  max(5*time.Minute, quiet),
-		pending:  make(map[denialKey]*pendingDenial),
-		overflow: make(map[overflowKey]*overflowDenials),
-		byRule:   make(map[string]uint64),
-	}}
+	return &flowLog{
+		log:       log,
+		clock:     clock,
+		created:   make(map[string]uint64),
+		undecided: make(map[*nat.Flow]struct{}),
+		refused:   make(map[*nat.Flow]string),
+		denials: denials{
+			quiet:    quiet,
+			longest:  max(5*time.Minute, quiet),
+			pending:  make(map[denialKey]*pendingDenial),
+			overflow: make(map[overflowKey]*overflowDenials),
+			byRule:   make(map[string]uint64),
+		},
+	}
 }
 
 // ruleCounts returns how many flows each rule admitted, and how many
@@ -64,8 +84,47 @@ func (l *flowLog) endedCounts() (bytesSent, bytesReceived, pktsSent, pktsReceive
 	return l.bytesSent.Load(), l.bytesReceived.Load(), l.pktsSent.Load(), l.pktsReceived.Load()
 }
 
-// FlowStarted implements nat.Observer.
+// FlowStarted implements nat.Observer. A user-mode flow waits for its
+// filters' decision.
 func (l *flowLog) FlowStarted(f *nat.Flow) {
+	if f.UserMode() && f.Proto() != nat.ICMP {
+		l.userMu.Lock()
+		l.undecided[f] = struct{}{}
+		l.userMu.Unlock()
+		return
+	}
+	l.allowed(f)
+}
+
+// FlowAdmitted implements session.Decisions.
+func (l *flowLog) FlowAdmitted(f *nat.Flow) {
+	if l.decide(f) {
+		l.allowed(f)
+	}
+}
+
+// FlowRefused implements session.Decisions: the flow's record is written
+// at its end, with the attempts it saw.
+func (l *flowLog) FlowRefused(f *nat.Flow, filter string) {
+	if l.decide(f) {
+		l.userMu.Lock()
+		l.refused[f] = filter
+		l.userMu.Unlock()
+	}
+}
+
+// decide reports whether f waited for its filters' decision, and
+// forgets that it did.
+func (l *flowLog) decide(f *nat.Flow) bool {
+	l.userMu.Lock()
+	defer l.userMu.Unlock()
+	_, ok := l.undecided[f]
+	delete(l.undecided, f)
+	return ok
+}
+
+// allowed writes the record of a flow fwx let through, and counts it.
+func (l *flowLog) allowed(f *nat.Flow) {
 	l.createdMu.Lock()
 	l.created[f.Rule()]++
 	l.createdMu.Unlock()
@@ -77,8 +136,23 @@ func (l *flowLog) FlowStarted(f *nat.Flow) {
 }
 
 // FlowEnded implements nat.Observer. A flow's duration runs from its first
-// packet to its last, whenever its end is noticed.
+// packet to its last, whenever its end is noticed. A user-mode flow that
+// ends undecided (fwx stopping, say) was refused by no filter: it is
+// written as allowed first; one a filter refused gets its denied record.
 func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
+	if f.UserMode() {
+		l.userMu.Lock()
+		filter, refused := l.refused[f]
+		delete(l.refused, f)
+		l.userMu.Unlock()
+		if refused {
+			l.deniedByFilter(f, filter)
+			return
+		}
+		if l.decide(f) {
+			l.allowed(f)
+		}
+	}
 	sent, received, psent, preceived := sentReceived(f)
 	l.bytesSent.Add(sent)
 	l.bytesReceived.Add(received)
@@ -103,6 +177,34 @@ func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
 // retries stop (see denials).
 func (l *flowLog) FlowDenied(d nat.Denial) {
 	l.denials.add(d, l.clock.Now())
+}
+
+// deniedByFilter writes the record of a user-mode flow a filter refused,
+// now that it has ended: its attempts are the packets its client sent.
+// With no filter named, fwx refused it over a limit, and the table's
+// denial is its record.
+func (l *flowLog) deniedByFilter(f *nat.Flow, filter string) {
+	if filter == "" {
+		return
+	}
+	_, _, attempts, _ := sentReceived(f)
+	attempts = max(attempts, 1)
+	l.denials.mu.Lock()
+	l.denials.byRule[f.Rule()] += attempts
+	l.denials.mu.Unlock()
+	ev := l.log.Info()
+	if ev == nil {
+		return
+	}
+	client, dst := f.Inside(), f.Target()
+	if f.Origin() == nat.Inbound {
+		client, dst = f.Remote(), f.External()
+	}
+	ev.Time("time", f.Start()).Str("event", "denied").Str("action", "deny").
+		Str("protocol", f.Proto().String()).Str("direction", f.Origin().String()).
+		Str("client", client.String()).Str("destination", dst.String()).
+		Str("rule", f.Rule()).Str("reason", "filter").Str("filter", filter).Str("path", "user").
+		Uint64("attempts", attempts).Time("last", f.LastSeen()).Msg("flow")
 }
 
 // flush writes the records of the denied flows that have not been retried

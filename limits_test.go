@@ -136,6 +136,12 @@ options:
 	if n := tb.FW.Stats().Drops[nat.DropClientDials]; n != 1 {
 		t.Errorf("%d client-dials refusals counted, want 1", n)
 	}
+	// The refused flow's record is the table's denial, and nothing says
+	// it was allowed.
+	tb.waitDenied(t, 1, map[string]string{"event": "denied", "destination": blackhole.String(), "reason": "client-dials"})
+	if recs := tb.Log.Records(t, map[string]string{"event": "allowed", "destination": blackhole.String()}); len(recs) != 2 {
+		t.Errorf("%d allowed records for the black hole, want the 2 pending dials'", len(recs))
+	}
 }
 
 // TestReloadLimitsAndInsideNetworks: the limits and the inside networks of

@@ -269,8 +269,16 @@ func TestUDPDestinationEvent(t *testing.T) {
 	if ev := probe.nextEvent(t, session.EventUDPDestination); ev.Addr != deny {
 		t.Errorf("event for %v, want %v", ev.Addr, deny)
 	}
+	if recs := tb.Log.Records(t, map[string]string{"event": "allowed", "destination": deny.String()}); len(recs) > 0 {
+		t.Errorf("the denied destination has an allowed record: %v", recs)
+	}
 	tb.Clock.Advance(6 * time.Minute)
 	tb.FW.Expire()
+	// Its one record comes at its end: denied by the filter.
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "denied", "destination": deny.String(), "reason": "filter", "filter": "probe", "rule": "dgram-out"})
+	if recs := tb.Log.Records(t, map[string]string{"destination": deny.String()}); len(recs) != 1 {
+		t.Errorf("the denied destination has %d records, want its denied one: %v", len(recs), recs)
+	}
 	ends := map[netip.AddrPort]bool{}
 	for range 2 {
 		ev := probe.nextEvent(t, session.EventConnectionTerminating)

@@ -111,12 +111,14 @@ func TestUserModeDataFilter(t *testing.T) {
 }
 
 // TestUserModeDeny: a filter denying the connect event refuses the client
-// with a RST; no connection reaches the server.
+// with a RST; no connection reaches the server. The firewall log says the
+// filter denied the flow, and never that it was allowed.
 func TestUserModeDeny(t *testing.T) {
 	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.Deny() }}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	peers := echoTCP(t, tb.Server, 7)
-	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	dst := netip.AddrPortFrom(serverIP.Addr(), 7)
+	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial: %v, want connection refused", err)
 	}
@@ -124,6 +126,12 @@ func TestUserModeDeny(t *testing.T) {
 	case p := <-peers:
 		t.Errorf("server accepted %v", p)
 	case <-time.After(100 * time.Millisecond):
+	}
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "denied", "destination": dst.String(), "reason": "filter", "filter": "probe", "path": "user"})
+	for _, ev := range []string{"allowed", "ended"} {
+		if recs := tb.Log.Records(t, map[string]string{"event": ev, "destination": dst.String()}); len(recs) > 0 {
+			t.Errorf("the refused flow has an %q record: %v", ev, recs)
+		}
 	}
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	UserPath UserPath
 	// Log receives diagnostics. The zero value discards them.
 	Log zerolog.Logger
+	// Decisions, if set, hears what the user-mode path decided about
+	// each of its flows.
+	Decisions Decisions
 	// FirewallLog is fwx's firewall log, where filters write the records
 	// of the pinholes they open and refuse ([Session.FirewallRecord]). The
 	// zero value discards them.

@@ -203,7 +203,7 @@ func (s *Session) dispatch(ev *Event, filter string) error {
 			return err
 		}
 		if err := s.deliver(sf, ev); err != nil {
-			return fmt.Errorf("session: filter %q: %v event: %w", e.name, ev.Type, err)
+			return &refusal{filter: e.name, ev: ev.Type, err: err}
 		}
 	}
 	return nil

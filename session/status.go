@@ -85,16 +85,6 @@ func (m *Manager) Status() []SessionStatus {
 	return out
 }
 
-// refused counts a connection a filter refused.
-func (m *Manager) refused(filter string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.refusals == nil {
-		m.refusals = make(map[string]uint64)
-	}
-	m.refusals[filter]++
-}
-
 // Refusals returns how many connections filters refused (a connect or
 // accept event denied), by the filter of the connection's protocol; ""
 // counts those of protocols without one (refused by a filter hooked to

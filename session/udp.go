@@ -134,7 +134,10 @@ func (u *udpConn) run() {
 		c.s.mgr.cfg.Log.Debug().Err(err).Stringer("client", c.ClientAddr()).Stringer("peer", c.peer).Msg("UDP destination refused by a filter")
 		// Denied (ISA's IFWXUdpDestination::Deny): the flow's datagrams
 		// are dropped until it idles out.
+		u.m.refuse(c, err)
 		u.chain = []attachedFilter{{dg: dropAll}}
+	} else {
+		u.m.admit(c)
 	}
 	var batch []queued
 	for {

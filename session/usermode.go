@@ -105,7 +105,7 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 		}
 	}
 	if err != nil {
-		m.refused(f.Filter())
+		m.refuse(c, err)
 		m.cfg.Log.Debug().Err(err).Stringer("client", r.Client).Stringer("dst", r.Dst).Msg("connect refused by a filter")
 		r.Reset()
 		return
@@ -115,17 +115,22 @@ func (m *Manager) ServeOutbound(r Intercepted) {
 		filters = owner.DataFilters() // attached when the grant was made
 	}
 	filters = append(filters, c.DataFilters()...)
-	var server Conn
-	if c.Emulated() == nil {
-		// A client's connections waiting for their server are bounded
-		// (the policy's limits.client-dials), so one client dialing an
-		// address that never answers cannot hold the netstack's pending
-		// connections: beyond its share, its new ones are reset at once.
-		if !s.startDial(m.policy.Load().Options().Limits.ClientDials) {
-			m.cfg.Table.RefuseFlow(f, nat.DropClientDials, m.cfg.Clock.Now())
-			r.Reset()
-			return
+	emulated := c.Emulated() != nil
+	// A client's connections waiting for their server are bounded (the
+	// policy's limits.client-dials), so one client dialing an address
+	// that never answers cannot hold the netstack's pending connections:
+	// beyond its share, its new ones are reset at once.
+	if !emulated && !s.startDial(m.policy.Load().Options().Limits.ClientDials) {
+		if m.cfg.Decisions != nil {
+			m.cfg.Decisions.FlowRefused(f, "") // the table records why
 		}
+		m.cfg.Table.RefuseFlow(f, nat.DropClientDials, m.cfg.Clock.Now())
+		r.Reset()
+		return
+	}
+	m.admit(c)
+	var server Conn
+	if !emulated {
 		ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
 		server, err = m.cfg.UserPath.DialOutside(ctx, f.External(), f.Remote())
 		cancel()
@@ -202,6 +207,7 @@ func (m *Manager) listenUserMode(c *Connection, backlog int) error {
 func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	c := newConnection(s, TCP, bound.protocol, bound.filter, bound.addr, bound.ClientAddr())
 	c.inbound, c.peer, c.external, c.settings, c.rule = true, peer.RemoteAddrPort(), bound.addr, bound.settings, bound.rule
+	c.flow = s.mgr.cfg.Table.LookupInbound(nat.TCP, c.peer, bound.addr, s.mgr.cfg.Clock.Now())
 	if !s.track(c) {
 		peer.Abort()
 		return
@@ -214,10 +220,11 @@ func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 		err = s.dispatch(ev, bound.filter)
 	}
 	if err != nil {
-		s.mgr.refused(bound.filter)
+		s.mgr.refuse(c, err)
 		peer.Abort()
 		return
 	}
+	s.mgr.admit(c)
 	if em := bound.Emulated(); em != nil {
 		// The filter plays the client of the bind.
 		defer peer.Close()
@@ -312,10 +319,11 @@ func (m *Manager) ServeInbound(r Incoming) {
 			Local: r.Peer.LocalAddrPort(), Remote: r.Peer.RemoteAddrPort(), Protocol: r.Protocol}, r.Filter)
 	}
 	if err != nil {
-		m.refused(r.Filter)
+		m.refuse(c, err)
 		r.Peer.Abort()
 		return
 	}
+	m.admit(c)
 	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
 	server, err := m.cfg.UserPath.DialInside(ctx, r.Peer.RemoteAddrPort(), r.Server)
 	cancel()
