@@ -3,6 +3,7 @@ package fwx_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -511,17 +512,21 @@ func TestDataFilterFactoryUDP(t *testing.T) {
 
 // TestIncreaseReceiveBuffer: a user-mode UDP connection queues 32 KiB for
 // its filters and drops the rest of a burst; one granted with
-// IncreaseReceiveBuffer queues 64 KiB.
+// IncreaseReceiveBuffer (BindForClient, or RetroactiveAllowBind) queues
+// 64 KiB.
 func TestIncreaseReceiveBuffer(t *testing.T) {
 	const burst, size = 40, 1400 // 56000 bytes
 	for _, tt := range []struct {
+		grant string
 		flags session.Flags
 		drops bool
 	}{
-		{0, true},
-		{session.IncreaseReceiveBuffer, false},
+		{"bind", 0, true},
+		{"bind", session.IncreaseReceiveBuffer, false},
+		{"retroactive", 0, true},
+		{"retroactive", session.IncreaseReceiveBuffer, false},
 	} {
-		t.Run(tt.flags.String(), func(t *testing.T) {
+		t.Run(tt.grant+"/"+tt.flags.String(), func(t *testing.T) {
 			release := make(chan struct{})
 			conns := make(chan *session.Connection, 1)
 			first := true
@@ -542,13 +547,24 @@ func TestIncreaseReceiveBuffer(t *testing.T) {
 			tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
 			client := openUDP(t, tb.Client, 6000)
 			server := openUDP(t, tb.Server, 7000)
-			res := udpBind(t, tb.Session(t), 6000, "dgram", tt.flags)
+			var dst netip.AddrPort // where the server's burst goes
+			if tt.grant == "bind" {
+				dst = udpBind(t, tb.Session(t), 6000, "dgram", tt.flags).Proxy
+			} else {
+				primary := openUDP(t, tb.Server, 9000)
+				client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "request")
+				_, dst = primary.recv(5 * time.Second)
+				if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: dst, Protocol: session.UDP,
+					ProtocolName: "dgram", Flags: tt.flags}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			msg := string(bytes.Repeat([]byte{'x'}, size))
 			// The first datagram holds the filter; the burst comes behind it.
-			server.send(res.Proxy, msg)
+			server.send(dst, msg)
 			c := recv(t, conns)
 			for range burst - 1 {
-				server.send(res.Proxy, msg)
+				server.send(dst, msg)
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			var waiting int
@@ -640,6 +656,57 @@ func TestRetroactiveAllowBind(t *testing.T) {
 	rb.Kill()
 	if s.Pinholes() != 0 {
 		t.Errorf("%d pinholes after Kill", s.Pinholes())
+	}
+}
+
+// TestRetroactiveAllowBindTimeout: with Timeout, a permission on the
+// client's mapping lapses unused after the pinhole timeout, and once used
+// closes when its flow idles out, though the mapping lives on.
+func TestRetroactiveAllowBindTimeout(t *testing.T) {
+	for _, used := range []bool{false, true} {
+		t.Run(fmt.Sprint("used=", used), func(t *testing.T) {
+			tb := newTestbed(t, dgramPolicy+"options: {filtering: address-and-port-dependent}\n", withFilter("probe", newUDPProbe(nil)))
+			server, other := openUDP(t, tb.Server, 9000), openUDP(t, tb.Server, 9001)
+			client := openUDP(t, tb.Client, 0)
+			keepAlive := func() { // the client's own flow keeps the mapping
+				client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "keep")
+				server.recv(5 * time.Second)
+			}
+			client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "request")
+			_, ext := server.recv(5 * time.Second)
+			rb, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: ext, Protocol: session.UDP,
+				ProtocolName: "dgram", Flags: session.Timeout, IPFilter: session.NewIPFilter(serverIP.Addr())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !used {
+				tb.Clock.Advance(61 * time.Second)
+				other.send(ext, "late")
+				if !client.gets(none, netip.AddrPort{}) || rb.Live() {
+					t.Error("an unused Timeout permission outlived the pinhole timeout")
+				}
+				return
+			}
+			other.send(ext, "on time")
+			if !client.gets("on time", netip.AddrPort{}) {
+				t.Fatal("refused within the timeout")
+			}
+			tb.Clock.Advance(4 * time.Minute) // past the pinhole timeout, not the flow's
+			keepAlive()
+			other.send(ext, "busy")
+			if !client.gets("busy", netip.AddrPort{}) {
+				t.Fatal("a Timeout permission in use closed before it was idle")
+			}
+			tb.Clock.Advance(3 * time.Minute)
+			keepAlive()
+			tb.Clock.Advance(3 * time.Minute) // the permitted flow idled out; the mapping lives
+			keepAlive()
+			tb.FW.Expire()
+			other.send(ext, "after idle")
+			if !client.gets(none, netip.AddrPort{}) || rb.Live() {
+				t.Error("a Timeout permission lived on after its flow idled out")
+			}
+		})
 	}
 }
 

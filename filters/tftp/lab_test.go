@@ -153,8 +153,8 @@ func (p *peer) negotiate(opts []tftp.Option) []byte {
 		add("windowsize", strconv.Itoa(n))
 	}
 	for _, o := range opts {
-		if o.Name == "tsize" {
-			add("tsize", o.Value)
+		if o.Name == "tsize" || o.Name == "timeout" {
+			add(o.Name, o.Value)
 		}
 	}
 	return oack
@@ -348,3 +348,12 @@ func (c *client) put(srv netip.AddrPort, name string, data []byte, opts ...tftp.
 
 // port returns the client's port.
 func (c *client) port() uint16 { return c.c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
+
+// external returns the client's outside endpoint: where its requests
+// left fwx from, as the firewall log says.
+func (c *client) external(t *testing.T, l *filtertest.Lab) netip.AddrPort {
+	t.Helper()
+	client := netip.AddrPortFrom(filtertest.ClientAddr, c.port()).String()
+	recs := l.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "outbound", "client": client})
+	return netip.MustParseAddrPort(recs[0]["translated_source"].(string))
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/tftp"
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 var serverTFTP = netip.AddrPortFrom(filtertest.ServerAddr, 69)
@@ -141,40 +142,80 @@ func TestOnlyTheServer(t *testing.T) {
 }
 
 // TestTransferEnds: a finished transfer's flow and permission end after
-// the linger time; a datagram from the server's transfer port then gets
-// nothing. An ERROR ends a transfer at once; an idle one ends after the
-// idle time.
+// the linger time, and the server's last block sent again within it still
+// reaches the client; a datagram from the server's transfer port then gets
+// nothing. The last block is known by the block size the OACK agreed on.
+// An ERROR ends a transfer at once; an idle one ends after the idle time:
+// the rule's idle setting, or twice the timeout the OACK agreed on if
+// longer.
 func TestTransferEnds(t *testing.T) {
+	const size = 2*1428 + 1000 // the last block is short only for blksize 1428
+	blksize := tftp.Option{Name: "blksize", Value: "1428"}
 	for _, tt := range []struct {
-		name    string
-		errorAt uint16
-		stall   uint16
-		advance time.Duration
+		name     string
+		errorAt  uint16
+		stall    uint16
+		opts     []tftp.Option
+		settings string // the rule's filter_settings
+		advance  time.Duration
 	}{
-		{"finished", 0, 0, 3 * time.Second},
-		{"error", 2, 0, 0},
-		{"idle", 0, 1, 60 * time.Second},
+		{"finished", 0, 0, nil, "", 3 * time.Second},
+		{"finished, blksize", 0, 0, []tftp.Option{blksize}, "", 3 * time.Second},
+		{"error", 2, 0, nil, "", 0},
+		{"idle", 0, 1, nil, "", 60 * time.Second},
+		{"idle setting", 0, 1, nil, "{idle: 90s}", 90 * time.Second},
+		{"idle, timeout option", 0, 1, []tftp.Option{{Name: "timeout", Value: "40"}}, "", 80 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLab(t, tftpPolicy)
+			policy := tftpPolicy
+			if tt.settings != "" {
+				policy = strings.Replace(policy, "protocols: [tftp]}", "protocols: [tftp], filter_settings: "+tt.settings+"}", 1)
+			}
+			l := newLab(t, policy)
 			srv := serve(t, l.Server)
-			srv.files["f"] = randomFile(2000)
+			srv.files["f"] = randomFile(size)
 			srv.errorAt, srv.stall = tt.errorAt, tt.stall
 			c := newClient(t, l.Client)
-			_, err := c.get(serverTFTP, "f")
+			_, err := c.get(serverTFTP, "f", tt.opts...)
 			if (err == nil) != (tt.errorAt == 0 && tt.stall == 0) {
 				t.Fatalf("get: %v", err)
 			}
 			<-srv.done
 			tid := <-srv.tids
 			s := l.Session(t)
+			if err == nil {
+				// The final ACK was lost, say: the server sends its last
+				// block again, within the linger time.
+				again, err := l.Server.ListenUDP(tid.Port())
+				if err != nil {
+					t.Fatal(err)
+				}
+				bs := tftp.DefaultBlockSize
+				if n, ok := tftp.Blksize(tt.opts); ok {
+					bs = n
+				}
+				n := size/bs + 1
+				last := block(tftp.OpDATA, uint16(n), srv.file("f")[(n-1)*bs:])
+				again.WriteTo(last, net.UDPAddrFromAddrPort(c.external(t, l)))
+				again.Close()
+				c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, tftp.MaxPacket)
+				if n, _, err := c.c.ReadFrom(buf); err != nil || !bytes.Equal(buf[:n], last) {
+					t.Errorf("the last block sent again within the linger time: %v", err)
+				}
+			}
 			if tt.advance > 0 {
 				if s.Pinholes() != 1 {
 					t.Errorf("%d pinholes before the transfer ended, want its permission", s.Pinholes())
 				}
 				l.Clock.Advance(tt.advance - time.Second)
-				if s.Pinholes() != 1 {
-					t.Error("the transfer ended early")
+				// The timers that fired run on goroutines of their own:
+				// give one that would end the transfer early a moment.
+				for range 20 {
+					if s.Pinholes() != 1 {
+						t.Fatal("the transfer ended early")
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 				l.Clock.Advance(time.Second)
 			}
@@ -192,11 +233,7 @@ func TestTransferEnds(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer late.Close()
-			var ext netip.AddrPort
-			for _, r := range l.Log.Records(t, map[string]string{"event": "allowed", "direction": "outbound"}) {
-				ext = netip.MustParseAddrPort(r["translated_source"].(string))
-			}
-			late.WriteTo([]byte("\x00\x03\x00\x09late"), net.UDPAddrFromAddrPort(ext))
+			late.WriteTo([]byte("\x00\x03\x00\x09late"), net.UDPAddrFromAddrPort(c.external(t, l)))
 			c.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 			if n, _, err := c.c.ReadFrom(make([]byte, 100)); err == nil {
 				t.Errorf("a datagram of %d bytes from the ended transfer's port got in", n)
@@ -285,5 +322,61 @@ func TestReadOnly(t *testing.T) {
 	defer srv.mu.Unlock()
 	if srv.requests != 1 {
 		t.Errorf("the server got %d requests, want only the read", srv.requests)
+	}
+}
+
+// TestStrangerBeforeTheAnswer: before the server has answered, the
+// transfer's permission admits the server's address only: a third host
+// that guesses the client's port and sends first gets nothing, and the
+// server's answer, from the port it chose, still gets through.
+func TestStrangerBeforeTheAnswer(t *testing.T) {
+	l := newLab(t, tftpPolicy)
+	port69, err := l.Server.ListenUDP(69) // the server reads the request, and waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer port69.Close()
+	c := newClient(t, l.Client)
+	c.c.WriteTo(request(tftp.OpRRQ, "f"), net.UDPAddrFromAddrPort(serverTFTP))
+	port69.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	_, from, err := port69.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := net.UDPAddrFromAddrPort(from.(*net.UDPAddr).AddrPort())
+	waitFor(t, "the transfer's permission", func() bool { return l.Session(t).Pinholes() == 1 })
+	for _, tt := range []struct {
+		host *lab.Host
+		data string
+		want bool
+	}{
+		{l.Server2, "\x00\x03\x00\x01stranger", false},
+		{l.Server, "\x00\x03\x00\x01server", true},
+	} {
+		s, err := tt.host.ListenUDP(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		s.WriteTo([]byte(tt.data), ext)
+		c.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if tt.want {
+			c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		}
+		n, _, err := c.c.ReadFrom(buf)
+		if got := err == nil && string(buf[:n]) == tt.data; got != tt.want {
+			t.Errorf("%q from %v: got through %v, want %v", tt.data, tt.host.Addr(), got, tt.want)
+		}
+	}
+}
+
+// waitFor waits up to 5 s for cond.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 5 s", what)
+		}
 	}
 }
