@@ -710,6 +710,42 @@ func TestRetroactiveAllowBindTimeout(t *testing.T) {
 	}
 }
 
+// TestEstablishedEventUDP: the session filter given to a UDP grant
+// receives the established-connection event, with the caller's context,
+// when the grant's flow starts: a bound port's first peer, a redirected
+// client's first datagram.
+func TestEstablishedEventUDP(t *testing.T) {
+	tb := newTestbed(t, sdkPolicy)
+	s := tb.Session(t)
+	type ctxKey struct{ name string }
+	rec := newRecorder()
+	openUDP(t, tb.Client, 6000)
+	server := openUDP(t, tb.Server, 7000)
+	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
+		ProtocolName: "tftp", Notify: rec, Context: ctxKey{"bind"}})
+	server.send(res.Proxy, "to the bound port")
+	if ev := recv(t, rec.ch); ev.Type != session.EventEstablishedConnection || ev.Context != (ctxKey{"bind"}) ||
+		ev.Remote != netip.AddrPortFrom(serverIP.Addr(), 7000) || ev.Conn != res.Conns[0] {
+		t.Errorf("event %v context %v remote %v; want established, bind, the server's 7000", ev.Type, ev.Context, ev.Remote)
+	}
+	echoUDP(t, tb.Server, 9000)
+	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
+	red, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{dst}, Protocol: session.UDP,
+		ProtocolName: "tftp", Notify: rec, Context: ctxKey{"redirect"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, red.Internal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(t, c, "via", 5*time.Second)
+	if ev := recv(t, rec.ch); ev.Context != (ctxKey{"redirect"}) || ev.Remote != dst {
+		t.Errorf("event context %v remote %v; want redirect, %v", ev.Context, ev.Remote, dst)
+	}
+}
+
 // TestBindSetIPFilter: a port bound for nobody (an empty IP filter, as a
 // SIP filter binds media ports before the answer names the peer) takes
 // the peer SetIPFilter names from then on, and only it; LastActive tells
