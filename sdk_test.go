@@ -329,7 +329,7 @@ func (f *testFilter) Shutdown() {}
 func TestBindEventDeny(t *testing.T) {
 	rec := newRecorder()
 	rec.deny = session.EventBindTCP
-	f := &testFilter{hooks: session.Hooks{Events: session.EventBindTCP | session.EventListen, Secondaries: true}, rec: rec}
+	f := &testFilter{hooks: session.Hooks{Events: session.EventBindTCP | session.EventListen | session.EventBindUDP, Secondaries: true}, rec: rec}
 	pol := `
 protocols:
   - {name: ftp, transport: tcp, ports: [21], filter: guard}
@@ -356,6 +356,15 @@ rules:
 	// Deny outside a handler is a bad context.
 	if err := res.Conns[0].Deny(); !errors.Is(err, session.ErrBadContext) {
 		t.Errorf("Deny outside a handler: %v, want ErrBadContext", err)
+	}
+	// A UDP bind is denied the same way, at its own event.
+	rec.deny = session.EventBindUDP
+	_, err = s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP, ProtocolName: "ftp"})
+	if !errors.Is(err, session.ErrAddressInUse) || !errors.Is(err, session.ErrDenied) {
+		t.Errorf("denied UDP bind: %v, want ErrAddressInUse and ErrDenied", err)
+	}
+	if ev := recv(t, rec.ch); ev.Type != session.EventBindUDP {
+		t.Errorf("filter saw %v, want the UDP bind", ev.Type)
 	}
 }
 
