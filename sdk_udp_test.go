@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // The UDP half of the SDK: BindForClient, RedirectConnections,
@@ -743,6 +746,39 @@ func TestEstablishedEventUDP(t *testing.T) {
 	exchange(t, c, "via", 5*time.Second)
 	if ev := recv(t, rec.ch); ev.Context != (ctxKey{"redirect"}) || ev.Remote != dst {
 		t.Errorf("event context %v remote %v; want redirect, %v", ev.Context, ev.Remote, dst)
+	}
+}
+
+// TestSecondarySettings: a grant's flows carry the filter_settings of the
+// rule that let the client use the grant's protocol, inbound ones too.
+func TestSecondarySettings(t *testing.T) {
+	probe := newUDPProbe(nil)
+	schema := func(c *fwx.Config) {
+		c.Filters = &filters.Registry{}
+		c.Filters.Register("probe", func() session.Filter { return probe }, policy.Setting{Name: "mode", Type: policy.StringSetting})
+	}
+	tb := newTestbed(t, `
+protocols:
+  - {name: dgram, transport: udp, ports: [9000], filter: probe}
+rules:
+  - {name: dgram-out, action: allow, from: [internal], to: [external], protocols: [dgram], filter_settings: {mode: strict}}
+options: {filtering: address-and-port-dependent}
+`, schema)
+	server, other := openUDP(t, tb.Server, 9000), openUDP(t, tb.Server, 9001)
+	client := openUDP(t, tb.Client, 0)
+	client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "request")
+	_, ext := server.recv(5 * time.Second)
+	primary := probe.nextEvent(t, session.EventUDPDestination).Conn
+	if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: ext, Protocol: session.UDP,
+		ProtocolName: "dgram", Primary: primary}); err != nil {
+		t.Fatal(err)
+	}
+	other.send(ext, "answer")
+	secondary := probe.nextEvent(t, session.EventUDPDestination).Conn
+	for _, c := range []*session.Connection{primary, secondary} {
+		if mode, _ := c.Settings().String("mode"); mode != "strict" {
+			t.Errorf("%v connection (inbound %v): mode %q, want the rule's strict", c.Peer(), c.Inbound(), mode)
+		}
 	}
 }
 
