@@ -39,7 +39,7 @@ func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	// takes the user-mode path, as in ISA.
 	userMode := false
 	if t, ok := sdkTransport(p); ok && r.Allow {
-		userMode = d.fw.sessions.Hooks(connectEvent(t), r.Filter) || d.fw.sessions.WantsUserMode(t, src.Addr(), dst)
+		userMode = d.fw.sessions.Hooks(session.ConnectEvent(t), r.Filter) || d.fw.sessions.WantsUserMode(t, src.Addr(), dst)
 	}
 	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: userMode, Protocol: r.Protocol, Filter: r.Filter}
 }
@@ -69,12 +69,4 @@ func sdkTransport(p nat.Proto) (session.Protocol, bool) {
 		return session.UDP, true
 	}
 	return 0, false
-}
-
-// connectEvent is the event a client's new flow of transport t raises.
-func connectEvent(t session.Protocol) session.EventType {
-	if t == session.UDP {
-		return session.EventUDPDestination
-	}
-	return session.EventConnectTCP
 }

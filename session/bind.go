@@ -95,12 +95,10 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 		return nil, fmt.Errorf("session: %s: backlog %d: %w", call, req.Backlog, ErrInvalidArgument)
 	case req.Flags&Timeout != 0 && req.Flags&AllowMultiple != 0:
 		return nil, fmt.Errorf("session: %s: Timeout with AllowMultiple: %w", call, ErrInvalidArgument)
-	case req.Flags&(Bidirectional|IncreaseReceiveBuffer) != 0 && req.Protocol != UDP:
-		return nil, fmt.Errorf("session: %s: %v is for UDP only: %w", call, req.Flags&(Bidirectional|IncreaseReceiveBuffer), ErrInvalidArgument)
 	case req.Proxy.Port() != 0 && n > 1:
 		return nil, fmt.Errorf("session: %s: a port can be forced only for one address: %w", call, ErrInvalidArgument)
 	}
-	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer|Unarmed); err != nil {
+	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer|Unarmed); err != nil {
 		return nil, err
 	}
 	for _, c := range req.ClientAddrs {
@@ -124,14 +122,10 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
-	rule := ruleOf(req.Primary, d)
 	conns := make([]*Connection, n)
 	for i := range conns {
-		c := newConnection(s, req.Protocol, req.ProtocolName, d.Filter, portAt(base, i), req.ClientAddrs[i])
-		c.timeout, c.context, c.settings, c.rule = req.Flags&Timeout != 0, req.Context, d.Settings, rule
-		if req.Flags&IncreaseReceiveBuffer != 0 {
-			c.rcvbuf = rcvbufIncreased
-		}
+		c := newGrantConnection(s, req.Protocol, d, portAt(base, i), req.Flags, req.Context, req.Primary)
+		c.mu.client = req.ClientAddrs[i]
 		conns[i] = c
 	}
 	release := func(from int) {
@@ -180,7 +174,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Deadline:      s.deadline(req.Flags),
 			CloseIdle:     req.Protocol == UDP && req.Flags&Timeout != 0,
 			UserMode:      userMode,
-			Rule:          rule,
+			Rule:          c.rule,
 			Protocol:      req.ProtocolName,
 			Filter:        d.Filter,
 			Owner:         c,

@@ -27,7 +27,7 @@ type Connection struct {
 	inbound  bool            // started from the outside: a bind's or a publication's
 	peer     netip.AddrPort  // the far end: the server, or the outside client
 	external netip.AddrPort  // fwx's outside endpoint of a flow through fwx
-	timeout  bool            // a bind made with Timeout: forgotten once spent
+	timeout  bool            // a grant made with Timeout: a bind is forgotten once spent
 	redirect bool            // a redirect's: its event was raised when it was made
 	rcvbuf   int             // a UDP grant's receive buffer; 0: the default
 	context  any             // a grant's context, for its connections' events

@@ -66,6 +66,15 @@ func (e EventType) String() string {
 	return strings.Join(names, "|")
 }
 
+// ConnectEvent returns the event a client's new flow of transport p
+// raises: EventConnectTCP, or EventUDPDestination.
+func ConnectEvent(p Protocol) EventType {
+	if p == UDP {
+		return EventUDPDestination
+	}
+	return EventConnectTCP
+}
+
 // Event is what a SessionFilter's handler receives (ISA's
 // FwxFirewallEvent).
 type Event struct {

@@ -130,5 +130,5 @@ func (m *Manager) WantsUserMode(p Protocol, client netip.Addr, dst netip.AddrPor
 	m.mu.Lock()
 	s := m.sessions[client.Unmap()]
 	m.mu.Unlock()
-	return s != nil && s.wantsFilter(connectEvent(p), dst)
+	return s != nil && s.wantsFilter(ConnectEvent(p), dst)
 }

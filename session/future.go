@@ -63,7 +63,7 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		return nil, err
 	}
 	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
-	ev := connectEvent(req.Protocol)
+	ev := ConnectEvent(req.Protocol)
 	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
 	pinned, err := s.pinPort(call, proto, ext, req.ProxyExternal.Port())
 	if err != nil {

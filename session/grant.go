@@ -35,6 +35,7 @@ func checkGrantFlags(call string, p Protocol, f, allowed Flags) error {
 func newGrantConnection(s *Session, p Protocol, d policy.Decision, addr netip.AddrPort, f Flags, ctx any, primary *Connection) *Connection {
 	c := newConnection(s, p, d.Protocol, d.Filter, addr, netip.AddrPort{})
 	c.context, c.settings, c.rule = ctx, d.Settings, ruleOf(primary, d)
+	c.timeout = f&Timeout != 0
 	if f&IncreaseReceiveBuffer != 0 {
 		c.rcvbuf = rcvbufIncreased
 	}
@@ -105,14 +106,6 @@ func (s *Session) admitGrant(call string, ext netip.Addr, protocol string, n int
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return ext, d, s.admitLocked(n)
-}
-
-// connectEvent is the event a client's connection of transport p raises.
-func connectEvent(p Protocol) EventType {
-	if p == UDP {
-		return EventUDPDestination
-	}
-	return EventConnectTCP
 }
 
 // deadline returns when a permission granted with flags lapses if unused:

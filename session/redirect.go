@@ -93,7 +93,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		s.unpinPort(proto, ext, pinned)
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
-	ev := connectEvent(req.Protocol)
+	ev := ConnectEvent(req.Protocol)
 	res := &RedirectResult{Internal: base}
 	fail := func(i int, err error) (*RedirectResult, error) {
 		if len(res.Actions) == 0 {

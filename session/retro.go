@@ -77,7 +77,6 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 		return nil, fmt.Errorf("session: %s: %v holds no mapping of %v: %w", call, external, s.client, ErrNotFound)
 	}
 	c := newGrantConnection(s, UDP, d, external, req.Flags, req.Context, req.Primary)
-	c.timeout = req.Flags&Timeout != 0
 	err = s.applyFactories(c, EventBindUDP, external)
 	if err == nil {
 		err = s.dispatch(&Event{Type: EventBindUDP, Conn: c, Addr: external, Protocol: req.ProtocolName, Secondary: true, Context: req.Context}, d.Filter)
