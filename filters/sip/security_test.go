@@ -1,9 +1,12 @@
 package sip_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,5 +300,35 @@ func TestMaxRegistrations(t *testing.T) {
 	}
 	if n := l.Session(t).Pinholes(); n != 1 {
 		t.Errorf("%d registrations kept reachable, want 1", n)
+	}
+}
+
+// TestTCPMessageTooLarge: on a TCP connection, a message whose body would
+// take it past max_message ends the connection before the body is read:
+// the filter never holds more than max_message bytes of a message, and the
+// peer gets nothing of it.
+func TestTCPMessageTooLarge(t *testing.T) {
+	l := newLab(t, sip.Config{MaxMessage: 2048}, "")
+	ln, err := l.Server.ListenTCP(5060)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), serverSIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	msg := strings.Replace(request("MESSAGE", "big", 1, strings.Repeat("a", 4096)), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	c.Write([]byte(msg))
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(s)
+	if !errors.Is(err, syscall.ECONNRESET) || len(got) > 0 {
+		t.Errorf("the peer read %d bytes and %v; want nothing, and the connection reset", len(got), err)
 	}
 }
