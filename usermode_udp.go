@@ -58,12 +58,17 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 	pkt := buf[:headroom+n]
 	if !toInside && u.fw.table.IsExternal(dst.Addr()) {
 		// To another inside host's external endpoint: hairpinned, as the
-		// fast path does.
-		p := nat.Parse(pkt[headroom:])
-		if u.fw.table.Inbound(&p, u.fw.clock.Now()) != nat.Forward {
+		// fast path does, to that host or to its flow's datagram filters.
+		p, now := nat.Parse(pkt[headroom:]), u.fw.clock.Now()
+		switch u.fw.table.Hairpinned(&p, now) {
+		case nat.Forward:
+			pkt, qs, mtu = buf[:headroom+p.Len()], u.fw.inside, u.insideMTU
+		case nat.Divert:
+			u.divertDatagram(&p, false, now)
+			return nil
+		default:
 			return nil
 		}
-		pkt, qs, mtu = buf[:headroom+p.Len()], u.fw.inside, u.insideMTU
 	}
 	// The flow's queue, for all the datagram's fragments.
 	d := qs.of(pkt[headroom:])

@@ -198,6 +198,20 @@ func (t *Table) Inbound(p *Packet, now time.Time) Verdict {
 	return t.translateInbound(p, n)
 }
 
+// Hairpinned translates p, a packet the user-mode path sends from a flow's
+// external endpoint to another of fwx's external endpoints (hairpinning,
+// RFC 4787 REQ-9), as Outbound turns a fast-path packet around: as if it
+// arrived from the outside, but without the outside's ingress checks,
+// since its source is fwx's own address. It returns Forward (p rewritten
+// for the inside endpoint), Divert (that flow takes the user-mode path;
+// p unchanged), or Drop.
+func (t *Table) Hairpinned(p *Packet, now time.Time) Verdict {
+	if p.Kind != Transport || !t.IsExternal(p.Src.Addr()) || !t.IsExternal(p.Dst.Addr()) {
+		return t.drop(DropInvalid)
+	}
+	return t.translateInbound(p, now.UnixNano())
+}
+
 func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 	f := t.lookupAt(false, p.Proto, p.Dst, p.Src, n)
 	if f != nil && p.Proto == TCP && p.opens() && f.tcp.state().ended() {

@@ -380,3 +380,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestPublishedServerHairpin: an inside client reaches the published TFTP
+// server at fwx's outside address (hairpinning, RFC 4787 REQ-9): the
+// request passes from one user-mode flow of the filter's to another.
+func TestPublishedServerHairpin(t *testing.T) {
+	l := newLab(t, tftpPolicy)
+	srv := serve(t, l.Client) // 10.0.0.2:69, published on fwx's :69
+	srv.files["f"] = randomFile(3000)
+	got, err := newClient(t, l.Client2).get(netip.AddrPortFrom(filtertest.FWOutside, 69), "f")
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if !bytes.Equal(got, srv.file("f")) {
+		t.Errorf("got %d bytes, want %d", len(got), len(srv.file("f")))
+	}
+	<-srv.done
+}
