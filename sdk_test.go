@@ -102,6 +102,29 @@ func TestBindPortsAlignedConsecutive(t *testing.T) {
 	}
 }
 
+// TestBindTCPNoKernelMode: a TCP bind made with NoKernelMode takes the
+// user-mode path though no filter watches it; without the flag it takes
+// the fast path.
+func TestBindTCPNoKernelMode(t *testing.T) {
+	for _, tt := range []struct {
+		flags session.Flags
+		path  string
+	}{
+		{0, "fast"},
+		{session.NoKernelMode, "user"},
+	} {
+		t.Run(tt.flags.String(), func(t *testing.T) {
+			tb := newTestbed(t, sdkPolicy)
+			echoTCP(t, tb.Client, 5001)
+			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: tt.flags})
+			if !tb.serverConnects(t, "server", res.Proxy, true) {
+				t.Fatal("no connection through the bind")
+			}
+			tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound", "destination": res.Proxy.String(), "path": tt.path})
+		})
+	}
+}
+
 // TestBindSingleAndMultiple: one connection without AllowMultiple, more
 // with it.
 func TestBindSingleAndMultiple(t *testing.T) {

@@ -110,6 +110,10 @@ func TestBindUDPFilterAtBind(t *testing.T) {
 		if ev.Type != session.EventBindUDP {
 			return nil
 		}
+		// A datagram filter plays a UDP server; Emulate is for streams.
+		if err := ev.Conn.Emulate(upper); !errors.Is(err, session.ErrNotSupported) {
+			return fmt.Errorf("Emulate at a UDP bind: %v, want ErrNotSupported", err)
+		}
 		if err := ev.Conn.AttachDatagramFilter(all, session.PriorityMiddle); err != nil {
 			return err
 		}
