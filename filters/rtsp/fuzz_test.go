@@ -38,7 +38,7 @@ func FuzzParseHead(f *testing.F) {
 
 // slowClientPort is a reference for the client_port of a spec, built on
 // regular expressions: the value of the one client_port parameter.
-var slowClientPort = regexp.MustCompile(`(?i)^[ \t]*client_port[ \t]*(?:=[ \t]*(.*?))?[ \t]*$`)
+var slowClientPort = regexp.MustCompile(`(?is)^[ \t]*client_port[ \t]*(?:=[ \t]*(.*?))?[ \t]*$`)
 
 // FuzzParseTransport: ParseTransport never panics; what it accepts
 // formats and parses back to the same specs; where a spec has no quotes,

@@ -45,15 +45,20 @@ func ParseTransport(v string) ([]Spec, error) {
 			return nil, err
 		}
 		if len(fields) == 0 {
-			continue
+			continue // an empty element of the list
 		}
-		s := Spec{Proto: strings.TrimSpace(fields[0])}
+		if first, _, _ := strings.Cut(part, ";"); trimLWS(first) == "" {
+			// Parameters with no transport before them: what a server
+			// would make of it is anyone's guess.
+			return nil, fmt.Errorf("%w: a spec without its transport: %q", ErrBadTransport, part)
+		}
+		s := Spec{Proto: trimLWS(fields[0])}
 		if !isToken([]byte(strings.ReplaceAll(s.Proto, "/", ""))) {
 			return nil, fmt.Errorf("%w: transport %q", ErrBadTransport, s.Proto)
 		}
 		for _, f := range fields[1:] {
 			name, value, has := strings.Cut(f, "=")
-			p := Param{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value), HasValue: has}
+			p := Param{Name: trimLWS(name), Value: trimLWS(value), HasValue: has}
 			if !isToken([]byte(p.Name)) {
 				return nil, fmt.Errorf("%w: parameter %q", ErrBadTransport, f)
 			}
@@ -67,6 +72,11 @@ func ParseTransport(v string) ([]Spec, error) {
 	return specs, nil
 }
 
+// trimLWS trims the blanks RTSP allows around a spec's parts (RFC 2326
+// §15.1: spaces and tabs, not other control characters, which a server
+// would read as part of a transport).
+func trimLWS(s string) string { return strings.Trim(s, " \t") }
+
 // split splits s at sep outside double quotes, leaving out empty parts
 // (a trailing ";" is common); an unbalanced quote is an error.
 func split(s string, sep byte) ([]string, error) {
@@ -77,7 +87,7 @@ func split(s string, sep byte) ([]string, error) {
 			quoted = !quoted
 		}
 		if i == len(s) || (s[i] == sep && !quoted) {
-			if part := s[start:i]; strings.TrimSpace(part) != "" {
+			if part := s[start:i]; trimLWS(part) != "" {
 				out = append(out, part)
 			}
 			start = i + 1

@@ -133,8 +133,13 @@ type URI struct {
 	Rest     string // ";transport=udp?subject=x", as written
 }
 
-// ParseURI parses a SIP or SIPS URI; any other scheme is an error.
+// ParseURI parses a SIP or SIPS URI; any other scheme is an error, and so
+// is a character no URI holds unescaped (RFC 3986 §2: angle brackets,
+// quotes, blanks), since a peer would end the URI there.
 func ParseURI(s string) (URI, error) {
+	if strings.ContainsAny(s, "<>\" \t\r\n") {
+		return URI{}, fmt.Errorf("%w: not a SIP URI: %q", ErrMalformed, clip(s))
+	}
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok || (!strings.EqualFold(scheme, "sip") && !strings.EqualFold(scheme, "sips")) {
 		return URI{}, fmt.Errorf("%w: not a SIP URI: %q", ErrMalformed, clip(s))
