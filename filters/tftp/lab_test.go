@@ -111,20 +111,20 @@ func (s *server) transfer(req tftp.Request, client netip.AddrPort) {
 		s.done <- err
 		return
 	}
-	defer c.Close()
 	s.tids <- netip.AddrPortFrom(s.host.Addr(), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	p := peer{c: c, remote: client, blksize: tftp.DefaultBlockSize, window: 1}
 	oack := p.negotiate(req.Options)
 	if req.Op == tftp.OpRRQ {
-		s.done <- p.send(s.file(req.Filename), oack, s.errorAt, s.stall)
-		return
+		err = p.send(s.file(req.Filename), oack, s.errorAt, s.stall)
+	} else {
+		var data []byte
+		if data, err = p.receive(oack, true); err == nil {
+			s.mu.Lock()
+			s.files[req.Filename] = data
+			s.mu.Unlock()
+		}
 	}
-	data, err := p.receive(oack, true)
-	if err == nil {
-		s.mu.Lock()
-		s.files[req.Filename] = data
-		s.mu.Unlock()
-	}
+	c.Close() // before the outcome: a test may take the port again
 	s.done <- err
 }
 
