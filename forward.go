@@ -102,6 +102,9 @@ func (fw *Firewall) forward(from, to tun.Device, out bool) error {
 // completed or cut into segments first.
 func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 	fromVnet, toVnet := isVnet(from), isVnet(to)
+	// Datagram trains between two vnettun devices leave as USO
+	// superpackets where the kernel takes them (Linux >= 6.2).
+	coalesceUDP := fromVnet && toVnet && to.(*vnettun.Device).Offloads().Has(vnettun.OffloadUSO4|vnettun.OffloadUSO6)
 	b.stack = fw.user.outside
 	if out {
 		b.stack = fw.user.inside
@@ -186,10 +189,13 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				vnettun.ClearHdr(r[headroom-vnettun.VirtioHdrLen:])
 			}
 		}
-		if toVnet && !fromVnet {
+		switch {
+		case toVnet && !fromVnet:
 			// Segments from a device without offloads (a VPN's
 			// peers) go to the kernel merged, as its GRO would.
 			b.fwd = vnettun.GRO(b.fwd, headroom)
+		case coalesceUDP && len(b.fwd) > 1:
+			b.fwd = vnettun.CoalesceUDP(b.fwd, headroom)
 		}
 		if len(b.divert) > 0 {
 			b.stack.Deliver(b.divert)
