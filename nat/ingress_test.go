@@ -42,13 +42,7 @@ func TestIngress(t *testing.T) {
 		return lab.TCPPacket(src, dst, flags, 1000, 0, nil)
 	}
 	udp := func(src, dst netip.AddrPort) []byte { return lab.UDPPacket(src, dst, []byte("x")) }
-	tests := []struct {
-		name    string
-		inbound bool
-		pkt     []byte
-		want    nat.Verdict
-		reason  nat.DropReason // counted when want is Drop or Reset
-	}{
+	tests := []ingressCase{
 		{"inside client", false, udp(client, server), nat.Forward, 0},
 		{"source outside the inside network", false, udp(ap("192.168.1.5:5000"), server), nat.Drop, nat.DropSpoofedSource},
 		{"source in another inside network", false, udp(ap("10.9.0.5:5000"), server), nat.Forward, 0},
@@ -85,14 +79,71 @@ func TestIngress(t *testing.T) {
 		{"unsolicited", true, udp(server, netip.AddrPortFrom(ext, 9)), nat.Drop, nat.DropUnsolicited},
 		{"past fwx", true, udp(server, client), nat.Drop, nat.DropUnsolicited},
 	}
+	checkIngress(t, tests, nat.Config{
+		Decider:             publishPolicy{},
+		InsideNetworks:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.9.0.0/16")},
+		SpecialDestinations: []netip.Prefix{netip.MustParsePrefix("239.0.0.0/8")},
+	}, pub, ap("10.0.0.5:80"))
+}
+
+// TestIngressIPv6 checks the ingress rules on IPv6: its special-purpose
+// sources (RFC 6890), its inside networks, fwx's own addresses, and a
+// routing header with segments left, IPv6's source route.
+func TestIngressIPv6(t *testing.T) {
+	pub := netip.AddrPortFrom(ext6, 8080)
+	tcp := func(src, dst netip.AddrPort, flags header.TCPFlags) []byte {
+		return lab.TCPPacket(src, dst, flags, 1000, 0, nil)
+	}
+	udp := func(src, dst netip.AddrPort) []byte { return lab.UDPPacket(src, dst, []byte("x")) }
+	// The lab builds no packet from an IPv4-mapped address: one is
+	// written in (its checksum is not checked before the drop).
+	mapped := udp(client6, server6)
+	copy(mapped[8:24], netip.MustParseAddr("::ffff:10.0.0.2").AsSlice())
+	tests := []ingressCase{
+		{"inside client", false, udp(client6, server6), nat.Forward, 0},
+		{"source outside the inside network", false, udp(ap("[fd00:1::5]:5000"), server6), nat.Drop, nat.DropSpoofedSource},
+		{"unspecified source", false, udp(ap("[::]:546"), server6), nat.Drop, nat.DropMartianSource},
+		{"loopback source", false, udp(ap("[::1]:5000"), server6), nat.Drop, nat.DropMartianSource},
+		{"link-local source", false, udp(ap("[fe80::2]:5000"), server6), nat.Drop, nat.DropMartianSource},
+		{"multicast source", false, udp(ap("[ff02::1]:5000"), server6), nat.Drop, nat.DropMartianSource},
+		{"IPv4-mapped source", false, mapped, nat.Drop, nat.DropMartianSource},
+		{"fwx's inside address as source", false, udp(netip.AddrPortFrom(inner6, 5000), server6), nat.Drop, nat.DropOwnAddress},
+		{"multicast destination", false, udp(client6, ap("[ff02::fb]:5353")), nat.Drop, nat.DropMartianDestination},
+		{"multicast destination an option allows", false, udp(client6, ap("[ff05::c]:1900")), nat.Forward, 0},
+		{"loopback destination", false, udp(client6, ap("[::1]:53")), nat.Drop, nat.DropMartianDestination},
+		{"routing header with segments left", false, withExt(udp(client6, server6), srh2), nat.Drop, nat.DropSourceRoute},
+		{"routing header with none left", false, withExt(udp(client6, server6), srh0), nat.Forward, 0},
+		{"SYN+FIN", false, tcp(client6, server6, syn_|fin_), nat.Drop, nat.DropBadTCPFlags},
+
+		{"outside to a published server", true, tcp(server6, pub, syn_), nat.Forward, 0},
+		{"fwx's outside address as source", true, tcp(netip.AddrPortFrom(ext6, 80), pub, syn_), nat.Drop, nat.DropOwnAddress},
+		{"an inside address from the outside", true, tcp(ap("[fd00::9]:80"), pub, syn_), nat.Drop, nat.DropSpoofedSource},
+		{"link-local from the outside", true, tcp(ap("[fe80::9]:80"), pub, syn_), nat.Drop, nat.DropMartianSource},
+		{"source-routed from the outside", true, withExt(tcp(server6, pub, syn_), srh2), nat.Drop, nat.DropSourceRoute},
+	}
+	checkIngress(t, tests, nat.Config{
+		Decider:             publishPolicy{},
+		InsideNetworks:      []netip.Prefix{netip.MustParsePrefix("fd00::/64")},
+		SpecialDestinations: []netip.Prefix{netip.MustParsePrefix("ff05::/16")},
+	}, pub, ap("[fd00::5]:80"))
+}
+
+type ingressCase struct {
+	name    string
+	inbound bool
+	pkt     []byte
+	want    nat.Verdict
+	reason  nat.DropReason // counted when want is Drop or Reset
+}
+
+// checkIngress sends each case's packet through a table made with cfg
+// that publishes server on pub, and checks its verdict and that the
+// case's reason, and no other, was counted.
+func checkIngress(t *testing.T, tests []ingressCase, cfg nat.Config, pub, server netip.AddrPort) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tab, _ := newTable(t, nat.Config{
-				Decider:             publishPolicy{},
-				InsideNetworks:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.9.0.0/16")},
-				SpecialDestinations: []netip.Prefix{netip.MustParsePrefix("239.0.0.0/8")},
-			})
-			if err := tab.Publish(nat.TCP, pub, ap("10.0.0.5:80")); err != nil {
+			tab, _ := newTable(t, cfg)
+			if err := tab.Publish(nat.TCP, pub, server); err != nil {
 				t.Fatal(err)
 			}
 			var v nat.Verdict

@@ -130,15 +130,20 @@ func TestClientRateLimit(t *testing.T) {
 }
 
 // TestEarlyDrop: a full table makes room by reclaiming a connection whose
-// handshake has not completed, never an established one.
+// handshake has not completed, never an established one, nor one that
+// is half-closed (data still flows the other way).
 func TestEarlyDrop(t *testing.T) {
 	tab, rec := newTable(t, nat.Config{Limits: noLimits(nat.Limits{MaxFlows: 3})})
-	// Two established connections from client...
+	// Two established connections from client, the second half-closed...
 	for _, port := range []int{40001, 40002} {
 		c := from(client, port)
 		_, p := out(tab, lab.TCPPacket(c, server, syn_, 1000, 0, nil), t0)
 		in(tab, lab.TCPPacket(server, p.Src, synAck, 5000, 1001, nil), t0)
 		out(tab, lab.TCPPacket(c, server, ack_, 1001, 5001, nil), t0)
+	}
+	out(tab, lab.TCPPacket(from(client, 40002), server, finAck, 1001, 5001, nil), t0)
+	if s := tab.LookupOutbound(nat.TCP, from(client, 40002), server, t0).TCPState(); s != nat.TCPClosing {
+		t.Fatalf("half-closed connection in state %v", s)
 	}
 	// ... and a SYN without answer from client2.
 	out(tab, syn(client2, server), t0)

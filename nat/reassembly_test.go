@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -187,6 +188,31 @@ func TestReassemblyRefuses(t *testing.T) {
 			}
 		}
 	})
+	t.Run("past the end", func(t *testing.T) {
+		for _, frags := range [][][]byte{split4(v4, 1480), split6(v6, 1232, 5)} {
+			tab, _ := newTable(t, nat.Config{})
+			last := frags[len(frags)-1]
+			// A copy of the first fragment moved past the end the
+			// last one gave.
+			past := bytes.Clone(frags[0])
+			if last[0]>>4 == 4 {
+				end := int(binary.BigEndian.Uint16(last[6:])&0x1fff)*8 + len(last) - header.IPv4MinimumSize
+				binary.BigEndian.PutUint16(past[6:], 0x2000|uint16(end/8))
+				past[10], past[11] = 0, 0
+				binary.BigEndian.PutUint16(past[10:], ^checksum.Checksum(past[:header.IPv4MinimumSize], 0))
+			} else {
+				at := header.IPv6MinimumSize + 2
+				end := int(binary.BigEndian.Uint16(last[at:])&^7) + len(last) - header.IPv6MinimumSize - 8
+				binary.BigEndian.PutUint16(past[at:], uint16(end)|1)
+			}
+			if whole, _ := reassemble(t, tab, append([][]byte{last, past}, frags[:len(frags)-1]...), t0); whole != nil {
+				t.Fatal("reassembled a datagram with a fragment past its end")
+			}
+			if drops(tab, nat.DropFragmentOverlap) == 0 {
+				t.Error("the contradiction was not counted")
+			}
+		}
+	})
 	t.Run("duplicate", func(t *testing.T) {
 		tab, _ := newTable(t, nat.Config{})
 		frags := split4(v4, 1480)
@@ -253,6 +279,21 @@ func TestReassemblyRefuses(t *testing.T) {
 		other := lab.UDPPacket(client2, server, make([]byte, 4000))
 		if whole, _ := reassemble(t, tab, split4(other, 1480), t0); whole == nil {
 			t.Error("another source's datagram was refused")
+		}
+	})
+	t.Run("in total", func(t *testing.T) {
+		tab, _ := newTable(t, nat.Config{Fragments: nat.FragmentLimits{Memory: 16 << 10, PerSource: 16 << 10}})
+		// Many sources open a datagram each that they never finish:
+		// each is within its share, all of them are not.
+		for i := range 64 {
+			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 1)}), 5000)
+			reassemble(t, tab, split4(lab.UDPPacket(src, server, make([]byte, 4000)), 1480)[:1], t0)
+		}
+		if drops(tab, nat.DropFragmentLimit) == 0 {
+			t.Fatal("64 sources held 64 incomplete datagrams of 1.5 KiB within 16 KiB")
+		}
+		if held := tab.Stats().Reassembly; held > 16<<10 {
+			t.Errorf("%d bytes held, over the 16 KiB in total", held)
 		}
 	})
 	t.Run("too many fragments", func(t *testing.T) {

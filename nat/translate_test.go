@@ -180,24 +180,38 @@ func TestPortCollisionKeepsParity(t *testing.T) {
 
 func TestFiltering(t *testing.T) {
 	otherPort := netip.AddrPortFrom(server.Addr(), 81)
+	third := netip.MustParseAddrPort("203.0.113.77:53")
 	tests := []struct {
 		name      string
 		filtering nat.Filtering
 		from      netip.AddrPort
-		admit     bool
+		// others: the client also talks to a third party, so the
+		// mapping filters by the addresses of several flows.
+		others bool
+		// after is how long after the flows the packet comes: past 5
+		// minutes their timers have run out (unswept).
+		after time.Duration
+		admit bool
 	}{
-		{"EIF third party", nat.EndpointIndependent, server2, true},
-		{"ADF same address other port", nat.AddressDependent, otherPort, true},
-		{"ADF third party", nat.AddressDependent, server2, false},
-		{"APDF same address other port", nat.AddressAndPortDependent, otherPort, false},
-		{"APDF same endpoint", nat.AddressAndPortDependent, server, true},
+		{"EIF third party", nat.EndpointIndependent, server2, false, 0, true},
+		{"EIF after the timer ran out", nat.EndpointIndependent, server2, false, 6 * time.Minute, false},
+		{"ADF same address other port", nat.AddressDependent, otherPort, false, 0, true},
+		{"ADF third party", nat.AddressDependent, server2, false, 0, false},
+		{"ADF same address after the timer ran out", nat.AddressDependent, otherPort, false, 6 * time.Minute, false},
+		{"ADF several flows, same address other port", nat.AddressDependent, otherPort, true, 0, true},
+		{"ADF several flows, third party", nat.AddressDependent, server2, true, 0, false},
+		{"APDF same address other port", nat.AddressAndPortDependent, otherPort, false, 0, false},
+		{"APDF same endpoint", nat.AddressAndPortDependent, server, false, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tab, rec := newTable(t, nat.Config{Filtering: tt.filtering})
 			_, p := out(tab, lab.UDPPacket(client, server, nil), t0)
+			if tt.others {
+				out(tab, lab.UDPPacket(client, third, nil), t0)
+			}
 			pkt := lab.UDPPacket(tt.from, p.Src, []byte("x"))
-			v, r := in(tab, pkt, t0)
+			v, r := in(tab, pkt, t0.Add(tt.after))
 			if admit := v == nat.Forward; admit != tt.admit {
 				t.Fatalf("verdict %v, want admitted=%v", v, tt.admit)
 			}
