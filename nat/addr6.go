@@ -14,14 +14,31 @@ import (
 // sweep, long after any packet that looked it up has been translated. Keys
 // and mappings carry a v6 bit, so a handle is never read as an IPv4
 // address. Handle 0 is never issued: it is the unset address.
+//
+// Every IPv6 packet looks up its two addresses, so the dictionary is in
+// shards by address, as the flows are: packets share a shard's read lock
+// only when they share an address (or its shard), and a new flow's
+// addresses lock only their own shards. fwx's own outside addresses, in
+// every inbound packet, are found in a map fixed at New, without a lock.
+// A handle's high bits name its shard, its low bits its slot there.
 
-// dict is the dictionary of IPv6 addresses.
+// dictSlotBits is how many low bits of a handle number its slot (plus
+// one) within its shard; the bits above name the shard.
+const dictSlotBits = 26
+
+// dict is the dictionary of IPv6 addresses; it is safe for concurrent use.
 type dict struct {
+	own    map[[16]byte]uint32 // fwx's outside addresses, held for ever; not changed after New
+	shards [shardCount]dictShard
+}
+
+type dictShard struct {
 	mu    sync.RWMutex
 	ids   map[[16]byte]uint32
-	slots []dictSlot // by handle - 1
+	slots []dictSlot // by slot - 1
 	free  []uint32   // handles to hand out again
 	cool  []uint32   // handles given back since the last sweep
+	_     [24]byte   // keep shards' locks on separate cache lines
 }
 
 type dictSlot struct {
@@ -29,34 +46,64 @@ type dictSlot struct {
 	refs int32
 }
 
-// find returns the handle of a, if something holds it. It takes only the
-// dictionary's read lock: packets look addresses up with it.
+// shardOf returns the index of a's shard.
+func shardOf(a *[16]byte) uint32 {
+	return uint32(mix64(binary.BigEndian.Uint64(a[:8])^mix64(binary.BigEndian.Uint64(a[8:]))) % shardCount)
+}
+
+// of returns the shard of handle id; slot returns its slot there, under
+// the shard's lock.
+func (d *dict) of(id uint32) *dictShard { return &d.shards[id>>dictSlotBits] }
+
+func (s *dictShard) slot(id uint32) *dictSlot { return &s.slots[id&(1<<dictSlotBits-1)-1] }
+
+// pin holds a for as long as the table lives and finds it without a lock
+// from then on. It is called by New only, before the table is shared.
+func (d *dict) pin(a [16]byte) {
+	if d.own == nil {
+		d.own = make(map[[16]byte]uint32)
+	}
+	d.own[a] = d.hold(a)
+}
+
+// find returns the handle of a, if something holds it. Packets look
+// addresses up with it: it takes only a's shard's read lock, or none for
+// fwx's own addresses.
 func (d *dict) find(a [16]byte) (uint32, bool) {
-	d.mu.RLock()
-	id, ok := d.ids[a]
-	d.mu.RUnlock()
+	if id, ok := d.own[a]; ok {
+		return id, true
+	}
+	s := &d.shards[shardOf(&a)]
+	s.mu.RLock()
+	id, ok := s.ids[a]
+	s.mu.RUnlock()
 	return id, ok
 }
 
 // hold returns the handle of a, taking a reference to it.
 func (d *dict) hold(a [16]byte) uint32 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	id, ok := d.ids[a]
+	i := shardOf(&a)
+	s := &d.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.ids[a]
 	if !ok {
-		if n := len(d.free); n > 0 {
-			id, d.free = d.free[n-1], d.free[:n-1]
-			d.slots[id-1] = dictSlot{addr: a}
+		if n := len(s.free); n > 0 {
+			id, s.free = s.free[n-1], s.free[:n-1]
+			*s.slot(id) = dictSlot{addr: a}
 		} else {
-			d.slots = append(d.slots, dictSlot{addr: a})
-			id = uint32(len(d.slots))
+			if len(s.slots) == 1<<dictSlotBits-1 {
+				panic("nat: IPv6 address dictionary shard full")
+			}
+			s.slots = append(s.slots, dictSlot{addr: a})
+			id = i<<dictSlotBits | uint32(len(s.slots))
 		}
-		if d.ids == nil {
-			d.ids = make(map[[16]byte]uint32)
+		if s.ids == nil {
+			s.ids = make(map[[16]byte]uint32)
 		}
-		d.ids[a] = id
+		s.ids[a] = id
 	}
-	d.slots[id-1].refs++
+	s.slot(id).refs++
 	return id
 }
 
@@ -65,9 +112,10 @@ func (d *dict) ref(id uint32) {
 	if id == 0 {
 		return
 	}
-	d.mu.Lock()
-	d.slots[id-1].refs++
-	d.mu.Unlock()
+	s := d.of(id)
+	s.mu.Lock()
+	s.slot(id).refs++
+	s.mu.Unlock()
 }
 
 // release gives back a reference to handle id.
@@ -75,36 +123,46 @@ func (d *dict) release(id uint32) {
 	if id == 0 {
 		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := &d.slots[id-1]
-	if s.refs--; s.refs == 0 {
-		delete(d.ids, s.addr)
-		d.cool = append(d.cool, id)
+	s := d.of(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot := s.slot(id)
+	if slot.refs--; slot.refs == 0 {
+		delete(s.ids, slot.addr)
+		s.cool = append(s.cool, id)
 	}
 }
 
 // addr returns the address of handle id, which the caller holds.
 func (d *dict) addr(id uint32) [16]byte {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.slots[id-1].addr
+	s := d.of(id)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.slot(id).addr
 }
 
 // recycle lets the handles given back before this sweep be handed out
 // again.
 func (d *dict) recycle() {
-	d.mu.Lock()
-	d.free = append(d.free, d.cool...)
-	d.cool = d.cool[:0]
-	d.mu.Unlock()
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.Lock()
+		s.free = append(s.free, s.cool...)
+		s.cool = s.cool[:0]
+		s.mu.Unlock()
+	}
 }
 
 // len returns the number of addresses held.
 func (d *dict) len() int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return len(d.ids)
+	n := 0
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.RLock()
+		n += len(s.ids)
+		s.mu.RUnlock()
+	}
+	return n
 }
 
 func handleBytes(id uint32) (b [4]byte) {

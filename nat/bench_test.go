@@ -23,10 +23,16 @@ func established(tb testing.TB) (tab *nat.Table, outPkt, inPkt []byte) {
 // family.
 func establishedBetween(tb testing.TB, client, server netip.AddrPort) (tab *nat.Table, outPkt, inPkt []byte) {
 	tab, _ = newTable(tb, nat.Config{})
+	outPkt, inPkt = establishedIn(tb, tab, client, server)
+	return tab, outPkt, inPkt
+}
+
+// establishedIn is establishedBetween in table tab.
+func establishedIn(tb testing.TB, tab *nat.Table, client, server netip.AddrPort) (outPkt, inPkt []byte) {
 	_, p := out(tab, syn(client, server), t0)
 	in(tab, lab.TCPPacket(server, p.Src, header.TCPFlagSyn|header.TCPFlagAck, 1, 1001, nil), t0)
 	payload := make([]byte, 1400)
-	return tab, lab.TCPPacket(client, server, header.TCPFlagAck, 1001, 2, payload),
+	return lab.TCPPacket(client, server, header.TCPFlagAck, 1001, 2, payload),
 		lab.TCPPacket(server, p.Src, header.TCPFlagAck, 2, 1001, payload)
 }
 
@@ -82,15 +88,44 @@ func BenchmarkTranslate(b *testing.B) {
 	}
 }
 
-// BenchmarkTranslateParallel runs the fast path on every core at once, over
-// many flows, to show that no lock is shared by all packets.
+// BenchmarkTranslateParallel runs the fast path on every core at once,
+// each goroutine on flows of its own, for IPv4 and IPv6: packets of
+// different flows share no lock, so it scales with the cores.
 func BenchmarkTranslateParallel(b *testing.B) {
-	tab, o, i := established(b)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		obuf, ibuf := bytes.Clone(o), bytes.Clone(i)
-		for pb.Next() {
-			translateBoth(tab, o, i, obuf, ibuf, t0)
-		}
-	})
+	for _, tt := range []struct {
+		name           string
+		client, server netip.AddrPort
+	}{{"ipv4", client, server}, {"ipv6", client6, server6}} {
+		b.Run(tt.name, func(b *testing.B) {
+			tab, _ := newTable(b, nat.Config{Limits: nat.Limits{ClientRate: nat.NoLimit}})
+			type flow struct{ o, i []byte }
+			flows := make(chan flow, 64) // RunParallel starts GOMAXPROCS goroutines
+			for n := range cap(flows) {
+				// A client and a server of their own per flow.
+				c := netip.AddrPortFrom(nth(tt.client.Addr(), n), tt.client.Port())
+				s := netip.AddrPortFrom(nth(tt.server.Addr(), n), tt.server.Port())
+				o, i := establishedIn(b, tab, c, s)
+				flows <- flow{o, i}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				f := <-flows
+				obuf, ibuf := bytes.Clone(f.o), bytes.Clone(f.i)
+				for pb.Next() {
+					translateBoth(tab, f.o, f.i, obuf, ibuf, t0)
+				}
+			})
+		})
+	}
+}
+
+// nth returns a with n added to its last byte.
+func nth(a netip.Addr, n int) netip.Addr {
+	b := a.As16()
+	b[15] += byte(n)
+	if a.Is4() {
+		return netip.AddrFrom4([4]byte(b[12:]))
+	}
+	return netip.AddrFrom16(b)
 }

@@ -1,6 +1,7 @@
 package nat_test
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 	"time"
@@ -200,6 +201,33 @@ func TestAddrHandles(t *testing.T) {
 	mustVerdict(t, v, nat.Forward, reply)
 	if r.Dst != client6b {
 		t.Errorf("reply to %v, want %v", r.Dst, client6b)
+	}
+}
+
+// TestIPv6LookupsShareNoLock: a packet of an IPv6 flow looks its two
+// addresses up in the table's dictionary under their own shards' locks
+// only, and fwx's own address (in every inbound packet) under none: while
+// every other shard is locked, as the creation of flows to other
+// addresses locks them, the flow's packets still cross both ways.
+func TestIPv6LookupsShareNoLock(t *testing.T) {
+	if nat.SameAddrLock(ext6, client6.Addr()) || nat.SameAddrLock(ext6, server6.Addr()) {
+		t.Fatal("fwx's address shares a shard with the flow's: pick other test addresses")
+	}
+	tab, o, i := establishedBetween(t, client6, server6)
+	obuf, ibuf := bytes.Clone(o), bytes.Clone(i)
+	unlock := nat.LockAddrsExcept(tab, client6.Addr(), server6.Addr())
+	defer unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		translateBoth(tab, o, i, obuf, ibuf, t0)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		unlock()
+		<-done
+		t.Fatal("a packet of an IPv6 flow waited for a lock of other addresses")
 	}
 }
 

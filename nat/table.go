@@ -149,11 +149,12 @@ type Ports interface {
 // from the inside and from the outside may be translated at the same time.
 //
 // A packet of an existing flow takes one shard's read lock and nothing
-// else. Creating and removing flows and mappings takes mu (held for a
-// constant time each), and a mapping's stripe lock when its flows change;
-// an unsolicited packet takes only its mapping's stripe lock; a client's
-// admission only its client shard's lock. Lock order: mu, then a stripe or
-// a shard.
+// else (an IPv6 one also the read locks of its addresses' shards of the
+// address dictionary, addr6.go). Creating and removing flows and mappings
+// takes mu (held for a constant time each), and a mapping's stripe lock
+// when its flows change; an unsolicited packet takes only its mapping's
+// stripe lock; a client's admission only its client shard's lock. Lock
+// order: mu, then a stripe or a shard.
 type Table struct {
 	cfg        Config
 	limits     atomic.Pointer[Limits]
@@ -249,7 +250,7 @@ func New(cfg Config) (*Table, error) {
 			t.pool4 = append(t.pool4, a)
 		} else {
 			t.pool6 = append(t.pool6, a)
-			t.dict.hold(a.As16()) // for as long as the table lives
+			t.dict.pin(a.As16())
 		}
 	}
 	t.pairKey = cfg.Rand.Uint64()
