@@ -101,15 +101,10 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 	}
 	switch {
 	case m == nil && pinned.IsValid():
-		m = t.newMappingLocked(p, src, pinned)
-		t.byInside.put(m)
-		t.addMappingLocked(m)
+		m = t.mapLocked(p, src, pinned, false)
 	case npt:
 		// NPTv6: the inside address translated, the port kept.
-		m = t.newMappingLocked(p, src, netip.AddrPortFrom(nptAddr, src.Port()))
-		m.npt = true
-		t.byInside.put(m)
-		t.addMappingLocked(m)
+		m = t.mapLocked(p, src, netip.AddrPortFrom(nptAddr, src.Port()), false)
 	case m == nil:
 		extAddr, ok := t.ExternalFor(src.Addr())
 		if e != nil && e.ExternalAddr.IsValid() {
@@ -128,9 +123,7 @@ func (t *Table) outbound(p Proto, src, dst netip.AddrPort, now int64) (*Flow, Dr
 		if !ok {
 			return fail(DropNoPort, "no-free-port")
 		}
-		m = t.newMappingLocked(p, src, netip.AddrPortFrom(extAddr, port))
-		t.byInside.put(m)
-		t.addMappingLocked(m)
+		m = t.mapLocked(p, src, netip.AddrPortFrom(extAddr, port), false)
 	}
 	f := t.newFlowLocked(m, fs, now)
 	t.mu.Unlock()

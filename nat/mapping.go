@@ -159,7 +159,19 @@ func (t *Table) alive(f *Flow, now int64) bool {
 // newMappingLocked makes a mapping of inside to external for protocol p,
 // holding their addresses. The caller indexes it.
 func (t *Table) newMappingLocked(p Proto, inside, external netip.AddrPort) *mapping {
-	return &mapping{proto: p, v6: external.Addr().Is6(), inside: t.hold(inside), external: t.hold(external)}
+	return &mapping{proto: p, v6: external.Addr().Is6(), npt: t.nptOutside(external.Addr()),
+		inside: t.hold(inside), external: t.hold(external)}
+}
+
+// mapLocked makes the mapping of inside endpoint inside on external, whose
+// port the caller took (or inside's own NPTv6 address), and indexes it by
+// both; static makes it a publication's.
+func (t *Table) mapLocked(p Proto, inside, external netip.AddrPort, static bool) *mapping {
+	m := t.newMappingLocked(p, inside, external)
+	m.static = static
+	t.byInside.put(m)
+	t.addMappingLocked(m)
+	return m
 }
 
 // mappingOf returns the mapping of protocol p whose inside endpoint is

@@ -1,9 +1,11 @@
 package nat_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -81,5 +83,43 @@ func TestNPTv6Config(t *testing.T) {
 		if _, err := nat.New(nat.Config{External: []netip.Addr{ext, ext6}, NPTv6: n}); err == nil {
 			t.Errorf("NPTv6 %v accepted", n)
 		}
+	}
+}
+
+// TestNPTv6Restart: a translated host's connections outlive a restart as
+// the pool's do: restored on their own outside address from a saved
+// table, and picked up there after a crash.
+func TestNPTv6Restart(t *testing.T) {
+	host := netip.MustParseAddrPort("[fd01:203:405:1::1234]:5000")
+	outside := netip.MustParseAddrPort("[2001:db8:1:d550::1234]:5000")
+	cfg := nat.Config{NPTv6: []nat.NPTv6{rfc6296}}
+	data := func(tab *nat.Table) (nat.Verdict, nat.Verdict, nat.Packet) {
+		vo, p := out(tab, lab.TCPPacket(host, server6, ack_, 1001, 5001, []byte("x")), t0)
+		vi, _ := in(tab, lab.TCPPacket(server6, outside, ack_, 5001, 1002, []byte("y")), t0)
+		return vo, vi, p
+	}
+
+	old, _ := newTable(t, cfg)
+	out(old, lab.TCPPacket(host, server6, syn_, 1000, 0, nil), t0)
+	in(old, lab.TCPPacket(server6, outside, synAck, 5000, 1001, nil), t0)
+	if vo, vi, p := data(old); vo != nat.Forward || vi != nat.Forward || p.Src != outside {
+		t.Fatalf("before the restart: %v from %v, %v", vo, p.Src, vi)
+	}
+	var buf bytes.Buffer
+	if n, err := old.Save(&buf, t0); err != nil || n != 1 {
+		t.Fatalf("saved %d, %v", n, err)
+	}
+	restored, _ := newTable(t, cfg)
+	if n, _, err := restored.Restore(&buf, t0); err != nil || n != 1 {
+		t.Fatalf("restored %d, %v", n, err)
+	}
+	if vo, vi, p := data(restored); vo != nat.Forward || vi != nat.Forward || p.Src != outside {
+		t.Errorf("after a clean restart: %v from %v, %v; want both forwarded, from %v", vo, p.Src, vi, outside)
+	}
+
+	crashed, _ := newTable(t, cfg)
+	crashed.SetPickup(t0.Add(time.Hour))
+	if vo, vi, p := data(crashed); vo != nat.Forward || vi != nat.Forward || p.Src != outside {
+		t.Errorf("after a crash: %v from %v, %v; want both forwarded, from %v", vo, p.Src, vi, outside)
 	}
 }

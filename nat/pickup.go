@@ -49,7 +49,11 @@ func (t *Table) pickup(src, dst netip.AddrPort, now int64) *Flow {
 	if k, ok := t.key(TCP, src, dst); ok {
 		f = t.live(true, k, now) // another packet may have re-created it
 	}
-	if ext, hasAddr := t.ExternalFor(src.Addr()); f == nil && hasAddr {
+	ext, hasAddr := t.ExternalFor(src.Addr())
+	if a, ok := t.nptOut(src.Addr()); ok {
+		ext, hasAddr = a, true // a fast-path flow of an NPTv6 host leaves from its own address
+	}
+	if f == nil && hasAddr {
 		var ok bool
 		ended, ok = t.roomLocked(now, ended)
 		m := t.mappingOf(TCP, src)
@@ -76,13 +80,15 @@ func (t *Table) pickup(src, dst netip.AddrPort, now int64) *Flow {
 const tcpPickedUp = tcpSynOrigin | tcpSynAnswer | tcpHandshake
 
 // mappingOnLocked returns a new mapping of inside endpoint src on the
-// external endpoint ext, or nil when that port is taken.
+// external endpoint ext, or nil when ext is taken, or is an NPTv6 address
+// and port other than src's own.
 func (t *Table) mappingOnLocked(p Proto, src, ext netip.AddrPort) *mapping {
-	if err := t.alloc.take(p, ext, false); err != nil {
+	if t.nptOutside(ext.Addr()) {
+		if a, ok := t.nptOut(src.Addr()); !ok || netip.AddrPortFrom(a, src.Port()) != ext || t.nptMaps.get(p, ext) != nil {
+			return nil
+		}
+	} else if err := t.alloc.take(p, ext, false); err != nil {
 		return nil
 	}
-	m := t.newMappingLocked(p, src, ext)
-	t.byInside.put(m)
-	t.addMappingLocked(m)
-	return m
+	return t.mapLocked(p, src, ext, false)
 }

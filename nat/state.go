@@ -156,7 +156,7 @@ func (t *Table) restoreLocked(s *savedFlow, now int64) *Flow {
 	case s.Proto != TCP && s.Proto != UDP && s.Proto != ICMP,
 		s.Origin != Outbound && s.Origin != Inbound,
 		s.Bits&flowRemoved != 0 || s.Proto != TCP && s.Bits&^flowReported != 0,
-		!t.IsExternal(s.External.Addr()):
+		!t.ownsOutside(s.External.Addr()):
 		return nil
 	}
 	var probe Flow // its timer, to know whether it ran out meanwhile

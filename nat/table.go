@@ -329,10 +329,7 @@ func (t *Table) Publish(p Proto, external, server netip.AddrPort) error {
 	if err := t.alloc.reserve(p, external); err != nil {
 		return fmt.Errorf("nat: publish %v %v: %w", p, external, err)
 	}
-	m := t.newMappingLocked(p, server, external)
-	m.static = true
-	t.byInside.put(m)
-	t.addMappingLocked(m)
+	t.mapLocked(p, server, external, true)
 	return nil
 }
 
