@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/stream"
 )
@@ -70,7 +71,7 @@ func BenchmarkLabThroughput(b *testing.B) {
 					}(c)
 				}
 			}()
-			c, err := tb.Client.DialTCP(ctxTimeout(b, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), path.port))
+			c, err := tb.Client.DialTCP(lab.Context(b, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), path.port))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // TestFragmentedUDP sends a UDP datagram of 8 KiB each way through fwx:
@@ -57,7 +59,7 @@ func TestFragmentedPing(t *testing.T) {
 	tb := newTestbed(t, "")
 	payload := bytes.Repeat([]byte("fragmented ping "), 250)
 	for _, dst := range []netip.Addr{serverIP.Addr(), fwIn.Addr()} {
-		from, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), dst, 0, 1, payload)
+		from, err := tb.Client.Ping(lab.Context(t, 5*time.Second), dst, 0, 1, payload)
 		if err != nil {
 			t.Fatalf("ping %v: %v", dst, err)
 		}

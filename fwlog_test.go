@@ -72,13 +72,13 @@ func TestDeniedRetriesOneRecord(t *testing.T) {
 		if recs[0]["attempts"] != c.attempts {
 			t.Errorf("attempts %v, want %v: %v", recs[0]["attempts"], c.attempts, recs[0])
 		}
-		if first, last := recs[0]["time"], recs[0]["last"]; first != filtertestStart || last == first {
+		if first, last := recs[0]["time"], recs[0]["last"]; first != labStart || last == first {
 			t.Errorf("time %v, last %v: want the first attempt's time and a later last attempt", first, last)
 		}
 	}
 }
 
-var filtertestStart = "2026-11-23T09:00:00Z"
+var labStart = "2026-11-23T09:00:00Z"
 
 // TestUnsolicitedFlood: unsolicited packets from many sources make a
 // bounded number of records: beyond the log's table of pending denials,

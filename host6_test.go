@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/netstack/hostnet"
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestHostModeIPv6: host mode carries IPv6 beside IPv4: a dual-stack
@@ -23,7 +24,7 @@ func TestHostModeIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &testbed{filtertest.New(t, filtertest.Options{IPv6: true, Configure: func(c *fwx.Config) {
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{IPv6: true, Configure: func(c *fwx.Config) {
 		c.Outside, c.OutsideAddr, c.OutsideAddrs, c.Host = nil, netip.Prefix{}, nil, h
 	}})}
 
@@ -42,7 +43,7 @@ func TestHostModeIPv6(t *testing.T) {
 		defer c.Close()
 		io.Copy(c, c)
 	}()
-	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(client6, 40200), ln.Addr().(*net.TCPAddr).AddrPort())
+	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(client6, 40200), ln.Addr().(*net.TCPAddr).AddrPort())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestHostModeIPv6(t *testing.T) {
 	defer u.Close()
 	roundTrip(t, u, "udp6 through the host")
 
-	if from, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), hostServer6, 0, 1, []byte("ping6")); err != nil || from != hostServer6 {
+	if from, err := tb.Client.Ping(lab.Context(t, 5*time.Second), hostServer6, 0, 1, []byte("ping6")); err != nil || from != hostServer6 {
 		t.Errorf("ping %v: reply from %v, %v", hostServer6, from, err)
 	}
 }

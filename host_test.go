@@ -15,6 +15,7 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/netstack/hostnet"
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -121,7 +122,7 @@ func TestHostMode(t *testing.T) {
 	t.Run("tcp", func(t *testing.T) {
 		tb := newHostLab(t, "")
 		srv, peers := hostEcho(t, hostServer)
-		c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), clientAt(40100), srv)
+		c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), clientAt(40100), srv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +148,7 @@ func TestHostMode(t *testing.T) {
 		}
 		closed := ln.Addr().(*net.TCPAddr).AddrPort()
 		ln.Close()
-		_, err = tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), closed)
+		_, err = tb.Client.DialTCP(lab.Context(t, 5*time.Second), closed)
 		if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(fmt.Sprint(err), "refused") {
 			t.Fatalf("dial to a closed port: %v, want the refusal as a RST", err)
 		}
@@ -169,7 +170,7 @@ func TestHostMode(t *testing.T) {
 			c.SetLinger(0)
 			c.Close()
 		}()
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), ln.Addr().(*net.TCPAddr).AddrPort())
+		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), ln.Addr().(*net.TCPAddr).AddrPort())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +239,7 @@ func TestHostMode(t *testing.T) {
 
 	t.Run("ping", func(t *testing.T) {
 		tb := newHostLab(t, "")
-		got, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), hostServer, 9, 1, []byte("ping"))
+		got, err := tb.Client.Ping(lab.Context(t, 5*time.Second), hostServer, 9, 1, []byte("ping"))
 		if err != nil || got != hostServer {
 			t.Fatalf("echo reply from %v, %v; want one from %v", got, err, hostServer)
 		}
@@ -272,7 +273,7 @@ func TestHostMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), res.Internal)
 		if err != nil {
 			t.Fatal(err)
 		}

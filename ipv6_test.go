@@ -12,9 +12,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -23,14 +23,14 @@ import (
 
 func newTestbed6(t testing.TB, policyYAML string) *testbed {
 	t.Helper()
-	return &testbed{filtertest.New(t, filtertest.Options{Policy: policyYAML, IPv6: true})}
+	return &testbed{fwxlab.New(t, fwxlab.Options{Policy: policyYAML, IPv6: true})}
 }
 
 var (
-	client6 = filtertest.ClientAddr6
-	server6 = filtertest.ServerAddr6
-	fwIn6   = filtertest.FWInside6
-	fwOut6  = filtertest.FWOutside6
+	client6 = fwxlab.ClientAddr6
+	server6 = fwxlab.ServerAddr6
+	fwIn6   = fwxlab.FWInside6
+	fwOut6  = fwxlab.FWOutside6
 )
 
 // TestIPv6SecureNAT checks that TCP and UDP over IPv6 cross fwx on the
@@ -41,7 +41,7 @@ func TestIPv6SecureNAT(t *testing.T) {
 	tcpPeers := echoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 8000))
 	udpPeers := echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
 	src := netip.AddrPortFrom(client6, 40000)
-	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), src, netip.AddrPortFrom(server6, 8000))
+	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), src, netip.AddrPortFrom(server6, 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestIPv6Ping(t *testing.T) {
 			if c.name == "server through fwx, 4000 bytes" {
 				payload = bytes.Repeat([]byte("fragmented ping6"), 250)
 			}
-			got, err := c.from.Ping(ctxTimeout(t, 5*time.Second), c.to, 7, 1, payload)
+			got, err := c.from.Ping(lab.Context(t, 5*time.Second), c.to, 7, 1, payload)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,9 +140,9 @@ func TestIPv6FragmentedUDP(t *testing.T) {
 // path (a pass-through data filter): fwx's netstacks take IPv6 on both
 // sides.
 func TestIPv6UserMode(t *testing.T) {
-	tb := &testbed{filtertest.New(t, filtertest.Options{Policy: benchPolicy, IPv6: true, Filters: filtertest.Registry("pass", passFilter{})})}
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: benchPolicy, IPv6: true, Filters: fwxlab.Registry("pass", passFilter{})})}
 	peers := echoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 5201))
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(server6, 5201))
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(server6, 5201))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ publish:
   - {name: www6, protocol: web-in, listen: "[2001:db8:100::1]:8080", server: "[fd00::2]:80"}
 `)
 	peers := echoTCPOn(t, tb.Client, netip.AddrPortFrom(netip.IPv6Unspecified(), 80))
-	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut6, 8080))
+	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwOut6, 8080))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ publish:
 // port of its own, an ICMPv6 port unreachable for UDP.
 func TestIPv6Refusals(t *testing.T) {
 	tb := newTestbed6(t, "")
-	if _, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwIn6, 22)); err == nil {
+	if _, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwIn6, 22)); err == nil {
 		t.Error("a connection to fwx's own port 22 succeeded")
 	}
 	u, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(fwIn6, 9))
@@ -229,7 +229,7 @@ func TestIPv6UDPDatagramFilter(t *testing.T) {
 		}
 		return nil
 	})
-	tb := &testbed{filtertest.New(t, filtertest.Options{Policy: dgramPolicy, IPv6: true, Filters: filtertest.Registry("probe", probe)})}
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
 	echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 9000))
 	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(server6, 9000))
 	if err != nil {
@@ -255,7 +255,7 @@ func TestIPv6UDPDatagramFilter(t *testing.T) {
 // translated as on the fast path.
 func TestIPv6UDPUserModeICMPErrors(t *testing.T) {
 	probe := newUDPProbe(nil)
-	tb := &testbed{filtertest.New(t, filtertest.Options{Policy: dgramPolicy, IPv6: true, Filters: filtertest.Registry("probe", probe)})}
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
 	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(server6, 9000)) // nobody listens
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestIPv6RestartAndPickup(t *testing.T) {
 	nowhere := netip.MustParseAddrPort("[2001:db8:100::77]:53")
 	state := filepath.Join(t.TempDir(), "fwx.state")
 	start := func(policy string) *testbed {
-		return &testbed{filtertest.New(t, filtertest.Options{Policy: policy, IPv6: true,
+		return &testbed{fwxlab.New(t, fwxlab.Options{Policy: policy, IPv6: true,
 			Configure: func(c *fwx.Config) { c.StateFile = state }})}
 	}
 

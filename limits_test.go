@@ -33,7 +33,7 @@ options:
 		}
 	}
 	for i := range 30 {
-		c, err := tb.Client2.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 80))
+		c, err := tb.Client2.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 80))
 		if err != nil {
 			t.Fatalf("connection %d of the other host during the flood: %v", i, err)
 		}
@@ -110,7 +110,7 @@ options:
 	blackhole := netip.MustParseAddrPort("198.51.100.77:7")
 	for i := range 2 {
 		go func() {
-			c, err := tb.Client.DialTCP(ctxTimeout(t, 3*time.Second), blackhole)
+			c, err := tb.Client.DialTCP(lab.Context(t, 3*time.Second), blackhole)
 			if err == nil {
 				c.Close()
 				t.Errorf("dial %d to a host that never answers succeeded", i)
@@ -123,11 +123,11 @@ options:
 		recv(t, tb.Outside.Captured())
 	}
 	start := time.Now()
-	_, err := tb.Client.DialTCP(ctxTimeout(t, 3*time.Second), blackhole)
+	_, err := tb.Client.DialTCP(lab.Context(t, 3*time.Second), blackhole)
 	if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
 		t.Fatalf("third dial: %v after %v; want refused at once", err, time.Since(start))
 	}
-	c, err := tb.Client2.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	c, err := tb.Client2.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
 	if err != nil {
 		t.Fatalf("another client's filtered connection: %v", err)
 	}
@@ -138,7 +138,7 @@ options:
 	}
 	// The refused flow's record is the table's denial, and nothing says
 	// it was allowed.
-	tb.waitDenied(t, 1, map[string]string{"event": "denied", "destination": blackhole.String(), "reason": "client-dials"})
+	tb.WaitDenied(t, 1, map[string]string{"event": "denied", "destination": blackhole.String(), "reason": "client-dials"})
 	if recs := tb.Log.Records(t, map[string]string{"event": "allowed", "destination": blackhole.String()}); len(recs) != 2 {
 		t.Errorf("%d allowed records for the black hole, want the 2 pending dials'", len(recs))
 	}

@@ -215,7 +215,7 @@ func TestBlockedLogForwards(t *testing.T) {
 	echoTCP(t, tb.Server, 8000)
 	const conns = 40
 	for i := range conns {
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
 		if err != nil {
 			t.Fatalf("connection %d with the log blocked: %v", i, err)
 		}

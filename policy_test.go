@@ -37,7 +37,7 @@ var rawClient = netip.MustParseAddr("10.0.0.9")
 func TestDeniedFlows(t *testing.T) {
 	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "reply", 1))
 
-	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 81))
+	_, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 81))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial to denied port: %v, want connection refused", err)
 	}
@@ -65,7 +65,7 @@ func TestDeniedFlows(t *testing.T) {
 			}
 		})
 	}
-	recs := tb.waitDenied(t, 3, map[string]string{"event": "denied", "action": "deny"})
+	recs := tb.WaitDenied(t, 3, map[string]string{"event": "denied", "action": "deny"})
 	rules := map[string]int{}
 	for _, r := range recs {
 		rules[r["rule"].(string)]++
@@ -80,7 +80,7 @@ func TestDeniedSilently(t *testing.T) {
 	tb := newTestbed(t, strings.Replace(denyPolicy, "%s", "drop", 1))
 	tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 81), header.TCPFlagSyn, 1, 0, nil))
 	tb.Inside.Inject(lab.UDPPacket(netip.AddrPortFrom(rawClient, 5000), netip.AddrPortFrom(serverIP.Addr(), 5353), nil))
-	tb.waitDenied(t, 2, map[string]string{"event": "denied"})
+	tb.WaitDenied(t, 2, map[string]string{"event": "denied"})
 	select {
 	case pkt := <-tb.Inside.Captured():
 		t.Errorf("got %s; want silence", lab.PacketString(pkt))
@@ -92,7 +92,7 @@ func TestDeniedSilently(t *testing.T) {
 func TestFirewallLog(t *testing.T) {
 	tb := newTestbed(t, "")
 	echoTCP(t, tb.Server, 8000)
-	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40100), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40100), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}

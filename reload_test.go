@@ -87,7 +87,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	udp := echoUDP(t, tb.Server, 7000)
 	var conns []net.Conn
 	for _, port := range []uint16{8000, 8001} {
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), port))
+		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	if _, err := tb.FW.Reload(mustPolicy(t, b)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001)); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("a new connection to 8001 under the policy that denies it: %v, want refused", err)
 	}
 	roundTrip(t, conns[1], "the established one still works")
@@ -200,7 +200,7 @@ func TestReloadStrict(t *testing.T) {
 	echoTCP(t, tb.Server, 8001)
 	var conns []net.Conn
 	for _, port := range []uint16{8000, 8001} {
-		c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 41000+port), netip.AddrPortFrom(serverIP.Addr(), port))
+		c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 41000+port), netip.AddrPortFrom(serverIP.Addr(), port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +246,7 @@ options: {reload: %s}
 		t.Run(mode, func(t *testing.T) {
 			tb := newTestbed(t, fmt.Sprintf(allowAll, mode), withFilter("pass", passFilter{}))
 			echoTCP(t, tb.Server, 8001)
-			c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001))
+			c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,7 +290,7 @@ publish:
 	echoTCP(t, tb.Client, 80)
 	echoTCP(t, tb.Server, 9000)
 	// An outbound flow from port 9000 holds external port 9000.
-	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 9000), netip.AddrPortFrom(serverIP.Addr(), 9000))
+	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 9000), netip.AddrPortFrom(serverIP.Addr(), 9000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,12 +354,12 @@ publish:
 			}
 			roundTrip(t, c, "the established flow after a refused reload")
 			// Still the running policy: new flows go out, www comes in.
-			o, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 9000))
+			o, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 9000))
 			if err != nil {
 				t.Fatalf("outbound after a refused reload: %v", err)
 			}
 			o.Close()
-			in, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+			in, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
 			if err != nil {
 				t.Fatalf("published www after a refused reload: %v", err)
 			}
@@ -392,7 +392,7 @@ options: {reload: %s}
 			tb := newTestbed(t, fmt.Sprintf(none, mode))
 			echoTCP(t, tb.Client, 80)
 			dst := netip.AddrPortFrom(fwOut.Addr(), 8080)
-			dial := func() (net.Conn, error) { return tb.Server.DialTCP(ctxTimeout(t, time.Second), dst) }
+			dial := func() (net.Conn, error) { return tb.Server.DialTCP(lab.Context(t, time.Second), dst) }
 			if c, err := dial(); err == nil {
 				c.Close()
 				t.Fatal("connected before the publication")
@@ -460,7 +460,7 @@ options: {reload: %s}
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), used.Addr())
+			c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), used.Addr())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/filters/filtertest"
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -68,7 +69,7 @@ func TestRedirectConnectionsIPv6(t *testing.T) {
 	tb := newTestbed6(t, sdkPolicy)
 	peers := echoTCPOn(t, tb.Server2, netip.AddrPortFrom(netip.IPv6Unspecified(), 8888))
 	res, err := session6(t, tb).RedirectConnections(session.Redirect{
-		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(filtertest.Server26, 8888)},
+		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(fwxlab.Server26, 8888)},
 		Protocol:     session.TCP, ProtocolName: "ftp",
 	})
 	if err != nil {
@@ -77,7 +78,7 @@ func TestRedirectConnectionsIPv6(t *testing.T) {
 	if res.Internal.Addr() != fwIn6 {
 		t.Fatalf("internal address %v, want on %v", res.Internal, fwIn6)
 	}
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), res.Internal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestProxyExternalPool(t *testing.T) {
 		ProtocolName: "ftp", ProxyExternal: netip.AddrPortFrom(other, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7778))
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7778))
 	if err != nil {
 		t.Fatal(err)
 	}

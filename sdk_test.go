@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -36,7 +37,7 @@ func (tb *testbed) serverConnects(t *testing.T, from string, dst netip.AddrPort,
 	if expect {
 		wait = 5 * time.Second
 	}
-	c, err := h.DialTCP(ctxTimeout(t, wait), dst)
+	c, err := h.DialTCP(lab.Context(t, wait), dst)
 	if err != nil {
 		return false
 	}
@@ -46,7 +47,7 @@ func (tb *testbed) serverConnects(t *testing.T, from string, dst netip.AddrPort,
 
 func (tb *testbed) clientConnects(t *testing.T, dst netip.AddrPort) bool {
 	t.Helper()
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 2*time.Second), dst)
+	c, err := tb.Client.DialTCP(lab.Context(t, 2*time.Second), dst)
 	if err != nil {
 		return false
 	}
@@ -453,7 +454,7 @@ func TestRedirectConnections(t *testing.T) {
 	if res.Internal.Addr() != fwIn.Addr() || len(res.Actions) != 1 {
 		t.Fatalf("internal address %v, %d actions; want on %v, 1", res.Internal, len(res.Actions), fwIn.Addr())
 	}
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), res.Internal)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -376,7 +376,7 @@ func TestRedirectConnectEventOnce(t *testing.T) {
 	if ev := recv(t, events); ev.Type != session.EventConnectTCP {
 		t.Fatalf("event %v, want connect-tcp", ev.Type)
 	}
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), res.Internal)
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), res.Internal)
 	if err != nil {
 		t.Fatal(err)
 	}

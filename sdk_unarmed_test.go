@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -34,7 +35,7 @@ func TestBindUnarmed(t *testing.T) {
 			// A connection started before the verdict waits for it.
 			early := make(chan error, 1)
 			go func() {
-				c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+				c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), res.Proxy)
 				if err == nil {
 					c.Close()
 				}
@@ -65,7 +66,7 @@ func TestFutureConnectUnarmed(t *testing.T) {
 	}
 	early := make(chan error, 1)
 	go func() {
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
+		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), dst)
 		if err == nil {
 			c.Close()
 		}
@@ -130,7 +131,7 @@ func TestUsedBindNotCounted(t *testing.T) {
 	if n := s.Pinholes(); n != 1 {
 		t.Fatalf("%d pinholes after the bind, want 1", n)
 	}
-	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), res.Proxy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // The timers come from the policy, each different, so the test also proves
@@ -82,11 +84,11 @@ func TestUDPTimer(t *testing.T) {
 // its duration runs to that last packet.
 func TestICMPTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
-	if _, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), serverIP.Addr(), 9, 1, nil); err != nil {
+	if _, err := tb.Client.Ping(lab.Context(t, 5*time.Second), serverIP.Addr(), 9, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	tb.Clock.Advance(10 * time.Second)
-	if _, err := tb.Client.Ping(ctxTimeout(t, 5*time.Second), serverIP.Addr(), 9, 2, nil); err != nil {
+	if _, err := tb.Client.Ping(lab.Context(t, 5*time.Second), serverIP.Addr(), 9, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	tb.Clock.Advance(69 * time.Second)
@@ -118,7 +120,7 @@ func TestTCPEstablishedTimer(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestTCPEstablishedTimer(t *testing.T) {
 func TestTCPResetTimer(t *testing.T) {
 	tb := newTestbed(t, timerPolicy)
 	// Nothing listens on server2:9: the SYN is answered with a RST.
-	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(server2IP.Addr(), 9))
+	_, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(server2IP.Addr(), 9))
 	if err == nil {
 		t.Fatal("connected to a closed port")
 	}

@@ -122,7 +122,7 @@ func TestPing(t *testing.T) {
 		{"fwx outside address from outside", tb.Server, fwOut.Addr()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := c.from.Ping(ctxTimeout(t, 5*time.Second), c.to, 7, 1, []byte("ping"))
+			got, err := c.from.Ping(lab.Context(t, 5*time.Second), c.to, 7, 1, []byte("ping"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestSecureNAT(t *testing.T) {
 	udpPeers := echoUDP(t, tb.Server, 7000)
 	src := netip.AddrPortFrom(clientIP.Addr(), 40000)
 
-	c, err := tb.Client.DialTCPFrom(ctxTimeout(t, 5*time.Second), src, netip.AddrPortFrom(serverIP.Addr(), 8000))
+	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), src, netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestUnsolicitedInbound(t *testing.T) {
 		netip.AddrPortFrom(fwOut.Addr(), 80),
 		netip.AddrPortFrom(clientIP.Addr(), 80),
 	} {
-		c, err := tb.Server.DialTCP(ctxTimeout(t, 300*time.Millisecond), dst)
+		c, err := tb.Server.DialTCP(lab.Context(t, 300*time.Millisecond), dst)
 		if err == nil {
 			c.Close()
 			t.Errorf("connected to %v from the outside", dst)
@@ -318,7 +318,7 @@ func TestUnsolicitedInbound(t *testing.T) {
 	default:
 	}
 	for _, dst := range []string{"198.51.100.1:80", "10.0.0.2:80"} {
-		rec := tb.waitDenied(t, 1, map[string]string{"event": "denied", "direction": "inbound", "destination": dst})[0]
+		rec := tb.WaitDenied(t, 1, map[string]string{"event": "denied", "direction": "inbound", "destination": dst})[0]
 		if rec["rule"] != "default-deny" {
 			t.Errorf("denied record %v", rec)
 		}
@@ -335,7 +335,7 @@ publish:
   - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
 `)
 	peers := echoTCP(t, tb.Client, 80)
-	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
 	if err != nil {
 		t.Fatal(err)
 	}

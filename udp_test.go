@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -356,7 +357,7 @@ rules:
 			tb := newTestbed(t, anyPolicy, withFilter("probe", probe))
 			echoTCP(t, tb.Server, tt.tcpPort)
 			echoUDP(t, tb.Server, 9999)
-			c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), tt.tcpPort))
+			c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), tt.tcpPort))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -79,7 +80,7 @@ func TestUserModeDataFilter(t *testing.T) {
 	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.AttachDataFilter(upper, session.PriorityMiddle) }}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	peers := echoTCP(t, tb.Server, 7)
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestUserModeDataFilter(t *testing.T) {
 	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "destination": "198.51.100.2:7", "path": "user", "rule": "echo-out"})
 	// Other protocols stay on the fast path.
 	echoTCP(t, tb.Server, 8000)
-	d, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
+	d, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestUserModeDeny(t *testing.T) {
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	peers := echoTCP(t, tb.Server, 7)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7)
-	_, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
+	_, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), dst)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial: %v, want connection refused", err)
 	}
@@ -149,7 +150,7 @@ func TestUserModeEmulate(t *testing.T) {
 	f := &probeFilter{onConnect: func(ev *session.Event) error { return ev.Conn.Emulate(banner) }}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	// Nothing listens on the server: only emulation can answer.
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestUserModeBind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), res.Proxy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func TestUserModeEmulateBind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), res.Proxy)
+	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), res.Proxy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestSetDataFilterFactory(t *testing.T) {
 		t.Fatal(err)
 	}
 	echo := func() string {
-		c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), dst)
+		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), dst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,7 +317,7 @@ publish:
   - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
 `, withFilter("probe", f))
 	peers := echoTCP(t, tb.Client, 80)
-	c, err := tb.Server.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
+	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +366,7 @@ func TestUserModeFlowControl(t *testing.T) {
 			}
 		}
 	}()
-	c, err := tb.Client.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 5201))
+	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 5201))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,9 @@ package netstack
 import (
 	"io"
 	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // BenchmarkTCPThroughput measures one TCP stream from a lab client into a
@@ -39,7 +42,7 @@ func BenchmarkTCPThroughput(b *testing.B) {
 		}
 		done <- n
 	})
-	cc, err := client.DialTCP(testContext(b), farServer)
+	cc, err := client.DialTCP(lab.Context(b, 20*time.Second), farServer)
 	if err != nil {
 		b.Fatal(err)
 	}

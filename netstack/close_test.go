@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // TestCloseWithOpenConnections: Close ends every blocked call and handler
@@ -13,7 +16,7 @@ import (
 func TestCloseWithOpenConnections(t *testing.T) {
 	r := newRig(t, Options{Transparent: true, Seed: 1}, rigOpts{})
 	client := r.addHost(t, "client", clientPrefix, clientGW)
-	ctx := testContext(t)
+	ctx := lab.Context(t, 20*time.Second)
 
 	accepted := make(chan *Conn, 1)
 	held := make(chan error, 1)

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 const (
@@ -45,7 +47,7 @@ func TestFlowControl(t *testing.T) {
 				}
 				accepted <- c
 			})
-			cc, err := client.DialTCP(testContext(t), farServer)
+			cc, err := client.DialTCP(lab.Context(t, 20*time.Second), farServer)
 			if err != nil {
 				t.Fatal(err)
 			}

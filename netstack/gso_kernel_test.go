@@ -33,6 +33,7 @@ import (
 	"gvisor.dev/gvisor/pkg/refs"
 
 	"github.com/fwx-dev/fwx/netstack/internal/netns"
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
@@ -83,7 +84,7 @@ func requireRoot(tb testing.TB) {
 // namespace's kernel connect to the stack and receive n bytes, checks
 // them and the counters, and returns the receiver's goodput in Gbit/s.
 func kernelTransfer(t *testing.T, gso bool, n int64) float64 {
-	checkGoroutines(t)
+	lab.CheckGoroutines(t)
 	id := strconv.FormatUint(rand.Uint64()&0xffffff, 16)
 	ns, name := "fwxgso-"+id, "fwg"+id
 	cmd(t, "ip", "netns", "add", ns)

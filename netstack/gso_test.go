@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -16,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
@@ -237,7 +239,7 @@ func checkSuperpacket(t *testing.T, h vnettun.Hdr, p []byte, payload, mtu int) {
 // scribbled on in an earlier batch; it counts superpackets; and it
 // advertises host GSO only when asked.
 func TestLinkWritesVirtioHdr(t *testing.T) {
-	checkGoroutines(t)
+	lab.CheckGoroutines(t)
 	const offset = 16
 	var (
 		mu   sync.Mutex
@@ -319,7 +321,7 @@ func TestGSOTransfer(t *testing.T) {
 		defer c.Close()
 		sent <- writeNumbered(t, c, total)
 	})
-	cc, err := client.DialTCP(testContext(t), farServer)
+	cc, err := client.DialTCP(lab.Context(t, 20*time.Second), farServer)
 	if err != nil {
 		t.Fatal(err)
 	}

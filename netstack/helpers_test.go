@@ -1,10 +1,8 @@
 package netstack
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,7 +60,7 @@ type rigOpts struct {
 // packets.
 func newRig(tb testing.TB, opts Options, ro rigOpts) *rig {
 	tb.Helper()
-	checkGoroutines(tb)
+	lab.CheckGoroutines(tb)
 	r := &rig{log: newRingLog(300)}
 	liveRigs.Add(1)
 	labOpts := lab.Options{Seed: 1, IPv6: ro.ipv6}
@@ -241,34 +239,6 @@ func (l *ringLog) dump() string {
 		b.WriteString("  " + s + "\n")
 	}
 	return b.String()
-}
-
-// checkGoroutines registers a cleanup that fails tb if more goroutines run
-// at the end of the test than at the start. Goroutines take a moment to
-// exit after being told to, so it retries for a while before failing.
-// Register it first, so that it runs after all other cleanups.
-func checkGoroutines(tb testing.TB) {
-	tb.Helper()
-	before := runtime.NumGoroutine()
-	tb.Cleanup(func() {
-		var after int
-		for range 400 {
-			if after = runtime.NumGoroutine(); after <= before {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		tb.Errorf("goroutine leak: %d before, %d after:\n%s", before, after, buf)
-	})
-}
-
-// testContext returns a context that ends with the test or after 20 s.
-func testContext(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 // recv waits for a value on ch, failing the test after 10 s.

@@ -13,6 +13,8 @@ import (
 	"gvisor.dev/gvisor/pkg/refs"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // recorder is an Output function that can be held back, and records the
@@ -57,7 +59,7 @@ func writeOne(l *link, pkt *stack.PacketBuffer) tcpip.Error {
 // once, in order, in batches of at most 128, with the headroom asked for;
 // the link keeps no reference to a packet it has passed on.
 func TestLinkBlocksNeverDrops(t *testing.T) {
-	checkGoroutines(t)
+	lab.CheckGoroutines(t)
 	const offset = 10
 	rec := &recorder{offset: offset, release: make(chan struct{})}
 	l := newLink(1500, offset, false, rec.output, zerolog.Nop())
@@ -124,7 +126,7 @@ func TestLinkBlocksNeverDrops(t *testing.T) {
 // full queue, which fails with ErrClosedForSend, and the link drops its
 // references to queued packets.
 func TestLinkShutdownReleasesWriters(t *testing.T) {
-	checkGoroutines(t)
+	lab.CheckGoroutines(t)
 	rec := &recorder{release: make(chan struct{})}
 	l := newLink(1500, 0, false, rec.output, zerolog.Nop())
 

@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // TestProxy wires the two stacks as fwx's user-mode path does: the inside
@@ -72,7 +75,7 @@ func TestProxy(t *testing.T) {
 	})
 
 	t.Run("relayed with half-close", func(t *testing.T) {
-		c, err := client.DialTCP(testContext(t), farServer)
+		c, err := client.DialTCP(lab.Context(t, 20*time.Second), farServer)
 		if err != nil {
 			t.Fatalf("client dial: %v", err)
 		}
@@ -89,7 +92,7 @@ func TestProxy(t *testing.T) {
 	})
 
 	t.Run("refused upstream", func(t *testing.T) {
-		_, err := client.DialTCP(testContext(t), netip.AddrPortFrom(farServer.Addr(), 81))
+		_, err := client.DialTCP(lab.Context(t, 20*time.Second), netip.AddrPortFrom(farServer.Addr(), 81))
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("client dial to a refused port: %v, want ECONNREFUSED", err)
 		}

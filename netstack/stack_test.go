@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 func TestNewRejects(t *testing.T) {
@@ -61,7 +63,7 @@ func (b *syncBuffer) String() string {
 // TestOutputError: an Output error is counted and logged, and the stack
 // carries on.
 func TestOutputError(t *testing.T) {
-	checkGoroutines(t)
+	lab.CheckGoroutines(t)
 	var log syncBuffer
 	s, err := New(Options{
 		Addrs:  []netip.Addr{outsideAddr},

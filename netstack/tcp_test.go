@@ -3,13 +3,16 @@ package netstack
 import (
 	"bytes"
 	"errors"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"io"
 	"net"
 	"net/netip"
 	"syscall"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // TestTransparentTCP: a client's connection to any address is intercepted;
@@ -42,7 +45,7 @@ func TestTransparentTCP(t *testing.T) {
 				}
 			})
 
-			conn, err := client.DialTCP(testContext(t), dst)
+			conn, err := client.DialTCP(lab.Context(t, 20*time.Second), dst)
 			if err != nil {
 				t.Fatalf("DialTCP: %v", err)
 			}
@@ -100,7 +103,7 @@ func TestTCPRefused(t *testing.T) {
 			client := r.addHost(t, "client", clientPrefix, clientGW)
 			r.st.HandleTCP(tc.handler)
 			for i := range 3 * maxInFlight {
-				_, err := client.DialTCP(testContext(t), farServer)
+				_, err := client.DialTCP(lab.Context(t, 20*time.Second), farServer)
 				if !errors.Is(err, syscall.ECONNREFUSED) {
 					t.Fatalf("dial %d: err = %v, want ECONNREFUSED", i, err)
 				}
@@ -133,7 +136,7 @@ func TestOutsideDialTCP(t *testing.T) {
 			accepted <- c
 		}()
 		local := netip.AddrPortFrom(outsideAddr, port)
-		c, err := r.st.DialTCP(testContext(t), local, serverAP)
+		c, err := r.st.DialTCP(lab.Context(t, 20*time.Second), local, serverAP)
 		if err != nil {
 			t.Fatalf("DialTCP: %v", err)
 		}
@@ -186,7 +189,7 @@ func TestOutsideDialTCP(t *testing.T) {
 		}
 		defer ln2.Close()
 		c1, _ := dial(t, 40001)
-		c2, err := r.st.DialTCP(testContext(t), netip.AddrPortFrom(outsideAddr, 40001), netip.AddrPortFrom(server.Addr(), 8081))
+		c2, err := r.st.DialTCP(lab.Context(t, 20*time.Second), netip.AddrPortFrom(outsideAddr, 40001), netip.AddrPortFrom(server.Addr(), 8081))
 		if err != nil {
 			t.Fatalf("second DialTCP from the same port: %v", err)
 		}
@@ -222,7 +225,7 @@ func TestOutsideDialTCP(t *testing.T) {
 	})
 
 	t.Run("refused", func(t *testing.T) {
-		_, err := r.st.DialTCP(testContext(t), netip.AddrPortFrom(outsideAddr, 40004), netip.AddrPortFrom(server.Addr(), 9))
+		_, err := r.st.DialTCP(lab.Context(t, 20*time.Second), netip.AddrPortFrom(outsideAddr, 40004), netip.AddrPortFrom(server.Addr(), 9))
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("DialTCP to a closed port: %v, want ECONNREFUSED", err)
 		}
@@ -244,7 +247,7 @@ func TestOutsideDialTCP(t *testing.T) {
 	})
 
 	t.Run("not our address", func(t *testing.T) {
-		_, err := r.st.DialTCP(testContext(t), netip.MustParseAddrPort("198.51.100.99:40005"), serverAP)
+		_, err := r.st.DialTCP(lab.Context(t, 20*time.Second), netip.MustParseAddrPort("198.51.100.99:40005"), serverAP)
 		if !errors.Is(err, syscall.EADDRNOTAVAIL) {
 			t.Errorf("DialTCP from a foreign address: %v, want EADDRNOTAVAIL", err)
 		}
@@ -275,7 +278,7 @@ func TestListenTCP(t *testing.T) {
 		t.Errorf("Addr = %v, want %v", ln.Addr(), addr)
 	}
 
-	hc, err := host.DialTCP(testContext(t), addr)
+	hc, err := host.DialTCP(lab.Context(t, 20*time.Second), addr)
 	if err != nil {
 		t.Fatalf("host DialTCP: %v", err)
 	}
@@ -369,7 +372,7 @@ func TestTransparentIPv6(t *testing.T) {
 		c.Write(buf[:n])
 	})
 
-	conn, err := client.DialTCP(testContext(t), tcpDst)
+	conn, err := client.DialTCP(lab.Context(t, 20*time.Second), tcpDst)
 	if err != nil {
 		t.Fatalf("DialTCP: %v", err)
 	}
@@ -400,7 +403,7 @@ func TestSeed(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		c, err := r.st.DialTCP(testContext(t), netip.AddrPort{}, netip.AddrPortFrom(server.Addr(), 8080))
+		c, err := r.st.DialTCP(lab.Context(t, 20*time.Second), netip.AddrPort{}, netip.AddrPortFrom(server.Addr(), 8080))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/ftp"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -35,11 +35,11 @@ publish:
   - {name: ftpd, protocol: ftp-server, listen: ":21", server: "10.0.0.2:21"}
 `
 
-func newLab(t *testing.T) *filtertest.Lab {
+func newLab(t *testing.T) *fwxlab.Lab {
 	reg := &filters.Registry{}
 	reg.Register(ftp.Name, func() session.Filter { return ftp.New(ftp.Config{}) })
 	reg.Register(ftp.NameReadOnly, func() session.Filter { return ftp.New(ftp.Config{ReadOnly: true}) })
-	return filtertest.New(t, filtertest.Options{Policy: ftpPolicy, Filters: reg})
+	return fwxlab.New(t, fwxlab.Options{Policy: ftpPolicy, Filters: reg})
 }
 
 // server is a scripted FTP server on a lab host: it answers the commands
@@ -195,7 +195,7 @@ func (s *server) control(c net.Conn) {
 // dataConn opens the data connection: to the PORT address, or accepting on
 // the passive listener.
 func (s *server) dataConn(active netip.AddrPort, passive net.Listener) net.Conn {
-	ctx := filtertest.Context(s.t, 3*time.Second)
+	ctx := lab.Context(s.t, 3*time.Second)
 	if active.IsValid() {
 		c, err := s.host.DialTCP(ctx, active)
 		if err != nil {
@@ -241,7 +241,7 @@ func dial(t *testing.T, h *lab.Host, dst netip.AddrPort) *client {
 // dialNoLogin opens a control connection and reads nothing.
 func dialNoLogin(t *testing.T, h *lab.Host, dst netip.AddrPort) *client {
 	t.Helper()
-	c, err := h.DialTCP(filtertest.Context(t, 5*time.Second), dst)
+	c, err := h.DialTCP(lab.Context(t, 5*time.Second), dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func (s *server) receivedNothing(t *testing.T) {
 	}
 }
 
-var ftpServer = netip.AddrPortFrom(filtertest.ServerAddr, 21)
+var ftpServer = netip.AddrPortFrom(fwxlab.ServerAddr, 21)
 
 // listenData opens a listener on the client for active mode and returns
 // the bytes the first data connection brings, and its peer.
@@ -350,9 +350,9 @@ func TestActiveMode(t *testing.T) {
 			srv := serve(t, l.Server, 21)
 			data := listenData(t, l.Client, 5001)
 			c := dial(t, l.Client, ftpServer)
-			arg := ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+			arg := ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001))
 			if verb == "EPRT" {
-				arg = ftp.FormatEPRT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+				arg = ftp.FormatEPRT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001))
 			}
 			c.cmd(verb+" "+arg, "200")
 			got := srv.received(t)
@@ -363,11 +363,11 @@ func TestActiveMode(t *testing.T) {
 			} else {
 				ap, err = ftp.ParseEPRT(strings.TrimPrefix(got, "EPRT "))
 			}
-			if err != nil || ap.Addr() != filtertest.FWOutside {
+			if err != nil || ap.Addr() != fwxlab.FWOutside {
 				t.Fatalf("server got %q: want the command rewritten to fwx's outside address", got)
 			}
 			c.cmd("RETR file", "150")
-			if got := recvData(t, data); got != filtertest.ServerAddr.String()+" contents of file" {
+			if got := recvData(t, data); got != fwxlab.ServerAddr.String()+" contents of file" {
 				t.Errorf("data connection: %q", got)
 			}
 			c.expect("226")
@@ -389,12 +389,12 @@ func TestPassiveMode(t *testing.T) {
 				ap, _ = ftp.Parse227(line[4:])
 			} else {
 				port, _ := ftp.Parse229(line[4:])
-				ap = netip.AddrPortFrom(filtertest.ServerAddr, port)
+				ap = netip.AddrPortFrom(fwxlab.ServerAddr, port)
 			}
-			if ap.Addr() != filtertest.ServerAddr {
+			if ap.Addr() != fwxlab.ServerAddr {
 				t.Fatalf("reply %q: want the server's own address, unchanged", line)
 			}
-			d, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), ap)
+			d, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), ap)
 			if err != nil {
 				t.Fatalf("data connection refused: %v", err)
 			}
@@ -408,7 +408,7 @@ func TestPassiveMode(t *testing.T) {
 	}
 }
 
-var publishedFTP = netip.AddrPortFrom(filtertest.FWOutside, 21)
+var publishedFTP = netip.AddrPortFrom(fwxlab.FWOutside, 21)
 
 // TestPublishedPassive: a published inside server's 227/229 names its inside
 // address; the filter rewrites it to fwx's outside address and a port bound
@@ -425,17 +425,17 @@ func TestPublishedPassive(t *testing.T) {
 				ap, _ = ftp.Parse227(line[4:])
 			} else {
 				port, _ := ftp.Parse229(line[4:])
-				ap = netip.AddrPortFrom(filtertest.FWOutside, port)
+				ap = netip.AddrPortFrom(fwxlab.FWOutside, port)
 			}
-			if ap.Addr() != filtertest.FWOutside {
+			if ap.Addr() != fwxlab.FWOutside {
 				t.Fatalf("reply %q: want fwx's outside address", line)
 			}
 			// Only the control connection's client may use the port.
-			if d, err := l.Server2.DialTCP(filtertest.Context(t, 300*time.Millisecond), ap); err == nil {
+			if d, err := l.Server2.DialTCP(lab.Context(t, 300*time.Millisecond), ap); err == nil {
 				d.Close()
 				t.Error("a third party used the published server's data port")
 			}
-			d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), ap)
+			d, err := l.Server.DialTCP(lab.Context(t, 5*time.Second), ap)
 			if err != nil {
 				t.Fatalf("data connection: %v", err)
 			}
@@ -457,16 +457,16 @@ func TestPublishedActive(t *testing.T) {
 	srv := serve(t, l.Client, 21)
 	data := listenData(t, l.Server, 5010)
 	c := dial(t, l.Server, publishedFTP)
-	port := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ServerAddr, 5010))
+	port := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ServerAddr, 5010))
 	c.cmd(port, "200")
 	if got := srv.received(t); got != port {
 		t.Errorf("published server got %q, want %q", got, port)
 	}
 	c.cmd("RETR f", "150")
-	if got := recvData(t, data); got != filtertest.FWOutside.String()+" contents of f" {
+	if got := recvData(t, data); got != fwxlab.FWOutside.String()+" contents of f" {
 		t.Errorf("data connection: %q, want from fwx's outside address", got)
 	}
 	// A PORT naming anyone else is refused.
 	c.expect("226")
-	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.Server2, 5010)), "500")
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.Server2, 5010)), "500")
 }

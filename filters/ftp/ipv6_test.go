@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/ftp"
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -20,16 +21,16 @@ import (
 const ftpPolicy6 = ftpPolicy + `  - {name: ftpd6, protocol: ftp-server, listen: "[2001:db8:100::1]:21", server: "[fd00::2]:21"}
 `
 
-func newLab6(t *testing.T) *filtertest.Lab {
+func newLab6(t *testing.T) *fwxlab.Lab {
 	reg := &filters.Registry{}
 	reg.Register(ftp.Name, func() session.Filter { return ftp.New(ftp.Config{}) })
 	reg.Register(ftp.NameReadOnly, func() session.Filter { return ftp.New(ftp.Config{ReadOnly: true}) })
-	return filtertest.New(t, filtertest.Options{Policy: ftpPolicy6, Filters: reg, IPv6: true})
+	return fwxlab.New(t, fwxlab.Options{Policy: ftpPolicy6, Filters: reg, IPv6: true})
 }
 
 var (
 	any6       = netip.IPv6Unspecified()
-	ftpServer6 = netip.AddrPortFrom(filtertest.ServerAddr6, 21)
+	ftpServer6 = netip.AddrPortFrom(fwxlab.ServerAddr6, 21)
 )
 
 // TestIPv6ActiveMode: EPRT |2| naming the client is rewritten to fwx's
@@ -40,14 +41,14 @@ func TestIPv6ActiveMode(t *testing.T) {
 	srv := serveOn(t, l.Server, netip.AddrPortFrom(any6, 21))
 	data := listenDataOn(t, l.Client, netip.AddrPortFrom(any6, 5001))
 	c := dial(t, l.Client, ftpServer6)
-	c.cmd("EPRT "+ftp.FormatEPRT(netip.AddrPortFrom(filtertest.ClientAddr6, 5001)), "200")
+	c.cmd("EPRT "+ftp.FormatEPRT(netip.AddrPortFrom(fwxlab.ClientAddr6, 5001)), "200")
 	got := srv.received(t)
 	ap, err := ftp.ParseEPRT(strings.TrimPrefix(got, "EPRT "))
-	if err != nil || ap.Addr() != filtertest.FWOutside6 || !strings.HasPrefix(got, "EPRT |2|") {
+	if err != nil || ap.Addr() != fwxlab.FWOutside6 || !strings.HasPrefix(got, "EPRT |2|") {
 		t.Fatalf("server got %q: want EPRT |2| rewritten to fwx's IPv6 outside address", got)
 	}
 	c.cmd("RETR file", "150")
-	if got := recvData(t, data); got != filtertest.ServerAddr6.String()+" contents of file" {
+	if got := recvData(t, data); got != fwxlab.ServerAddr6.String()+" contents of file" {
 		t.Errorf("data connection: %q", got)
 	}
 	c.expect("226")
@@ -64,7 +65,7 @@ func TestIPv6PassiveMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), netip.AddrPortFrom(filtertest.ServerAddr6, port))
+	d, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwxlab.ServerAddr6, port))
 	if err != nil {
 		t.Fatalf("data connection refused: %v", err)
 	}
@@ -82,9 +83,9 @@ func TestIPv6PortPasvRefused(t *testing.T) {
 	l := newLab6(t)
 	srv := serveOn(t, l.Server, netip.AddrPortFrom(any6, 21))
 	c := dial(t, l.Client, ftpServer6)
-	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5001)), "502")
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001)), "502")
 	c.cmd("PASV", "502")
-	c.cmd("EPRT "+ftp.FormatEPRT(netip.AddrPortFrom(filtertest.ClientAddr, 5001)), "500")
+	c.cmd("EPRT "+ftp.FormatEPRT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001)), "500")
 	srv.receivedNothing(t)
 	c.cmd("NOOP", "200")
 	if got := srv.received(t); got != "NOOP" {
@@ -100,13 +101,13 @@ func TestIPv6PortPasvRefused(t *testing.T) {
 func TestIPv6PublishedPassive(t *testing.T) {
 	l := newLab6(t)
 	serveOn(t, l.Client, netip.AddrPortFrom(any6, 21))
-	c := dial(t, l.Server, netip.AddrPortFrom(filtertest.FWOutside6, 21))
+	c := dial(t, l.Server, netip.AddrPortFrom(fwxlab.FWOutside6, 21))
 	line := c.cmd("EPSV", "229")
 	port, err := ftp.Parse229(line[4:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), netip.AddrPortFrom(filtertest.FWOutside6, port))
+	d, err := l.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwxlab.FWOutside6, port))
 	if err != nil {
 		t.Fatalf("data connection: %v", err)
 	}

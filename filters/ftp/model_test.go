@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/ftp"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // The FTP session model: nothing is opened or rewritten for a connection
 // that does not look like FTP from its first byte, or before the login.
 
-var activePORT = "PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+var activePORT = "PORT " + ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001))
 
 // untouched reads what the server received until a line starting with
 // PORT, and checks that it is the client's line, not rewritten.
@@ -30,13 +30,13 @@ func untouched(t *testing.T, srv *server, want string) {
 	}
 }
 
-func notFTPRecord(t *testing.T, l *filtertest.Lab, reason string) {
+func notFTPRecord(t *testing.T, l *fwxlab.Lab, reason string) {
 	t.Helper()
 	rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-refused", "cause": "not-ftp"})[0]
 	if r, _ := rec["reason"].(string); !strings.Contains(r, reason) {
 		t.Errorf("not-ftp record gives %q, want it to mention %q", r, reason)
 	}
-	if rec["client"] != filtertest.ClientAddr.String() || rec["server"] != filtertest.ServerAddr.String() || rec["rule"] != "ftp-out" {
+	if rec["client"] != fwxlab.ClientAddr.String() || rec["server"] != fwxlab.ServerAddr.String() || rec["rule"] != "ftp-out" {
 		t.Errorf("record %v: want the client, the server and the rule", rec)
 	}
 }
@@ -149,7 +149,7 @@ func TestServerNotFTP(t *testing.T) {
 // TestNothingBeforeLogin: PORT, EPRT, PASV and EPSV before the login
 // completed are refused by fwx (530) and never reach the server.
 func TestNothingBeforeLogin(t *testing.T) {
-	eprt := "EPRT " + ftp.FormatEPRT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+	eprt := "EPRT " + ftp.FormatEPRT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001))
 	for _, tt := range []struct {
 		name  string
 		reply map[string]string // the server's replies
@@ -248,7 +248,7 @@ func TestLongLines(t *testing.T) {
 	c.cmd(activePORT, "200")
 	srv.received(t)
 	c.cmd("RETR "+path, "150")
-	if got := recvData(t, data); got != filtertest.ServerAddr.String()+" contents of "+path {
+	if got := recvData(t, data); got != fwxlab.ServerAddr.String()+" contents of "+path {
 		t.Errorf("data connection: %d bytes", len(got))
 	}
 	c.expect("226")
@@ -259,7 +259,7 @@ func TestLongLines(t *testing.T) {
 func TestLongLineRefused(t *testing.T) {
 	l := newLab(t)
 	srv := serve(t, l.Server, 2121)
-	c := dial(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, 2121))
+	c := dial(t, l.Client, netip.AddrPortFrom(fwxlab.ServerAddr, 2121))
 	refused(t, c, srv, "STOR "+strings.Repeat("f", 9000), "550")
 }
 
@@ -269,7 +269,7 @@ func TestOpeningLinesBounded(t *testing.T) {
 	for _, tt := range []struct{ name, send, reply string }{
 		{"PORT", "PORT " + strings.Repeat("1,", 300), ""},
 		{"PASV", "PASV " + strings.Repeat("x", ftp.PieceSize+10), ""},
-		{"227", "PASV", "227 " + ftp.Format227(netip.AddrPortFrom(filtertest.ServerAddr, 31000)) + strings.Repeat(" ", ftp.MaxLine)},
+		{"227", "PASV", "227 " + ftp.Format227(netip.AddrPortFrom(fwxlab.ServerAddr, 31000)) + strings.Repeat(" ", ftp.MaxLine)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLab(t)

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/ftp"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // A pinhole exists only for the transfer the two ends are negotiating:
@@ -29,7 +29,7 @@ func boundPort(t *testing.T, srv *server) netip.AddrPort {
 	} else {
 		ap, err = ftp.ParseEPRT(arg)
 	}
-	if err != nil || ap.Addr() != filtertest.FWOutside {
+	if err != nil || ap.Addr() != fwxlab.FWOutside {
 		t.Fatalf("server got %q, want a PORT or EPRT rewritten to fwx's outside address", got)
 	}
 	return ap
@@ -45,7 +45,7 @@ func reaches(t *testing.T, h *lab.Host, ap netip.AddrPort, expect bool) bool {
 	if expect {
 		wait = 5 * time.Second
 	}
-	c, err := h.DialTCP(filtertest.Context(t, wait), ap)
+	c, err := h.DialTCP(lab.Context(t, wait), ap)
 	if err != nil {
 		return false
 	}
@@ -65,9 +65,9 @@ func TestActiveArmedByServer(t *testing.T) {
 			srv.hold[verb] = hold
 			data := listenData(t, l.Client, 5001)
 			c := dial(t, l.Client, ftpServer)
-			arg := ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+			arg := ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001))
 			if verb == "EPRT" {
-				arg = ftp.FormatEPRT(netip.AddrPortFrom(filtertest.ClientAddr, 5001))
+				arg = ftp.FormatEPRT(netip.AddrPortFrom(fwxlab.ClientAddr, 5001))
 			}
 			c.send(verb + " " + arg + "\r\n")
 			bound := boundPort(t, srv)
@@ -79,7 +79,7 @@ func TestActiveArmedByServer(t *testing.T) {
 			}
 			early := make(chan error, 1)
 			go func() {
-				d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), bound)
+				d, err := l.Server.DialTCP(lab.Context(t, 5*time.Second), bound)
 				if err == nil {
 					io.WriteString(d, "early")
 					d.Close()
@@ -92,7 +92,7 @@ func TestActiveArmedByServer(t *testing.T) {
 			if err := <-early; err != nil {
 				t.Fatalf("the connection that raced the 200: %v", err)
 			}
-			if got := recvData(t, data); got != filtertest.ServerAddr.String()+" early" {
+			if got := recvData(t, data); got != fwxlab.ServerAddr.String()+" early" {
 				t.Errorf("data connection: %q", got)
 			}
 			rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-opened", "kind": verb})[0]
@@ -128,7 +128,7 @@ func TestRepliesPaired(t *testing.T) {
 	close(hold)
 	c.expect("200 ok")
 	c.expect("150")
-	if got := recvData(t, data); got != filtertest.ServerAddr.String()+" contents of f" {
+	if got := recvData(t, data); got != fwxlab.ServerAddr.String()+" contents of f" {
 		t.Errorf("data connection: %q", got)
 	}
 	c.expect("226")
@@ -167,8 +167,8 @@ func TestPublishedActiveArmedByServer(t *testing.T) {
 	srv.reply["PORT"] = "500 no"
 	listenData(t, l.Server, 5010)
 	c := dial(t, l.Server, publishedFTP)
-	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ServerAddr, 5010)), "500")
-	if reaches(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, 5010), false) {
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ServerAddr, 5010)), "500")
+	if reaches(t, l.Client, netip.AddrPortFrom(fwxlab.ServerAddr, 5010), false) {
 		t.Error("the published server connected out after refusing the PORT")
 	}
 	l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-refused", "cause": "server-refused"})
@@ -195,7 +195,7 @@ func TestOneDataChannel(t *testing.T) {
 	}
 	c.cmd(activePORT, "200")
 	last := boundPort(t, srv)
-	if reaches(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, port), false) {
+	if reaches(t, l.Client, netip.AddrPortFrom(fwxlab.ServerAddr, port), false) {
 		t.Error("the EPSV's pinhole outlived the PORT after it")
 	}
 	if n := l.Session(t).Pinholes(); n != 1 {
@@ -231,7 +231,7 @@ func TestPipelinedPassive(t *testing.T) {
 			t.Errorf("the pinhole of an earlier reply, to %v, is open", ap)
 		}
 	}
-	if !reaches(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, port), true) {
+	if !reaches(t, l.Client, netip.AddrPortFrom(fwxlab.ServerAddr, port), true) {
 		t.Error("the last reply's pinhole does not admit the client")
 	}
 	l.Log.WaitRecords(t, 2, map[string]string{"event": "pinhole-superseded", "cause": "superseded"})
@@ -270,18 +270,18 @@ func TestUsedChannelLives(t *testing.T) {
 	data := listenData(t, l.Client, 5001)
 	c := dial(t, l.Client, ftpServer)
 	c.cmd(activePORT, "200")
-	d, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), boundPort(t, srv))
+	d, err := l.Server.DialTCP(lab.Context(t, 5*time.Second), boundPort(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := l.Log.WaitRecords(t, 1, map[string]string{"event": "pinhole-used"})[0]
-	if peer, _ := rec["peer"].(string); !strings.HasPrefix(peer, filtertest.ServerAddr.String()+":") {
+	if peer, _ := rec["peer"].(string); !strings.HasPrefix(peer, fwxlab.ServerAddr.String()+":") {
 		t.Errorf("pinhole-used %v: want the server as peer", rec)
 	}
 	c.cmd("PASV", "227")
 	io.WriteString(d, "still here")
 	d.Close()
-	if got := recvData(t, data); got != filtertest.ServerAddr.String()+" still here" {
+	if got := recvData(t, data); got != fwxlab.ServerAddr.String()+" still here" {
 		t.Errorf("data connection: %q", got)
 	}
 	if len(l.Log.Records(t, map[string]string{"event": "pinhole-superseded"})) != 0 {
@@ -301,7 +301,7 @@ func TestPinholesCapped(t *testing.T) {
 		if i >= ftp.MaxPinholes {
 			code = "425"
 		}
-		c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, uint16(10000+i))), code)
+		c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, uint16(10000+i))), code)
 	}
 	if n := l.Session(t).Pinholes(); n != ftp.MaxPinholes {
 		t.Errorf("%d pinholes, want %d", n, ftp.MaxPinholes)
@@ -328,7 +328,7 @@ func TestPinholeRecords(t *testing.T) {
 		if ctl, _ := rec["control"].(string); !strings.HasSuffix(ctl, " 198.51.100.2:21") {
 			t.Errorf("control = %q, want the control connection's endpoints", ctl)
 		}
-		d, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), ap)
+		d, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), ap)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,8 +376,8 @@ func TestPinholeRecords(t *testing.T) {
 		srv := serve(t, l.Server, 21)
 		c := dial(t, l.Client, ftpServer)
 		for _, tt := range []struct{ line, cause string }{
-			{"PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.Server2, 5001)), "foreign-address"},
-			{"PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 25)), "privileged-port"},
+			{"PORT " + ftp.FormatPORT(netip.AddrPortFrom(fwxlab.Server2, 5001)), "foreign-address"},
+			{"PORT " + ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 25)), "privileged-port"},
 			{"EPRT |1|10.0.0.2|x|", "malformed"},
 		} {
 			refused(t, c, srv, tt.line, "50")

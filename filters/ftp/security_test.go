@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/ftp"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // The filter must never open a path the client and server did not
@@ -31,9 +31,9 @@ func TestPORTMustNameTheClient(t *testing.T) {
 	srv := serve(t, l.Server, 21)
 	c := dial(t, l.Client, ftpServer)
 	for _, target := range []netip.AddrPort{
-		netip.AddrPortFrom(filtertest.Client2Prefix.Addr(), 5001), // another inside host
-		netip.AddrPortFrom(filtertest.Server2, 5001),              // a third party outside (FTP bounce)
-		netip.AddrPortFrom(filtertest.FWInside, 5001),             // fwx itself
+		netip.AddrPortFrom(fwxlab.Client2Prefix.Addr(), 5001), // another inside host
+		netip.AddrPortFrom(fwxlab.Server2, 5001),              // a third party outside (FTP bounce)
+		netip.AddrPortFrom(fwxlab.FWInside, 5001),             // fwx itself
 	} {
 		refused(t, c, srv, "PORT "+ftp.FormatPORT(target), "500")
 		refused(t, c, srv, "EPRT "+ftp.FormatEPRT(target), "500")
@@ -48,7 +48,7 @@ func TestPrivilegedPortsRefused(t *testing.T) {
 	srv := serve(t, l.Server, 21)
 	c := dial(t, l.Client, ftpServer)
 	for _, port := range []uint16{0, 22, 1023} {
-		refused(t, c, srv, "PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, port)), "50")
+		refused(t, c, srv, "PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, port)), "50")
 	}
 	if n := l.Session(t).Pinholes(); n != 0 {
 		t.Errorf("%d pinholes opened", n)
@@ -83,7 +83,7 @@ func TestSplitCommand(t *testing.T) {
 	srv := serve(t, l.Server, 21)
 	data := listenData(t, l.Client, 5002)
 	c := dial(t, l.Client, ftpServer)
-	cmd := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5002)) + "\r\n"
+	cmd := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5002)) + "\r\n"
 	for _, part := range []string{cmd[:3], cmd[3:9], cmd[9 : len(cmd)-1], cmd[len(cmd)-1:]} {
 		c.send(part)
 		time.Sleep(20 * time.Millisecond)
@@ -102,7 +102,7 @@ func TestCommandMustStartTheLine(t *testing.T) {
 	l := newLab(t)
 	srv := serve(t, l.Server, 21)
 	c := dial(t, l.Client, ftpServer)
-	port := ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5003))
+	port := ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5003))
 	for _, line := range []string{"NOOP PORT " + port, " PORT " + port, "XPORT " + port} {
 		c.send(line + "\r\n")
 		c.expect("200")
@@ -120,7 +120,7 @@ func TestCommandMustStartTheLine(t *testing.T) {
 func TestReplyOnlyWhileOutstanding(t *testing.T) {
 	l := newLab(t)
 	srv := serve(t, l.Server, 21)
-	srv.reply["NOOP"] = "227 " + ftp.Format227(netip.AddrPortFrom(filtertest.ServerAddr, 31000))
+	srv.reply["NOOP"] = "227 " + ftp.Format227(netip.AddrPortFrom(fwxlab.ServerAddr, 31000))
 	c := dial(t, l.Client, ftpServer)
 	c.cmd("NOOP", "227")
 	if n := l.Session(t).Pinholes(); n != 0 {
@@ -132,12 +132,12 @@ func TestReplyOnlyWhileOutstanding(t *testing.T) {
 func TestReplyMayNameOnlyTheServer(t *testing.T) {
 	l := newLab(t)
 	srv := serve(t, l.Server, 21)
-	third := netip.AddrPortFrom(filtertest.Server2, 31000)
+	third := netip.AddrPortFrom(fwxlab.Server2, 31000)
 	srv.reply["PASV"] = "227 " + ftp.Format227(third)
 	echo := listenTCP(t, l.Server2, 31000)
 	c := dial(t, l.Client, ftpServer)
 	c.cmd("PASV", "227")
-	if _, err := l.Client.DialTCP(filtertest.Context(t, time.Second), third); err == nil {
+	if _, err := l.Client.DialTCP(lab.Context(t, time.Second), third); err == nil {
 		t.Error("the client reached the third party named in the 227")
 	}
 	select {
@@ -198,14 +198,14 @@ func TestPinholesSingleUse(t *testing.T) {
 	srv := serve(t, l.Server, 21)
 	listenData(t, l.Client, 5004)
 	c := dial(t, l.Client, ftpServer)
-	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5004)), "200")
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5004)), "200")
 	bound, _ := ftp.ParsePORT(strings.TrimPrefix(srv.received(t), "PORT "))
-	first, err := l.Server.DialTCP(filtertest.Context(t, 5*time.Second), bound)
+	first, err := l.Server.DialTCP(lab.Context(t, 5*time.Second), bound)
 	if err != nil {
 		t.Fatalf("first connection: %v", err)
 	}
 	first.Close()
-	if c2, err := l.Server.DialTCP(filtertest.Context(t, 300*time.Millisecond), bound); err == nil {
+	if c2, err := l.Server.DialTCP(lab.Context(t, 300*time.Millisecond), bound); err == nil {
 		c2.Close()
 		t.Error("second connection to a single-use pinhole accepted")
 	}
@@ -223,7 +223,7 @@ func TestPinholesShortLived(t *testing.T) {
 			srv := serve(t, l.Server, 21)
 			listenData(t, l.Client, 5005)
 			c := dial(t, l.Client, ftpServer)
-			c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5005)), "200")
+			c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5005)), "200")
 			bound, _ := ftp.ParsePORT(strings.TrimPrefix(srv.received(t), "PORT "))
 			l.Clock.Advance(tt.after)
 			if got := reaches(t, l.Server, bound, tt.want); got != tt.want {
@@ -240,7 +240,7 @@ func TestPinholesRevokedWithControl(t *testing.T) {
 	srv := serve(t, l.Server, 21)
 	listenData(t, l.Client, 5006)
 	c := dial(t, l.Client, ftpServer)
-	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5006)), "200")
+	c.cmd("PORT "+ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5006)), "200")
 	bound, _ := ftp.ParsePORT(strings.TrimPrefix(srv.received(t), "PORT "))
 	c.cmd("QUIT", "221")
 	c.c.Close()
@@ -248,7 +248,7 @@ func TestPinholesRevokedWithControl(t *testing.T) {
 	for l.Session(t).Pinholes() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if d, err := l.Server.DialTCP(filtertest.Context(t, 300*time.Millisecond), bound); err == nil {
+	if d, err := l.Server.DialTCP(lab.Context(t, 300*time.Millisecond), bound); err == nil {
 		d.Close()
 		t.Error("pinhole still open after the control connection ended")
 	}
@@ -262,7 +262,7 @@ func TestTLSStopsParsing(t *testing.T) {
 	c := dial(t, l.Client, ftpServer)
 	c.cmd("AUTH TLS", "234")
 	srv.received(t)
-	line := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(filtertest.ClientAddr, 5007))
+	line := "PORT " + ftp.FormatPORT(netip.AddrPortFrom(fwxlab.ClientAddr, 5007))
 	c.cmd(line, "200")
 	if got := srv.received(t); got != line {
 		t.Errorf("server got %q, want the line untouched", got)
@@ -277,7 +277,7 @@ func TestTLSStopsParsing(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	l := newLab(t)
 	srv := serve(t, l.Server, 2121)
-	c := dial(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, 2121))
+	c := dial(t, l.Client, netip.AddrPortFrom(fwxlab.ServerAddr, 2121))
 	for _, cmd := range []string{"STOR f", "APPE f", "DELE f", "RNFR f", "MKD d", "RMD d", "stor lower-case"} {
 		refused(t, c, srv, cmd, "550")
 	}
@@ -289,7 +289,7 @@ func TestReadOnly(t *testing.T) {
 func TestReplyInsideMultiLine(t *testing.T) {
 	l := newLab(t)
 	srv := serve(t, l.Server, 21)
-	trap := "227 " + ftp.Format227(netip.AddrPortFrom(filtertest.ServerAddr, 31001))
+	trap := "227 " + ftp.Format227(netip.AddrPortFrom(fwxlab.ServerAddr, 31001))
 	srv.reply["PASV"] = "211-status\r\n" + trap + "\r\n211 end"
 	c := dial(t, l.Client, ftpServer)
 	c.cmd("PASV", "211-")

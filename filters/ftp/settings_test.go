@@ -7,8 +7,8 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/ftp"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -39,13 +39,13 @@ func settingsRegistry() *filters.Registry {
 // read-only; the ftp-readonly alias is read-only unless its rule says
 // otherwise; other rules' connections may upload.
 func TestReadOnlySetting(t *testing.T) {
-	l := filtertest.New(t, filtertest.Options{Policy: settingsPolicy, Filters: settingsRegistry()})
+	l := fwxlab.New(t, fwxlab.Options{Policy: settingsPolicy, Filters: settingsRegistry()})
 	for _, tt := range []struct {
 		port     uint16
 		readOnly bool
 	}{{21, false}, {2121, true}, {2221, true}, {2321, false}} {
 		srv := serve(t, l.Server, tt.port)
-		c := dial(t, l.Client, netip.AddrPortFrom(filtertest.ServerAddr, tt.port))
+		c := dial(t, l.Client, netip.AddrPortFrom(fwxlab.ServerAddr, tt.port))
 		if tt.readOnly {
 			refused(t, c, srv, "STOR f", "550")
 			continue

@@ -13,9 +13,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/relay"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -79,17 +79,17 @@ publish:
 
 // relayLab is fwx in the lab with the relay filter, logging to filterLog.
 type relayLab struct {
-	*filtertest.Lab
-	filterLog *filtertest.LogBuffer
+	*fwxlab.Lab
+	filterLog *fwxlab.LogBuffer
 }
 
 func newLab(t *testing.T, cfg relay.Config) *relayLab {
 	t.Helper()
-	filterLog := &filtertest.LogBuffer{}
+	filterLog := &fwxlab.LogBuffer{}
 	cfg.Log = zerolog.New(filterLog).Level(zerolog.DebugLevel)
 	reg := &filters.Registry{}
 	reg.Register(relay.Name, func() session.Filter { return relay.New(cfg) })
-	return &relayLab{filtertest.New(t, filtertest.Options{Policy: relayPolicy, Filters: reg}), filterLog}
+	return &relayLab{fwxlab.New(t, fwxlab.Options{Policy: relayPolicy, Filters: reg}), filterLog}
 }
 
 // direction is one way through fwx: which lab host listens, which dials
@@ -107,14 +107,14 @@ var directions = []direction{
 		name:     "outbound",
 		listener: func(l *relayLab) *lab.Host { return l.Server },
 		dialer:   func(l *relayLab) *lab.Host { return l.Client },
-		dst:      netip.AddrPortFrom(filtertest.ServerAddr, 7),
+		dst:      netip.AddrPortFrom(fwxlab.ServerAddr, 7),
 		record:   map[string]string{"event": "allowed", "direction": "outbound", "rule": "echo-out", "path": "user"},
 	},
 	{
 		name:     "inbound",
 		listener: func(l *relayLab) *lab.Host { return l.Client },
 		dialer:   func(l *relayLab) *lab.Host { return l.Server },
-		dst:      netip.AddrPortFrom(filtertest.FWOutside, 7),
+		dst:      netip.AddrPortFrom(fwxlab.FWOutside, 7),
 		record:   map[string]string{"event": "allowed", "direction": "inbound", "rule": "echod", "path": "user"},
 	},
 }
@@ -169,7 +169,7 @@ func TestRelayEcho(t *testing.T) {
 				io.Copy(c, c) // echo until the peer half-closes
 				c.(interface{ CloseWrite() error }).CloseWrite()
 			})
-			c, err := d.dialer(l).DialTCP(filtertest.Context(t, 10*time.Second), d.dst)
+			c, err := d.dialer(l).DialTCP(lab.Context(t, 10*time.Second), d.dst)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +230,7 @@ func TestRelayHalfClose(t *testing.T) {
 				// The other direction is still open.
 				io.WriteString(c, reply)
 			})
-			c, err := d.dialer(l).DialTCP(filtertest.Context(t, 10*time.Second), d.dst)
+			c, err := d.dialer(l).DialTCP(lab.Context(t, 10*time.Second), d.dst)
 			if err != nil {
 				t.Fatal(err)
 			}

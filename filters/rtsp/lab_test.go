@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/rtsp"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -38,11 +38,11 @@ options:
   filtering: address-and-port-dependent
 `
 
-func newLab(t *testing.T, cfg rtsp.Config) *filtertest.Lab {
+func newLab(t *testing.T, cfg rtsp.Config) *fwxlab.Lab {
 	t.Helper()
 	reg := &filters.Registry{}
 	reg.Register(rtsp.Name, func() session.Filter { return rtsp.New(cfg) })
-	return filtertest.New(t, filtertest.Options{Policy: rtspPolicy, Filters: reg})
+	return fwxlab.New(t, fwxlab.Options{Policy: rtspPolicy, Filters: reg})
 }
 
 // request is what the scripted server read.
@@ -173,7 +173,7 @@ type response struct {
 
 func dial(t *testing.T, h *lab.Host, dst netip.AddrPort) *player {
 	t.Helper()
-	c, err := h.DialTCP(filtertest.Context(t, 5*time.Second), dst)
+	c, err := h.DialTCP(lab.Context(t, 5*time.Second), dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,4 +299,4 @@ func (m *media) silent() {
 	}
 }
 
-func outside(port uint16) netip.AddrPort { return netip.AddrPortFrom(filtertest.FWOutside, port) }
+func outside(port uint16) netip.AddrPort { return netip.AddrPortFrom(fwxlab.FWOutside, port) }

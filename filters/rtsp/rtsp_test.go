@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/rtsp"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 var (
-	serverControl = netip.AddrPortFrom(filtertest.ServerAddr, 554)
-	client        = filtertest.ClientAddr
+	serverControl = netip.AddrPortFrom(fwxlab.ServerAddr, 554)
+	client        = fwxlab.ClientAddr
 	client2       = netip.MustParseAddr("10.0.0.3")
 )
 
@@ -25,7 +25,7 @@ func setupUDP(t *testing.T, p *player, s *server, uri string, rtpPort uint16, ex
 	fields := append([]string{fmt.Sprintf("Transport: RTP/AVP;unicast;client_port=%d-%d", rtpPort, rtpPort+1)}, extra...)
 	resp = p.do("SETUP", uri, fields...)
 	req := s.next(t)
-	if req.from.Addr() != filtertest.FWOutside {
+	if req.from.Addr() != fwxlab.FWOutside {
 		t.Fatalf("the server's SETUP came from %v, want fwx's outside address", req.from)
 	}
 	lo, hi := ports(t, req.header.Get("Transport"), "client")
@@ -58,15 +58,15 @@ func TestPlayerUDP(t *testing.T) {
 	other := listenMedia(t, l.Server2, srv)
 
 	// The player speaks first: its NAT-opening packets leave from the pair.
-	rtp.send(netip.AddrPortFrom(filtertest.ServerAddr, srv), "punch")
+	rtp.send(netip.AddrPortFrom(fwxlab.ServerAddr, srv), "punch")
 	sRTP.expect("punch", outside(bound))
-	rtcp.send(netip.AddrPortFrom(filtertest.ServerAddr, srv+1), "receiver report")
+	rtcp.send(netip.AddrPortFrom(fwxlab.ServerAddr, srv+1), "receiver report")
 	sRTCP.expect("receiver report", outside(bound+1))
 
 	sRTP.send(outside(bound), "rtp 1")
-	rtp.expect("rtp 1", netip.AddrPortFrom(filtertest.ServerAddr, srv))
+	rtp.expect("rtp 1", netip.AddrPortFrom(fwxlab.ServerAddr, srv))
 	sRTCP.send(outside(bound+1), "sender report")
-	rtcp.expect("sender report", netip.AddrPortFrom(filtertest.ServerAddr, srv+1))
+	rtcp.expect("sender report", netip.AddrPortFrom(fwxlab.ServerAddr, srv+1))
 
 	// Only the server may use the pair.
 	other.send(outside(bound), "intruder")
@@ -79,7 +79,7 @@ func TestPlayerUDP(t *testing.T) {
 	s.next(t)
 	sRTP.send(outside(bound), "rtp after teardown")
 	rtp.silent()
-	rtcp.send(netip.AddrPortFrom(filtertest.ServerAddr, srv+1), "report after teardown")
+	rtcp.send(netip.AddrPortFrom(fwxlab.ServerAddr, srv+1), "report after teardown")
 	sRTCP.silent()
 	if n := l.Session(t).Pinholes(); n != 0 {
 		t.Errorf("%d pinholes after TEARDOWN, want 0", n)
@@ -102,16 +102,16 @@ func TestSeveralStreams(t *testing.T) {
 	}
 	vOut, aOut := listenMedia(t, l.Server, vSrv), listenMedia(t, l.Server, aSrv)
 	vOut.send(outside(vBound), "video")
-	video.expect("video", netip.AddrPortFrom(filtertest.ServerAddr, vSrv))
+	video.expect("video", netip.AddrPortFrom(fwxlab.ServerAddr, vSrv))
 	aOut.send(outside(aBound), "audio")
-	audio.expect("audio", netip.AddrPortFrom(filtertest.ServerAddr, aSrv))
+	audio.expect("audio", netip.AddrPortFrom(fwxlab.ServerAddr, aSrv))
 
 	p.do("TEARDOWN", "rtsp://198.51.100.2/t/audio", "Session: "+session)
 	s.next(t)
 	aOut.send(outside(aBound), "audio after its teardown")
 	audio.silent()
 	vOut.send(outside(vBound), "video goes on")
-	video.expect("video goes on", netip.AddrPortFrom(filtertest.ServerAddr, vSrv))
+	video.expect("video goes on", netip.AddrPortFrom(fwxlab.ServerAddr, vSrv))
 
 	p.do("TEARDOWN", "rtsp://198.51.100.2/t", "Session: "+session)
 	s.next(t)
@@ -129,7 +129,7 @@ func TestControlEndRevokes(t *testing.T) {
 	bound, srv, _ := setupUDP(t, p, s, "rtsp://198.51.100.2/t", 5000)
 	sRTP := listenMedia(t, l.Server, srv)
 	sRTP.send(outside(bound), "before")
-	rtp.expect("before", netip.AddrPortFrom(filtertest.ServerAddr, srv))
+	rtp.expect("before", netip.AddrPortFrom(fwxlab.ServerAddr, srv))
 
 	p.c.Close()
 	deadline := time.Now().Add(5 * time.Second)

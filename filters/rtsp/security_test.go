@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/rtsp"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestSetupRefused: a SETUP whose UDP transport would open a path the
@@ -239,7 +239,7 @@ func TestPublishedServer(t *testing.T) {
 	if got := req.header.Get("Transport"); got != "RTP/AVP;unicast;client_port=7000-7001" {
 		t.Errorf("the server got Transport %q, want the player's", got)
 	}
-	if req.from.Addr() != filtertest.ServerAddr {
+	if req.from.Addr() != fwxlab.ServerAddr {
 		t.Errorf("the server's SETUP came from %v", req.from)
 	}
 	tr := resp.header.Get("Transport")
@@ -249,7 +249,7 @@ func TestPublishedServer(t *testing.T) {
 	}
 	sRTP, sRTCP := listenMedia(t, l.Client2, 6970), listenMedia(t, l.Client2, 6971)
 
-	player := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(filtertest.ServerAddr, port) }
+	player := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(fwxlab.ServerAddr, port) }
 	sRTP.send(player(7000), "rtp")
 	rtp.expect("rtp", outside(lo))
 	rtcp.send(outside(hi), "receiver report")

@@ -6,8 +6,8 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/rtsp"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
@@ -44,7 +44,7 @@ func TestRegistered(t *testing.T) {
 func TestMaxStreamsSetting(t *testing.T) {
 	reg := &filters.Registry{}
 	rtsp.Register(reg)
-	l := filtertest.New(t, filtertest.Options{Filters: reg, Policy: strings.Replace(rtspPolicy,
+	l := fwxlab.New(t, fwxlab.Options{Filters: reg, Policy: strings.Replace(rtspPolicy,
 		"protocols: [rtsp]}", "protocols: [rtsp], filter_settings: {max_streams: 1}}", 1)})
 	s := serve(t, l.Server, 554)
 	p := dial(t, l.Client, serverControl)

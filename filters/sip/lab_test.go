@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/sip"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -30,21 +30,21 @@ options:
 `
 
 var (
-	clientSIP = netip.AddrPortFrom(filtertest.ClientAddr, 5060)
-	serverSIP = netip.AddrPortFrom(filtertest.ServerAddr, 5060)
-	server2   = filtertest.Server2
+	clientSIP = netip.AddrPortFrom(fwxlab.ClientAddr, 5060)
+	serverSIP = netip.AddrPortFrom(fwxlab.ServerAddr, 5060)
+	server2   = fwxlab.Server2
 )
 
 // newLab starts fwx with the SIP filter configured by cfg; its timers
 // run on the lab's manual clock, fwx's.
-func newLab(t *testing.T, cfg sip.Config, policy string) *filtertest.Lab {
+func newLab(t *testing.T, cfg sip.Config, policy string) *fwxlab.Lab {
 	t.Helper()
 	reg := &filters.Registry{}
 	reg.Register(sip.Name, func() session.Filter { return sip.New(cfg) }, sip.Settings...)
 	if policy == "" {
 		policy = sipPolicy
 	}
-	return filtertest.New(t, filtertest.Options{Policy: policy, Filters: reg})
+	return fwxlab.New(t, fwxlab.Options{Policy: policy, Filters: reg})
 }
 
 // udp is a UDP socket on a lab host: a SIP endpoint or a media port.
@@ -202,6 +202,6 @@ func mediaPort(t *testing.T, m *sip.Message) (netip.Addr, uint16) {
 	return a, s.Media[0].Port
 }
 
-func outside(port uint16) netip.AddrPort { return netip.AddrPortFrom(filtertest.FWOutside, port) }
+func outside(port uint16) netip.AddrPort { return netip.AddrPortFrom(fwxlab.FWOutside, port) }
 
-func server(port uint16) netip.AddrPort { return netip.AddrPortFrom(filtertest.ServerAddr, port) }
+func server(port uint16) netip.AddrPort { return netip.AddrPortFrom(fwxlab.ServerAddr, port) }

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/sip"
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestClientNamesOnlyItself: a client's Via, Contact and session
@@ -121,7 +122,7 @@ func TestSlipstreaming(t *testing.T) {
 		}
 		got <- string(buf[:n])
 	}()
-	c, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), serverSIP)
+	c, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), serverSIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestSlipstreaming(t *testing.T) {
 		probe := listen(t, l.Server, 9000+port)
 		probe.send(outside(port), "probe")
 		sock.silent()
-		if _, err := l.Server.DialTCP(filtertest.Context(t, 300*time.Millisecond), outside(port)); err == nil {
+		if _, err := l.Server.DialTCP(lab.Context(t, 300*time.Millisecond), outside(port)); err == nil {
 			t.Errorf("TCP port %d is open from the outside", port)
 		}
 	}
@@ -235,7 +236,7 @@ func TestDescriptionOutsideACall(t *testing.T) {
 	ua, uas := listen(t, l.Client, 5060), listen(t, l.Server, 5060)
 	ua.send(serverSIP, request("OPTIONS", "caps", 1, sdp("10.0.0.2", 6000)))
 	got, _ := uas.message()
-	if addr, port := mediaPort(t, got); addr != filtertest.FWOutside || port != 6000 {
+	if addr, port := mediaPort(t, got); addr != fwxlab.FWOutside || port != 6000 {
 		t.Errorf("the peer got media %v:%d, want fwx's address and the port unchanged", addr, port)
 	}
 	if n := l.Session(t).Pinholes(); n != 0 {
@@ -257,7 +258,7 @@ func TestBodyIsNotAMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), serverSIP)
+	c, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), serverSIP)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/sip"
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // call makes the client's UA call the UAS on the server host with one
@@ -22,7 +23,7 @@ func call(t *testing.T, ua, uas *udp, callID string) (uint16, *sip.Message) {
 	t.Helper()
 	ua.send(serverSIP, request("INVITE", callID, 1, sdp("10.0.0.2", 6000)))
 	inv, from := uas.message()
-	if from.Addr() != filtertest.FWOutside {
+	if from.Addr() != fwxlab.FWOutside {
 		t.Fatalf("the INVITE came from %v, want fwx's outside address", from)
 	}
 	via, _ := sip.ParseVia(inv.Values("via")[0])
@@ -31,7 +32,7 @@ func call(t *testing.T, ua, uas *udp, callID string) (uint16, *sip.Message) {
 		t.Fatalf("the UAS got Via %v and Contact %v, want fwx's endpoint %v", via.SentBy, contact.URI.Host, from)
 	}
 	addr, port := mediaPort(t, inv)
-	if addr != filtertest.FWOutside || port%2 != 0 || port == 6000 {
+	if addr != fwxlab.FWOutside || port%2 != 0 || port == 6000 {
 		t.Fatalf("the UAS was told media at %v:%d, want fwx's address and an even port of its own", addr, port)
 	}
 	uas.send(from, reply(inv, 200, "<sip:bob@198.51.100.2:5060>", sdp("198.51.100.2", 7000)))
@@ -72,7 +73,7 @@ func TestCallUDP(t *testing.T) {
 	contact, _ := sip.ParseContact(field(t, inv, "contact"))
 	bye := strings.Replace(request("BYE", "call-1", 2, ""), "BYE sip:bob@198.51.100.2", "BYE "+contact.URI.String(), 1)
 	bye = strings.Replace(bye, "Via: SIP/2.0/UDP 10.0.0.2:5060", "Via: SIP/2.0/UDP 198.51.100.2:5060", 1)
-	uas.send(netip.AddrPortFrom(filtertest.FWOutside, contact.URI.Host.Port), bye)
+	uas.send(netip.AddrPortFrom(fwxlab.FWOutside, contact.URI.Host.Port), bye)
 	got, _ := ua.message()
 	if got.Method != "BYE" || got.URI != "sip:alice@10.0.0.2:5060" {
 		t.Fatalf("the UA got %s %s, want BYE to its own Contact", got.Method, got.URI)
@@ -134,7 +135,7 @@ func TestInboundCall(t *testing.T) {
 	ua.send(serverSIP, reply(inv, 200, "<sip:alice@10.0.0.2:5060>", sdp("10.0.0.2", 6000)))
 	ok, _ := registrar.message()
 	addr, port := mediaPort(t, ok)
-	if ok.Status != 200 || addr != filtertest.FWOutside || port%2 != 0 {
+	if ok.Status != 200 || addr != fwxlab.FWOutside || port%2 != 0 {
 		t.Fatalf("the caller got %d with media at %v:%d", ok.Status, addr, port)
 	}
 	peerRTP.send(outside(port), "rtp to the callee")
@@ -172,7 +173,7 @@ func TestCallTCP(t *testing.T) {
 	}
 	defer ln.Close()
 	rtp, peerRTP := listen(t, l.Client, 6000), listen(t, l.Server, 7000)
-	c, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), serverSIP)
+	c, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), serverSIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestCallTCP(t *testing.T) {
 	}
 	inv := uas.message()
 	addr, port := mediaPort(t, inv)
-	if contact := field(t, inv, "contact"); addr != filtertest.FWOutside || !strings.Contains(contact, "198.51.100.1:") {
+	if contact := field(t, inv, "contact"); addr != fwxlab.FWOutside || !strings.Contains(contact, "198.51.100.1:") {
 		t.Fatalf("the UAS got Contact %s and media at %v", contact, addr)
 	}
 	uas.write(reply(inv, 200, "<sip:bob@198.51.100.2;transport=tcp>", sdp("198.51.100.2", 7000)))

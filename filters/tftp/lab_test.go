@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters"
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/tftp"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // The lab's TFTP peers: a server and a client written for these tests
@@ -39,11 +39,11 @@ options:
 
 // newLab starts fwx with the TFTP filter; the filter's timers run on the
 // lab's manual clock, fwx's.
-func newLab(t *testing.T, policy string) *filtertest.Lab {
+func newLab(t *testing.T, policy string) *fwxlab.Lab {
 	t.Helper()
 	reg := &filters.Registry{}
 	tftp.Register(reg)
-	return filtertest.New(t, filtertest.Options{Policy: policy, Filters: reg})
+	return fwxlab.New(t, fwxlab.Options{Policy: policy, Filters: reg})
 }
 
 // wait is how long a lab peer waits for a packet: no loss in the lab, so a
@@ -351,9 +351,9 @@ func (c *client) port() uint16 { return c.c.LocalAddr().(*net.UDPAddr).AddrPort(
 
 // external returns the client's outside endpoint: where its requests
 // left fwx from, as the firewall log says.
-func (c *client) external(t *testing.T, l *filtertest.Lab) netip.AddrPort {
+func (c *client) external(t *testing.T, l *fwxlab.Lab) netip.AddrPort {
 	t.Helper()
-	client := netip.AddrPortFrom(filtertest.ClientAddr, c.port()).String()
+	client := netip.AddrPortFrom(fwxlab.ClientAddr, c.port()).String()
 	recs := l.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "outbound", "client": client})
 	return netip.MustParseAddrPort(recs[0]["translated_source"].(string))
 }

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/filters/tftp"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
-var serverTFTP = netip.AddrPortFrom(filtertest.ServerAddr, 69)
+var serverTFTP = netip.AddrPortFrom(fwxlab.ServerAddr, 69)
 
 func randomFile(n int) []byte {
 	b := make([]byte, n)
@@ -114,12 +114,12 @@ func TestOnlyTheServer(t *testing.T) {
 		name string
 		from netip.AddrPort
 	}{
-		{"third host", netip.AddrPortFrom(filtertest.Server2, tid.Port())},
-		{"server's other port", netip.AddrPortFrom(filtertest.ServerAddr, tid.Port()+1)},
+		{"third host", netip.AddrPortFrom(fwxlab.Server2, tid.Port())},
+		{"server's other port", netip.AddrPortFrom(fwxlab.ServerAddr, tid.Port()+1)},
 	}
 	for _, in := range intruders {
 		h := l.Server
-		if in.from.Addr() == filtertest.Server2 {
+		if in.from.Addr() == fwxlab.Server2 {
 			h = l.Server2
 		}
 		s, err := h.ListenUDP(in.from.Port())
@@ -284,7 +284,7 @@ func TestPublishedServer(t *testing.T) {
 	srv := serve(t, l.Client) // 10.0.0.2:69, published on fwx's :69
 	data := randomFile(3000)
 	c := newClient(t, l.Server)
-	pub := netip.AddrPortFrom(filtertest.FWOutside, 69)
+	pub := netip.AddrPortFrom(fwxlab.FWOutside, 69)
 	if err := c.put(pub, "up", data, tftp.Option{Name: "blksize", Value: "1024"}); err != nil {
 		t.Fatalf("put: %v", err)
 	}

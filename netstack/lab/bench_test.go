@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // BenchmarkTCPThroughput measures a bulk TCP transfer from client to
@@ -24,7 +25,7 @@ func BenchmarkTCPThroughput(b *testing.B) {
 		defer c.Close()
 		io.Copy(io.Discard, c)
 	}()
-	c, err := tp.client.DialTCP(testContext(b), netip.AddrPortFrom(tp.server.Addr(), 9))
+	c, err := tp.client.DialTCP(Context(b, 10*time.Second), netip.AddrPortFrom(tp.server.Addr(), 9))
 	if err != nil {
 		b.Fatal(err)
 	}

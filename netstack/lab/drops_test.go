@@ -12,7 +12,7 @@ import (
 // TestCaptureDrops checks that a full capture queue drops and counts
 // rather than blocking the writer.
 func TestCaptureDrops(t *testing.T) {
-	checkGoroutines(t)
+	CheckGoroutines(t)
 	n := New(Options{})
 	defer n.Close()
 	seg := n.NewSegment("ext")
@@ -62,7 +62,7 @@ func TestLinkSendDrops(t *testing.T) {
 // closes its devices, then the test closes the network. Host packets sent
 // in between are counted, and Close does not hang.
 func TestDeviceClosedFirst(t *testing.T) {
-	checkGoroutines(t)
+	CheckGoroutines(t)
 	n := New(Options{})
 	defer n.Close()
 	seg := n.NewSegment("int")

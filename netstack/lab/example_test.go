@@ -6,8 +6,9 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/fwx-dev/fwx/netstack/lab"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // route stands in for fwx: it copies every packet from one tun.Device to

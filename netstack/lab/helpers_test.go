@@ -1,10 +1,8 @@
 package lab
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +41,7 @@ type topo struct {
 // that nothing was dropped and that no goroutine was left behind.
 func newTopo(tb testing.TB, opts Options) *topo {
 	tb.Helper()
-	checkGoroutines(tb)
+	CheckGoroutines(tb)
 	n := New(opts)
 	tp := &topo{net: n, in: n.NewSegment("int"), out: n.NewSegment("ext")}
 	var err error
@@ -157,34 +155,6 @@ func (f *forwarder) dump() string {
 		b.WriteString("  " + PacketString(p) + "\n")
 	}
 	return b.String()
-}
-
-// checkGoroutines registers a cleanup that fails tb if more goroutines run
-// at the end of the test than at the start. Goroutines take a moment to
-// exit after being told to, so it retries for a while before failing.
-// Register it first, so that it runs after all other cleanups.
-func checkGoroutines(tb testing.TB) {
-	tb.Helper()
-	before := runtime.NumGoroutine()
-	tb.Cleanup(func() {
-		var after int
-		for range 400 {
-			if after = runtime.NumGoroutine(); after <= before {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		tb.Errorf("goroutine leak: %d before, %d after:\n%s", before, after, buf)
-	})
-}
-
-// testContext returns a context that ends with the test or after 10 s.
-func testContext(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

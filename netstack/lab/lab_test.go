@@ -21,7 +21,7 @@ import (
 
 func TestTCPEcho(t *testing.T) {
 	tp := newTopo(t, Options{})
-	ctx := testContext(t)
+	ctx := Context(t, 10*time.Second)
 	ln, err := tp.server.ListenTCP(7)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestTCPEcho(t *testing.T) {
 
 func TestPing(t *testing.T) {
 	tp := newTopo(t, Options{})
-	ctx := testContext(t)
+	ctx := Context(t, 10*time.Second)
 	tests := []struct {
 		name     string
 		from, to *Host
@@ -115,7 +115,7 @@ func TestPing(t *testing.T) {
 
 func TestDialTCPFrom(t *testing.T) {
 	tp := newTopo(t, Options{})
-	ctx := testContext(t)
+	ctx := Context(t, 10*time.Second)
 	src := netip.AddrPortFrom(tp.client.Addr(), 40000)
 	// One source port to two destinations at once, as an RFC 4787
 	// endpoint-independent mapping test does.
@@ -154,7 +154,7 @@ func TestDialTCPFrom(t *testing.T) {
 func TestConnectionRefused(t *testing.T) {
 	tp := newTopo(t, Options{})
 	dst := netip.AddrPortFrom(tp.server.Addr(), 81)
-	_, err := tp.client.DialTCP(testContext(t), dst)
+	_, err := tp.client.DialTCP(Context(t, 10*time.Second), dst)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("DialTCP to a closed port = %v, want ECONNREFUSED", err)
 	}
@@ -249,7 +249,7 @@ func TestAddAddress(t *testing.T) {
 	if tp.server.Addr() != serverAddr.Addr() {
 		t.Errorf("Addr = %v, want the first address", tp.server.Addr())
 	}
-	reply, err := tp.client.Ping(testContext(t), second.Addr(), 1, 1, nil)
+	reply, err := tp.client.Ping(Context(t, 10*time.Second), second.Addr(), 1, 1, nil)
 	if err != nil || reply != second.Addr() {
 		t.Fatalf("Ping(%v) = %v, %v", second.Addr(), reply, err)
 	}
@@ -262,7 +262,7 @@ func TestAddAddress(t *testing.T) {
 }
 
 func TestAddHostErrors(t *testing.T) {
-	checkGoroutines(t)
+	CheckGoroutines(t)
 	n := New(Options{})
 	defer n.Close()
 	seg, other := n.NewSegment("a"), n.NewSegment("b")
@@ -310,7 +310,7 @@ func TestAddHostErrors(t *testing.T) {
 // TestClose checks that Close ends every socket operation in progress and
 // every goroutine the network started, and that the devices fail.
 func TestClose(t *testing.T) {
-	checkGoroutines(t)
+	CheckGoroutines(t)
 	n := New(Options{})
 	in, out := n.NewSegment("int"), n.NewSegment("ext")
 	client, err := in.AddHost("client", clientAddr, clientGW)
@@ -327,7 +327,7 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.DialTCP(testContext(t), netip.AddrPortFrom(server.Addr(), 80))
+	c, err := client.DialTCP(Context(t, 10*time.Second), netip.AddrPortFrom(server.Addr(), 80))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestClose(t *testing.T) {
 // seed. (TCP initial sequence numbers are not reproducible: RFC 6528 adds
 // a clock to them, and gVisor's TCP runs on real time.)
 func TestDeterminism(t *testing.T) {
-	checkGoroutines(t)
+	CheckGoroutines(t)
 	firstPorts := func(seed int64) [2]uint16 {
 		n := New(Options{Seed: seed})
 		defer n.Close()
@@ -424,7 +424,7 @@ func TestDeterminism(t *testing.T) {
 }
 
 func TestIPv6(t *testing.T) {
-	checkGoroutines(t)
+	CheckGoroutines(t)
 	n := New(Options{IPv6: true})
 	defer n.Close()
 	in, out := n.NewSegment("int"), n.NewSegment("ext")
@@ -444,7 +444,7 @@ func TestIPv6(t *testing.T) {
 	defer fwd.wg.Wait()
 	defer n.Close()
 
-	reply, err := client.Ping(testContext(t), server.Addr(), 3, 4, []byte("v6"))
+	reply, err := client.Ping(Context(t, 10*time.Second), server.Addr(), 3, 4, []byte("v6"))
 	if err != nil || reply != server.Addr() {
 		t.Fatalf("Ping over IPv6 = %v, %v", reply, err)
 	}
@@ -476,7 +476,7 @@ func TestLogf(t *testing.T) {
 		defer mu.Unlock()
 		lines = append(lines, strings.TrimSpace(sprintf(format, args...)))
 	}})
-	if _, err := tp.client.Ping(testContext(t), tp.server.Addr(), 1, 1, nil); err != nil {
+	if _, err := tp.client.Ping(Context(t, 10*time.Second), tp.server.Addr(), 1, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	tp.net.Close()

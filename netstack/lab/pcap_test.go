@@ -21,7 +21,7 @@ import (
 // the packets on each link follow one another in one possible order.
 func scenario(tb testing.TB, tp *topo) {
 	tb.Helper()
-	ctx := testContext(tb)
+	ctx := Context(tb, 10*time.Second)
 	if _, err := tp.client.Ping(ctx, tp.server.Addr(), 7, 1, []byte("ping")); err != nil {
 		tb.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestPcapErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tp.client.Ping(testContext(t), tp.server.Addr(), 1, 1, nil); err != nil {
+	if _, err := tp.client.Ping(Context(t, 10*time.Second), tp.server.Addr(), 1, 1, nil); err != nil {
 		t.Fatalf("ping while the pcap fails: %v", err)
 	}
 	if err := stop(); err == nil || !strings.Contains(err.Error(), "disk full") {

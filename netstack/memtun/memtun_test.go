@@ -1,4 +1,4 @@
-package memtun
+package memtun_test
 
 import (
 	"bytes"
@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/memtun"
 )
 
 // pkt returns a distinct test packet of n bytes whose bytes are all id.
@@ -21,32 +23,12 @@ func pkt(id byte, n int) []byte { return bytes.Repeat([]byte{id}, n) }
 // newTestDevice returns a Device closed at the end of the test, after
 // checking that no goroutine it started (there are none) or the test
 // started is left behind.
-func newTestDevice(tb testing.TB) *Device {
+func newTestDevice(tb testing.TB) *memtun.Device {
 	tb.Helper()
-	checkGoroutines(tb)
-	d := New("test0", 1500)
+	lab.CheckGoroutines(tb)
+	d := memtun.New("test0", 1500)
 	tb.Cleanup(func() { d.Close() })
 	return d
-}
-
-// checkGoroutines registers a cleanup that fails tb if more goroutines run
-// at the end of the test than at the start. Goroutines take a moment to
-// exit after being told to, so it retries for a while before failing.
-func checkGoroutines(tb testing.TB) {
-	tb.Helper()
-	before := runtime.NumGoroutine()
-	tb.Cleanup(func() {
-		var after int
-		for range 200 {
-			if after = runtime.NumGoroutine(); after <= before {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		tb.Errorf("goroutine leak: %d before, %d after:\n%s", before, after, buf)
-	})
 }
 
 func makeBufs(n, size int) ([][]byte, []int) {
@@ -68,7 +50,7 @@ func TestReadBatch(t *testing.T) {
 		{"one into many", 1, 8, 1},
 		{"many into fewer", 10, 4, 4},
 		{"exactly fits", 8, 8, 8},
-		{"full queue into batch", QueueLen, BatchSize, BatchSize},
+		{"full queue into batch", memtun.QueueLen, memtun.BatchSize, memtun.BatchSize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +173,7 @@ func TestInjectCopies(t *testing.T) {
 
 func TestInjectRejects(t *testing.T) {
 	d := newTestDevice(t)
-	for _, p := range [][]byte{nil, {}, make([]byte, maxPacket+1)} {
+	for _, p := range [][]byte{nil, {}, make([]byte, memtun.MaxPacket+1)} {
 		if err := d.Inject(p); err == nil {
 			t.Errorf("Inject(%d bytes) succeeded", len(p))
 		}
@@ -283,7 +265,7 @@ func TestClose(t *testing.T) {
 	})
 	t.Run("unblocks Inject on a full queue", func(t *testing.T) {
 		d := newTestDevice(t)
-		for i := range QueueLen {
+		for i := range memtun.QueueLen {
 			if err := d.Inject(pkt(byte(i), 1)); err != nil {
 				t.Fatal(err)
 			}
@@ -323,7 +305,7 @@ func TestClose(t *testing.T) {
 // rather than drop, and that one Read lets it continue.
 func TestInjectWaitsWhenFull(t *testing.T) {
 	d := newTestDevice(t)
-	for i := range QueueLen {
+	for i := range memtun.QueueLen {
 		d.Inject(pkt(byte(i), 1))
 	}
 	done := make(chan error)
@@ -340,8 +322,8 @@ func TestInjectWaitsWhenFull(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Inject after Read = %v", err)
 	}
-	if d.Pending() != QueueLen {
-		t.Errorf("Pending = %d, want %d", d.Pending(), QueueLen)
+	if d.Pending() != memtun.QueueLen {
+		t.Errorf("Pending = %d, want %d", d.Pending(), memtun.QueueLen)
 	}
 }
 
@@ -363,7 +345,7 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	next := make([]int, injectors)
-	bufs, sizes := makeBufs(BatchSize, 64)
+	bufs, sizes := makeBufs(memtun.BatchSize, 64)
 	for total := 0; total < injectors*perInjector; {
 		n, err := d.Read(bufs, sizes, 4)
 		if err != nil {
@@ -389,7 +371,7 @@ func TestNoAllocs(t *testing.T) {
 	var sink int
 	d.SetOutput(func(p []byte) { sink += len(p) })
 	out := [][]byte{pkt(1, 1400), pkt(2, 60)}
-	bufs, sizes := makeBufs(BatchSize, 1500)
+	bufs, sizes := makeBufs(memtun.BatchSize, 1500)
 	in := pkt(3, 1400)
 	tests := []struct {
 		name string
@@ -413,11 +395,11 @@ func TestNoAllocs(t *testing.T) {
 }
 
 func TestAccessors(t *testing.T) {
-	d := New("int0", 0)
+	d := memtun.New("int0", 0)
 	defer d.Close()
 	name, _ := d.Name()
 	mtu, _ := d.MTU()
-	if name != "int0" || mtu != 1500 || d.File() != nil || d.BatchSize() != BatchSize {
+	if name != "int0" || mtu != 1500 || d.File() != nil || d.BatchSize() != memtun.BatchSize {
 		t.Errorf("Name, MTU, File, BatchSize = %q, %d, %v, %d", name, mtu, d.File(), d.BatchSize())
 	}
 	// The MTU is advisory: a TUN with offloads hands over bigger packets.
@@ -429,38 +411,38 @@ func TestAccessors(t *testing.T) {
 func BenchmarkWrite(b *testing.B) {
 	for _, size := range []int{64, 1400} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			d := New("bench0", 1500)
+			d := memtun.New("bench0", 1500)
 			defer d.Close()
 			var sink int
 			d.SetOutput(func(p []byte) { sink += len(p) })
-			bufs := make([][]byte, BatchSize)
+			bufs := make([][]byte, memtun.BatchSize)
 			for i := range bufs {
 				bufs[i] = make([]byte, 16+size)
 			}
-			b.SetBytes(int64(size * BatchSize))
+			b.SetBytes(int64(size * memtun.BatchSize))
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := d.Write(bufs, 16); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*BatchSize)/b.Elapsed().Seconds(), "pkts/s")
+			b.ReportMetric(float64(b.N*memtun.BatchSize)/b.Elapsed().Seconds(), "pkts/s")
 		})
 	}
 }
 
 func BenchmarkInjectRead(b *testing.B) {
-	d := New("bench0", 1500)
+	d := memtun.New("bench0", 1500)
 	defer d.Close()
 	in := pkt(1, 1400)
-	bufs, sizes := makeBufs(BatchSize, 1500)
-	b.SetBytes(int64(len(in) * BatchSize))
+	bufs, sizes := makeBufs(memtun.BatchSize, 1500)
+	b.SetBytes(int64(len(in) * memtun.BatchSize))
 	b.ReportAllocs()
 	for b.Loop() {
-		for range BatchSize {
+		for range memtun.BatchSize {
 			d.Inject(in)
 		}
-		if n, err := d.Read(bufs, sizes, 0); n != BatchSize || err != nil {
+		if n, err := d.Read(bufs, sizes, 0); n != memtun.BatchSize || err != nil {
 			b.Fatalf("Read = %d, %v", n, err)
 		}
 	}

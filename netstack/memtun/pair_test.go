@@ -1,4 +1,4 @@
-package memtun
+package memtun_test
 
 import (
 	"bytes"
@@ -11,14 +11,17 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/memtun"
 )
 
 // newTestPair returns a pair closed at the end of the test, which fails if
 // a goroutine it started is left behind.
-func newTestPair(tb testing.TB) (*End, *End) {
+func newTestPair(tb testing.TB) (*memtun.End, *memtun.End) {
 	tb.Helper()
-	checkGoroutines(tb)
-	a, b := NewPair("a0", "b0", 1420)
+	lab.CheckGoroutines(tb)
+	a, b := memtun.NewPair("a0", "b0", 1420)
 	tb.Cleanup(func() { a.Close() })
 	return a, b
 }
@@ -36,7 +39,7 @@ func TestPairBothWays(t *testing.T) {
 	a, b := newTestPair(t)
 	for _, dir := range []struct {
 		name     string
-		from, to *End
+		from, to *memtun.End
 	}{{"a to b", a, b}, {"b to a", b, a}} {
 		t.Run(dir.name, func(t *testing.T) {
 			want := [][]byte{pkt(1, 20), pkt(2, 1420), pkt(3, 9000)} // above the MTU too
@@ -53,7 +56,7 @@ func TestPairBothWays(t *testing.T) {
 					t.Errorf("packet %d: got %d bytes %x..., want %d bytes of %d", i, sizes[i], got[:4], len(want[i]), want[i][0])
 				}
 			}
-			if dir.from.in.len() != 0 {
+			if dir.from.Queued() != 0 {
 				t.Errorf("a packet came back to the writer's own end")
 			}
 		})
@@ -73,7 +76,7 @@ func TestPairBatches(t *testing.T) {
 		{"big batch, small reads", []int{10}, 4, []int{4, 4, 2}},
 		{"small batches, one read", []int{3, 3, 3}, 16, []int{9}},
 		{"one at a time", []int{1, 1}, 1, []int{1, 1}},
-		{"full queue", []int{QueueLen}, BatchSize, []int{BatchSize, BatchSize, BatchSize, BatchSize, BatchSize, BatchSize, BatchSize, BatchSize}},
+		{"full queue", []int{memtun.QueueLen}, memtun.BatchSize, []int{memtun.BatchSize, memtun.BatchSize, memtun.BatchSize, memtun.BatchSize, memtun.BatchSize, memtun.BatchSize, memtun.BatchSize, memtun.BatchSize}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,8 +106,8 @@ func TestPairBatches(t *testing.T) {
 					next++
 				}
 			}
-			if b.in.len() != 0 {
-				t.Errorf("%d packets left", b.in.len())
+			if b.Queued() != 0 {
+				t.Errorf("%d packets left", b.Queued())
 			}
 		})
 	}
@@ -120,7 +123,7 @@ func TestPairWriteRejects(t *testing.T) {
 		{"only headroom", [][]byte{pkt(1, 20), pkt(2, 16)}, 16},
 		{"offset beyond packet", [][]byte{pkt(1, 20), pkt(2, 8)}, 16},
 		{"negative offset", [][]byte{pkt(1, 20)}, -1},
-		{"too big", [][]byte{pkt(1, 20), make([]byte, maxPacket+1)}, 0},
+		{"too big", [][]byte{pkt(1, 20), make([]byte, memtun.MaxPacket+1)}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,8 +131,8 @@ func TestPairWriteRejects(t *testing.T) {
 			if n, err := a.Write(tt.bufs, tt.offset); n != 0 || err == nil {
 				t.Fatalf("Write = %d, %v; want 0 and an error", n, err)
 			}
-			if b.in.len() != 0 {
-				t.Errorf("a rejected batch queued %d packets", b.in.len())
+			if b.Queued() != 0 {
+				t.Errorf("a rejected batch queued %d packets", b.Queued())
 			}
 		})
 	}
@@ -151,11 +154,11 @@ func TestPairShortBuffer(t *testing.T) {
 // reader rather than dropping, and finishes once the reader has made room.
 func TestPairWriteWaits(t *testing.T) {
 	a, b := newTestPair(t)
-	full := make([][]byte, QueueLen)
+	full := make([][]byte, memtun.QueueLen)
 	for i := range full {
 		full[i] = pkt(byte(i), 1)
 	}
-	if n, err := a.Write(full, 0); n != QueueLen || err != nil {
+	if n, err := a.Write(full, 0); n != memtun.QueueLen || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	done := make(chan error)
@@ -175,8 +178,8 @@ func TestPairWriteWaits(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Write after Read = %v", err)
 	}
-	if got := b.in.len(); got != QueueLen {
-		t.Errorf("queued = %d, want %d", got, QueueLen)
+	if got := b.Queued(); got != memtun.QueueLen {
+		t.Errorf("queued = %d, want %d", got, memtun.QueueLen)
 	}
 }
 
@@ -187,14 +190,14 @@ func TestPairClose(t *testing.T) {
 	for _, closer := range []int{0, 1} {
 		t.Run(fmt.Sprintf("close end %d", closer), func(t *testing.T) {
 			a, b := newTestPair(t)
-			ends := []*End{a, b}
+			ends := []*memtun.End{a, b}
 			for _, e := range ends {
 				if ev := <-e.Events(); ev != tun.EventUp {
 					t.Fatalf("first event = %v, want EventUp", ev)
 				}
 			}
 			// b's Write waits on a full queue; a's Read waits on an empty one.
-			full := make([][]byte, QueueLen)
+			full := make([][]byte, memtun.QueueLen)
 			for i := range full {
 				full[i] = pkt(1, 1)
 			}
@@ -239,7 +242,7 @@ func TestPairConcurrent(t *testing.T) {
 	const batches, batch = 200, 37
 	a, b := newTestPair(t)
 	var wg sync.WaitGroup
-	for _, e := range []struct{ from, to *End }{{a, b}, {b, a}} {
+	for _, e := range []struct{ from, to *memtun.End }{{a, b}, {b, a}} {
 		wg.Go(func() {
 			pkts := make([][]byte, batch)
 			for i := range batches {
@@ -253,7 +256,7 @@ func TestPairConcurrent(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
-			bufs, sizes := makeBufs(BatchSize, 16)
+			bufs, sizes := makeBufs(memtun.BatchSize, 16)
 			for next := 0; next < batches*batch; {
 				n, err := e.to.Read(bufs, sizes, 0)
 				if err != nil {
@@ -276,7 +279,7 @@ func TestPairConcurrent(t *testing.T) {
 func TestPairNoAllocs(t *testing.T) {
 	a, b := newTestPair(t)
 	out := withOffset(16, pkt(1, 1400), pkt(2, 60), pkt(3, 1420))
-	bufs, sizes := makeBufs(BatchSize, 16+1500)
+	bufs, sizes := makeBufs(memtun.BatchSize, 16+1500)
 	roundTrip := func() {
 		a.Write(out, 16)
 		b.Read(bufs, sizes, 16)
@@ -290,15 +293,15 @@ func TestPairNoAllocs(t *testing.T) {
 }
 
 func TestPairAccessors(t *testing.T) {
-	a, b := NewPair("wg0", "fwx0", 0)
+	a, b := memtun.NewPair("wg0", "fwx0", 0)
 	defer a.Close()
 	for _, tt := range []struct {
-		e    *End
+		e    *memtun.End
 		name string
 	}{{a, "wg0"}, {b, "fwx0"}} {
 		name, _ := tt.e.Name()
 		mtu, _ := tt.e.MTU()
-		if name != tt.name || mtu != 1500 || tt.e.File() != nil || tt.e.BatchSize() != BatchSize {
+		if name != tt.name || mtu != 1500 || tt.e.File() != nil || tt.e.BatchSize() != memtun.BatchSize {
 			t.Errorf("Name, MTU, File, BatchSize = %q, %d, %v, %d", name, mtu, tt.e.File(), tt.e.BatchSize())
 		}
 	}
@@ -310,35 +313,35 @@ func TestPairAccessors(t *testing.T) {
 func BenchmarkPair(b *testing.B) {
 	for _, size := range []int{64, 1420} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			w, r := NewPair("w", "r", 1500)
-			pkts := make([][]byte, BatchSize)
+			w, r := memtun.NewPair("w", "r", 1500)
+			pkts := make([][]byte, memtun.BatchSize)
 			for i := range pkts {
 				pkts[i] = make([]byte, 16+size)
 			}
 			// Fill the queue once, so that its buffers exist before
 			// the clock starts: a writer that outpaces the reader
 			// takes the queue to its full depth.
-			for range QueueLen / BatchSize {
+			for range memtun.QueueLen / memtun.BatchSize {
 				w.Write(pkts, 16)
 			}
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				bufs, sizes := makeBufs(BatchSize, 16+size)
+				bufs, sizes := makeBufs(memtun.BatchSize, 16+size)
 				for {
 					if _, err := r.Read(bufs, sizes, 16); err != nil {
 						return
 					}
 				}
 			}()
-			b.SetBytes(int64(size * BatchSize))
+			b.SetBytes(int64(size * memtun.BatchSize))
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := w.Write(pkts, 16); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*BatchSize)/b.Elapsed().Seconds(), "pkts/s")
+			b.ReportMetric(float64(b.N*memtun.BatchSize)/b.Elapsed().Seconds(), "pkts/s")
 			w.Close()
 			<-done
 		})

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // Test stages. Each is built from two copy functions, one per direction:
@@ -163,7 +165,7 @@ func TestChain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkGoroutines(t)
+			lab.CheckGoroutines(t)
 			client, internal := Pipe(256)
 			external, server := Pipe(256)
 			chainErr := make(chan error, 1)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // TestDuplex: the first error, or the context's end, aborts both sockets
@@ -26,7 +28,7 @@ func TestDuplex(t *testing.T) {
 		{"killed", true, nil, context.Canceled},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			checkGoroutines(t)
+			lab.CheckGoroutines(t)
 			a, aPeer := Pipe(0)
 			b, bPeer := Pipe(0)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -80,7 +82,7 @@ func TestDuplex(t *testing.T) {
 // TestDuplexWaitsForBoth: Duplex does not return while a direction is
 // still running, even one the aborted sockets do not stop at once.
 func TestDuplexWaitsForBoth(t *testing.T) {
-	checkGoroutines(t)
+	lab.CheckGoroutines(t)
 	a, _ := Pipe(0)
 	b, _ := Pipe(0)
 	ctx, cancel := context.WithCancel(context.Background())

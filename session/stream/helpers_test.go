@@ -3,31 +3,9 @@ package stream
 import (
 	"errors"
 	"io"
-	"runtime"
 	"syscall"
 	"testing"
-	"time"
 )
-
-// checkGoroutines fails the test if it leaves more goroutines running than
-// there were when it started. Tests inside a synctest bubble need not call
-// it: synctest.Test already waits for every goroutine of the bubble.
-func checkGoroutines(tb testing.TB) {
-	tb.Helper()
-	before := runtime.NumGoroutine()
-	tb.Cleanup(func() {
-		// Goroutines that were told to stop may need a moment to exit.
-		for range 500 {
-			if runtime.NumGoroutine() <= before {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		tb.Errorf("%d goroutines leaked:\n%s", runtime.NumGoroutine()-before, buf)
-	})
-}
 
 // result is what a Read or Write returned, for calls run in a goroutine.
 type result struct {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 // TestPipeIntegrity sends random bytes both ways at once, in writes and
@@ -30,7 +32,7 @@ func TestPipeIntegrity(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkGoroutines(t)
+			lab.CheckGoroutines(t)
 			rng := rand.New(rand.NewPCG(1, uint64(i)))
 			a, b := Pipe(tt.size)
 			var wg sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters/example/callback"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestCallback: a CALLBACK through fwx reaches the client's listener from
@@ -16,8 +17,8 @@ import (
 func TestCallback(t *testing.T) {
 	tb := newTestbed(t)
 	j := newJanitor(t)
-	srv := startServer(t, j, tb.server, true)
-	callbacks := listenCallbacks(t, j, tb.client, 5001)
+	srv := startServer(t, j, tb.Server, true)
+	callbacks := listenCallbacks(t, j, tb.Client, 5001)
 	c := dialControl(t, j, tb)
 
 	c.send(t, "HELLO there\r\n")
@@ -26,13 +27,13 @@ func TestCallback(t *testing.T) {
 	}
 	bound := c.callback(t, 5001)
 	cb := recv(t, callbacks)
-	if cb.peer.Addr() != serverIP.Addr() {
-		t.Errorf("callback connection from %v, want the server %v", cb.peer, serverIP.Addr())
+	if cb.peer.Addr() != fwxlab.ServerAddr {
+		t.Errorf("callback connection from %v, want the server %v", cb.peer, fwxlab.ServerAddr)
 	}
 	if got := readAll(t, cb.conn); got != "hello\r\n" {
 		t.Errorf("callback connection carried %q, want hello", got)
 	}
-	if peer := recv(t, srv.peers); peer.Addr() != fwOut.Addr() {
+	if peer := recv(t, srv.peers); peer.Addr() != fwxlab.FWOutside {
 		t.Errorf("server saw the control connection from %v, want fwx's outside address", peer)
 	}
 	for _, want := range []string{"HELLO there", "CALLBACK " + strconv.Itoa(int(bound))} {
@@ -50,12 +51,12 @@ func TestCallbackRefused(t *testing.T) {
 		t.Run(line, func(t *testing.T) {
 			tb := newTestbed(t)
 			j := newJanitor(t)
-			srv := startServer(t, j, tb.server, true)
+			srv := startServer(t, j, tb.Server, true)
 			c := dialControl(t, j, tb)
 			c.send(t, "HELLO\r\n")
 			c.readLine(t)
 			recv(t, srv.lines)
-			s := tb.session(t)
+			s := tb.Session(t)
 			before := s.Pinholes() // the control connection itself
 
 			c.send(t, line+"\r\n")
@@ -81,8 +82,8 @@ func TestCallbackRefused(t *testing.T) {
 func TestCallbackSplitCommand(t *testing.T) {
 	tb := newTestbed(t)
 	j := newJanitor(t)
-	srv := startServer(t, j, tb.server, true)
-	callbacks := listenCallbacks(t, j, tb.client, 5001)
+	srv := startServer(t, j, tb.Server, true)
+	callbacks := listenCallbacks(t, j, tb.Client, 5001)
 	c := dialControl(t, j, tb)
 
 	c.send(t, "CALLBACK 50")
@@ -95,7 +96,7 @@ func TestCallbackSplitCommand(t *testing.T) {
 	if got := c.readLine(t); !strings.HasPrefix(got, "OK ") {
 		t.Fatalf("reply %q, want OK", got)
 	}
-	if cb := recv(t, callbacks); cb.peer.Addr() != serverIP.Addr() {
+	if cb := recv(t, callbacks); cb.peer.Addr() != fwxlab.ServerAddr {
 		t.Errorf("callback connection from %v, want the server", cb.peer)
 	}
 }
@@ -106,7 +107,7 @@ func TestCallbackLineLimit(t *testing.T) {
 	t.Run("longest line", func(t *testing.T) {
 		tb := newTestbed(t)
 		j := newJanitor(t)
-		startServer(t, j, tb.server, true)
+		startServer(t, j, tb.Server, true)
 		c := dialControl(t, j, tb)
 		long := strings.Repeat("A", callback.DefaultMaxLine-2)
 		c.send(t, long+"\r\n")
@@ -117,15 +118,15 @@ func TestCallbackLineLimit(t *testing.T) {
 	t.Run("one byte more", func(t *testing.T) {
 		tb := newTestbed(t)
 		j := newJanitor(t)
-		srv := startServer(t, j, tb.server, true)
-		callbacks := listenCallbacks(t, j, tb.client, 5001)
+		srv := startServer(t, j, tb.Server, true)
+		callbacks := listenCallbacks(t, j, tb.Client, 5001)
 		c := dialControl(t, j, tb)
 		c.send(t, strings.Repeat("A", callback.DefaultMaxLine-1)+"\r\nCALLBACK 5001\r\n")
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if line, err := c.r.ReadString('\n'); err == nil || isTimeout(err) {
 			t.Errorf("control connection read %q, %v; want it aborted", line, err)
 		}
-		waitPinholes(t, tb.session(t), 0)
+		waitPinholes(t, tb.Session(t), 0)
 		select {
 		case got := <-srv.lines:
 			t.Errorf("server read %.20q... from an aborted connection", got)
@@ -142,24 +143,24 @@ func TestCallbackLineLimit(t *testing.T) {
 func TestCallbackEndsWithControl(t *testing.T) {
 	tb := newTestbed(t)
 	j := newJanitor(t)
-	startServer(t, j, tb.server, false)
-	callbacks := listenCallbacks(t, j, tb.client, 5001)
-	listenCallbacks(t, j, tb.client, 5002)
+	startServer(t, j, tb.Server, false)
+	callbacks := listenCallbacks(t, j, tb.Client, 5001)
+	listenCallbacks(t, j, tb.Client, 5002)
 	c := dialControl(t, j, tb)
 
 	used := c.callback(t, 5001)
 	unused := c.callback(t, 5002)
 	ctx := ctxTimeout(t, 5*time.Second)
-	sc, err := tb.server.DialTCP(ctx, netip.AddrPortFrom(fwOut.Addr(), used))
+	sc, err := tb.Server.DialTCP(ctx, netip.AddrPortFrom(fwxlab.FWOutside, used))
 	if err != nil {
 		t.Fatalf("server cannot use the first callback port: %v", err)
 	}
 	j.track(sc)
 	cb := recv(t, callbacks)
 	c.Close()
-	waitPinholes(t, tb.session(t), 0)
+	waitPinholes(t, tb.Session(t), 0)
 
-	if connects(tb.server, netip.AddrPortFrom(fwOut.Addr(), unused)) {
+	if connects(tb.Server, netip.AddrPortFrom(fwxlab.FWOutside, unused)) {
 		t.Error("the server reached the second callback port after the control connection ended")
 	}
 	sc.Write([]byte("late\r\n"))
@@ -174,18 +175,18 @@ func TestCallbackEndsWithControl(t *testing.T) {
 func TestCallbackOnlyForServer(t *testing.T) {
 	tb := newTestbed(t)
 	j := newJanitor(t)
-	startServer(t, j, tb.server, false)
-	callbacks := listenCallbacks(t, j, tb.client, 5001)
+	startServer(t, j, tb.Server, false)
+	callbacks := listenCallbacks(t, j, tb.Client, 5001)
 	c := dialControl(t, j, tb)
 
-	dst := netip.AddrPortFrom(fwOut.Addr(), c.callback(t, 5001))
-	if connects(tb.server2, dst) {
+	dst := netip.AddrPortFrom(fwxlab.FWOutside, c.callback(t, 5001))
+	if connects(tb.Server2, dst) {
 		t.Error("a third host used the callback port")
 	}
-	if !connects(tb.server, dst) {
+	if !connects(tb.Server, dst) {
 		t.Fatal("the server cannot use the callback port")
 	}
-	if cb := recv(t, callbacks); cb.peer.Addr() != serverIP.Addr() {
+	if cb := recv(t, callbacks); cb.peer.Addr() != fwxlab.ServerAddr {
 		t.Errorf("callback connection from %v, want the server", cb.peer)
 	}
 }
@@ -200,13 +201,13 @@ func TestCallbackTimeout(t *testing.T) {
 		t.Run(tt.after.String(), func(t *testing.T) {
 			tb := newTestbed(t)
 			j := newJanitor(t)
-			startServer(t, j, tb.server, false)
-			listenCallbacks(t, j, tb.client, 5001)
+			startServer(t, j, tb.Server, false)
+			listenCallbacks(t, j, tb.Client, 5001)
 			c := dialControl(t, j, tb)
 
-			dst := netip.AddrPortFrom(fwOut.Addr(), c.callback(t, 5001))
-			tb.clock.Advance(tt.after)
-			if got := connects(tb.server, dst); got != tt.want {
+			dst := netip.AddrPortFrom(fwxlab.FWOutside, c.callback(t, 5001))
+			tb.Clock.Advance(tt.after)
+			if got := connects(tb.Server, dst); got != tt.want {
 				t.Errorf("after %v: connected=%v, want %v", tt.after, got, tt.want)
 			}
 		})

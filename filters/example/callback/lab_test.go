@@ -7,33 +7,23 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/filters/example/callback"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
-	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// The lab the tests run fwx in (the root package's testbed, cut down):
+// The tests run fwx in the fwx lab (package fwxlab), whose hosts they use:
 //
 //	client 10.0.0.2 ─ inside ─ fwx ─ outside ─┬ server  198.51.100.2
 //	                  10.0.0.1   198.51.100.1 └ server2 198.51.100.3
-var (
-	fwIn      = netip.MustParsePrefix("10.0.0.1/24")
-	fwOut     = netip.MustParsePrefix("198.51.100.1/24")
-	clientIP  = netip.MustParsePrefix("10.0.0.2/24")
-	serverIP  = netip.MustParsePrefix("198.51.100.2/24")
-	server2IP = netip.MustParsePrefix("198.51.100.3/24")
-	start     = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
-)
 
 // labPolicy lets the client out on the callback protocol only, and binds
 // the protocol to the filter: a callback connection can come in only
@@ -45,78 +35,16 @@ rules:
   - {name: callback-out, action: allow, from: [internal], to: [external], protocols: [callback]}
 `
 
-type testbed struct {
-	client, server, server2 *lab.Host
-	clock                   *lab.ManualClock
-	fw                      *fwx.Firewall
-}
+type testbed struct{ *fwxlab.Lab }
 
 // newTestbed runs fwx with the callback filter between the lab's hosts,
 // and stops everything when the test ends, checking that no goroutine is
 // left behind.
 func newTestbed(t *testing.T) *testbed {
 	t.Helper()
-	goroutines := runtime.NumGoroutine()
-	pol, err := policy.Parse("lab-policy", []byte(labPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := &filters.Registry{}
 	callback.Register(reg)
-
-	n := lab.New(lab.Options{Seed: 1})
-	inside, outside := n.NewSegment("inside"), n.NewSegment("outside")
-	tb := &testbed{
-		client:  mustHost(t, inside, "client", clientIP, fwIn.Addr()),
-		server:  mustHost(t, outside, "server", serverIP, fwOut.Addr()),
-		server2: mustHost(t, outside, "server2", server2IP, fwOut.Addr()),
-		clock:   lab.NewManualClock(start),
-	}
-	tb.fw, err = fwx.New(fwx.Config{
-		Inside:        inside.Device(),
-		Outside:       outside.Device(),
-		InsideAddr:    fwIn,
-		OutsideAddr:   fwOut,
-		Policy:        pol,
-		Filters:       reg,
-		Clock:         tb.clock,
-		Seed:          1,
-		SweepInterval: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tb.fw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		n.Close()
-		checkGoroutines(t, goroutines)
-	})
-	return tb
-}
-
-func mustHost(t *testing.T, s *lab.Segment, name string, addr netip.Prefix, gw netip.Addr) *lab.Host {
-	t.Helper()
-	h, err := s.AddHost(name, addr, gw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// session returns the client's filter session.
-func (tb *testbed) session(t *testing.T) *session.Session {
-	t.Helper()
-	s := tb.fw.Session(clientIP.Addr())
-	if s == nil {
-		t.Fatal("no session")
-	}
-	return s
+	return &testbed{fwxlab.New(t, fwxlab.Options{Policy: labPolicy, Filters: reg})}
 }
 
 // connects reports whether h reaches dst over TCP within a short wait.
@@ -129,24 +57,6 @@ func connects(h *lab.Host, dst netip.AddrPort) bool {
 	}
 	c.Close()
 	return true
-}
-
-// checkGoroutines fails the test if goroutines it started outlive it.
-func checkGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Errorf("%d goroutines left running (had %d):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitPinholes waits until the session holds want connection objects and
@@ -318,7 +228,7 @@ func dialControl(t *testing.T, j *janitor, tb *testbed) *control {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := tb.client.DialTCP(ctx, netip.AddrPortFrom(serverIP.Addr(), 7000))
+	c, err := tb.Client.DialTCP(ctx, netip.AddrPortFrom(fwxlab.ServerAddr, 7000))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package callback_test
 
 import (
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -67,7 +66,7 @@ func TestInit(t *testing.T) {
 // TestBadConfigStopsFwx: a filter whose Init fails keeps fwx from
 // starting, when the policy turns it on.
 func TestBadConfigStopsFwx(t *testing.T) {
-	goroutines := runtime.NumGoroutine()
+	lab.CheckGoroutines(t)
 	pol, err := policy.Parse("lab-policy", []byte(labPolicy))
 	if err != nil {
 		t.Fatal(err)
@@ -88,5 +87,4 @@ func TestBadConfigStopsFwx(t *testing.T) {
 		t.Errorf("fwx.New: %v, want the filter's configuration error", err)
 	}
 	n.Close()
-	checkGoroutines(t, goroutines)
 }

@@ -14,7 +14,8 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/cmd/fwx/internal/metrics"
-	"github.com/fwx-dev/fwx/filters/filtertest"
+	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 const policy = `
@@ -65,15 +66,15 @@ func echo(t *testing.T, l net.Listener) {
 
 // TestCollector: the metrics add up the firewall's flows and counters.
 func TestCollector(t *testing.T) {
-	lab := filtertest.New(t, filtertest.Options{Policy: policy})
-	ln, err := lab.Server.ListenTCP(8000)
+	l := fwxlab.New(t, fwxlab.Options{Policy: policy})
+	ln, err := l.Server.ListenTCP(8000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	echo(t, ln)
-	ctx := filtertest.Context(t, 5*time.Second)
-	c, err := lab.Client.DialTCP(ctx, netip.AddrPortFrom(filtertest.ServerAddr, 8000))
+	ctx := lab.Context(t, 5*time.Second)
+	c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(fwxlab.ServerAddr, 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,15 +84,15 @@ func TestCollector(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := lab.Client.DialTCP(ctx, netip.AddrPortFrom(filtertest.ServerAddr, 81)); err == nil {
+	if d, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(fwxlab.ServerAddr, 81)); err == nil {
 		d.Close()
 		t.Fatal("port 81 went through")
 	}
 
-	col := metrics.New(lab.FW, metrics.Options{
+	col := metrics.New(l.FW, metrics.Options{
 		Version: "test",
 		Reloads: func() metrics.Reloads {
-			return metrics.Reloads{OK: 2, Refused: 1, Last: filtertest.Start, LastOK: false}
+			return metrics.Reloads{OK: 2, Refused: 1, Last: fwxlab.Start, LastOK: false}
 		},
 		Log: func() fwx.LogQueueStats { return fwx.LogQueueStats{Written: 10, Dropped: 3} },
 	})
@@ -120,7 +121,7 @@ func TestCollector(t *testing.T) {
 		{"fwx_reload_last_success", nil, 0},
 		{"fwx_log_records_total", map[string]string{"outcome": "dropped"}, 3},
 		{"fwx_build_info", map[string]string{"version": "test"}, 1},
-		{"fwx_start_time_seconds", nil, float64(filtertest.Start.Unix())},
+		{"fwx_start_time_seconds", nil, float64(fwxlab.Start.Unix())},
 	} {
 		if got := value(t, families, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -148,7 +149,7 @@ func TestCollector(t *testing.T) {
 
 	// Bytes stay counted once the flow is over.
 	c.Close()
-	lab.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "tcp"})
+	l.Log.WaitRecords(t, 1, map[string]string{"event": "ended", "protocol": "tcp"})
 	families, _ = reg.Gather()
 	if after := value(t, families, "fwx_bytes_total", map[string]string{"direction": "sent"}); after < sent {
 		t.Errorf("bytes sent went from %v to %v when the flow ended", sent, after)

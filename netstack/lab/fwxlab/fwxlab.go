@@ -1,11 +1,12 @@
-// Package filtertest runs fwx in the in-process lab for tests: a client and
-// a second client on the inside, a server and a second server on the
-// outside, fwx between them with a given policy and filters, and a manual
-// clock. Filter authors test their filters with it; fwx tests itself with
-// it. No root, no real time for fwx's timers, no goroutine left behind.
+// Package fwxlab runs fwx in the in-process lab ([lab]) for tests: a
+// client and a second client on the inside, a server and a second server on
+// the outside, fwx between them with a given policy and filters, and a
+// manual clock. Filter authors test their filters with it, embedders the
+// code they put around fwx, and fwx tests itself with it. No root, no real
+// time for fwx's timers, no goroutine left behind.
 //
-//	lab := filtertest.New(t, filtertest.Options{Policy: yaml, Filters: reg})
-//	conn, err := lab.Client.DialTCP(ctx, netip.AddrPortFrom(filtertest.ServerAddr, 21))
+//	l := fwxlab.New(t, fwxlab.Options{Policy: yaml, Filters: reg})
+//	conn, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(fwxlab.ServerAddr, 21))
 //
 // The topology:
 //
@@ -15,14 +16,13 @@
 //
 // With Options.IPv6 every host and fwx have an IPv6 address too: fd00::N
 // inside, 2001:db8:100::N outside, N as in the IPv4 address.
-package filtertest
+package fwxlab
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -105,14 +105,15 @@ type Lab struct {
 	// Log holds fwx's firewall log.
 	Log *LogBuffer
 
-	stop func() error // stops fwx once; see Stop
+	stop  func() error  // stops fwx once; see Stop
+	quiet time.Duration // fwx's DenialQuiet
 }
 
 // New starts fwx in a new lab and stops everything when the test ends,
 // failing the test if goroutines are left behind.
 func New(tb testing.TB, opts Options) *Lab {
 	tb.Helper()
-	goroutines := runtime.NumGoroutine()
+	lab.CheckGoroutines(tb) // registered first: it runs after fwx and the hosts stopped
 	pol := policy.Default()
 	if opts.Policy != "" {
 		var err error
@@ -169,6 +170,10 @@ func New(tb testing.TB, opts Options) *Lab {
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
+	l.quiet = cfg.DenialQuiet
+	if l.quiet <= 0 {
+		l.quiet = 30 * time.Second // fwx's default
+	}
 	fw, err := fwx.New(cfg)
 	if err != nil {
 		l.Net.Close()
@@ -190,7 +195,6 @@ func New(tb testing.TB, opts Options) *Lab {
 		if tb.Failed() {
 			tb.Logf("firewall log:\n%s", l.Log.String())
 		}
-		CheckGoroutines(tb, goroutines)
 	})
 	return l
 }
@@ -209,6 +213,27 @@ func (l *Lab) Session(tb testing.TB) *session.Session {
 	return s
 }
 
+// WaitDenied waits until the firewall log holds n records of denied flows
+// matching match. A denied flow's record is written once the flow has not
+// been retried for fwx's DenialQuiet, so each round moves the lab clock
+// past that and sweeps ([fwx.Firewall.Expire]).
+func (l *Lab) WaitDenied(tb testing.TB, n int, match map[string]string) []map[string]any {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.Clock.Advance(l.quiet + time.Second)
+		l.FW.Expire()
+		recs := l.Log.Records(tb, match)
+		if len(recs) >= n || time.Now().After(deadline) {
+			if len(recs) < n {
+				tb.Fatalf("%d log records match %v, want %d", len(recs), match, n)
+			}
+			return recs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Registry returns a registry holding one filter under name.
 func Registry(name string, f session.Filter) *filters.Registry {
 	reg := &filters.Registry{}
@@ -223,33 +248,6 @@ func mustHost(tb testing.TB, s *lab.Segment, name string, addr netip.Prefix, gw 
 		tb.Fatal(err)
 	}
 	return h
-}
-
-// CheckGoroutines fails the test if more goroutines run than before, after
-// a grace period (generous: under the race detector on a loaded machine,
-// closing a lab's stacks can take seconds).
-func CheckGoroutines(tb testing.TB, before int) {
-	tb.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			tb.Errorf("%d goroutines left running (had %d):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// Context returns a context that ends after d or with the test.
-func Context(tb testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 // LogBuffer collects fwx's firewall log; it is safe for concurrent use.

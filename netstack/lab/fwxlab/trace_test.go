@@ -1,4 +1,4 @@
-package filtertest_test
+package fwxlab_test
 
 import (
 	"bufio"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx/filters/filtertest"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // trace runs a scenario through fwx in a deterministic lab with seed and
@@ -18,7 +18,7 @@ import (
 // TCP connection with a request and its answer, closed by the client. Each
 // step waits for the one before.
 func trace(t *testing.T, seed int64) (inside, outside []byte) {
-	l := filtertest.New(t, filtertest.Options{Seed: seed, Deterministic: true})
+	l := fwxlab.New(t, fwxlab.Options{Seed: seed, Deterministic: true})
 	var in, out bytes.Buffer
 	stopIn, err := l.Inside.Pcap(&in)
 	if err != nil {
@@ -28,9 +28,9 @@ func trace(t *testing.T, seed int64) (inside, outside []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := filtertest.Context(t, 10*time.Second)
+	ctx := lab.Context(t, 10*time.Second)
 
-	if _, err := l.Client.Ping(ctx, filtertest.ServerAddr, 9, 1, []byte("ping")); err != nil {
+	if _, err := l.Client.Ping(ctx, fwxlab.ServerAddr, 9, 1, []byte("ping")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -39,7 +39,7 @@ func trace(t *testing.T, seed int64) (inside, outside []byte) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	u, err := l.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(filtertest.ServerAddr, 53))
+	u, err := l.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(fwxlab.ServerAddr, 53))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func trace(t *testing.T, seed int64) (inside, outside []byte) {
 		}
 		served <- err
 	}()
-	c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(filtertest.ServerAddr, 80))
+	c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(fwxlab.ServerAddr, 80))
 	if err != nil {
 		t.Fatal(err)
 	}
