@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestFragmentedUDP sends a UDP datagram of 8 KiB each way through fwx:
@@ -15,7 +16,7 @@ import (
 // what arrives.
 func TestFragmentedUDP(t *testing.T) {
 	tb := newTestbed(t, "")
-	peers := echoUDP(t, tb.Server, 7000)
+	peers := fwxlab.EchoUDP(t, tb.Server, 7000)
 	c, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 40000), netip.AddrPortFrom(serverIP.Addr(), 7000))
 	if err != nil {
 		t.Fatal(err)
@@ -38,14 +39,14 @@ func TestFragmentedUDP(t *testing.T) {
 	if !bytes.Equal(got[:n], msg) {
 		t.Fatalf("echo of %d bytes differs from the %d sent", n, len(msg))
 	}
-	if from := recv(t, peers); from != netip.AddrPortFrom(fwOut.Addr(), 40000) {
+	if from := fwxlab.Recv(t, peers); from != netip.AddrPortFrom(fwOut.Addr(), 40000) {
 		t.Errorf("server saw the datagram from %v, want fwx's outside address", from)
 	}
 	// 8 KiB in 1500-byte packets is six fragments each way.
-	if d := countAtLeast(func() uint64 { return tb.Outside.Stats().ToHosts - toServer }, 6); d < 6 {
+	if d := fwxlab.CountAtLeast(func() uint64 { return tb.Outside.Stats().ToHosts - toServer }, 6); d < 6 {
 		t.Errorf("the server received %d packets, want at least 6 fragments", d)
 	}
-	if d := countAtLeast(func() uint64 { return tb.Inside.Stats().ToHosts - toClient }, 6); d < 6 {
+	if d := fwxlab.CountAtLeast(func() uint64 { return tb.Inside.Stats().ToHosts - toClient }, 6); d < 6 {
 		t.Errorf("the client received %d packets, want at least 6 fragments", d)
 	}
 	if s := tb.FW.Stats(); s.Reassembly != 0 {
@@ -66,19 +67,5 @@ func TestFragmentedPing(t *testing.T) {
 		if from != dst {
 			t.Errorf("reply from %v, want %v", from, dst)
 		}
-	}
-}
-
-// countAtLeast reads a lab counter until it reaches want or a second has
-// passed: a segment counts a packet after handing it to the host, so the
-// reader can see the datagram before the count of its last fragment.
-func countAtLeast(read func() uint64, want uint64) uint64 {
-	deadline := time.Now().Add(time.Second)
-	for {
-		n := read()
-		if n >= want || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

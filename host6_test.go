@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwx-dev/fwx"
-	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
@@ -17,18 +15,12 @@ import (
 // client reaches IPv6 servers on the host's network through the host's
 // IPv6 address, by TCP, UDP and ping.
 func TestHostModeIPv6(t *testing.T) {
-	if !inOwnNetns(t) {
+	if !fwxlab.InOwnNetns(t) {
 		return
 	}
-	h, err := hostnet.New(hostnet.Options{Addr: hostAddr, Addr6: hostAddr6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb := &testbed{fwxlab.New(t, fwxlab.Options{IPv6: true, Configure: func(c *fwx.Config) {
-		c.Outside, c.OutsideAddr, c.OutsideAddrs, c.Host = nil, netip.Prefix{}, nil, h
-	}})}
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{IPv6: true, Host: true})}
 
-	ln, err := net.ListenTCP("tcp6", net.TCPAddrFromAddrPort(netip.AddrPortFrom(hostServer6, 0)))
+	ln, err := net.ListenTCP("tcp6", net.TCPAddrFromAddrPort(netip.AddrPortFrom(fwxlab.HostServer6, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +40,12 @@ func TestHostModeIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "tcp6 through the host")
-	if got := recv(t, peers); got != netip.AddrPortFrom(hostAddr6, 40200) {
-		t.Errorf("server saw %v, want %v", got, netip.AddrPortFrom(hostAddr6, 40200))
+	fwxlab.RoundTrip(t, c, "tcp6 through the host")
+	if got := fwxlab.Recv(t, peers); got != netip.AddrPortFrom(fwxlab.HostAddr6, 40200) {
+		t.Errorf("server saw %v, want %v", got, netip.AddrPortFrom(fwxlab.HostAddr6, 40200))
 	}
 
-	pc, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostServer6, 0)))
+	pc, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(fwxlab.HostServer6, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +65,9 @@ func TestHostModeIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	roundTrip(t, u, "udp6 through the host")
+	fwxlab.RoundTrip(t, u, "udp6 through the host")
 
-	if from, err := tb.Client.Ping(lab.Context(t, 5*time.Second), hostServer6, 0, 1, []byte("ping6")); err != nil || from != hostServer6 {
-		t.Errorf("ping %v: reply from %v, %v", hostServer6, from, err)
+	if from, err := tb.Client.Ping(lab.Context(t, 5*time.Second), fwxlab.HostServer6, 0, 1, []byte("ping6")); err != nil || from != fwxlab.HostServer6 {
+		t.Errorf("ping %v: reply from %v, %v", fwxlab.HostServer6, from, err)
 	}
 }

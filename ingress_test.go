@@ -9,6 +9,7 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestIngressHygiene sends, through the forward loop, packets no honest
@@ -60,7 +61,7 @@ options:
 	tb.Inside.Inject(lab.UDPPacket(from("10.0.0.2:5003"), from("239.255.255.250:1900"), []byte("ssdp")))
 	tb.Inside.Inject(lab.UDPPacket(from("10.0.0.2:5004"), nowhere, []byte("ok")))
 	for _, want := range []netip.Addr{netip.MustParseAddr("239.255.255.250"), nowhere.Addr()} {
-		p := nat.Parse(recv(t, tb.Outside.Captured()))
+		p := nat.Parse(fwxlab.Recv(t, tb.Outside.Captured()))
 		if p.Dst.Addr() != want || p.Src.Addr() != fwOut.Addr() {
 			t.Fatalf("left fwx: %v -> %v, want the translated packet to %v", p.Src, p.Dst, want)
 		}

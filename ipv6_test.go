@@ -15,7 +15,6 @@ import (
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
-	"github.com/fwx-dev/fwx/session"
 )
 
 // IPv6 through fwx in the dual-stack lab: the fast path (NAT66), the
@@ -38,16 +37,16 @@ var (
 // port, while IPv4 goes on beside them.
 func TestIPv6SecureNAT(t *testing.T) {
 	tb := newTestbed6(t, "")
-	tcpPeers := echoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 8000))
-	udpPeers := echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
+	tcpPeers := fwxlab.EchoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 8000))
+	udpPeers := fwxlab.EchoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
 	src := netip.AddrPortFrom(client6, 40000)
 	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), src, netip.AddrPortFrom(server6, 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "hello over tcp6")
-	if got := recv(t, tcpPeers); got != netip.AddrPortFrom(fwOut6, 40000) {
+	fwxlab.RoundTrip(t, c, "hello over tcp6")
+	if got := fwxlab.Recv(t, tcpPeers); got != netip.AddrPortFrom(fwOut6, 40000) {
 		t.Errorf("server saw TCP from %v, want %v", got, netip.AddrPortFrom(fwOut6, 40000))
 	}
 	u, err := tb.Client.DialUDP(src, netip.AddrPortFrom(server6, 7000))
@@ -55,19 +54,19 @@ func TestIPv6SecureNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	roundTrip(t, u, "hello over udp6")
-	if got := recv(t, udpPeers); got != netip.AddrPortFrom(fwOut6, 40000) {
+	fwxlab.RoundTrip(t, u, "hello over udp6")
+	if got := fwxlab.Recv(t, udpPeers); got != netip.AddrPortFrom(fwOut6, 40000) {
 		t.Errorf("server saw UDP from %v, want %v", got, netip.AddrPortFrom(fwOut6, 40000))
 	}
 	// IPv4 beside it.
-	v4 := echoUDP(t, tb.Server, 7001)
+	v4 := fwxlab.EchoUDP(t, tb.Server, 7001)
 	u4, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 40000), netip.AddrPortFrom(serverIP.Addr(), 7001))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u4.Close()
-	roundTrip(t, u4, "and over udp4")
-	if got := recv(t, v4); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
+	fwxlab.RoundTrip(t, u4, "and over udp4")
+	if got := fwxlab.Recv(t, v4); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
 		t.Errorf("server saw UDP over IPv4 from %v", got)
 	}
 	rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "protocol": "tcp"})[0]
@@ -111,7 +110,7 @@ func TestIPv6Ping(t *testing.T) {
 // translates and cuts it again.
 func TestIPv6FragmentedUDP(t *testing.T) {
 	tb := newTestbed6(t, "")
-	echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
+	fwxlab.EchoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
 	c, err := tb.Client.DialUDP(netip.AddrPortFrom(client6, 40000), netip.AddrPortFrom(server6, 7000))
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +130,7 @@ func TestIPv6FragmentedUDP(t *testing.T) {
 	if !bytes.Equal(got[:n], msg) {
 		t.Fatalf("echo of %d bytes differs from the %d sent", n, len(msg))
 	}
-	if d := countAtLeast(func() uint64 { return tb.Outside.Stats().ToHosts - toServer }, 6); d < 6 {
+	if d := fwxlab.CountAtLeast(func() uint64 { return tb.Outside.Stats().ToHosts - toServer }, 6); d < 6 {
 		t.Errorf("the server received %d packets, want at least 6 fragments", d)
 	}
 }
@@ -141,14 +140,14 @@ func TestIPv6FragmentedUDP(t *testing.T) {
 // sides.
 func TestIPv6UserMode(t *testing.T) {
 	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: benchPolicy, IPv6: true, Filters: fwxlab.Registry("pass", passFilter{})})}
-	peers := echoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 5201))
+	peers := fwxlab.EchoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 5201))
 	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(server6, 5201))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "through the user-mode path over IPv6")
-	if got := recv(t, peers); got.Addr() != fwOut6 {
+	fwxlab.RoundTrip(t, c, "through the user-mode path over IPv6")
+	if got := fwxlab.Recv(t, peers); got.Addr() != fwOut6 {
 		t.Errorf("server saw %v, want fwx's outside address %v", got, fwOut6)
 	}
 }
@@ -164,14 +163,14 @@ rules:
 publish:
   - {name: www6, protocol: web-in, listen: "[2001:db8:100::1]:8080", server: "[fd00::2]:80"}
 `)
-	peers := echoTCPOn(t, tb.Client, netip.AddrPortFrom(netip.IPv6Unspecified(), 80))
+	peers := fwxlab.EchoTCPOn(t, tb.Client, netip.AddrPortFrom(netip.IPv6Unspecified(), 80))
 	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwOut6, 8080))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "published over IPv6")
-	if got := recv(t, peers); got.Addr() != server6 {
+	fwxlab.RoundTrip(t, c, "published over IPv6")
+	if got := fwxlab.Recv(t, peers); got.Addr() != server6 {
 		t.Errorf("inside server saw %v, want the outside client %v", got, server6)
 	}
 }
@@ -205,68 +204,17 @@ rules:
 options:
   nptv6: [{inside: "fd00::/64", outside: "2001:db8:200::/64"}]
 `)
-	peers := echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
+	peers := fwxlab.EchoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7000))
 	u, err := tb.Client.DialUDP(netip.AddrPortFrom(client6, 40000), netip.AddrPortFrom(server6, 7000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	roundTrip(t, u, "translated prefix")
-	got := recv(t, peers)
+	fwxlab.RoundTrip(t, u, "translated prefix")
+	got := fwxlab.Recv(t, peers)
 	if !netip.MustParsePrefix("2001:db8:200::/64").Contains(got.Addr()) || got.Port() != 40000 {
 		t.Errorf("server saw %v, want an address of 2001:db8:200::/64 and the client's port", got)
 	}
-}
-
-// TestIPv6UDPDatagramFilter: over IPv6 too, a datagram filter gets each
-// datagram whole, those larger than the MTU reassembled, and what it
-// passes on leaves in fragments fwx makes as an IPv6 source must.
-func TestIPv6UDPDatagramFilter(t *testing.T) {
-	rw := newRewriter()
-	probe := newUDPProbe(func(ev *session.Event) error {
-		if ev.Type == session.EventUDPDestination {
-			return ev.Conn.AttachDatagramFilter(rw, session.PriorityMiddle)
-		}
-		return nil
-	})
-	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
-	echoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 9000))
-	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(server6, 9000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, n := range []int{5, 1400, 1500, 9000, 60000} {
-		msg := string(bytes.Repeat([]byte{'a'}, n))
-		toClient := tb.Inside.Stats().ToHosts
-		if got := exchange(t, c, msg, 5*time.Second); got != string(bytes.Repeat([]byte{'A'}, n)) {
-			t.Errorf("%d-byte datagram came back as %d bytes", n, len(got))
-		}
-		// 1500 bytes of payload and more need fragments at MTU 1500.
-		want := uint64(n/1448 + 1)
-		if d := countAtLeast(func() uint64 { return tb.Inside.Stats().ToHosts - toClient }, want); n >= 1500 && d < want {
-			t.Errorf("a %d-byte datagram reached the client in %d packets: not cut into fragments", n, d)
-		}
-	}
-}
-
-// TestIPv6UDPUserModeICMPErrors: an ICMPv6 port unreachable about a
-// datagram of a user-mode UDP flow reaches the client that sent it,
-// translated as on the fast path.
-func TestIPv6UDPUserModeICMPErrors(t *testing.T) {
-	probe := newUDPProbe(nil)
-	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
-	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(server6, 9000)) // nobody listens
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("anyone?"))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 100)); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("read: %v, want ECONNREFUSED from the server's port unreachable", err)
-	}
-	probe.nextEvent(t, session.EventUDPDestination) // the flow is the user-mode path's
 }
 
 // TestIPv6RestartAndPickup: IPv6 flows survive a restart with a state
@@ -283,7 +231,7 @@ func TestIPv6RestartAndPickup(t *testing.T) {
 
 	first := start("")
 	first.Inside.Inject(lab.UDPPacket(inside, nowhere, []byte("query")))
-	ext := nat.Parse(recv(t, first.Outside.Captured())).Src
+	ext := nat.Parse(fwxlab.Recv(t, first.Outside.Captured())).Src
 	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +240,7 @@ func TestIPv6RestartAndPickup(t *testing.T) {
 		t.Fatalf("%d flows after the restart, want the saved one", n)
 	}
 	second.Outside.Inject(lab.UDPPacket(nowhere, ext, []byte("answer")))
-	if p := nat.Parse(recv(t, second.Inside.Captured())); p.Dst != inside {
+	if p := nat.Parse(fwxlab.Recv(t, second.Inside.Captured())); p.Dst != inside {
 		t.Fatalf("answer delivered to %v, want %v", p.Dst, inside)
 	}
 
@@ -306,11 +254,11 @@ rules:
 `)
 	src := netip.AddrPortFrom(inside.Addr(), 6000)
 	third.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("[2001:db8:100::77]:80"), header.TCPFlagAck|header.TCPFlagPsh, 1000, 2000, []byte("more")))
-	if p := nat.Parse(recv(t, third.Outside.Captured())); p.Src != netip.AddrPortFrom(fwOut6, 6000) {
+	if p := nat.Parse(fwxlab.Recv(t, third.Outside.Captured())); p.Src != netip.AddrPortFrom(fwOut6, 6000) {
 		t.Fatalf("picked-up segment left from %v, want fwx's IPv6 address and the inside port", p.Src)
 	}
 	third.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("[2001:db8:100::77]:23"), header.TCPFlagAck, 1000, 2000, nil))
-	if r := nat.Parse(recv(t, third.Inside.Captured())); r.Proto != nat.TCP || r.TCPFlags&header.TCPFlagRst == 0 || r.Dst != src || r.Src.Addr() != netip.MustParseAddr("2001:db8:100::77") {
+	if r := nat.Parse(fwxlab.Recv(t, third.Inside.Captured())); r.Proto != nat.TCP || r.TCPFlags&header.TCPFlagRst == 0 || r.Dst != src || r.Src.Addr() != netip.MustParseAddr("2001:db8:100::77") {
 		t.Fatalf("answer to a refused connection's segment: %s, want a RST from its destination", lab.PacketString(r.Bytes()))
 	}
 }

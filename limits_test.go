@@ -1,9 +1,7 @@
 package fwx_test
 
 import (
-	"errors"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // TestSynFloodFair: one inside host floods SYNs and never completes a
@@ -24,7 +23,7 @@ rules:
 options:
   limits: {client-half-open: 20, client-rate: off}
 `)
-	echoTCP(t, tb.Server, 80)
+	fwxlab.EchoTCP(t, tb.Server, 80)
 	const flood = 500
 	for i := range flood {
 		syn := lab.TCPPacket(netip.AddrPortFrom(rawClient, uint16(10000+i)), netip.AddrPortFrom(serverIP.Addr(), 80), header.TCPFlagSyn, 1, 0, nil)
@@ -37,7 +36,7 @@ options:
 		if err != nil {
 			t.Fatalf("connection %d of the other host during the flood: %v", i, err)
 		}
-		roundTrip(t, c, "hello")
+		fwxlab.RoundTrip(t, c, "hello")
 		c.Close()
 	}
 	st := tb.FW.Stats()
@@ -74,14 +73,14 @@ options:
   limits: {client-half-open: 10, client-rate: off}
   timeouts: {tcp-syn-recv: 30s}
 `)
-	echoTCP(t, tb.Server, 80)
+	fwxlab.EchoTCP(t, tb.Server, 80)
 	for i := range 10 {
 		tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, uint16(10000+i)), netip.AddrPortFrom(serverIP.Addr(), 80), header.TCPFlagSyn, 1, 0, nil))
 	}
 	// The server answers each; the answers land in the inside capture,
 	// unanswered.
 	for range 10 {
-		recv(t, tb.Inside.Captured())
+		fwxlab.Recv(t, tb.Inside.Captured())
 	}
 	if n := tb.FW.Flows(); n != 10 {
 		t.Fatalf("%d flows, want the 10 half-open ones", n)
@@ -93,54 +92,6 @@ options:
 	tb.Clock.Advance(2 * time.Second)
 	if n := tb.FW.Expire(); n != 10 {
 		t.Fatalf("%d flows expired after the SYN_RECV timer, want 10", n)
-	}
-}
-
-// TestUserModeDialLimit: a client whose user-mode connections wait on a
-// server that never answers holds at most its client-dials of them; its
-// next ones are reset at once, and another client's still get through.
-func TestUserModeDialLimit(t *testing.T) {
-	tb := newTestbed(t, echoPolicy+`
-options:
-  limits: {client-dials: 2}
-`, withFilter("probe", &probeFilter{}))
-	echoTCP(t, tb.Server, 7)
-	// 198.51.100.77 is on the outside segment but no host has it: the
-	// outside netstack's SYNs land in the capture, unanswered.
-	blackhole := netip.MustParseAddrPort("198.51.100.77:7")
-	for i := range 2 {
-		go func() {
-			c, err := tb.Client.DialTCP(lab.Context(t, 3*time.Second), blackhole)
-			if err == nil {
-				c.Close()
-				t.Errorf("dial %d to a host that never answers succeeded", i)
-			}
-		}()
-	}
-	// Wait for both dials to be pending at fwx: their SYNs reach the
-	// outside.
-	for range 2 {
-		recv(t, tb.Outside.Captured())
-	}
-	start := time.Now()
-	_, err := tb.Client.DialTCP(lab.Context(t, 3*time.Second), blackhole)
-	if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
-		t.Fatalf("third dial: %v after %v; want refused at once", err, time.Since(start))
-	}
-	c, err := tb.Client2.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7))
-	if err != nil {
-		t.Fatalf("another client's filtered connection: %v", err)
-	}
-	roundTrip(t, c, "through")
-	c.Close()
-	if n := tb.FW.Stats().Drops[nat.DropClientDials]; n != 1 {
-		t.Errorf("%d client-dials refusals counted, want 1", n)
-	}
-	// The refused flow's record is the table's denial, and nothing says
-	// it was allowed.
-	tb.WaitDenied(t, 1, map[string]string{"event": "denied", "destination": blackhole.String(), "reason": "client-dials"})
-	if recs := tb.Log.Records(t, map[string]string{"event": "allowed", "destination": blackhole.String()}); len(recs) != 2 {
-		t.Errorf("%d allowed records for the black hole, want the 2 pending dials'", len(recs))
 	}
 }
 
@@ -164,14 +115,14 @@ options:
 		t.Fatal(err)
 	}
 	tb.Inside.Inject(lab.UDPPacket(routed, nowhere, []byte("after")))
-	if p := nat.Parse(recv(t, tb.Outside.Captured())); len(p.Payload()) != len("after") {
+	if p := nat.Parse(fwxlab.Recv(t, tb.Outside.Captured())); len(p.Payload()) != len("after") {
 		t.Fatalf("left fwx: %s; want only the packet sent after the reload", lab.PacketString(p.Bytes()))
 	}
 	for i := range 10 {
 		tb.Inside.Inject(lab.TCPPacket(netip.AddrPortFrom(rawClient, uint16(10000+i)), nowhere, header.TCPFlagSyn, 1, 0, nil))
 	}
 	for range 5 {
-		recv(t, tb.Outside.Captured())
+		fwxlab.Recv(t, tb.Outside.Captured())
 	}
 	waitDrops(t, tb, nat.DropClientHalfOpen, 5)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // gate is a log destination that blocks every Write until it is opened
@@ -212,24 +213,24 @@ func TestBlockedLogForwards(t *testing.T) {
 		q.Close(5 * time.Second)
 	})
 	tb := newTestbed(t, "", func(c *fwx.Config) { c.FirewallLog = zerolog.New(q) })
-	echoTCP(t, tb.Server, 8000)
+	fwxlab.EchoTCP(t, tb.Server, 8000)
 	const conns = 40
 	for i := range conns {
 		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8000))
 		if err != nil {
 			t.Fatalf("connection %d with the log blocked: %v", i, err)
 		}
-		roundTrip(t, c, fmt.Sprintf("message %d", i))
+		fwxlab.RoundTrip(t, c, fmt.Sprintf("message %d", i))
 		c.Close()
 	}
-	udp := echoUDP(t, tb.Server, 9000)
+	udp := fwxlab.EchoUDP(t, tb.Server, 9000)
 	u, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 9001), netip.AddrPortFrom(serverIP.Addr(), 9000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
 	u.Write([]byte("ping"))
-	recv(t, udp)
+	fwxlab.Recv(t, udp)
 	if s := q.Stats(); s.Dropped < conns-16 || s.Written != 0 {
 		t.Errorf("log stats %+v; want at least %d records dropped and none written", s, conns-16)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 const denyPolicy = `
@@ -54,7 +55,7 @@ func TestDeniedFlows(t *testing.T) {
 			if err := tb.Inside.Inject(c.pkt); err != nil {
 				t.Fatal(err)
 			}
-			reply := recv(t, tb.Inside.Captured())
+			reply := fwxlab.Recv(t, tb.Inside.Captured())
 			p := nat.Parse(reply)
 			if err := lab.VerifyChecksums(reply); err != nil {
 				t.Fatal(err)
@@ -91,19 +92,19 @@ func TestDeniedSilently(t *testing.T) {
 // TestFirewallLog checks the fields of the allowed and ended records.
 func TestFirewallLog(t *testing.T) {
 	tb := newTestbed(t, "")
-	echoTCP(t, tb.Server, 8000)
+	fwxlab.EchoTCP(t, tb.Server, 8000)
 	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40100), netip.AddrPortFrom(serverIP.Addr(), 8000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	roundTrip(t, c, "0123456789")
+	fwxlab.RoundTrip(t, c, "0123456789")
 	match := map[string]string{"protocol": "tcp", "client": "10.0.0.2:40100", "destination": "198.51.100.2:8000",
 		"translated_source": "198.51.100.1:40100", "rule": "default-outbound", "path": "fast", "direction": "outbound"}
 	match["event"] = "allowed"
 	tb.Log.WaitRecords(t, 1, match)
 	// The flow's last packets come 7 s (on the lab clock) after its first.
 	tb.Clock.Advance(7 * time.Second)
-	roundTrip(t, c, "abcdefghij")
+	fwxlab.RoundTrip(t, c, "abcdefghij")
 	c.Close()
 	match["event"] = "ended"
 	// The connection's end is logged when its last FIN is acknowledged,

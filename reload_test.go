@@ -16,6 +16,7 @@ import (
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -82,9 +83,9 @@ func echoLines(c io.ReadWriter, n *atomic.Int64, stop <-chan struct{}) error {
 func TestReloadUnderTraffic(t *testing.T) {
 	a, b := fmt.Sprintf(allowAll, "keep"), fmt.Sprintf(deny8001, "keep")
 	tb := newTestbed(t, a)
-	echoTCP(t, tb.Server, 8000)
-	echoTCP(t, tb.Server, 8001)
-	udp := echoUDP(t, tb.Server, 7000)
+	fwxlab.EchoTCP(t, tb.Server, 8000)
+	fwxlab.EchoTCP(t, tb.Server, 8001)
+	udp := fwxlab.EchoUDP(t, tb.Server, 7000)
 	var conns []net.Conn
 	for _, port := range []uint16{8000, 8001} {
 		c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), port))
@@ -157,7 +158,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 		}
 	}
 	for range datagrams {
-		recv(t, udp)
+		fwxlab.Recv(t, udp)
 	}
 	// fwx dropped nothing: no drop of any reason, no packet lost on the
 	// way. (The hosts' retransmissions are shown, not judged: on a loaded
@@ -189,15 +190,15 @@ func TestReloadUnderTraffic(t *testing.T) {
 	if _, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("a new connection to 8001 under the policy that denies it: %v, want refused", err)
 	}
-	roundTrip(t, conns[1], "the established one still works")
+	fwxlab.RoundTrip(t, conns[1], "the established one still works")
 }
 
 // TestReloadStrict: with options.reload: strict, the flows the new policy
 // refuses end at the reload, with their ended record; the others stay.
 func TestReloadStrict(t *testing.T) {
 	tb := newTestbed(t, fmt.Sprintf(allowAll, "strict"))
-	echoTCP(t, tb.Server, 8000)
-	echoTCP(t, tb.Server, 8001)
+	fwxlab.EchoTCP(t, tb.Server, 8000)
+	fwxlab.EchoTCP(t, tb.Server, 8001)
 	var conns []net.Conn
 	for _, port := range []uint16{8000, 8001} {
 		c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 41000+port), netip.AddrPortFrom(serverIP.Addr(), port))
@@ -205,7 +206,7 @@ func TestReloadStrict(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		roundTrip(t, c, "before")
+		fwxlab.RoundTrip(t, c, "before")
 		conns = append(conns, c)
 	}
 	r, err := tb.FW.Reload(mustPolicy(t, fmt.Sprintf(deny8001, "strict")))
@@ -219,7 +220,7 @@ func TestReloadStrict(t *testing.T) {
 	if rec["client"] != "10.0.0.2:49001" || rec["rule"] != "out" {
 		t.Errorf("ended record %v", rec)
 	}
-	roundTrip(t, conns[0], "after: port 8000 is still allowed")
+	fwxlab.RoundTrip(t, conns[0], "after: port 8000 is still allowed")
 	conns[1].SetDeadline(time.Now().Add(300 * time.Millisecond))
 	conns[1].Write([]byte("after"))
 	if n, err := conns[1].Read(make([]byte, 16)); err == nil {
@@ -245,13 +246,13 @@ options: {reload: %s}
 	for _, mode := range []string{"keep", "strict"} {
 		t.Run(mode, func(t *testing.T) {
 			tb := newTestbed(t, fmt.Sprintf(allowAll, mode), withFilter("pass", passFilter{}))
-			echoTCP(t, tb.Server, 8001)
+			fwxlab.EchoTCP(t, tb.Server, 8001)
 			c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 8001))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			roundTrip(t, c, "before")
+			fwxlab.RoundTrip(t, c, "before")
 			r, err := tb.FW.Reload(mustPolicy(t, fmt.Sprintf(filtered, mode)))
 			if err != nil {
 				t.Fatal(err)
@@ -260,7 +261,7 @@ options: {reload: %s}
 				if r.Ended != 0 {
 					t.Errorf("report %+v, want nothing ended", r)
 				}
-				roundTrip(t, c, "after: kept")
+				fwxlab.RoundTrip(t, c, "after: kept")
 				return
 			}
 			if r.Ended != 1 {
@@ -287,15 +288,15 @@ publish:
   - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
 `
 	tb := newTestbed(t, running)
-	echoTCP(t, tb.Client, 80)
-	echoTCP(t, tb.Server, 9000)
+	fwxlab.EchoTCP(t, tb.Client, 80)
+	fwxlab.EchoTCP(t, tb.Server, 9000)
 	// An outbound flow from port 9000 holds external port 9000.
 	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 9000), netip.AddrPortFrom(serverIP.Addr(), 9000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "holds 9000")
+	fwxlab.RoundTrip(t, c, "holds 9000")
 
 	tests := []struct {
 		name, policy string
@@ -352,7 +353,7 @@ publish:
 			if err == nil || !strings.Contains(err.Error(), tt.want) || (tt.is != nil && !errors.Is(err, tt.is)) {
 				t.Fatalf("Reload: %v; want an error containing %q", err, tt.want)
 			}
-			roundTrip(t, c, "the established flow after a refused reload")
+			fwxlab.RoundTrip(t, c, "the established flow after a refused reload")
 			// Still the running policy: new flows go out, www comes in.
 			o, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 9000))
 			if err != nil {
@@ -363,7 +364,7 @@ publish:
 			if err != nil {
 				t.Fatalf("published www after a refused reload: %v", err)
 			}
-			roundTrip(t, in, "www")
+			fwxlab.RoundTrip(t, in, "www")
 			in.Close()
 		})
 	}
@@ -390,7 +391,7 @@ options: {reload: %s}
 	for _, mode := range []string{"keep", "strict"} {
 		t.Run(mode, func(t *testing.T) {
 			tb := newTestbed(t, fmt.Sprintf(none, mode))
-			echoTCP(t, tb.Client, 80)
+			fwxlab.EchoTCP(t, tb.Client, 80)
 			dst := netip.AddrPortFrom(fwOut.Addr(), 8080)
 			dial := func() (net.Conn, error) { return tb.Server.DialTCP(lab.Context(t, time.Second), dst) }
 			if c, err := dial(); err == nil {
@@ -406,7 +407,7 @@ options: {reload: %s}
 				t.Fatalf("published www: %v", err)
 			}
 			defer old.Close()
-			roundTrip(t, old, "published")
+			fwxlab.RoundTrip(t, old, "published")
 
 			r, err = tb.FW.Reload(mustPolicy(t, fmt.Sprintf(none, mode)))
 			if err != nil || len(r.Withdrawn) != 1 {
@@ -417,7 +418,7 @@ options: {reload: %s}
 				t.Error("a new connection came in through the withdrawn publication")
 			}
 			if mode == "keep" {
-				roundTrip(t, old, "the established connection goes on")
+				fwxlab.RoundTrip(t, old, "the established connection goes on")
 			} else {
 				// (The refused dial before the publication may have
 				// left a flow too: its SYN retransmitted once www was
@@ -434,7 +435,7 @@ options: {reload: %s}
 			if err != nil {
 				t.Fatalf("published again: %v", err)
 			}
-			roundTrip(t, again, "again")
+			fwxlab.RoundTrip(t, again, "again")
 			again.Close()
 		})
 	}
@@ -454,8 +455,8 @@ options: {reload: %s}
 	for _, mode := range []string{"keep", "strict"} {
 		t.Run(mode, func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy+"options: {reload: "+mode+"}\n")
-			echoTCP(t, tb.Server, 7777)
-			echoTCP(t, tb.Server, 7778)
+			fwxlab.EchoTCP(t, tb.Server, 7777)
+			fwxlab.EchoTCP(t, tb.Server, 7778)
 			used, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Protocol: session.TCP, ProtocolName: "ftp"})
 			if err != nil {
 				t.Fatal(err)
@@ -465,7 +466,7 @@ options: {reload: %s}
 				t.Fatal(err)
 			}
 			defer c.Close()
-			roundTrip(t, c, "through the grant")
+			fwxlab.RoundTrip(t, c, "through the grant")
 			unused, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Protocol: session.TCP, ProtocolName: "ftp"})
 			if err != nil {
 				t.Fatal(err)
@@ -478,13 +479,13 @@ options: {reload: %s}
 				if r.Ended != 0 || r.Revoked != 0 || !unused.Live() {
 					t.Errorf("keep: report %+v, unused grant live %v; want nothing ended", r, unused.Live())
 				}
-				roundTrip(t, c, "still through the grant")
+				fwxlab.RoundTrip(t, c, "still through the grant")
 				return
 			}
 			if r.Ended != 1 || r.Revoked != 1 || unused.Live() {
 				t.Errorf("strict: report %+v, unused grant live %v; want the connection ended and the grant revoked", r, unused.Live())
 			}
-			if tb.clientConnects(t, unused.Addr()) {
+			if fwxlab.Connects(t, tb.Client, unused.Addr(), 2*time.Second) {
 				t.Error("the revoked grant still let the client through")
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 func withState(path string) func(*fwx.Config) {
@@ -27,7 +28,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 
 	first := newTestbed(t, "", withState(state))
 	first.Inside.Inject(lab.UDPPacket(inside, nowhere, []byte("query")))
-	ext := nat.Parse(recv(t, first.Outside.Captured())).Src
+	ext := nat.Parse(fwxlab.Recv(t, first.Outside.Captured())).Src
 	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 		t.Errorf("state file still there after it was restored: %v", err)
 	}
 	second.Outside.Inject(lab.UDPPacket(nowhere, ext, []byte("answer")))
-	if p := nat.Parse(recv(t, second.Inside.Captured())); p.Dst != inside {
+	if p := nat.Parse(fwxlab.Recv(t, second.Inside.Captured())); p.Dst != inside {
 		t.Fatalf("answer delivered to %v, want %v", p.Dst, inside)
 	}
 }
@@ -80,12 +81,12 @@ rules:
 `, withState(filepath.Join(t.TempDir(), "fwx.state")))
 	src := netip.AddrPortFrom(rawClient, 6000)
 	tb.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("198.51.100.77:80"), header.TCPFlagAck|header.TCPFlagPsh, 1000, 2000, []byte("more")))
-	p := nat.Parse(recv(t, tb.Outside.Captured()))
+	p := nat.Parse(fwxlab.Recv(t, tb.Outside.Captured()))
 	if p.Src != netip.AddrPortFrom(fwOut.Addr(), 6000) {
 		t.Fatalf("picked-up segment left from %v, want the inside port", p.Src)
 	}
 	tb.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("198.51.100.77:23"), header.TCPFlagAck, 1000, 2000, nil))
-	r := nat.Parse(recv(t, tb.Inside.Captured()))
+	r := nat.Parse(fwxlab.Recv(t, tb.Inside.Captured()))
 	if r.Proto != nat.TCP || r.TCPFlags&header.TCPFlagRst == 0 || r.Dst != src {
 		t.Fatalf("answer to a refused connection's segment: %s, want a RST", lab.PacketString(r.Bytes()))
 	}
@@ -100,7 +101,7 @@ func TestNoPickupWithoutState(t *testing.T) {
 	tb := newTestbed(t, "")
 	src := netip.AddrPortFrom(rawClient, 6000)
 	tb.Inside.Inject(lab.TCPPacket(src, netip.MustParseAddrPort("198.51.100.77:80"), header.TCPFlagAck, 1000, 2000, []byte("more")))
-	r := nat.Parse(recv(t, tb.Inside.Captured()))
+	r := nat.Parse(fwxlab.Recv(t, tb.Inside.Captured()))
 	if r.TCPFlags&header.TCPFlagRst == 0 || r.Dst != src {
 		t.Fatalf("answer: %s, want a RST", lab.PacketString(r.Bytes()))
 	}

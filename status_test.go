@@ -7,6 +7,7 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -15,13 +16,13 @@ import (
 func TestStatus(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy+`  - {name: no-81, action: deny, from: [internal], to: [any], protocols: [any]}
 `)
-	echoTCP(t, tb.Server, 21)
+	fwxlab.EchoTCP(t, tb.Server, 21)
 	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), netip.AddrPortFrom(clientIP.Addr(), 40021), netip.AddrPortFrom(serverIP.Addr(), 21))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "0123456789")
+	fwxlab.RoundTrip(t, c, "0123456789")
 	if _, err := tb.Client.Ping(lab.Context(t, 5*time.Second), serverIP.Addr(), 7, 1, nil); err != nil {
 		t.Fatal(err)
 	}

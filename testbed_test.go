@@ -22,6 +22,17 @@ var (
 	server2IP = fwxlab.Server2Prefix
 )
 
+// sdkPolicy allows the client only FTP control connections and ping; every
+// secondary connection must come through a pinhole (as the SDK's tests'
+// policy of that name in package session).
+const sdkPolicy = `
+protocols:
+  - {name: ftp, transport: tcp, ports: [21]}
+  - {name: tftp, transport: udp, ports: [69]}
+rules:
+  - {name: ftp-out, action: allow, from: [internal], to: [external], protocols: [ftp, tftp, ping]}
+`
+
 type testbed struct{ *fwxlab.Lab }
 
 // newTestbed starts fwx in the lab with policy (YAML; empty means the

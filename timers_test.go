@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
 // The timers come from the policy, each different, so the test also proves
@@ -125,7 +126,7 @@ func TestTCPEstablishedTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	s := recv(t, accepted)
+	s := fwxlab.Recv(t, accepted)
 	defer s.Close()
 	// Let the handshake's last ACK pass before the clock moves.
 	roundTripTCP(t, c, s)

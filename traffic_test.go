@@ -2,7 +2,6 @@ package fwx_test
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -13,101 +12,8 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
-
-// echoTCP serves a TCP echo on h:port and reports each client's address.
-func echoTCP(t testing.TB, h *lab.Host, port uint16) <-chan netip.AddrPort {
-	t.Helper()
-	return echoTCPOn(t, h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
-}
-
-// echoTCPOn is echoTCP on addr, of either family.
-func echoTCPOn(t testing.TB, h *lab.Host, addr netip.AddrPort) <-chan netip.AddrPort {
-	t.Helper()
-	ln, err := h.ListenTCPOn(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	peers := make(chan netip.AddrPort, 64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			// A connection reset at once has no remote address any more.
-			var peer netip.AddrPort
-			if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-				peer = a.AddrPort()
-			}
-			select {
-			case peers <- peer:
-			default: // nobody is counting this many
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return peers
-}
-
-// echoUDP serves a UDP echo on h:port and reports each datagram's source.
-func echoUDP(t *testing.T, h *lab.Host, port uint16) <-chan netip.AddrPort {
-	t.Helper()
-	return echoUDPOn(t, h, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
-}
-
-// echoUDPOn is echoUDP on addr, of either family.
-func echoUDPOn(t *testing.T, h *lab.Host, addr netip.AddrPort) <-chan netip.AddrPort {
-	t.Helper()
-	c, err := h.ListenUDPOn(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	peers := make(chan netip.AddrPort, 16)
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			peers <- from.(*net.UDPAddr).AddrPort()
-			c.WriteTo(buf[:n], from)
-		}
-	}()
-	return peers
-}
-
-func recv[T any](t *testing.T, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(5 * time.Second):
-		t.Fatal("timed out")
-	}
-	panic("unreachable")
-}
-
-func roundTrip(t *testing.T, c net.Conn, msg string) {
-	t.Helper()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		t.Fatal(err)
-	}
-	if string(buf) != msg {
-		t.Fatalf("echo %q, want %q", buf, msg)
-	}
-}
 
 func TestPing(t *testing.T) {
 	tb := newTestbed(t, "")
@@ -137,8 +43,8 @@ func TestPing(t *testing.T) {
 // fwx's outside address as the source, the client's port preserved.
 func TestSecureNAT(t *testing.T) {
 	tb := newTestbed(t, "")
-	tcpPeers := echoTCP(t, tb.Server, 8000)
-	udpPeers := echoUDP(t, tb.Server, 7000)
+	tcpPeers := fwxlab.EchoTCP(t, tb.Server, 8000)
+	udpPeers := fwxlab.EchoUDP(t, tb.Server, 7000)
 	src := netip.AddrPortFrom(clientIP.Addr(), 40000)
 
 	c, err := tb.Client.DialTCPFrom(lab.Context(t, 5*time.Second), src, netip.AddrPortFrom(serverIP.Addr(), 8000))
@@ -146,8 +52,8 @@ func TestSecureNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "hello over tcp")
-	if got := recv(t, tcpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
+	fwxlab.RoundTrip(t, c, "hello over tcp")
+	if got := fwxlab.Recv(t, tcpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
 		t.Errorf("server saw TCP from %v, want fwx's outside address and the client's port", got)
 	}
 
@@ -156,8 +62,8 @@ func TestSecureNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	roundTrip(t, u, "hello over udp")
-	if got := recv(t, udpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
+	fwxlab.RoundTrip(t, u, "hello over udp")
+	if got := fwxlab.Recv(t, udpPeers); got != netip.AddrPortFrom(fwOut.Addr(), 40000) {
 		t.Errorf("server saw UDP from %v, want %v", got, netip.AddrPortFrom(fwOut.Addr(), 40000))
 	}
 	if n := tb.FW.Flows(); n != 2 {
@@ -169,7 +75,7 @@ func TestSecureNAT(t *testing.T) {
 // one client socket reaches two servers from the same external endpoint.
 func TestMappingReuse(t *testing.T) {
 	tb := newTestbed(t, "")
-	p1, p2 := echoUDP(t, tb.Server, 7000), echoUDP(t, tb.Server2, 7000)
+	p1, p2 := fwxlab.EchoUDP(t, tb.Server, 7000), fwxlab.EchoUDP(t, tb.Server2, 7000)
 	c, err := tb.Client.ListenUDP(41000)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +86,7 @@ func TestMappingReuse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, b := recv(t, p1), recv(t, p2)
+	a, b := fwxlab.Recv(t, p1), fwxlab.Recv(t, p2)
 	if a != b || a.Addr() != fwOut.Addr() {
 		t.Errorf("servers saw %v and %v; want one external endpoint on %v", a, b, fwOut.Addr())
 	}
@@ -190,7 +96,7 @@ func TestMappingReuse(t *testing.T) {
 // second gets another external port of the same parity (RFC 4787 REQ-4).
 func TestPortParity(t *testing.T) {
 	tb := newTestbed(t, "")
-	peers := echoUDP(t, tb.Server, 7000)
+	peers := fwxlab.EchoUDP(t, tb.Server, 7000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7000)
 	var seen []netip.AddrPort
 	for _, h := range []*lab.Host{tb.Client, tb.Client2} {
@@ -199,8 +105,8 @@ func TestPortParity(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer u.Close()
-		roundTrip(t, u, "x")
-		seen = append(seen, recv(t, peers))
+		fwxlab.RoundTrip(t, u, "x")
+		seen = append(seen, fwxlab.Recv(t, peers))
 	}
 	if seen[0].Port() != 40001 {
 		t.Errorf("first client mapped to %v: port not preserved", seen[0])
@@ -215,7 +121,7 @@ func TestPortParity(t *testing.T) {
 // (RFC 4787 REQ-9, RFC 5382 REQ-8).
 func TestHairpin(t *testing.T) {
 	tb := newTestbed(t, "options: {filtering: endpoint-independent}\nrules:\n  - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}\n")
-	peers := echoUDP(t, tb.Server, 7000)
+	peers := fwxlab.EchoUDP(t, tb.Server, 7000)
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP.Addr(), 7000))
 	a, err := tb.Client.ListenUDP(42000)
 	if err != nil {
@@ -228,9 +134,9 @@ func TestHairpin(t *testing.T) {
 	}
 	defer b.Close()
 	a.WriteTo([]byte("a"), server)
-	extA := recv(t, peers)
+	extA := fwxlab.Recv(t, peers)
 	b.WriteTo([]byte("b"), server)
-	extB := recv(t, peers)
+	extB := fwxlab.Recv(t, peers)
 
 	if _, err := a.WriteTo([]byte("hello b"), net.UDPAddrFromAddrPort(extB)); err != nil {
 		t.Fatal(err)
@@ -284,7 +190,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 	if err := tb.Inside.Inject(lab.UDPPacket(raw, dst, []byte("raw"))); err != nil {
 		t.Fatal(err)
 	}
-	pkt := recv(t, tb.Inside.Captured())
+	pkt := fwxlab.Recv(t, tb.Inside.Captured())
 	p := nat.Parse(pkt)
 	if err := lab.VerifyChecksums(pkt); err != nil {
 		t.Fatalf("%v: %s", err, lab.PacketString(pkt))
@@ -301,7 +207,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 // neither fwx's outside address nor the inside addresses themselves.
 func TestUnsolicitedInbound(t *testing.T) {
 	tb := newTestbed(t, "")
-	peers := echoTCP(t, tb.Client, 80)
+	peers := fwxlab.EchoTCP(t, tb.Client, 80)
 	for _, dst := range []netip.AddrPort{
 		netip.AddrPortFrom(fwOut.Addr(), 80),
 		netip.AddrPortFrom(clientIP.Addr(), 80),
@@ -334,14 +240,14 @@ rules:
 publish:
   - {name: www, protocol: web-in, listen: ":8080", server: "10.0.0.2:80"}
 `)
-	peers := echoTCP(t, tb.Client, 80)
+	peers := fwxlab.EchoTCP(t, tb.Client, 80)
 	c, err := tb.Server.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(fwOut.Addr(), 8080))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "published")
-	if got := recv(t, peers); got.Addr() != serverIP.Addr() {
+	fwxlab.RoundTrip(t, c, "published")
+	if got := fwxlab.Recv(t, peers); got.Addr() != serverIP.Addr() {
 		t.Errorf("inside server saw %v, want the outside client %v", got, serverIP.Addr())
 	}
 	rec := tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound"})[0]

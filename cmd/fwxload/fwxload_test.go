@@ -7,9 +7,10 @@ import (
 	"errors"
 	"math"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
 func TestPercentiles(t *testing.T) {
@@ -53,7 +54,7 @@ func TestPercentiles(t *testing.T) {
 // checking that its goroutines ended, when the test ends.
 func startEcho(tb testing.TB) netip.AddrPort {
 	tb.Helper()
-	before := runtime.NumGoroutine()
+	lab.CheckGoroutines(tb) // after the server closed
 	srv, err := listenEcho(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		tb.Fatal(err)
@@ -61,13 +62,6 @@ func startEcho(tb testing.TB) netip.AddrPort {
 	tb.Cleanup(func() {
 		if err := srv.Close(); err != nil {
 			tb.Errorf("close echo server: %v", err)
-		}
-		for i := 0; runtime.NumGoroutine() > before; i++ {
-			if i == 100 {
-				tb.Errorf("goroutines: %d before, %d after the server closed", before, runtime.NumGoroutine())
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	})
 	return srv.Addr()

@@ -160,7 +160,7 @@ func TestCallbackEndsWithControl(t *testing.T) {
 	c.Close()
 	waitPinholes(t, tb.Session(t), 0)
 
-	if connects(tb.Server, netip.AddrPortFrom(fwxlab.FWOutside, unused)) {
+	if fwxlab.Connects(t, tb.Server, netip.AddrPortFrom(fwxlab.FWOutside, unused), 300*time.Millisecond) {
 		t.Error("the server reached the second callback port after the control connection ended")
 	}
 	sc.Write([]byte("late\r\n"))
@@ -180,10 +180,10 @@ func TestCallbackOnlyForServer(t *testing.T) {
 	c := dialControl(t, j, tb)
 
 	dst := netip.AddrPortFrom(fwxlab.FWOutside, c.callback(t, 5001))
-	if connects(tb.Server2, dst) {
+	if fwxlab.Connects(t, tb.Server2, dst, 300*time.Millisecond) {
 		t.Error("a third host used the callback port")
 	}
-	if !connects(tb.Server, dst) {
+	if !fwxlab.Connects(t, tb.Server, dst, 300*time.Millisecond) {
 		t.Fatal("the server cannot use the callback port")
 	}
 	if cb := recv(t, callbacks); cb.peer.Addr() != fwxlab.ServerAddr {
@@ -207,7 +207,7 @@ func TestCallbackTimeout(t *testing.T) {
 
 			dst := netip.AddrPortFrom(fwxlab.FWOutside, c.callback(t, 5001))
 			tb.Clock.Advance(tt.after)
-			if got := connects(tb.Server, dst); got != tt.want {
+			if got := fwxlab.Connects(t, tb.Server, dst, 300*time.Millisecond); got != tt.want {
 				t.Errorf("after %v: connected=%v, want %v", tt.after, got, tt.want)
 			}
 		})

@@ -47,18 +47,6 @@ func newTestbed(t *testing.T) *testbed {
 	return &testbed{fwxlab.New(t, fwxlab.Options{Policy: labPolicy, Filters: reg})}
 }
 
-// connects reports whether h reaches dst over TCP within a short wait.
-func connects(h *lab.Host, dst netip.AddrPort) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	c, err := h.DialTCP(ctx, dst)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
 // waitPinholes waits until the session holds want connection objects and
 // permissions (a filtered connection in progress counts as one).
 func waitPinholes(t *testing.T, s *session.Session, want int) {

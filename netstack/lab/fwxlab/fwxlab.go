@@ -32,6 +32,7 @@ import (
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
+	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
@@ -92,6 +93,11 @@ type Options struct {
 	// IPv6 makes the lab dual stack: the hosts and fwx get their IPv6
 	// addresses too.
 	IPv6 bool
+	// Host runs fwx in host mode: its outside is this process's own
+	// network stack, its sockets bound to HostAddr (and HostAddr6 with
+	// IPv6). Run such a test in a namespace of its own (InOwnNetns). The
+	// outside segment and its servers stay, apart from fwx.
+	Host bool
 }
 
 // Lab is fwx running between virtual hosts.
@@ -167,6 +173,18 @@ func New(tb testing.TB, opts Options) *Lab {
 		cfg.InsideAddrs = []netip.Prefix{InsidePrefix6}
 		cfg.OutsideAddrs = []netip.Prefix{OutsidePrefix6}
 	}
+	if opts.Host {
+		ho := hostnet.Options{Addr: HostAddr}
+		if opts.IPv6 {
+			ho.Addr6 = HostAddr6
+		}
+		h, err := hostnet.New(ho)
+		if err != nil {
+			l.Net.Close()
+			tb.Fatal(err)
+		}
+		cfg.Outside, cfg.OutsideAddr, cfg.OutsideAddrs, cfg.Host = nil, netip.Prefix{}, nil, h
+	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
@@ -176,6 +194,9 @@ func New(tb testing.TB, opts Options) *Lab {
 	}
 	fw, err := fwx.New(cfg)
 	if err != nil {
+		if cfg.Host != nil {
+			cfg.Host.Close()
+		}
 		l.Net.Close()
 		tb.Fatal(err)
 	}

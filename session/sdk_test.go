@@ -1,4 +1,4 @@
-package fwx_test
+package session_test
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -22,37 +23,25 @@ rules:
   - {name: ftp-out, action: allow, from: [internal], to: [external], protocols: [ftp, tftp, ping]}
 `
 
-// connects reports whether server h reaches dst over TCP (a short wait).
+// serverConnects reports whether the server (or server2) reaches dst over
+// TCP; expect says whether it should, which sets how long to wait.
 func (tb *testbed) serverConnects(t *testing.T, from string, dst netip.AddrPort, expect bool) bool {
 	t.Helper()
 	h := tb.Server
 	if from == "server2" {
 		h = tb.Server2
 	}
-	// A connection that should succeed gets time to (the race detector
-	// and a loaded machine slow the lab down); one that should not is
-	// given up soon, since a pinhole that wrongly let it through would
-	// answer within milliseconds.
 	wait := 300 * time.Millisecond
 	if expect {
 		wait = 5 * time.Second
 	}
-	c, err := h.DialTCP(lab.Context(t, wait), dst)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
+	return fwxlab.Connects(t, h, dst, wait)
 }
 
+// clientConnects reports whether the client reaches dst over TCP.
 func (tb *testbed) clientConnects(t *testing.T, dst netip.AddrPort) bool {
 	t.Helper()
-	c, err := tb.Client.DialTCP(lab.Context(t, 2*time.Second), dst)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
+	return fwxlab.Connects(t, tb.Client, dst, 2*time.Second)
 }
 
 func bind(t *testing.T, s *session.Session, req session.BindRequest) *session.BindResult {
@@ -81,7 +70,7 @@ func TestBindPortsAlignedConsecutive(t *testing.T) {
 	for i := range 4 {
 		port := uint16(6000 + 10*i) // not consecutive on the client
 		clients = append(clients, clientAt(port))
-		got = append(got, echoUDP(t, tb.Client, port))
+		got = append(got, fwxlab.EchoUDP(t, tb.Client, port))
 	}
 	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: clients, Protocol: session.UDP, ProtocolName: "tftp"})
 	if res.Proxy.Port()%4 != 0 || res.Proxy.Addr() != fwOut.Addr() {
@@ -97,7 +86,7 @@ func TestBindPortsAlignedConsecutive(t *testing.T) {
 			t.Errorf("connection %d bound %v, want %v", i, c.Addr(), want)
 		}
 		srv.WriteTo([]byte("hi"), net.UDPAddrFromAddrPort(c.Addr()))
-		if from := recv(t, got[i]); from.Addr() != serverIP.Addr() {
+		if from := fwxlab.Recv(t, got[i]); from.Addr() != serverIP.Addr() {
 			t.Errorf("client port %v got a datagram from %v", clients[i], from)
 		}
 	}
@@ -138,7 +127,7 @@ func TestBindSingleAndMultiple(t *testing.T) {
 	} {
 		t.Run(tt.flags.String(), func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Client, 5001)
+			fwxlab.EchoTCP(t, tb.Client, 5001)
 			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: tt.flags})
 			for i, want := range tt.want {
 				if got := tb.serverConnects(t, "server", res.Proxy, want); got != want {
@@ -158,7 +147,7 @@ func TestBindTimeout(t *testing.T) {
 	}{{59 * time.Second, true}, {61 * time.Second, false}} {
 		t.Run(tt.after.String(), func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Client, 5001)
+			fwxlab.EchoTCP(t, tb.Client, 5001)
 			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout})
 			tb.Clock.Advance(tt.after)
 			if got := tb.serverConnects(t, "server", res.Proxy, tt.want); got != tt.want {
@@ -182,7 +171,7 @@ func TestBindIPFilter(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Client, 5001)
+			fwxlab.EchoTCP(t, tb.Client, 5001)
 			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
 				Flags: session.AllowMultiple, IPFilter: tt.filter})
 			if got := tb.serverConnects(t, "server2", res.Proxy, tt.server2); got != tt.server2 {
@@ -199,7 +188,7 @@ func TestBindIPFilter(t *testing.T) {
 // refuses connections until SetClientAddress, which works once.
 func TestSetClientAddressLate(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.Client, 5002)
+	fwxlab.EchoTCP(t, tb.Client, 5002)
 	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{{}}, Flags: session.AllowMultiple})
 	c := res.Conns[0]
 	if tb.serverConnects(t, "server", res.Proxy, false) {
@@ -222,7 +211,7 @@ func TestSetClientAddressLate(t *testing.T) {
 // TestKillRevokes: Kill closes the bound port and frees it.
 func TestKillRevokes(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.Client, 5001)
+	fwxlab.EchoTCP(t, tb.Client, 5001)
 	s := tb.Session(t)
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.AllowMultiple})
 	if !tb.serverConnects(t, "server", res.Proxy, true) {
@@ -243,8 +232,8 @@ func TestKillRevokes(t *testing.T) {
 // cancels its permissions and frees their ports.
 func TestSessionEndRevokesEverything(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.Client, 5001)
-	echoTCP(t, tb.Server, 7777)
+	fwxlab.EchoTCP(t, tb.Client, 5001)
+	fwxlab.EchoTCP(t, tb.Server, 7777)
 	s := tb.Session(t)
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.AllowMultiple})
 	fc, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Protocol: session.TCP,
@@ -310,8 +299,8 @@ func (r *recorder) Detach() {}
 // receives the established-connection event with the caller's context.
 func TestEstablishedEventCarriesContext(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.Client, 5001)
-	echoTCP(t, tb.Server, 7777)
+	fwxlab.EchoTCP(t, tb.Client, 5001)
+	fwxlab.EchoTCP(t, tb.Server, 7777)
 	s := tb.Session(t)
 	type ctxKey struct{ name string }
 	rec := newRecorder()
@@ -319,7 +308,7 @@ func TestEstablishedEventCarriesContext(t *testing.T) {
 	if !tb.serverConnects(t, "server", res.Proxy, true) {
 		t.Fatal("no connection")
 	}
-	ev := recv(t, rec.ch)
+	ev := fwxlab.Recv(t, rec.ch)
 	if ev.Type != session.EventEstablishedConnection || ev.Context != (ctxKey{"bind"}) || ev.Remote.Addr() != serverIP.Addr() || ev.Conn != res.Conns[0] {
 		t.Errorf("event %v context %v remote %v conn %p; want established, bind, %v, %p", ev.Type, ev.Context, ev.Remote, ev.Conn, serverIP.Addr(), res.Conns[0])
 	}
@@ -330,7 +319,7 @@ func TestEstablishedEventCarriesContext(t *testing.T) {
 	if !tb.clientConnects(t, netip.AddrPortFrom(serverIP.Addr(), 7777)) {
 		t.Fatal("future connect refused")
 	}
-	if ev := recv(t, rec.ch); ev.Context != (ctxKey{"pasv"}) || ev.Addr != netip.AddrPortFrom(serverIP.Addr(), 7777) {
+	if ev := fwxlab.Recv(t, rec.ch); ev.Context != (ctxKey{"pasv"}) || ev.Addr != netip.AddrPortFrom(serverIP.Addr(), 7777) {
 		t.Errorf("event context %v addr %v; want pasv, the destination", ev.Context, ev.Addr)
 	}
 }
@@ -367,14 +356,14 @@ rules:
 	if !errors.Is(err, session.ErrAddressInUse) || !errors.Is(err, session.ErrDenied) {
 		t.Fatalf("denied bind: %v, want ErrAddressInUse and ErrDenied", err)
 	}
-	if ev := recv(t, rec.ch); ev.Type != session.EventBindTCP || ev.Addr.Port() != 40000 {
+	if ev := fwxlab.Recv(t, rec.ch); ev.Type != session.EventBindTCP || ev.Addr.Port() != 40000 {
 		t.Errorf("filter saw %v for %v, want the bind of port 40000", ev.Type, ev.Addr)
 	}
 	// Allowed now: the port was not leaked, and the listen event follows.
 	rec.deny = 0
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Proxy: netip.AddrPortFrom(netip.IPv4Unspecified(), 40000)})
-	recv(t, rec.ch) // bind
-	if ev := recv(t, rec.ch); ev.Type != session.EventListen || ev.Addr != res.Proxy {
+	fwxlab.Recv(t, rec.ch) // bind
+	if ev := fwxlab.Recv(t, rec.ch); ev.Type != session.EventListen || ev.Addr != res.Proxy {
 		t.Errorf("second event %v for %v, want listen on %v", ev.Type, ev.Addr, res.Proxy)
 	}
 	// Deny outside a handler is a bad context.
@@ -387,7 +376,7 @@ rules:
 	if !errors.Is(err, session.ErrAddressInUse) || !errors.Is(err, session.ErrDenied) {
 		t.Errorf("denied UDP bind: %v, want ErrAddressInUse and ErrDenied", err)
 	}
-	if ev := recv(t, rec.ch); ev.Type != session.EventBindUDP {
+	if ev := fwxlab.Recv(t, rec.ch); ev.Type != session.EventBindUDP {
 		t.Errorf("filter saw %v, want the UDP bind", ev.Type)
 	}
 }
@@ -413,7 +402,7 @@ func TestAllowFutureConnect(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Server, 7777)
+			fwxlab.EchoTCP(t, tb.Server, 7777)
 			if tt.want == nil {
 				if tb.clientConnects(t, dst) {
 					t.Error("the policy let the client through")
@@ -443,7 +432,7 @@ func TestAllowFutureConnect(t *testing.T) {
 // inside and reaches the connect address, from fwx's outside address.
 func TestRedirectConnections(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	peers := echoTCP(t, tb.Server2, 8888)
+	peers := fwxlab.EchoTCP(t, tb.Server2, 8888)
 	res, err := tb.Session(t).RedirectConnections(session.Redirect{
 		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(server2IP.Addr(), 8888)},
 		Protocol:     session.TCP, ProtocolName: "ftp",
@@ -459,8 +448,8 @@ func TestRedirectConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "redirected")
-	if got := recv(t, peers); got.Addr() != fwOut.Addr() {
+	fwxlab.RoundTrip(t, c, "redirected")
+	if got := fwxlab.Recv(t, peers); got.Addr() != fwOut.Addr() {
 		t.Errorf("server saw %v, want fwx's outside address", got)
 	}
 	if peer := c.RemoteAddr().(*net.TCPAddr).AddrPort(); peer != res.Internal {
@@ -586,7 +575,7 @@ func TestSessionTimers(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	tb.Clock.Advance(time.Second)
-	if f := recv(t, fired); f != "minute" {
+	if f := fwxlab.Recv(t, fired); f != "minute" {
 		t.Errorf("timer %q ran, want the minute's", f)
 	}
 	if !stop() {

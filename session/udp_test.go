@@ -1,4 +1,4 @@
-package fwx_test
+package session_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -68,7 +69,7 @@ func (f *udpProbe) HandleEvent(ev *session.Event) error {
 func (f *udpProbe) nextEvent(t *testing.T, typ session.EventType) session.Event {
 	t.Helper()
 	for {
-		if ev := recv(t, f.events); ev.Type == typ {
+		if ev := fwxlab.Recv(t, f.events); ev.Type == typ {
 			return ev
 		}
 	}
@@ -161,7 +162,7 @@ func TestUDPDatagramFilter(t *testing.T) {
 		return nil
 	})
 	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
-	peers := echoUDP(t, tb.Server, 9000)
+	peers := fwxlab.EchoUDP(t, tb.Server, 9000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
 	c, err := tb.Client.DialUDP(netip.AddrPort{}, dst)
 	if err != nil {
@@ -178,14 +179,14 @@ func TestUDPDatagramFilter(t *testing.T) {
 		t.Errorf("event addr %v proto %v peer %v secondary %v rule %q; want %v, udp, the server, primary, dgram-out",
 			ev.Addr, ev.Conn.Protocol(), ev.Conn.Peer(), ev.Secondary, ev.Conn.Rule(), dst)
 	}
-	out, back := recv(t, rw.seen), recv(t, rw.seen)
+	out, back := fwxlab.Recv(t, rw.seen), fwxlab.Recv(t, rw.seen)
 	if out.payload != "hello" || !out.fromInside || out.inside != client || out.peer != dst {
 		t.Errorf("outbound datagram seen as %+v; want hello from %v to %v", out, client, dst)
 	}
 	if back.payload != "HELLO" || back.fromInside || back.peer != dst {
 		t.Errorf("inbound datagram seen as %+v; want HELLO from %v", back, dst)
 	}
-	if p := recv(t, peers); p.Addr() != fwOut.Addr() {
+	if p := fwxlab.Recv(t, peers); p.Addr() != fwOut.Addr() {
 		t.Errorf("server saw %v, want fwx's outside address", p)
 	}
 
@@ -212,7 +213,7 @@ func TestUDPDatagramFilter(t *testing.T) {
 	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "protocol": "udp", "destination": dst.String(), "path": "user", "rule": "dgram-out"})
 
 	// Other UDP stays on the fast path and raises nothing.
-	echoUDP(t, tb.Server, 9001)
+	fwxlab.EchoUDP(t, tb.Server, 9001)
 	d, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9001))
 	if err != nil {
 		t.Fatal(err)
@@ -237,8 +238,8 @@ func TestUDPDestinationEvent(t *testing.T) {
 		return nil
 	})
 	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
-	echoUDP(t, tb.Server, 9000)
-	echoUDP(t, tb.Server2, 9000)
+	fwxlab.EchoUDP(t, tb.Server, 9000)
+	fwxlab.EchoUDP(t, tb.Server2, 9000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
 	c, err := tb.Client.ListenUDP(0)
 	if err != nil {
@@ -301,7 +302,7 @@ func TestUDPDestinationEvent(t *testing.T) {
 func TestUDPConnectionKill(t *testing.T) {
 	probe := newUDPProbe(nil)
 	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
-	echoUDP(t, tb.Server, 9000)
+	fwxlab.EchoUDP(t, tb.Server, 9000)
 	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9000))
 	if err != nil {
 		t.Fatal(err)
@@ -355,14 +356,14 @@ rules:
 			probe := newUDPProbe(nil)
 			probe.hooks = tt.hooks
 			tb := newTestbed(t, anyPolicy, withFilter("probe", probe))
-			echoTCP(t, tb.Server, tt.tcpPort)
-			echoUDP(t, tb.Server, 9999)
+			fwxlab.EchoTCP(t, tb.Server, tt.tcpPort)
+			fwxlab.EchoUDP(t, tb.Server, 9999)
 			c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), tt.tcpPort))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			roundTrip(t, c, "tcp")
+			fwxlab.RoundTrip(t, c, "tcp")
 			u, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9999))
 			if err != nil {
 				t.Fatal(err)
@@ -393,7 +394,7 @@ rules:
 func TestIdleSessionDetachesFilters(t *testing.T) {
 	probe := newUDPProbe(nil)
 	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
-	echoUDP(t, tb.Server, 9000)
+	fwxlab.EchoUDP(t, tb.Server, 9000)
 	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(serverIP.Addr(), 9000))
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package fwx_test
+package session_test
 
 import (
 	"net"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -15,7 +16,7 @@ import (
 // (RetroactiveAllowBind, TFTP's case) lets a second port of the server in
 // under address-and-port-dependent filtering.
 func TestHostModeDatagrams(t *testing.T) {
-	if !inOwnNetns(t) {
+	if !fwxlab.InOwnNetns(t) {
 		return
 	}
 	rw := newRewriter()
@@ -32,25 +33,25 @@ rules:
   - {name: dgram-out, action: allow, from: [internal], to: [external], protocols: [dgram]}
 options: {filtering: address-and-port-dependent}
 `, withFilter("probe", probe))
-	srv, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostServer, 9000)))
+	srv, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(fwxlab.HostServer, 9000)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	second, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostServer, 9001)))
+	second, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(fwxlab.HostServer, 9001)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
 	c := openUDP(t, tb.Client, 40300)
-	c.send(netip.AddrPortFrom(hostServer, 9000), "hello")
+	c.send(netip.AddrPortFrom(fwxlab.HostServer, 9000), "hello")
 	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 100)
 	n, from, err := srv.ReadFromUDPAddrPort(buf)
 	if err != nil || string(buf[:n]) != "HELLO" {
 		t.Fatalf("server read %q from %v (%v), want the filtered HELLO", buf[:n], from, err)
 	}
-	if from.Addr() != hostAddr {
+	if from.Addr() != fwxlab.HostAddr {
 		t.Errorf("server saw %v, want the host's address", from)
 	}
 	ev := probe.nextEvent(t, session.EventUDPDestination)
@@ -58,7 +59,7 @@ options: {filtering: address-and-port-dependent}
 		t.Errorf("connection's external endpoint %v, the server saw %v", ev.Conn.External(), from)
 	}
 	srv.WriteToUDPAddrPort([]byte("reply"), from)
-	if !c.gets("reply", netip.AddrPortFrom(hostServer, 9000)) {
+	if !c.gets("reply", netip.AddrPortFrom(fwxlab.HostServer, 9000)) {
 		t.Fatal("the server's reply did not come back")
 	}
 	second.WriteToUDPAddrPort([]byte("before"), from)
@@ -66,11 +67,11 @@ options: {filtering: address-and-port-dependent}
 		t.Fatal("the filtering let the server's second port in")
 	}
 	if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: from, Protocol: session.UDP,
-		ProtocolName: "dgram", Flags: session.Bidirectional, IPFilter: session.NewIPFilter(hostServer)}); err != nil {
+		ProtocolName: "dgram", Flags: session.Bidirectional, IPFilter: session.NewIPFilter(fwxlab.HostServer)}); err != nil {
 		t.Fatal(err)
 	}
 	second.WriteToUDPAddrPort([]byte("after"), from)
-	if !c.gets("after", netip.AddrPortFrom(hostServer, 9001)) {
+	if !c.gets("after", netip.AddrPortFrom(fwxlab.HostServer, 9001)) {
 		t.Error("the permitted port did not get in")
 	}
 }

@@ -1,4 +1,4 @@
-package fwx_test
+package session_test
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -26,7 +27,7 @@ func TestBindUnarmed(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Client, 5001)
+			fwxlab.EchoTCP(t, tb.Client, 5001)
 			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
 				Flags: session.Timeout | session.Unarmed})
 			if tb.serverConnects(t, "server", res.Proxy, false) {
@@ -58,7 +59,7 @@ func TestBindUnarmed(t *testing.T) {
 func TestFutureConnectUnarmed(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7777)
-	echoTCP(t, tb.Server, 7777)
+	fwxlab.EchoTCP(t, tb.Server, 7777)
 	a, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP,
 		ProtocolName: "ftp", Flags: session.Timeout | session.Unarmed})
 	if err != nil {
@@ -92,7 +93,7 @@ func TestFutureConnectUnarmed(t *testing.T) {
 func TestGrantOnLapse(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
 	s := tb.Session(t)
-	echoTCP(t, tb.Client, 5001)
+	fwxlab.EchoTCP(t, tb.Client, 5001)
 	lapsed := make(chan time.Time, 4)
 	onLapse := func(at time.Time) { lapsed <- at }
 	unused := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout, OnLapse: onLapse})
@@ -125,7 +126,7 @@ func TestGrantOnLapse(t *testing.T) {
 // connection goes on.
 func TestUsedBindNotCounted(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoTCP(t, tb.Client, 5001)
+	fwxlab.EchoTCP(t, tb.Client, 5001)
 	s := tb.Session(t)
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.Timeout})
 	if n := s.Pinholes(); n != 1 {

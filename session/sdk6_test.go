@@ -1,8 +1,10 @@
-package fwx_test
+package session_test
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 
 func session6(t *testing.T, tb *testbed) *session.Session {
 	t.Helper()
-	s := tb.FW.Session(client6)
+	s := tb.FW.Session(fwxlab.ClientAddr6)
 	if s == nil {
 		t.Fatal("no session for the client's IPv6 address")
 	}
@@ -28,19 +30,19 @@ func session6(t *testing.T, tb *testbed) *session.Session {
 // outside address, and the server reaches the client through it.
 func TestBindForClientIPv6(t *testing.T) {
 	tb := newTestbed6(t, sdkPolicy)
-	peers := echoTCPOn(t, tb.Client, netip.AddrPortFrom(netip.IPv6Unspecified(), 5001))
+	peers := fwxlab.EchoTCPOn(t, tb.Client, netip.AddrPortFrom(netip.IPv6Unspecified(), 5001))
 	res := bind(t, session6(t, tb), session.BindRequest{
-		ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(client6, 5001)},
-		IPFilter:    session.NewIPFilter(server6),
+		ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(fwxlab.ClientAddr6, 5001)},
+		IPFilter:    session.NewIPFilter(fwxlab.ServerAddr6),
 	})
-	if res.Proxy.Addr() != fwOut6 {
-		t.Fatalf("bound %v, want on %v", res.Proxy, fwOut6)
+	if res.Proxy.Addr() != fwxlab.FWOutside6 {
+		t.Fatalf("bound %v, want on %v", res.Proxy, fwxlab.FWOutside6)
 	}
 	if !tb.serverConnects(t, "server", res.Proxy, true) {
 		t.Fatal("the server could not connect to the bound port")
 	}
-	if got := recv(t, peers); got.Addr() != server6 {
-		t.Errorf("client saw %v, want the server %v", got, server6)
+	if got := fwxlab.Recv(t, peers); got.Addr() != fwxlab.ServerAddr6 {
+		t.Errorf("client saw %v, want the server %v", got, fwxlab.ServerAddr6)
 	}
 }
 
@@ -48,8 +50,8 @@ func TestBindForClientIPv6(t *testing.T) {
 // forbids, once.
 func TestAllowFutureConnectIPv6(t *testing.T) {
 	tb := newTestbed6(t, sdkPolicy)
-	echoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7777))
-	dst := netip.AddrPortFrom(server6, 7777)
+	fwxlab.EchoTCPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 7777))
+	dst := netip.AddrPortFrom(fwxlab.ServerAddr6, 7777)
 	if tb.clientConnects(t, dst) {
 		t.Fatal("the policy let the client through")
 	}
@@ -67,7 +69,7 @@ func TestAllowFutureConnectIPv6(t *testing.T) {
 // address and reaches the connect address from fwx's IPv6 outside one.
 func TestRedirectConnectionsIPv6(t *testing.T) {
 	tb := newTestbed6(t, sdkPolicy)
-	peers := echoTCPOn(t, tb.Server2, netip.AddrPortFrom(netip.IPv6Unspecified(), 8888))
+	peers := fwxlab.EchoTCPOn(t, tb.Server2, netip.AddrPortFrom(netip.IPv6Unspecified(), 8888))
 	res, err := session6(t, tb).RedirectConnections(session.Redirect{
 		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(fwxlab.Server26, 8888)},
 		Protocol:     session.TCP, ProtocolName: "ftp",
@@ -75,17 +77,17 @@ func TestRedirectConnectionsIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Internal.Addr() != fwIn6 {
-		t.Fatalf("internal address %v, want on %v", res.Internal, fwIn6)
+	if res.Internal.Addr() != fwxlab.FWInside6 {
+		t.Fatalf("internal address %v, want on %v", res.Internal, fwxlab.FWInside6)
 	}
 	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), res.Internal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	roundTrip(t, c, "redirected over IPv6")
-	if got := recv(t, peers); got.Addr() != fwOut6 {
-		t.Errorf("server saw %v, want %v", got, fwOut6)
+	fwxlab.RoundTrip(t, c, "redirected over IPv6")
+	if got := fwxlab.Recv(t, peers); got.Addr() != fwxlab.FWOutside6 {
+		t.Errorf("server saw %v, want %v", got, fwxlab.FWOutside6)
 	}
 }
 
@@ -94,7 +96,7 @@ func TestRedirectConnectionsIPv6(t *testing.T) {
 func TestSDKErrorsIPv6(t *testing.T) {
 	tb := newTestbed6(t, sdkPolicy)
 	s := session6(t, tb)
-	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(server6, 1), Protocol: session.TCP, ProtocolName: "ftp",
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(fwxlab.ServerAddr6, 1), Protocol: session.TCP, ProtocolName: "ftp",
 		ProxyExternal: netip.AddrPortFrom(fwOut.Addr(), 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
 		t.Errorf("IPv6 grant leaving from an IPv4 address: %v, want ErrAddressNotAvailable", err)
 	}
@@ -102,7 +104,7 @@ func TestSDKErrorsIPv6(t *testing.T) {
 		t.Error("an IPv6 session was let connect to an IPv4 address")
 	}
 	if err := futureErr(tb.Session(t), session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Protocol: session.TCP, ProtocolName: "ftp",
-		ProxyExternal: netip.AddrPortFrom(fwOut6, 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
+		ProxyExternal: netip.AddrPortFrom(fwxlab.FWOutside6, 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
 		t.Errorf("IPv4 grant leaving from an IPv6 address: %v, want ErrAddressNotAvailable", err)
 	}
 }
@@ -115,7 +117,7 @@ func TestProxyExternalPool(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy+`
   - {name: out, action: allow, from: [internal], to: [external], protocols: [any]}
 `, func(c *fwx.Config) { c.OutsideAddrs = []netip.Prefix{second} })
-	peers := echoTCP(t, tb.Server, 7777)
+	peers := fwxlab.EchoTCP(t, tb.Server, 7777)
 	paired, ok := tb.FW.ExternalFor(clientIP.Addr())
 	if !ok {
 		t.Fatal("the client is paired with no outside address")
@@ -124,7 +126,7 @@ func TestProxyExternalPool(t *testing.T) {
 		if !tb.clientConnects(t, netip.AddrPortFrom(serverIP.Addr(), 7777)) {
 			t.Fatal("the client could not connect")
 		}
-		if got := recv(t, peers); got.Addr() != paired {
+		if got := fwxlab.Recv(t, peers); got.Addr() != paired {
 			t.Errorf("server saw %v, want the paired address %v", got, paired)
 		}
 	}
@@ -132,7 +134,7 @@ func TestProxyExternalPool(t *testing.T) {
 	if paired == other {
 		other = second.Addr()
 	}
-	pinned := echoTCP(t, tb.Server, 7778)
+	pinned := fwxlab.EchoTCP(t, tb.Server, 7778)
 	s := tb.Session(t)
 	if _, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Protocol: session.TCP,
 		ProtocolName: "ftp", ProxyExternal: netip.AddrPortFrom(other, 0)}); err != nil {
@@ -143,11 +145,62 @@ func TestProxyExternalPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	if got := recv(t, pinned); got.Addr() != other {
+	if got := fwxlab.Recv(t, pinned); got.Addr() != other {
 		t.Errorf("the grant's connection came from %v, want ProxyExternal's %v", got.Addr(), other)
 	}
 	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7779), Protocol: session.TCP, ProtocolName: "ftp",
 		ProxyExternal: netip.MustParseAddrPort("198.51.100.200:0")}); !errors.Is(err, session.ErrAddressNotAvailable) {
 		t.Errorf("ProxyExternal on an address fwx does not own: %v, want ErrAddressNotAvailable", err)
 	}
+}
+
+// TestIPv6UDPDatagramFilter: over IPv6 too, a datagram filter gets each
+// datagram whole, those larger than the MTU reassembled, and what it
+// passes on leaves in fragments fwx makes as an IPv6 source must.
+func TestIPv6UDPDatagramFilter(t *testing.T) {
+	rw := newRewriter()
+	probe := newUDPProbe(func(ev *session.Event) error {
+		if ev.Type == session.EventUDPDestination {
+			return ev.Conn.AttachDatagramFilter(rw, session.PriorityMiddle)
+		}
+		return nil
+	})
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
+	fwxlab.EchoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 9000))
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(fwxlab.ServerAddr6, 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, n := range []int{5, 1400, 1500, 9000, 60000} {
+		msg := string(bytes.Repeat([]byte{'a'}, n))
+		toClient := tb.Inside.Stats().ToHosts
+		if got := exchange(t, c, msg, 5*time.Second); got != string(bytes.Repeat([]byte{'A'}, n)) {
+			t.Errorf("%d-byte datagram came back as %d bytes", n, len(got))
+		}
+		// 1500 bytes of payload and more need fragments at MTU 1500.
+		want := uint64(n/1448 + 1)
+		if d := fwxlab.CountAtLeast(func() uint64 { return tb.Inside.Stats().ToHosts - toClient }, want); n >= 1500 && d < want {
+			t.Errorf("a %d-byte datagram reached the client in %d packets: not cut into fragments", n, d)
+		}
+	}
+}
+
+// TestIPv6UDPUserModeICMPErrors: an ICMPv6 port unreachable about a
+// datagram of a user-mode UDP flow reaches the client that sent it,
+// translated as on the fast path.
+func TestIPv6UDPUserModeICMPErrors(t *testing.T) {
+	probe := newUDPProbe(nil)
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(fwxlab.ServerAddr6, 9000)) // nobody listens
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("anyone?"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 100)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("read: %v, want ECONNREFUSED from the server's port unreachable", err)
+	}
+	probe.nextEvent(t, session.EventUDPDestination) // the flow is the user-mode path's
 }

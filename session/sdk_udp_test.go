@@ -1,4 +1,4 @@
-package fwx_test
+package session_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -137,7 +138,7 @@ func TestBindUDPFilterAtBind(t *testing.T) {
 			t.Errorf("%v did not get the filtered answer", peer)
 		}
 		for range 2 {
-			if d := recv(t, all.seen); d.peer != peer {
+			if d := fwxlab.Recv(t, all.seen); d.peer != peer {
 				t.Errorf("the bind's filter saw peer %v, want %v", d.peer, peer)
 			}
 		}
@@ -315,7 +316,7 @@ func TestRedirectUDP(t *testing.T) {
 		return nil
 	})
 	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
-	peers1, peers2 := echoUDP(t, tb.Server, 9000), echoUDP(t, tb.Server2, 9000)
+	peers1, peers2 := fwxlab.EchoUDP(t, tb.Server, 9000), fwxlab.EchoUDP(t, tb.Server2, 9000)
 	dsts := []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 9000), netip.AddrPortFrom(server2IP.Addr(), 9000)}
 	res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: dsts, Protocol: session.UDP, ProtocolName: "dgram"})
 	if err != nil {
@@ -339,7 +340,7 @@ func TestRedirectUDP(t *testing.T) {
 		if got := exchange(t, c, "via", 5*time.Second); got != "VIA" {
 			t.Errorf("address %d: echo %q, want VIA", i, got)
 		}
-		if p := recv(t, peers); p.Addr() != fwOut.Addr() {
+		if p := fwxlab.Recv(t, peers); p.Addr() != fwOut.Addr() {
 			t.Errorf("server %d saw %v, want fwx's outside address", i, p)
 		}
 		// One flow per address: another socket is refused.
@@ -367,13 +368,13 @@ func TestRedirectConnectEventOnce(t *testing.T) {
 		return nil
 	}}
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
-	echoTCP(t, tb.Server, 7)
+	fwxlab.EchoTCP(t, tb.Server, 7)
 	res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 7)},
 		Protocol: session.TCP, ProtocolName: "echo"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := recv(t, events); ev.Type != session.EventConnectTCP {
+	if ev := fwxlab.Recv(t, events); ev.Type != session.EventConnectTCP {
 		t.Fatalf("event %v, want connect-tcp", ev.Type)
 	}
 	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), res.Internal)
@@ -400,7 +401,7 @@ func TestRedirectConnectEventOnce(t *testing.T) {
 // leaves from that port; a port in use cannot be pinned.
 func TestRedirectPinnedPort(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	peers := echoUDP(t, tb.Server, 9000)
+	peers := fwxlab.EchoUDP(t, tb.Server, 9000)
 	pin := netip.AddrPortFrom(fwOut.Addr(), 40002)
 	s := tb.Session(t)
 	res, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 9000)},
@@ -426,7 +427,7 @@ func TestRedirectPinnedPort(t *testing.T) {
 	if got := exchange(t, c, "pinned", 5*time.Second); got != "pinned" {
 		t.Fatalf("echo %q", got)
 	}
-	if p := recv(t, peers); p != pin {
+	if p := fwxlab.Recv(t, peers); p != pin {
 		t.Errorf("server saw %v, want the pinned %v", p, pin)
 	}
 }
@@ -435,7 +436,7 @@ func TestRedirectPinnedPort(t *testing.T) {
 // takes the user-mode path.
 func TestFutureConnectUDPUserMode(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
-	echoUDP(t, tb.Server, 7777)
+	fwxlab.EchoUDP(t, tb.Server, 7777)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7777)
 	if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.UDP, ProtocolName: "tftp",
 		Flags: session.NoKernelMode}); err != nil {
@@ -459,7 +460,7 @@ func TestFutureConnectUDPUserMode(t *testing.T) {
 func TestDataFilterFactoryUDP(t *testing.T) {
 	t.Run("udp-destination", func(t *testing.T) {
 		tb := newTestbed(t, "")
-		echoUDP(t, tb.Server, 8000)
+		fwxlab.EchoUDP(t, tb.Server, 8000)
 		dst := netip.AddrPortFrom(serverIP.Addr(), 8000)
 		rw := newRewriter()
 		a, err := tb.Session(t).SetDataFilterFactory(session.FactoryRequest{Event: session.EventUDPDestination, Addr: dst,
@@ -569,7 +570,7 @@ func TestIncreaseReceiveBuffer(t *testing.T) {
 			msg := string(bytes.Repeat([]byte{'x'}, size))
 			// The first datagram holds the filter; the burst comes behind it.
 			server.send(dst, msg)
-			c := recv(t, conns)
+			c := fwxlab.Recv(t, conns)
 			for range burst - 1 {
 				server.send(dst, msg)
 			}
@@ -731,11 +732,11 @@ func TestEstablishedEventUDP(t *testing.T) {
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
 		ProtocolName: "tftp", Notify: rec, Context: ctxKey{"bind"}})
 	server.send(res.Proxy, "to the bound port")
-	if ev := recv(t, rec.ch); ev.Type != session.EventEstablishedConnection || ev.Context != (ctxKey{"bind"}) ||
+	if ev := fwxlab.Recv(t, rec.ch); ev.Type != session.EventEstablishedConnection || ev.Context != (ctxKey{"bind"}) ||
 		ev.Remote != netip.AddrPortFrom(serverIP.Addr(), 7000) || ev.Conn != res.Conns[0] {
 		t.Errorf("event %v context %v remote %v; want established, bind, the server's 7000", ev.Type, ev.Context, ev.Remote)
 	}
-	echoUDP(t, tb.Server, 9000)
+	fwxlab.EchoUDP(t, tb.Server, 9000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
 	red, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{dst}, Protocol: session.UDP,
 		ProtocolName: "tftp", Notify: rec, Context: ctxKey{"redirect"}})
@@ -748,7 +749,7 @@ func TestEstablishedEventUDP(t *testing.T) {
 	}
 	defer c.Close()
 	exchange(t, c, "via", 5*time.Second)
-	if ev := recv(t, rec.ch); ev.Context != (ctxKey{"redirect"}) || ev.Remote != dst {
+	if ev := fwxlab.Recv(t, rec.ch); ev.Context != (ctxKey{"redirect"}) || ev.Remote != dst {
 		t.Errorf("event context %v remote %v; want redirect, %v", ev.Context, ev.Remote, dst)
 	}
 }
@@ -839,7 +840,7 @@ func TestRedirectFlags(t *testing.T) {
 	} {
 		t.Run(tt.flags.String()+"/"+tt.advance.String(), func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Server, 7777)
+			fwxlab.EchoTCP(t, tb.Server, 7777)
 			res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 7777)},
 				Protocol: session.TCP, ProtocolName: "ftp", Flags: tt.flags})
 			if err != nil {

@@ -1,0 +1,58 @@
+package session_test
+
+import (
+	"testing"
+
+	"github.com/fwx-dev/fwx"
+	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
+	"github.com/fwx-dev/fwx/session"
+)
+
+// The lab topology every test here uses is fwxlab's:
+//
+//	client 10.0.0.2 ┐                              ┌ server  198.51.100.2
+//	client2 10.0.0.3├─ inside ─ fwx ─ outside ─────┤ server2 198.51.100.3
+//	                   10.0.0.1       198.51.100.1 └
+var (
+	fwIn      = fwxlab.InsidePrefix
+	fwOut     = fwxlab.OutsidePrefix
+	clientIP  = fwxlab.ClientPrefix
+	client2IP = fwxlab.Client2Prefix
+	serverIP  = fwxlab.ServerPrefix
+	server2IP = fwxlab.Server2Prefix
+)
+
+type testbed struct{ *fwxlab.Lab }
+
+// newTestbed starts fwx in the lab with policy (YAML; empty means the
+// built-in default); options adjust fwx's configuration.
+func newTestbed(t testing.TB, policyYAML string, opts ...func(*fwx.Config)) *testbed {
+	t.Helper()
+	return &testbed{fwxlab.New(t, fwxlab.Options{Policy: policyYAML, Configure: configure(opts)})}
+}
+
+// newTestbed6 is newTestbed in the dual-stack lab.
+func newTestbed6(t testing.TB, policyYAML string) *testbed {
+	t.Helper()
+	return &testbed{fwxlab.New(t, fwxlab.Options{Policy: policyYAML, IPv6: true})}
+}
+
+// newHostLab starts fwx in host mode between the lab's clients and this
+// namespace's stack (fwxlab.InOwnNetns).
+func newHostLab(t *testing.T, policyYAML string, opts ...func(*fwx.Config)) *testbed {
+	t.Helper()
+	return &testbed{fwxlab.New(t, fwxlab.Options{Policy: policyYAML, Host: true, Configure: configure(opts)})}
+}
+
+// configure applies opts in order.
+func configure(opts []func(*fwx.Config)) func(*fwx.Config) {
+	return func(c *fwx.Config) {
+		for _, o := range opts {
+			o(c)
+		}
+	}
+}
+
+func withFilter(name string, f session.Filter) func(*fwx.Config) {
+	return func(c *fwx.Config) { c.Filters = fwxlab.Registry(name, f) }
+}
