@@ -105,7 +105,7 @@ func TestBindTCPNoKernelMode(t *testing.T) {
 	} {
 		t.Run(tt.flags.String(), func(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
-			echoTCP(t, tb.Client, 5001)
+			fwxlab.EchoTCP(t, tb.Client, 5001)
 			res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: tt.flags})
 			if !tb.serverConnects(t, "server", res.Proxy, true) {
 				t.Fatal("no connection through the bind")

@@ -315,7 +315,7 @@ func TestTCPMessageTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := l.Client.DialTCP(filtertest.Context(t, 5*time.Second), serverSIP)
+	c, err := l.Client.DialTCP(lab.Context(t, 5*time.Second), serverSIP)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -388,7 +388,7 @@ func TestPublishedServerHairpin(t *testing.T) {
 	l := newLab(t, tftpPolicy)
 	srv := serve(t, l.Client) // 10.0.0.2:69, published on fwx's :69
 	srv.files["f"] = randomFile(3000)
-	got, err := newClient(t, l.Client2).get(netip.AddrPortFrom(filtertest.FWOutside, 69), "f")
+	got, err := newClient(t, l.Client2).get(netip.AddrPortFrom(fwxlab.FWOutside, 69), "f")
 	if err != nil {
 		t.Fatalf("get: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fwx-dev/fwx/filters/example/callback"
+	"github.com/fwx-dev/fwx/netstack/lab"
 	"github.com/fwx-dev/fwx/netstack/lab/fwxlab"
 )
 
@@ -150,7 +151,7 @@ func TestCallbackEndsWithControl(t *testing.T) {
 
 	used := c.callback(t, 5001)
 	unused := c.callback(t, 5002)
-	ctx := ctxTimeout(t, 5*time.Second)
+	ctx := lab.Context(t, 5*time.Second)
 	sc, err := tb.Server.DialTCP(ctx, netip.AddrPortFrom(fwxlab.FWOutside, used))
 	if err != nil {
 		t.Fatalf("server cannot use the first callback port: %v", err)

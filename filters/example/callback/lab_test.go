@@ -257,12 +257,6 @@ func (c *control) callback(t *testing.T, port uint16) uint16 {
 	return uint16(bound)
 }
 
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
