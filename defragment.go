@@ -50,6 +50,8 @@ func (fw *Firewall) defragment(b *batch, from, to tun.Device, out bool, p *nat.P
 		if fw.rejectMode() == policy.RejectReply {
 			fw.refuse(b, &q, out, nat.AdminProhibited)
 		}
+	case nat.Reset:
+		fw.refuse(b, &q, out, nat.AdminProhibited) // a RST: the datagram is TCP
 	case nat.TimeExceeded:
 		fw.refuse(b, &q, out, nat.TTLExceeded)
 	case nat.Divert:
