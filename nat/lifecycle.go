@@ -211,7 +211,8 @@ const sweepChunk = 256
 // Expire ends every flow whose timer ran out at now. Lookups already ignore
 // expired flows; Expire reclaims their memory and ports and reports their
 // end. It also gives back what a wave of flows left: the memory of maps
-// grown for it, the clients it had. Callers run it periodically; it never
+// grown for it, the clients it had, the fragments of datagrams that never
+// completed. Callers run it periodically; it never
 // holds a lock for long, so forwarding goes on meanwhile.
 func (t *Table) Expire(now time.Time) int {
 	n := now.UnixNano()
@@ -251,6 +252,7 @@ func (t *Table) Expire(now time.Time) int {
 	t.byInside.shrink()
 	t.mu.Unlock()
 	t.sweepClients(n)
+	t.frags.expire(n)
 	if g := t.gone.Load(); g != nil {
 		last := int64(0)
 		for _, until := range *g {

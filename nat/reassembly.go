@@ -303,6 +303,15 @@ func (r *reassembler) uncharge(src netip.Addr, d *datagram, n int) {
 	}
 }
 
+// expire drops the datagrams whose timer ran out at now: the table's sweep
+// calls it, so the memory a flood of fragments held goes back when no
+// fragment follows it.
+func (r *reassembler) expire(now int64) {
+	r.mu.Lock()
+	r.sweep(now)
+	r.mu.Unlock()
+}
+
 // sweep drops the datagrams whose timer ran out at now, counting the
 // fragments they held.
 func (r *reassembler) sweep(now int64) {
