@@ -321,11 +321,14 @@ func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
 // packet going out came from) or the outside, of the family of IPv6 (v6)
 // or IPv4, and false when fwx has none there.
 func (fw *Firewall) ownAddr(out, v6 bool) (netip.Addr, bool) {
-	ps := fw.cfg.outsideAddrs()
+	first, more := fw.cfg.OutsideAddr, fw.cfg.OutsideAddrs
 	if out {
-		ps = fw.cfg.insideAddrs()
+		first, more = fw.cfg.InsideAddr, fw.cfg.InsideAddrs
 	}
-	for _, p := range ps {
+	if first.IsValid() && first.Addr().Is6() == v6 {
+		return first.Addr(), true
+	}
+	for _, p := range more {
 		if p.Addr().Is6() == v6 {
 			return p.Addr(), true
 		}

@@ -100,6 +100,41 @@ func TestForwardNoAllocs(t *testing.T) {
 	}
 }
 
+// TestRefusalNoAllocs: fwx's own answers on the forward path (here a
+// time-exceeded error, from fwx's address of the packet's family, and a
+// RST for a segment of no connection) allocate nothing either: a flood
+// of packets fwx refuses costs no garbage.
+func TestRefusalNoAllocs(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		fw, in, out := newReplayFirewall(t, v6)
+		client, server := netip.MustParseAddrPort("10.0.0.2:40000"), netip.MustParseAddrPort("198.51.100.2:53")
+		if v6 {
+			client, server = netip.MustParseAddrPort("[fd00::2]:40000"), netip.MustParseAddrPort("[2001:db8:100::2]:53")
+		}
+		expiring := lab.UDPPacket(client, server, []byte("x"))
+		if v6 {
+			expiring[7] = 1 // hop limit
+		} else {
+			ip := header.IPv4(expiring)
+			ip.SetTTL(1)
+			ip.SetChecksum(0)
+			ip.SetChecksum(^ip.CalculateChecksum())
+		}
+		in.pkts = [][]byte{expiring, lab.TCPPacket(client, server, header.TCPFlagAck, 1, 1, nil)}
+		batch := newBatch(128)
+		allocs := testing.AllocsPerRun(10, func() {
+			in.reads = 1
+			fw.forwardBatch(batch, in, out, true)
+		})
+		if allocs != 0 {
+			t.Errorf("IPv6 %v: %v allocations per batch of refusals, want 0", v6, allocs)
+		}
+		if in.written != 2*11 {
+			t.Fatalf("IPv6 %v: %d answers, want 2 per batch", v6, in.written)
+		}
+	}
+}
+
 // BenchmarkForward measures fwx's fast path from device to device, in
 // packets: a batch of 128 translated 1440-byte TCP segments per read.
 func BenchmarkForward(b *testing.B) { benchmarkForward(b, false) }
