@@ -353,10 +353,12 @@ func (c *Connection) AttachDatagramFilter(df DatagramFilter, p Priority) error {
 // peer's address. The filter leaves with the peer's flow: a later flow
 // with the same peer gets it again.
 func (c *Connection) AttachDatagramFilterWithDestination(df DatagramFilter, p Priority, peer netip.AddrPort) error {
-	if df == nil || c.proto != UDP || (peer.IsValid() && !peer.Addr().Is4()) {
+	if df == nil || c.proto != UDP {
 		return fmt.Errorf("session: AttachDatagramFilter: %w", ErrInvalidArgument)
 	}
 	if peer.IsValid() {
+		// Datagrams carry unmapped peers: an IPv4 peer given in its
+		// IPv4-mapped IPv6 form is the same peer.
 		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	}
 	return c.attach("AttachDatagramFilter", attachedFilter{dg: df, prio: p, peer: peer})

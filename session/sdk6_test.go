@@ -204,3 +204,29 @@ func TestIPv6UDPUserModeICMPErrors(t *testing.T) {
 	}
 	probe.nextEvent(t, session.EventUDPDestination) // the flow is the user-mode path's
 }
+
+// TestIPv6UDPFilterForDestination: a datagram filter may be attached for
+// one IPv6 peer (ISA's AttachDataFilterWithDestination), and it sees that
+// peer's datagrams.
+func TestIPv6UDPFilterForDestination(t *testing.T) {
+	rw := newRewriter()
+	probe := newUDPProbe(func(ev *session.Event) error {
+		if ev.Type == session.EventUDPDestination {
+			return ev.Conn.AttachDatagramFilterWithDestination(rw, session.PriorityMiddle, netip.AddrPortFrom(fwxlab.ServerAddr6, 0))
+		}
+		return nil
+	})
+	tb := &testbed{fwxlab.New(t, fwxlab.Options{Policy: dgramPolicy, IPv6: true, Filters: fwxlab.Registry("probe", probe)})}
+	fwxlab.EchoUDPOn(t, tb.Server, netip.AddrPortFrom(netip.IPv6Unspecified(), 9000))
+	c, err := tb.Client.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(fwxlab.ServerAddr6, 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := exchange(t, c, "hello", 5*time.Second); got != "HELLO" {
+		t.Fatalf("echo came back as %q, want the filter's HELLO", got)
+	}
+	if d := fwxlab.Recv(t, rw.seen); d.peer != netip.AddrPortFrom(fwxlab.ServerAddr6, 9000) {
+		t.Errorf("the filter saw peer %v", d.peer)
+	}
+}
