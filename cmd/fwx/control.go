@@ -80,7 +80,8 @@ type controlServer struct {
 
 // listenControl creates the control socket at path, mode 0600 in a
 // directory of mode 0700 when it makes it. A socket left by an fwx that
-// died is replaced; one that a running fwx answers on is not.
+// died is replaced; one that a running fwx answers on is not, nor is
+// anything that is not a socket.
 func listenControl(path string) (*controlServer, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -90,7 +91,12 @@ func listenControl(path string) (*controlServer, error) {
 		c.Close()
 		return nil, fmt.Errorf("run: --control %s: another fwx answers on it; give this one its own with --control PATH", path)
 	}
-	os.Remove(path) // a stale socket
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("run: --control %s: not a socket; pass a path where fwx may make its control socket", path)
+		}
+		os.Remove(path) // a stale socket
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("run: --control: %w", err)
