@@ -1,10 +1,17 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 // TestControlSocket: the control socket is its owner's only (mode 0600,
@@ -50,5 +57,68 @@ func TestControlSocket(t *testing.T) {
 	}
 	if b, err := os.ReadFile(file); err != nil || string(b) != "rules: []\n" {
 		t.Errorf("--control naming a file removed or changed it: %q, %v", b, err)
+	}
+}
+
+// TestStatusWatch: fwx status --watch asks again every --interval, with
+// the same filters, one screen (or one JSON line) per answer, until fwx
+// stops answering, which it reports.
+func TestStatusWatch(t *testing.T) {
+	for _, asJSON := range []bool{true, false} {
+		t.Run(map[bool]string{true: "json", false: "screen"}[asJSON], func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "fwxi.sock")
+			s, err := listenControl(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.close()
+			var mu sync.Mutex
+			var queries []string
+			s.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				queries = append(queries, r.URL.RawQuery)
+				n := len(queries)
+				mu.Unlock()
+				if n > 3 {
+					http.Error(w, "fwx is stopping", http.StatusServiceUnavailable)
+					return
+				}
+				writeJSON(w, statusReply{Run: runInfo{PID: n}})
+			}), zerolog.Nop())
+
+			args := []string{"status", "--control", path, "--watch", "--interval", "1ms", "--port", "21", "--rule", "ftp-out"}
+			if asJSON {
+				args = append(args, "--json")
+			}
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != 1 || !strings.Contains(stderr, "fwx is stopping") {
+				t.Errorf("exit %d, stderr %q: want 1 and fwx's answer", code, stderr)
+			}
+			var pids []int
+			if asJSON {
+				for line := range strings.Lines(stdout) {
+					var st statusReply
+					if err := json.Unmarshal([]byte(line), &st); err != nil {
+						t.Fatalf("line %q: %v", line, err)
+					}
+					pids = append(pids, st.Run.PID)
+				}
+			} else {
+				for i, screen := range strings.Split(stdout, "\033[H\033[2J")[1:] {
+					if !strings.Contains(screen, fmt.Sprintf(", pid %d,", i+1)) {
+						t.Errorf("screen %d: %q", i+1, screen)
+					}
+					pids = append(pids, i+1)
+				}
+			}
+			if !slices.Equal(pids, []int{1, 2, 3}) {
+				t.Errorf("answers shown: %v, want 1, 2, 3 (stdout %q)", pids, stdout)
+			}
+			for _, q := range queries {
+				if q != "port=21&rule=ftp-out" {
+					t.Errorf("query %q: the filters were not asked for", q)
+				}
+			}
+		})
 	}
 }
