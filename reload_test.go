@@ -319,6 +319,11 @@ rules:
   - {name: none, action: deny, from: [internal], to: [any], protocols: [any]}
 options: {filtering: endpoint-independent}
 `, "options.filtering changed to endpoint-independent (running address-dependent)", fwx.ErrRestartNeeded},
+		{"nptv6", `
+rules:
+  - {name: none, action: deny, from: [internal], to: [any], protocols: [any]}
+options: {nptv6: [{inside: "fd00:1::/64", outside: "2001:db8:1::/64"}]}
+`, "options.nptv6 changed", fwx.ErrRestartNeeded},
 		{"port in use", `
 protocols:
   - {name: in, transport: tcp, ports: [9000], direction: inbound}
