@@ -35,7 +35,9 @@ type BindRequest struct {
 	// ProtocolGuid); the policy must let the client use it.
 	ProtocolName string
 	// Notify, if set, receives EventEstablishedConnection with Context when
-	// a connection arrives.
+	// a connection arrives: on the fast path at its first packet, on the
+	// user-mode path (host mode, NoKernelMode, a data filter) once fwx
+	// has connected it to the client too.
 	Notify  SessionFilter
 	Context any
 	// IPFilter restricts who may connect: nil allows every address, an
@@ -164,6 +166,14 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	watched := len(s.mgr.hooked(result, d.Filter, true)) > 0
 	for i, c := range conns {
 		userMode := req.Flags&NoKernelMode != 0 || (req.Protocol == TCP && table.UserModeTCP()) || watched || c.userMode() || s.wantsFilter(result, c.addr)
+		onFlow := s.established(c, req.ProtocolName, req.Notify, req.Context)
+		if userMode && req.Protocol == TCP {
+			// A connection accepted in user mode is made once fwx
+			// has connected it to the client too (serveAccepted), not
+			// at its first packet: a filter told so may count on both
+			// ends (the FTP filter holds the server's 226 until then).
+			c.made, onFlow = s.made(c, req.ProtocolName, req.Notify, req.Context), nil
+		}
 		e := &nat.Expectation{
 			Proto:         proto,
 			External:      c.addr,
@@ -178,7 +188,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Protocol:      req.ProtocolName,
 			Filter:        d.Filter,
 			Owner:         c,
-			OnFlow:        s.established(c, req.ProtocolName, req.Notify, req.Context),
+			OnFlow:        onFlow,
 		}
 		e.OnLapse = onLapse(e, req.OnLapse)
 		if known(c.mu.client) {

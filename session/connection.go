@@ -37,6 +37,10 @@ type Connection struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
+	// made raises the established-connection event of a user-mode TCP
+	// bind's connection once it reached the client; nil otherwise.
+	made func(target, local, remote netip.AddrPort)
+
 	mu struct {
 		sync.Mutex
 		client   netip.AddrPort

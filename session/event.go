@@ -36,7 +36,9 @@ const (
 	// Every filter that saw the connection gets it; nobody registers for it.
 	EventConnectionTerminating EventType = 0x100
 	// EventEstablishedConnection: a connection that a filter allowed with
-	// BindForClient, RedirectConnections or AllowFutureConnect was made.
+	// BindForClient, RedirectConnections or AllowFutureConnect was made
+	// (one accepted on a user-mode bind: once fwx connected it to the
+	// client too).
 	// Only the SessionFilter given in that call receives it, with the
 	// context given there.
 	EventEstablishedConnection EventType = 0x200

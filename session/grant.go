@@ -145,9 +145,11 @@ func remoteFilter(f *IPFilter) nat.RemoteFilter {
 }
 
 // established returns the OnFlow callback that raises the
-// established-connection event for a grant.
+// established-connection event for a grant: its flow's first packet made
+// the connection.
 func (s *Session) established(c *Connection, protocol string, notify SessionFilter, ctx any) func(*nat.Flow) {
-	if notify == nil {
+	made := s.made(c, protocol, notify, ctx)
+	if made == nil {
 		return nil
 	}
 	return func(f *nat.Flow) {
@@ -155,9 +157,20 @@ func (s *Session) established(c *Connection, protocol string, notify SessionFilt
 		if f.Origin() == nat.Outbound {
 			local = f.Inside()
 		}
+		made(f.Target(), local, f.Remote())
+	}
+}
+
+// made returns what raises the established-connection event of a grant's
+// connection to target, between local and remote; nil without notify.
+func (s *Session) made(c *Connection, protocol string, notify SessionFilter, ctx any) func(target, local, remote netip.AddrPort) {
+	if notify == nil {
+		return nil
+	}
+	return func(target, local, remote netip.AddrPort) {
 		s.notifyEstablished(notify, &Event{
-			Type: EventEstablishedConnection, Conn: c, Addr: f.Target(),
-			Local: local, Remote: f.Remote(), Protocol: protocol, Secondary: true, Context: ctx,
+			Type: EventEstablishedConnection, Conn: c, Addr: target,
+			Local: local, Remote: remote, Protocol: protocol, Secondary: true, Context: ctx,
 		})
 	}
 }

@@ -324,6 +324,33 @@ func TestEstablishedEventCarriesContext(t *testing.T) {
 	}
 }
 
+// TestEstablishedUserModeBind: a connection accepted on a user-mode bind
+// is established once fwx has connected it to the client too, not at its
+// first packet: none is reported while the client refuses it (host mode
+// accepts every bound connection so; a filter told "established" may count
+// on both ends), and the event comes with the client's connection.
+func TestEstablishedUserModeBind(t *testing.T) {
+	tb := newTestbed(t, sdkPolicy)
+	s := tb.Session(t)
+	rec := newRecorder()
+	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
+		Flags: session.NoKernelMode | session.AllowMultiple, Notify: rec, Context: "bind"})
+	tb.serverConnects(t, "server", res.Proxy, false) // nothing listens on the client
+	select {
+	case ev := <-rec.ch:
+		t.Errorf("%v event for a connection the client refused", ev.Type)
+	case <-time.After(300 * time.Millisecond):
+	}
+	fwxlab.EchoTCP(t, tb.Client, 5001)
+	if !tb.serverConnects(t, "server", res.Proxy, true) {
+		t.Fatal("no connection")
+	}
+	if ev := fwxlab.Recv(t, rec.ch); ev.Type != session.EventEstablishedConnection || ev.Context != "bind" ||
+		ev.Remote.Addr() != serverIP.Addr() || ev.Local != res.Proxy || ev.Conn != res.Conns[0] {
+		t.Errorf("event %v context %v local %v remote %v; want established, bind, %v, the server", ev.Type, ev.Context, ev.Local, ev.Remote, res.Proxy)
+	}
+}
+
 // testFilter is a Filter whose session objects are recorders.
 type testFilter struct {
 	hooks session.Hooks

@@ -227,6 +227,7 @@ func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 	s.mgr.admit(c)
 	if em := bound.Emulated(); em != nil {
 		// The filter plays the client of the bind.
+		bound.connected(peer)
 		defer peer.Close()
 		if err := em.Serve(c.ctx, c, nil, peer); err != nil && !errors.Is(err, context.Canceled) {
 			s.mgr.cfg.Log.Debug().Err(err).Stringer("bound", bound.addr).Msg("emulated bind ended with an error")
@@ -242,7 +243,16 @@ func (s *Session) serveAccepted(bound *Connection, peer Conn) {
 		peer.Abort()
 		return
 	}
+	bound.connected(peer)
 	s.runChain(c, conn, peer, append(bound.DataFilters(), c.DataFilters()...))
+}
+
+// connected raises the established-connection event of a user-mode bind
+// for a connection accepted from peer, now that both ends are up.
+func (c *Connection) connected(peer Conn) {
+	if c.made != nil {
+		c.made(peer.RemoteAddrPort(), peer.LocalAddrPort(), peer.RemoteAddrPort())
+	}
 }
 
 // runChain splices client and server (nil when emulated) through filters

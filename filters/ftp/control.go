@@ -53,6 +53,9 @@ type control struct {
 	// greeted is set once the server's greeting is complete: the replies
 	// after it answer commands (replies goroutine only).
 	greeted bool
+	// armed is the active-mode pinhole the server's last 200 to PORT or
+	// EPRT armed, until a transfer's final reply (replies goroutine only).
+	armed *pinhole
 }
 
 // sent is a command sent to the server, waiting for its final reply.
@@ -73,6 +76,10 @@ const (
 	// once in practice; the bound only keeps a server that never answers
 	// from stalling the client's side for good.
 	replyWait = 30 * time.Second
+	// dataWait bounds how long the final reply to a transfer in active
+	// mode is held until its data connection has reached the client
+	// (awaitData); in host mode that takes milliseconds.
+	dataWait = 5 * time.Second
 )
 
 func newControl(cfg Config, sf *sessionFilter) *control {
@@ -231,6 +238,28 @@ func (x *control) await(s *sent) {
 	case <-x.repliesDone:
 	case <-x.ctx.Done():
 	case <-t.C:
+	}
+}
+
+// awaitData holds the final reply to a transfer in active mode until the
+// data connection has reached the client, at most dataWait. In host mode
+// the host accepts the server's data connection and fwx relays it on: the
+// server can send its data, close and report 226 before fwx has connected
+// the client, and a client that reads the 226 first fails the transfer
+// (curl does). Through the fast path the server's SYN reaches the client
+// itself, so the connection is made long before the 226.
+func (x *control) awaitData() {
+	h := x.armed
+	x.armed = nil
+	if h == nil || (!h.live() && !h.used()) {
+		return // none, or withdrawn unused: no data connection to wait for
+	}
+	t := time.NewTimer(dataWait)
+	defer t.Stop()
+	select {
+	case <-h.made:
+	case <-t.C:
+	case <-x.ctx.Done():
 	}
 }
 

@@ -268,9 +268,14 @@ func (x *control) final(r Reply, line []byte, single, more bool) ([]byte, *sent,
 		if h := c.hole; h != nil {
 			if r.Code/100 == 2 {
 				x.sf.arm(h)
+				x.armed = h
 			} else {
 				x.sf.withdraw(h, "pinhole-refused", causeServerRefused)
 			}
+		}
+	case "RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD":
+		if r.Code/100 == 2 {
+			x.awaitData()
 		}
 	case "PASV":
 		if r.Code == 227 && single {
@@ -301,6 +306,7 @@ func (x *control) passiveMode(verb string, line []byte, ap netip.AddrPort, exten
 		x.refused(verb, causePrivileged, fmt.Sprintf("the reply names port %d", ap.Port()))
 		return line
 	}
+	x.armed = nil // the data connection is the client's to make now
 	// The command superseded the pinholes before it when it was sent;
 	// this supersedes those opened since, by the replies to PASV or EPSV
 	// pipelined ahead of it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -37,6 +38,11 @@ type pinhole struct {
 	action         *session.FirewallAction // a permission
 
 	ended bool // guarded by sessionFilter.mu: its last record is written
+
+	// made is closed once the data connection is made, end to end (the
+	// grant's established-connection event).
+	made     chan struct{}
+	madeOnce sync.Once
 }
 
 // MaxPinholes caps the pinholes one FTP client may hold unused at a time,
@@ -92,7 +98,7 @@ func (h *pinhole) revoke() {
 // openActive makes the pinhole of a PORT or EPRT naming the client's
 // endpoint ap, unarmed: it admits nothing until the server's 200.
 func (x *control) openActive(kind string, ap netip.AddrPort) (*pinhole, error) {
-	h := &pinhole{x: x, kind: kind, client: ap, server: netip.AddrPortFrom(x.serverAddr(), 0)}
+	h := &pinhole{x: x, kind: kind, client: ap, server: netip.AddrPortFrom(x.serverAddr(), 0), made: make(chan struct{})}
 	s := x.conn.Session()
 	var err error
 	if x.conn.Inbound() {
@@ -124,7 +130,7 @@ func (x *control) openActive(kind string, ap netip.AddrPort) (*pinhole, error) {
 // endpoint ap: a permission for the client to connect there, or for the
 // outside client of a published server a port bound on fwx leading there.
 func (x *control) openPassive(kind string, ap netip.AddrPort) (*pinhole, error) {
-	h := &pinhole{x: x, kind: kind, client: netip.AddrPortFrom(x.clientAddr(), 0), server: ap}
+	h := &pinhole{x: x, kind: kind, client: netip.AddrPortFrom(x.clientAddr(), 0), server: ap, made: make(chan struct{})}
 	s := x.conn.Session()
 	var err error
 	if x.conn.Inbound() {
@@ -256,6 +262,7 @@ func (sf *sessionFilter) lapsed(h *pinhole) func(time.Time) {
 
 // usedBy writes the record of the data connection that came through h.
 func (sf *sessionFilter) usedBy(h *pinhole, ev *session.Event) {
+	h.madeOnce.Do(func() { close(h.made) })
 	sf.end(h)
 	sf.record("pinhole-used", time.Time{}, h).Str("peer", ev.Remote.String()).Msg("pinhole")
 }

@@ -1,6 +1,7 @@
 package ftp_test
 
 import (
+	"bufio"
 	"io"
 	"net/netip"
 	"strings"
@@ -132,6 +133,67 @@ func TestRepliesPaired(t *testing.T) {
 		t.Errorf("data connection: %q", got)
 	}
 	c.expect("226")
+}
+
+// TestTransferReplyAfterData: the final reply to a transfer in active mode
+// reaches the client only once the data connection has. Here the server
+// reports 226 before it connects; so does, in effect, fwx's host mode,
+// where the host accepts the server's data connection and fwx relays it
+// on: a client that reads the 226 first fails the transfer (curl does).
+func TestTransferReplyAfterData(t *testing.T) {
+	l := newLab(t)
+	ln, err := l.Server.ListenTCP(21)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	connect := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "220 ready\r\n")
+		r := bufio.NewReader(c)
+		var active netip.AddrPort
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+			switch verb {
+			case "USER":
+				io.WriteString(c, "331 password\r\n")
+			case "PASS":
+				io.WriteString(c, "230 in\r\n")
+			case "PORT":
+				active, _ = ftp.ParsePORT(arg)
+				io.WriteString(c, "200 ok\r\n")
+			case "LIST":
+				io.WriteString(c, "150 here it comes\r\n226 sent\r\n")
+				<-connect
+				if d, err := l.Server.DialTCP(lab.Context(t, 5*time.Second), active); err == nil {
+					io.WriteString(d, "listing")
+					d.Close()
+				}
+			}
+		}
+	}()
+	data := listenData(t, l.Client, 5001)
+	c := dial(t, l.Client, ftpServer)
+	c.cmd(activePORT, "200")
+	c.cmd("LIST", "150")
+	c.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if line, err := c.r.ReadString('\n'); err == nil {
+		t.Fatalf("the client read %q before the data connection was made", line)
+	}
+	close(connect)
+	c.expect("226")
+	if got := recvData(t, data); got != fwxlab.ServerAddr.String()+" listing" {
+		t.Errorf("data connection: %q", got)
+	}
 }
 
 // TestActiveRefusedByServer: a 4xx or 5xx to PORT or EPRT releases the
