@@ -143,13 +143,15 @@ func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
 	if f.UserMode() {
 		l.userMu.Lock()
 		filter, refused := l.refused[f]
+		_, undecided := l.undecided[f]
 		delete(l.refused, f)
+		delete(l.undecided, f)
 		l.userMu.Unlock()
 		if refused {
 			l.deniedByFilter(f, filter)
 			return
 		}
-		if l.decide(f) {
+		if undecided {
 			l.allowed(f)
 		}
 	}
