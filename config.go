@@ -12,14 +12,14 @@ import (
 
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/netstack/hostnet"
+	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // Clock tells fwx the time. Flow timers run on it, so a test can jump past a
-// timeout by advancing a manual clock (the lab's ManualClock is one).
-type Clock interface {
-	Now() time.Time
-}
+// timeout by advancing a manual clock (the lab's ManualClock is one). It is
+// [session.Clock], the clock filters see too.
+type Clock = session.Clock
 
 // Config configures a [Firewall]. Inside, InsideAddr and an outside are
 // required: Outside and OutsideAddr (router mode), or Host (host mode);
@@ -177,7 +177,3 @@ func addrs(ps []netip.Prefix) []netip.Addr {
 	}
 	return as
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }

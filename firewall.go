@@ -75,7 +75,7 @@ func New(cfg Config) (*Firewall, error) {
 		return nil, fmt.Errorf("fwx: %w", err)
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = session.SystemClock
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = 5 * time.Second

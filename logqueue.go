@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fwx-dev/fwx/session"
 )
 
 // LogQueueOptions configures a [LogQueue]. The zero value is useful: a
@@ -97,7 +99,7 @@ func NewLogQueue(dst io.Writer, opts LogQueueOptions) *LogQueue {
 		opts.Burst = max(1, int(5*opts.Rate))
 	}
 	if opts.Clock == nil {
-		opts.Clock = systemClock{}
+		opts.Clock = session.SystemClock
 	}
 	if opts.NoticeInterval <= 0 {
 		opts.NoticeInterval = time.Second

@@ -11,6 +11,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/fwx-dev/fwx/netstack/deadline"
 )
 
 var _ net.Conn = (*Conn)(nil)
@@ -38,7 +40,7 @@ type Conn struct {
 	readable, writable     waiter.Entry
 	readableCh, writableCh chan struct{}
 
-	rd, wd deadline
+	rd, wd deadline.Deadline
 
 	readMu sync.Mutex
 	rbuf   tcpip.SliceWriter // guarded by readMu; kept here so Read does not allocate
@@ -83,7 +85,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		select {
 		case <-c.closed:
 			return 0, c.opError("read", ErrClosed)
-		case <-c.rd.done():
+		case <-c.rd.Done():
 			return 0, c.opError("read", os.ErrDeadlineExceeded)
 		default:
 		}
@@ -104,7 +106,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 		select {
 		case <-c.readableCh:
-		case <-c.rd.done():
+		case <-c.rd.Done():
 		case <-c.closed:
 		}
 	}
@@ -121,7 +123,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		select {
 		case <-c.closed:
 			return n, c.opError("write", ErrClosed)
-		case <-c.wd.done():
+		case <-c.wd.Done():
 			return n, c.opError("write", os.ErrDeadlineExceeded)
 		default:
 		}
@@ -141,7 +143,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		}
 		select {
 		case <-c.writableCh:
-		case <-c.wd.done():
+		case <-c.wd.Done():
 		case <-c.closed:
 		}
 	}
@@ -201,8 +203,8 @@ func (c *Conn) close(reset bool) bool {
 		c.ep.Close()
 		c.wq.EventUnregister(&c.readable)
 		c.wq.EventUnregister(&c.writable)
-		c.rd.stop()
-		c.wd.stop()
+		c.rd.Stop()
+		c.wd.Stop()
 		c.s.untrack(c)
 	})
 	return did
@@ -224,20 +226,20 @@ func (c *Conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) 
 
 // SetDeadline implements net.Conn.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.rd.set(t)
-	c.wd.set(t)
+	c.rd.Set(t)
+	c.wd.Set(t)
 	return nil
 }
 
 // SetReadDeadline implements net.Conn.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.rd.set(t)
+	c.rd.Set(t)
 	return nil
 }
 
 // SetWriteDeadline implements net.Conn.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.wd.set(t)
+	c.wd.Set(t)
 	return nil
 }
 

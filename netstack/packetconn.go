@@ -10,6 +10,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/fwx-dev/fwx/netstack/deadline"
 )
 
 var _ net.Conn = (*PacketConn)(nil)
@@ -34,7 +36,7 @@ type PacketConn struct {
 	readable, writable     waiter.Entry
 	readableCh, writableCh chan struct{}
 
-	rd, wd deadline
+	rd, wd deadline.Deadline
 
 	readMu sync.Mutex
 	rbuf   tcpip.SliceWriter // guarded by readMu
@@ -85,7 +87,7 @@ func (c *PacketConn) read(b []byte, wantAddr bool) (int, netip.AddrPort, error) 
 		select {
 		case <-c.closed:
 			return 0, netip.AddrPort{}, c.opError("read", c.remote, ErrClosed)
-		case <-c.rd.done():
+		case <-c.rd.Done():
 			return 0, netip.AddrPort{}, c.opError("read", c.remote, os.ErrDeadlineExceeded)
 		default:
 		}
@@ -107,7 +109,7 @@ func (c *PacketConn) read(b []byte, wantAddr bool) (int, netip.AddrPort, error) 
 		}
 		select {
 		case <-c.readableCh:
-		case <-c.rd.done():
+		case <-c.rd.Done():
 		case <-c.closed:
 		}
 	}
@@ -136,7 +138,7 @@ func (c *PacketConn) write(b []byte, to *tcpip.FullAddress, dst netip.AddrPort) 
 		select {
 		case <-c.closed:
 			return 0, c.opError("write", dst, ErrClosed)
-		case <-c.wd.done():
+		case <-c.wd.Done():
 			return 0, c.opError("write", dst, os.ErrDeadlineExceeded)
 		default:
 		}
@@ -152,7 +154,7 @@ func (c *PacketConn) write(b []byte, to *tcpip.FullAddress, dst netip.AddrPort) 
 		}
 		select {
 		case <-c.writableCh:
-		case <-c.wd.done():
+		case <-c.wd.Done():
 		case <-c.closed:
 		}
 	}
@@ -179,8 +181,8 @@ func (c *PacketConn) close() bool {
 		c.ep.Close()
 		c.wq.EventUnregister(&c.readable)
 		c.wq.EventUnregister(&c.writable)
-		c.rd.stop()
-		c.wd.stop()
+		c.rd.Stop()
+		c.wd.Stop()
 		c.s.untrack(c)
 	})
 	return did
@@ -203,20 +205,20 @@ func (c *PacketConn) RemoteAddr() net.Addr { return netAddr("udp", c.remote) }
 
 // SetDeadline implements net.Conn.
 func (c *PacketConn) SetDeadline(t time.Time) error {
-	c.rd.set(t)
-	c.wd.set(t)
+	c.rd.Set(t)
+	c.wd.Set(t)
 	return nil
 }
 
 // SetReadDeadline implements net.Conn.
 func (c *PacketConn) SetReadDeadline(t time.Time) error {
-	c.rd.set(t)
+	c.rd.Set(t)
 	return nil
 }
 
 // SetWriteDeadline implements net.Conn.
 func (c *PacketConn) SetWriteDeadline(t time.Time) error {
-	c.wd.set(t)
+	c.wd.Set(t)
 	return nil
 }
 

@@ -6,11 +6,19 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
-// Clock tells the time; pinhole deadlines run on it. One that also runs
+// Clock tells fwx the time: flow timers, pinhole deadlines, the firewall
+// log and the filters' clock ([Session.Now]) run on it, so a test can jump
+// past a timeout by advancing a manual clock. It is the one clock type of
+// fwx (the root package's fwx.Clock is this type). One that also runs
 // timers, as a gVisor tcpip.Clock does (the lab's ManualClock is one),
 // runs the filters' timers too ([Session.AfterFunc]); for any other, they
-// run on the system's timers.
+// run on the system's timers. fwx's own netstacks keep gVisor's real
+// clock: their TCP timers (retransmission, zero-window probes) must fire
+// without a test moving the time.
 type Clock interface{ Now() time.Time }
+
+// SystemClock is the system's clock, used where no Clock is given.
+var SystemClock Clock = systemClock{}
 
 // timerClock is a Clock that runs timers: a tcpip.Clock's AfterFunc.
 type timerClock interface {

@@ -9,25 +9,11 @@ import (
 // Socket is one side of a data filter on a connection (ISA's IFWXSocket):
 // the side toward the client (internal) or toward the server (external).
 // Either may be the network or another data filter; a filter cannot tell.
-//
-// Writes block while the other side does not read: flow control holds from
-// end to end, so neither a slow peer nor a slow filter makes fwx buffer
-// without bound.
-type Socket interface {
-	// Read reads bytes the other side sent. It returns io.EOF after the
-	// other side half-closed, and an error after it aborted.
-	Read(p []byte) (int, error)
-	// Write sends bytes toward the other side.
-	Write(p []byte) (int, error)
-	// CloseWrite half-closes (a FIN): the other side reads io.EOF after the
-	// bytes already written. Reading goes on.
-	CloseWrite() error
-	// Abort resets the connection on this side (a RST): the other side's
-	// reads and writes fail.
-	Abort() error
-	// Close closes both directions.
-	Close() error
-}
+// It is [stream.Socket], whose documentation gives the contract of each
+// method: writes block while the other side does not read, so flow
+// control holds from end to end, and neither a slow peer nor a slow
+// filter makes fwx buffer without bound.
+type Socket = stream.Socket
 
 // DataFilter sees and may change the bytes of a connection (ISA's
 // IFWXDataFilter). It may pass, change, drop, insert and hold bytes,
@@ -55,8 +41,3 @@ func (f DataFilterFunc) Serve(ctx context.Context, c *Connection, internal, exte
 // filter class factory).
 type DataFilterFactory func(c *Connection) (DataFilter, error)
 
-// A stream.Socket (the pipes between data filters) is a Socket, and back.
-var (
-	_ Socket        = stream.Socket(nil)
-	_ stream.Socket = Socket(nil)
-)

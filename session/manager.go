@@ -72,7 +72,7 @@ type filterEntry struct {
 // NewManager returns a manager with no sessions and no filters.
 func NewManager(cfg Config) *Manager {
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = SystemClock
 	}
 	if cfg.PinholeTimeout <= 0 {
 		cfg.PinholeTimeout = time.Minute

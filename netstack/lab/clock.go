@@ -11,7 +11,7 @@ import (
 var _ tcpip.Clock = (*ManualClock)(nil)
 
 // ManualClock is a clock that only moves when told to. Hand it to the code
-// under test (fwx's gateway takes any value with a Now method) so that
+// under test (fwx.Config.Clock, a session.Clock, takes it) so that
 // timeouts expire exactly when a test advances the clock, never because
 // the machine was slow. Given as [Options.Clock], it is the hosts' clock
 // too: it is a gVisor tcpip.Clock whose timers fire when Advance or Set

@@ -11,6 +11,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/fwx-dev/fwx/netstack/deadline"
 )
 
 // udpConn is a UDP socket. Writes go through gonet; reads are done here,
@@ -23,7 +25,7 @@ type udpConn struct {
 
 	ep     tcpip.Endpoint
 	wq     *waiter.Queue
-	rd     deadline
+	rd     deadline.Deadline
 	closed chan struct{}
 	once   sync.Once
 }
@@ -91,7 +93,7 @@ func (c *udpConn) read(b []byte, wantAddr bool) (int, net.Addr, error) {
 		}
 		select {
 		case <-notify:
-		case <-c.rd.done():
+		case <-c.rd.Done():
 			return 0, nil, c.readError(os.ErrDeadlineExceeded)
 		case <-c.closed:
 			return 0, nil, c.readError(net.ErrClosed)
@@ -126,60 +128,12 @@ func (c *udpConn) Close() error {
 
 // SetDeadline implements net.Conn.
 func (c *udpConn) SetDeadline(t time.Time) error {
-	c.rd.set(t)
+	c.rd.Set(t)
 	return c.UDPConn.SetWriteDeadline(t)
 }
 
 // SetReadDeadline implements net.Conn.
 func (c *udpConn) SetReadDeadline(t time.Time) error {
-	c.rd.set(t)
+	c.rd.Set(t)
 	return nil
-}
-
-// deadline is a read deadline as net.Conn defines it: it applies to reads
-// in progress as well as future ones, and a zero time removes it.
-type deadline struct {
-	mu    sync.Mutex
-	timer *time.Timer
-	ch    chan struct{} // closed when the deadline passes
-}
-
-// done returns a channel that is closed when the deadline passes.
-func (d *deadline) done() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.ch == nil {
-		d.ch = make(chan struct{})
-	}
-	return d.ch
-}
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.ch == nil {
-		d.ch = make(chan struct{})
-	}
-	// Keep the channel that waiting reads hold unless it is closed or
-	// about to be: then they have woken already, and later reads need a
-	// fresh one.
-	if d.timer != nil && !d.timer.Stop() {
-		d.ch = make(chan struct{})
-	}
-	d.timer = nil
-	select {
-	case <-d.ch:
-		d.ch = make(chan struct{})
-	default:
-	}
-	if t.IsZero() {
-		return
-	}
-	ch := d.ch
-	wait := time.Until(t)
-	if wait <= 0 {
-		close(ch)
-		return
-	}
-	d.timer = time.AfterFunc(wait, func() { close(ch) })
 }

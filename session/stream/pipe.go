@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/fwx-dev/fwx/netstack/deadline"
 )
 
 // Pipe returns the two ends of an in-memory full-duplex byte stream, used
@@ -68,8 +70,8 @@ type End struct {
 	// another Write's bytes into the middle of its own.
 	writeMu sync.Mutex
 
-	readDeadline  deadline
-	writeDeadline deadline
+	readDeadline  deadline.Deadline
+	writeDeadline deadline.Deadline
 }
 
 // half is one direction of a pipe: a bounded ring buffer with its state.
@@ -124,7 +126,7 @@ func wake(c chan struct{}) {
 func (e *End) Read(p []byte) (int, error) {
 	h := e.in
 	for {
-		if e.readDeadline.expired() {
+		if e.readDeadline.Expired() {
 			return 0, os.ErrDeadlineExceeded
 		}
 		h.mu.Lock()
@@ -158,7 +160,7 @@ func (e *End) Read(p []byte) (int, error) {
 		h.mu.Unlock()
 		select {
 		case <-h.readable:
-		case <-e.readDeadline.wait():
+		case <-e.readDeadline.Done():
 		}
 	}
 }
@@ -198,7 +200,7 @@ func (e *End) Write(p []byte) (int, error) {
 	h := e.out
 	n := 0
 	for {
-		if e.writeDeadline.expired() {
+		if e.writeDeadline.Expired() {
 			return n, os.ErrDeadlineExceeded
 		}
 		h.mu.Lock()
@@ -218,7 +220,7 @@ func (e *End) Write(p []byte) (int, error) {
 		h.mu.Unlock()
 		select {
 		case <-h.writable:
-		case <-e.writeDeadline.wait():
+		case <-e.writeDeadline.Done():
 		}
 	}
 }
@@ -338,8 +340,8 @@ func (e *End) Close() error {
 	h.shutReadLocked()
 	h.mu.Unlock()
 
-	e.readDeadline.set(time.Time{})
-	e.writeDeadline.set(time.Time{})
+	e.readDeadline.Set(time.Time{})
+	e.writeDeadline.Set(time.Time{})
 	return nil
 }
 
@@ -348,7 +350,7 @@ func (e *End) Close() error {
 // means none. As with net.Conn, a passed deadline makes Read fail even
 // when bytes are waiting.
 func (e *End) SetReadDeadline(t time.Time) error {
-	e.readDeadline.set(t)
+	e.readDeadline.Set(t)
 	return nil
 }
 
@@ -356,7 +358,7 @@ func (e *End) SetReadDeadline(t time.Time) error {
 // os.ErrDeadlineExceeded, including a Write already blocked (which returns
 // the bytes it buffered); the zero time means none.
 func (e *End) SetWriteDeadline(t time.Time) error {
-	e.writeDeadline.set(t)
+	e.writeDeadline.Set(t)
 	return nil
 }
 

@@ -7,10 +7,8 @@ import (
 	"syscall"
 )
 
-// Socket is one side of a data filter on a connection (ISA's IFWXSocket).
-// It has the same method set as session.Socket, so a value of either type
-// satisfies the other; it is repeated here so that this package stands
-// alone.
+// Socket is one side of a data filter on a connection (ISA's IFWXSocket);
+// the SDK names it session.Socket.
 //
 // Implementations used with [Relay] and [Chain] must allow any method to
 // be called while a Read and a Write are in progress on other goroutines:
