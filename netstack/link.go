@@ -22,6 +22,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/fwx-dev/fwx/netstack/internal/iplink"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
 )
 
@@ -60,7 +61,7 @@ var _ stack.LinkEndpoint = (*link)(nil)
 // instead of waiting and lets run flush what is queued and return; wait
 // joins run and releases anything left in the queue.
 type link struct {
-	mtu    atomic.Uint32
+	iplink.Endpoint
 	offset int
 	gso    bool
 	output func(pkts [][]byte) error
@@ -72,11 +73,6 @@ type link struct {
 	wg   sync.WaitGroup
 
 	stats linkStats
-
-	mu struct {
-		sync.RWMutex
-		dispatcher stack.NetworkDispatcher
-	}
 }
 
 // linkStats counts the link's packets; see [Stats].
@@ -96,7 +92,7 @@ func newLink(mtu, offset int, gso bool, output func([][]byte) error, log zerolog
 		out:    make(chan *stack.PacketBuffer, outQueueLen),
 		done:   make(chan struct{}),
 	}
-	l.mtu.Store(uint32(mtu))
+	l.SetMTU(uint32(mtu))
 	l.wg.Add(1)
 	go l.run()
 	return l
@@ -107,7 +103,7 @@ func newLink(mtu, offset int, gso bool, output func([][]byte) error, log zerolog
 // deliver returns. (A zero-copy version would wrap pooled views with
 // buffer.NewView and own the reader's buffers; see PERF-NOTES 3.C.14.)
 func (l *link) deliver(pkts [][]byte) {
-	d := l.dispatcher()
+	d := l.Dispatcher()
 	if d == nil {
 		return
 	}
@@ -244,7 +240,7 @@ func (l *link) run() {
 func (l *link) buffer(bufs [][]byte, i, size int) []byte {
 	size += l.offset
 	if cap(bufs[i]) < size {
-		want := l.offset + int(l.mtu.Load())
+		want := l.offset + int(l.MTU())
 		if l.gso && size > want {
 			want = l.offset + gsoMaxSize
 		}
@@ -288,67 +284,3 @@ func (l *link) wait() {
 		}
 	}
 }
-
-// dispatcher returns the stack's inbound dispatcher, or nil when the NIC
-// is detached.
-func (l *link) dispatcher() stack.NetworkDispatcher {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.mu.dispatcher
-}
-
-// Attach implements stack.NetworkLinkEndpoint.
-func (l *link) Attach(d stack.NetworkDispatcher) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.mu.dispatcher = d
-}
-
-// IsAttached implements stack.NetworkLinkEndpoint.
-func (l *link) IsAttached() bool { return l.dispatcher() != nil }
-
-// Close implements stack.NetworkLinkEndpoint. The stack calls it when the
-// NIC is removed (Stack.Close); the output goroutine is stopped by
-// shutdown, which the Stack calls first.
-func (l *link) Close() { l.Attach(nil) }
-
-// MTU implements stack.NetworkLinkEndpoint.
-func (l *link) MTU() uint32 { return l.mtu.Load() }
-
-// SetMTU implements stack.NetworkLinkEndpoint.
-func (l *link) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
-
-// MaxHeaderLength implements stack.NetworkLinkEndpoint: there is no
-// link-layer header.
-func (*link) MaxHeaderLength() uint16 { return 0 }
-
-// LinkAddress implements stack.NetworkLinkEndpoint: there is no link
-// address.
-func (*link) LinkAddress() tcpip.LinkAddress { return "" }
-
-// SetLinkAddress implements stack.NetworkLinkEndpoint. It does nothing.
-func (*link) SetLinkAddress(tcpip.LinkAddress) {}
-
-// Capabilities implements stack.NetworkLinkEndpoint. None: the stack
-// checks every checksum it receives, and computes every one it sends
-// except those of TCP packets sent with host GSO (gso.go), which gVisor
-// leaves partial on its own (it needs no CapabilityTXChecksumOffload for
-// that, as link/fdbased shows). With GRO this becomes
-// CapabilityRXChecksumOffload (checksums checked once while coalescing).
-func (*link) Capabilities() stack.LinkEndpointCapabilities { return 0 }
-
-// Wait implements stack.NetworkLinkEndpoint. The output goroutine is
-// joined by the Stack (link.wait), after shutdown.
-func (*link) Wait() {}
-
-// ARPHardwareType implements stack.NetworkLinkEndpoint.
-func (*link) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
-
-// AddHeader implements stack.NetworkLinkEndpoint. There is no header.
-func (*link) AddHeader(*stack.PacketBuffer) {}
-
-// ParseHeader implements stack.NetworkLinkEndpoint. There is no header.
-func (*link) ParseHeader(*stack.PacketBuffer) bool { return true }
-
-// SetOnCloseAction implements stack.NetworkLinkEndpoint. Unused.
-func (*link) SetOnCloseAction(func()) {}

@@ -295,7 +295,7 @@ func (h *Host) pump() {
 // deliver hands pkt, which the code under test wrote to the segment, to the
 // host's stack. It reports false if the host is closed. pkt is copied.
 func (h *Host) deliver(pkt []byte) bool {
-	d := h.link.dispatcher()
+	d := h.link.Dispatcher()
 	if d == nil {
 		return false
 	}
