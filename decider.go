@@ -17,36 +17,26 @@ type decider struct {
 
 var _ nat.Decider = decider{}
 
-func transport(p nat.Proto) policy.Transport {
-	switch p {
-	case nat.TCP:
-		return policy.TCP
-	case nat.UDP:
-		return policy.UDP
-	}
-	return policy.ICMP
-}
-
 // Outbound implements nat.Decider.
 func (d decider) Outbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	if p == nat.ICMP {
 		// The identifier is not a port: policies see echo queries by address.
 		src, dst = netip.AddrPortFrom(src.Addr(), 0), netip.AddrPortFrom(dst.Addr(), 0)
 	}
-	r := d.fw.policy().Decide(policy.Flow{Transport: transport(p), Direction: policy.Outbound, Src: src, Dst: dst})
+	r := d.fw.policy().Decide(policy.Flow{Transport: p, Direction: policy.Outbound, Src: src, Dst: dst})
 	// A flow whose connect event a filter hooked (for its protocol, or for
 	// every protocol), or that a session's data filter factory wants,
 	// takes the user-mode path, as in ISA.
 	userMode := false
-	if t, ok := sdkTransport(p); ok && r.Allow {
-		userMode = d.fw.sessions.Hooks(session.ConnectEvent(t), r.Filter) || d.fw.sessions.WantsUserMode(t, src.Addr(), dst)
+	if (p == nat.TCP || p == nat.UDP) && r.Allow {
+		userMode = d.fw.sessions.Hooks(session.ConnectEvent(p), r.Filter) || d.fw.sessions.WantsUserMode(p, src.Addr(), dst)
 	}
 	return nat.Decision{Allow: r.Allow, Rule: r.Rule, UserMode: userMode, Protocol: r.Protocol, Filter: r.Filter}
 }
 
 // Inbound implements nat.Decider.
 func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
-	pub, ok := d.fw.policy().Published(transport(p), dst, src.Addr())
+	pub, ok := d.fw.policy().Published(p, dst, src.Addr())
 	if !ok {
 		return nat.Decision{Rule: "default-deny"}
 	}
@@ -58,15 +48,4 @@ func (d decider) Inbound(p nat.Proto, src, dst netip.AddrPort) nat.Decision {
 	}
 	userMode := d.fw.sessions.Hooks(ev, pub.Filter)
 	return nat.Decision{Allow: true, Rule: pub.Name, UserMode: userMode, Protocol: pub.Protocol, Filter: pub.Filter}
-}
-
-// sdkTransport converts a NAT protocol to the SDK's transports.
-func sdkTransport(p nat.Proto) (session.Protocol, bool) {
-	switch p {
-	case nat.TCP:
-		return session.TCP, true
-	case nat.UDP:
-		return session.UDP, true
-	}
-	return 0, false
 }

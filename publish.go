@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -19,12 +18,12 @@ func (fw *Firewall) publish(pub policy.Publication) error {
 	if err != nil {
 		return err
 	}
-	if err := fw.table.Publish(natProto(pub.Transport), listen, pub.Server); err != nil {
+	if err := fw.table.Publish(pub.Transport, listen, pub.Server); err != nil {
 		return fmt.Errorf("fwx: publish %q: %w", pub.Name, err)
 	}
 	if fw.userModePublication(pub) {
 		if err := fw.user.publish(pub, listen); err != nil {
-			fw.table.Unpublish(natProto(pub.Transport), listen, pub.Server)
+			fw.table.Unpublish(pub.Transport, listen, pub.Server)
 			return err
 		}
 	}
@@ -58,7 +57,7 @@ func (fw *Firewall) unpublish(pub policy.Publication) {
 		fw.user.unpublish(pub.Name)
 	}
 	if listen, err := fw.listenAddr(pub); err == nil {
-		fw.table.Unpublish(natProto(pub.Transport), listen, pub.Server)
+		fw.table.Unpublish(pub.Transport, listen, pub.Server)
 	}
 }
 
@@ -67,11 +66,4 @@ func (fw *Firewall) unpublish(pub policy.Publication) {
 // and every TCP one in host mode.
 func (fw *Firewall) userModePublication(pub policy.Publication) bool {
 	return pub.Transport == policy.TCP && (fw.sessions.Hooks(session.EventAcceptedConnection, pub.Filter) || fw.cfg.Host != nil)
-}
-
-func natProto(t policy.Transport) nat.Proto {
-	if t == policy.UDP {
-		return nat.UDP
-	}
-	return nat.TCP
 }

@@ -150,7 +150,7 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 // publication or grant, with the same application filter (a flow on the
 // fast path that p would filter must not bypass the filter).
 func (fw *Firewall) allows(p *policy.Policy, f *nat.Flow) bool {
-	t := transport(f.Proto())
+	t := f.Proto()
 	switch {
 	case f.Expectation() != nil:
 		// A filter's grant (an FTP data connection): its client may

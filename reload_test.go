@@ -462,7 +462,7 @@ options: {reload: %s}
 			tb := newTestbed(t, sdkPolicy+"options: {reload: "+mode+"}\n")
 			fwxlab.EchoTCP(t, tb.Server, 7777)
 			fwxlab.EchoTCP(t, tb.Server, 7778)
-			used, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Protocol: session.TCP, ProtocolName: "ftp"})
+			used, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Transport: session.TCP, Protocol: "ftp"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -472,7 +472,7 @@ options: {reload: %s}
 			}
 			defer c.Close()
 			fwxlab.RoundTrip(t, c, "through the grant")
-			unused, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Protocol: session.TCP, ProtocolName: "ftp"})
+			unused, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Transport: session.TCP, Protocol: "ftp"})
 			if err != nil {
 				t.Fatal(err)
 			}

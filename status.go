@@ -216,7 +216,7 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 		}
 	}
 	for _, pub := range fw.policy().Publications() {
-		p := natProto(pub.Transport)
+		p := pub.Transport
 		if ports[p] == nil {
 			ports[p] = map[netip.AddrPort]bool{}
 		}

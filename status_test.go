@@ -26,7 +26,7 @@ func TestStatus(t *testing.T) {
 	if _, err := tb.Client.Ping(lab.Context(t, 5*time.Second), serverIP.Addr(), 7, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 2121), Protocol: session.TCP, ProtocolName: "ftp"}); err != nil {
+	if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 2121), Transport: session.TCP, Protocol: "ftp"}); err != nil {
 		t.Fatal(err)
 	}
 	u, err := tb.Client.DialUDP(netip.AddrPortFrom(clientIP.Addr(), 5000), netip.AddrPortFrom(serverIP.Addr(), 81))

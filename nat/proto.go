@@ -2,8 +2,10 @@ package nat
 
 import "strconv"
 
-// Proto is a transport protocol that fwx translates. Its values are the IP
-// protocol numbers.
+// Proto is a transport protocol that fwx translates: fwx's one transport
+// type, which the policy (policy.Transport) and the filter SDK
+// (session.Transport) name Transport. Its values are the IP protocol
+// numbers.
 type Proto uint8
 
 // Protocols fwx translates.

@@ -23,7 +23,7 @@ type BindRequest struct {
 	// may be forced only when binding one port.
 	Proxy netip.AddrPort
 	// Protocol is TCP or UDP.
-	Protocol Protocol
+	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
 	// Bidirectional and IncreaseReceiveBuffer. Timeout cannot be combined
 	// with AllowMultiple.
@@ -31,9 +31,9 @@ type BindRequest struct {
 	// Backlog is the listen backlog of a user-mode TCP bind; 0 means a
 	// default.
 	Backlog int
-	// ProtocolName is the policy protocol the binding belongs to (ISA's
+	// Protocol is the policy protocol the binding belongs to (ISA's
 	// ProtocolGuid); the policy must let the client use it.
-	ProtocolName string
+	Protocol string
 	// Notify, if set, receives EventEstablishedConnection with Context when
 	// a connection arrives: on the fast path at its first packet, on the
 	// user-mode path (host mode, NoKernelMode, a data filter) once fwx
@@ -46,7 +46,7 @@ type BindRequest struct {
 	// Primary, if set, is the connection the grant was negotiated on (an
 	// FTP control connection): flows through the pinhole are logged with
 	// its policy rule. Unset, they are logged with the rule that lets the
-	// client use ProtocolName.
+	// client use Protocol.
 	Primary *Connection
 	// OnLapse, if set, is called once, from fwx's periodic sweep (or from
 	// Arm or Kill after the fact), when a Timeout pinhole lapsed unused;
@@ -87,7 +87,7 @@ const maxBind = 1024
 func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	const call = "BindForClient"
 	n := len(req.ClientAddrs)
-	proto, err := natProto(req.Protocol)
+	proto, err := req.Transport, checkTransport(call, req.Transport)
 	switch {
 	case err != nil:
 		return nil, err
@@ -100,7 +100,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	case req.Proxy.Port() != 0 && n > 1:
 		return nil, fmt.Errorf("session: %s: a port can be forced only for one address: %w", call, ErrInvalidArgument)
 	}
-	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer|Unarmed); err != nil {
+	if err := checkGrantFlags(call, req.Transport, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer|Unarmed); err != nil {
 		return nil, err
 	}
 	for _, c := range req.ClientAddrs {
@@ -108,7 +108,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			return nil, fmt.Errorf("session: %s: client address %v is not the session's client %v: %w", call, c, s.client, ErrInvalidArgument)
 		}
 	}
-	ext, d, err := s.admitGrant(call, req.Proxy.Addr(), req.ProtocolName, n)
+	ext, d, err := s.admitGrant(call, req.Proxy.Addr(), req.Protocol, n)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	}
 	conns := make([]*Connection, n)
 	for i := range conns {
-		c := newGrantConnection(s, req.Protocol, d, portAt(base, i), req.Flags, req.Context, req.Primary)
+		c := newGrantConnection(s, req.Transport, d, portAt(base, i), req.Flags, req.Context, req.Primary)
 		c.mu.client = req.ClientAddrs[i]
 		conns[i] = c
 	}
@@ -140,16 +140,16 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	// gets the data filters of the session's factories for binds now,
 	// since its datagrams pass them all.
 	ev, result := EventBindTCP, EventAcceptedConnection
-	if req.Protocol == UDP {
+	if req.Transport == UDP {
 		ev, result = EventBindUDP, EventUDPDestination
 	}
 	for i, c := range conns {
 		var err error
-		if req.Protocol == UDP {
+		if req.Transport == UDP {
 			err = s.applyFactories(c, EventBindUDP, c.addr)
 		}
 		if err == nil {
-			err = s.dispatch(&Event{Type: ev, Conn: c, Addr: req.Proxy, Protocol: req.ProtocolName, Secondary: true}, d.Filter)
+			err = s.dispatch(&Event{Type: ev, Conn: c, Addr: req.Proxy, Protocol: req.Protocol, Secondary: true}, d.Filter)
 		}
 		if err != nil {
 			release(0)
@@ -165,14 +165,14 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	// cannot take the fast path; the choice is made now, once.
 	watched := len(s.mgr.hooked(result, d.Filter, true)) > 0
 	for i, c := range conns {
-		userMode := req.Flags&NoKernelMode != 0 || (req.Protocol == TCP && table.UserModeTCP()) || watched || c.userMode() || s.wantsFilter(result, c.addr)
-		onFlow := s.established(c, req.ProtocolName, req.Notify, req.Context)
-		if userMode && req.Protocol == TCP {
+		userMode := req.Flags&NoKernelMode != 0 || (req.Transport == TCP && table.UserModeTCP()) || watched || c.userMode() || s.wantsFilter(result, c.addr)
+		onFlow := s.established(c, req.Protocol, req.Notify, req.Context)
+		if userMode && req.Transport == TCP {
 			// A connection accepted in user mode is made once fwx
 			// has connected it to the client too (serveAccepted), not
 			// at its first packet: a filter told so may count on both
 			// ends (the FTP filter holds the server's 226 until then).
-			c.made, onFlow = s.made(c, req.ProtocolName, req.Notify, req.Context), nil
+			c.made, onFlow = s.made(c, req.Protocol, req.Notify, req.Context), nil
 		}
 		e := &nat.Expectation{
 			Proto:         proto,
@@ -182,10 +182,10 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			Multiple:      req.Flags&AllowMultiple != 0,
 			Unarmed:       req.Flags&Unarmed != 0,
 			Deadline:      s.deadline(req.Flags),
-			CloseIdle:     req.Protocol == UDP && req.Flags&Timeout != 0,
+			CloseIdle:     req.Transport == UDP && req.Flags&Timeout != 0,
 			UserMode:      userMode,
 			Rule:          c.rule,
-			Protocol:      req.ProtocolName,
+			Protocol:      req.Protocol,
 			Filter:        d.Filter,
 			Owner:         c,
 			OnFlow:        onFlow,
@@ -194,7 +194,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 		if known(c.mu.client) {
 			e.Inside = c.mu.client
 		}
-		if userMode && req.Protocol == TCP {
+		if userMode && req.Transport == TCP {
 			if err := s.mgr.listenUserMode(c, req.Backlog); err != nil {
 				release(i)
 				for _, done := range conns[:i] {
@@ -214,9 +214,9 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 		c.mu.expect = e
 		c.mu.Unlock()
 		s.addConn(c)
-		if req.Protocol == TCP {
+		if req.Transport == TCP {
 			// A listen cannot be failed: its handlers' verdicts are ignored.
-			s.dispatch(&Event{Type: EventListen, Conn: c, Addr: c.addr, Protocol: req.ProtocolName, Secondary: true}, d.Filter)
+			s.dispatch(&Event{Type: EventListen, Conn: c, Addr: c.addr, Protocol: req.Protocol, Secondary: true}, d.Filter)
 		}
 	}
 	return &BindResult{Proxy: base, Conns: conns}, nil

@@ -19,7 +19,7 @@ import (
 // A Connection is safe for concurrent use.
 type Connection struct {
 	s        *Session
-	proto    Protocol
+	proto    Transport
 	protocol string          // the policy protocol
 	filter   string          // the filter the policy binds to the protocol
 	rule     string          // the policy rule that allowed it, when known
@@ -65,7 +65,7 @@ type attachedFilter struct {
 	peer netip.AddrPort
 }
 
-func newConnection(s *Session, proto Protocol, protocol, filter string, addr, client netip.AddrPort) *Connection {
+func newConnection(s *Session, proto Transport, protocol, filter string, addr, client netip.AddrPort) *Connection {
 	c := &Connection{s: s, proto: proto, protocol: protocol, filter: filter, addr: addr}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.mu.client = client
@@ -75,11 +75,11 @@ func newConnection(s *Session, proto Protocol, protocol, filter string, addr, cl
 // Session returns the connection's session.
 func (c *Connection) Session() *Session { return c.s }
 
-// Protocol returns the connection's transport.
-func (c *Connection) Protocol() Protocol { return c.proto }
+// Transport returns the connection's transport: TCP or UDP.
+func (c *Connection) Transport() Transport { return c.proto }
 
-// ProtocolName returns the policy protocol the connection belongs to.
-func (c *Connection) ProtocolName() string { return c.protocol }
+// Protocol returns the policy protocol the connection belongs to.
+func (c *Connection) Protocol() string { return c.protocol }
 
 // Rule returns the policy rule that allowed the connection: for a client's
 // connection or one to a published server the rule (or publication) that
@@ -448,7 +448,7 @@ func (c *Connection) DataFilters() []DataFilter {
 // of transport p while ev is handled: the events that start a connection
 // of that transport (ISA: Connect_Tcp, Bind_*, AcceptedConnection,
 // Udp_Destination).
-func attachable(ev EventType, p Protocol) bool {
+func attachable(ev EventType, p Transport) bool {
 	switch ev {
 	case EventBindTCP, EventConnectTCP, EventAcceptedConnection:
 		return p == TCP

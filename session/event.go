@@ -70,7 +70,7 @@ func (e EventType) String() string {
 
 // ConnectEvent returns the event a client's new flow of transport p
 // raises: EventConnectTCP, or EventUDPDestination.
-func ConnectEvent(p Protocol) EventType {
+func ConnectEvent(p Transport) EventType {
 	if p == UDP {
 		return EventUDPDestination
 	}

@@ -126,7 +126,7 @@ func (s *Session) removeFactory(f *factory) bool {
 // WantsUserMode reports whether a flow of transport p from client to dst
 // must take the user-mode path because the client's session registered a
 // data filter factory for it. fwx asks it when a flow is created.
-func (m *Manager) WantsUserMode(p Protocol, client netip.Addr, dst netip.AddrPort) bool {
+func (m *Manager) WantsUserMode(p Transport, client netip.Addr, dst netip.AddrPort) bool {
 	m.mu.Lock()
 	s := m.sessions[client.Unmap()]
 	m.mu.Unlock()

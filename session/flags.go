@@ -1,27 +1,22 @@
 package session
 
-import "strings"
+import (
+	"strings"
 
-// Protocol is the transport of a secondary connection (ISA's
-// FWX_PROTOCOL_TCP and FWX_PROTOCOL_UDP).
-type Protocol uint8
-
-// Transports. The values are the IP protocol numbers.
-const (
-	TCP Protocol = 6
-	UDP Protocol = 17
+	"github.com/fwx-dev/fwx/nat"
 )
 
-// String returns "tcp" or "udp".
-func (p Protocol) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return "invalid"
-}
+// Transport is the transport of a secondary connection (ISA's
+// FWX_PROTOCOL_TCP and FWX_PROTOCOL_UDP): fwx's one transport type,
+// [nat.Proto]. Grants take TCP or UDP. (A request's Protocol is the policy
+// protocol it belongs to, by name.)
+type Transport = nat.Proto
+
+// The transports of grants.
+const (
+	TCP = nat.TCP
+	UDP = nat.UDP
+)
 
 // Flags modify BindForClient, RedirectConnections and AllowFutureConnect
 // (ISA's FWX_FLAG_* values).

@@ -21,13 +21,13 @@ type FutureConnect struct {
 	// value means fwx's address and any port.
 	ProxyExternal netip.AddrPort
 	// Protocol is TCP or UDP.
-	Protocol Protocol
+	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
 	// IncreaseReceiveBuffer.
 	Flags Flags
-	// ProtocolName is the policy protocol the connection belongs to; the
+	// Protocol is the policy protocol the connection belongs to; the
 	// policy must let the client use it.
-	ProtocolName string
+	Protocol string
 	// Notify, if set, receives EventEstablishedConnection with Context when
 	// the connection is made.
 	Notify  SessionFilter
@@ -48,22 +48,22 @@ type FutureConnect struct {
 // ErrTerminating.
 func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error) {
 	const call = "AllowFutureConnect"
-	proto, err := natProto(req.Protocol)
+	proto, err := req.Transport, checkTransport(call, req.Transport)
 	if err != nil {
 		return nil, err
 	}
 	if !req.Addr.IsValid() || req.Addr.Addr().IsUnspecified() || req.Addr.Port() == 0 {
 		return nil, fmt.Errorf("session: %s: destination %v: %w", call, req.Addr, ErrInvalidArgument)
 	}
-	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer|Unarmed); err != nil {
+	if err := checkGrantFlags(call, req.Transport, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer|Unarmed); err != nil {
 		return nil, err
 	}
-	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.ProtocolName, 1)
+	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.Protocol, 1)
 	if err != nil {
 		return nil, err
 	}
 	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
-	ev := ConnectEvent(req.Protocol)
+	ev := ConnectEvent(req.Transport)
 	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
 	pinned, err := s.pinPort(call, proto, ext, req.ProxyExternal.Port())
 	if err != nil {
@@ -79,13 +79,13 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 		Unarmed:      req.Flags&Unarmed != 0,
 		Deadline:     s.deadline(req.Flags),
 		UserMode:     userMode,
-		Protocol:     req.ProtocolName,
+		Protocol:     req.Protocol,
 		Filter:       d.Filter,
 	}
 	e.OnLapse = onLapse(e, req.OnLapse)
-	c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context, req.Primary)
+	c := newGrantConnection(s, req.Transport, d, dst, req.Flags, req.Context, req.Primary)
 	e.Rule, e.Owner = c.rule, c
-	e.OnFlow = s.established(c, req.ProtocolName, req.Notify, req.Context)
+	e.OnFlow = s.established(c, req.Protocol, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
 		s.unpinPort(proto, ext, pinned)
 		if errors.Is(err, nat.ErrPortInUse) {

@@ -22,7 +22,7 @@ func checkFlags(call string, f, allowed Flags) error {
 
 // checkGrantFlags is checkFlags for a grant of transport p: the flags for
 // UDP only are refused for TCP.
-func checkGrantFlags(call string, p Protocol, f, allowed Flags) error {
+func checkGrantFlags(call string, p Transport, f, allowed Flags) error {
 	if udpOnly := f & (Bidirectional | IncreaseReceiveBuffer); udpOnly != 0 && p != UDP {
 		return fmt.Errorf("session: %s: %v is for UDP only: %w", call, udpOnly, ErrInvalidArgument)
 	}
@@ -32,7 +32,7 @@ func checkGrantFlags(call string, p Protocol, f, allowed Flags) error {
 // newGrantConnection makes the connection object of a grant: what its
 // flows' filters, events and log records come from. primary is the
 // connection the grant was negotiated on, or nil.
-func newGrantConnection(s *Session, p Protocol, d policy.Decision, addr netip.AddrPort, f Flags, ctx any, primary *Connection) *Connection {
+func newGrantConnection(s *Session, p Transport, d policy.Decision, addr netip.AddrPort, f Flags, ctx any, primary *Connection) *Connection {
 	c := newConnection(s, p, d.Protocol, d.Filter, addr, netip.AddrPort{})
 	c.context, c.settings, c.rule = ctx, d.Settings, ruleOf(primary, d)
 	c.timeout = f&Timeout != 0
@@ -61,14 +61,12 @@ func (s *Session) unpinPort(p nat.Proto, ext netip.Addr, port uint16) {
 	}
 }
 
-func natProto(p Protocol) (nat.Proto, error) {
-	switch p {
-	case TCP:
-		return nat.TCP, nil
-	case UDP:
-		return nat.UDP, nil
+// checkTransport accepts the transports of grants, TCP and UDP.
+func checkTransport(call string, t Transport) error {
+	if t != TCP && t != UDP {
+		return fmt.Errorf("session: %s: transport %v: %w", call, t, ErrInvalidArgument)
 	}
-	return 0, fmt.Errorf("session: protocol %d: %w", p, ErrInvalidArgument)
+	return nil
 }
 
 // externalAddr resolves a requested external address: unset or

@@ -26,7 +26,7 @@ func TestHostModeSDK(t *testing.T) {
 		if tb.clientConnects(t, dst) {
 			t.Fatal("the policy let the client through")
 		}
-		if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp"}); err != nil {
+		if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Transport: session.TCP, Protocol: "ftp"}); err != nil {
 			t.Fatal(err)
 		}
 		if !tb.clientConnects(t, dst) {
@@ -41,7 +41,7 @@ func TestHostModeSDK(t *testing.T) {
 		tb := newHostLab(t, sdkPolicy)
 		dst, peers := fwxlab.HostEcho(t, fwxlab.HostServer2)
 		res, err := tb.Session(t).RedirectConnections(session.Redirect{
-			ConnectAddrs: []netip.AddrPort{dst}, Protocol: session.TCP, ProtocolName: "ftp",
+			ConnectAddrs: []netip.AddrPort{dst}, Transport: session.TCP, Protocol: "ftp",
 		})
 		if err != nil {
 			t.Fatal(err)

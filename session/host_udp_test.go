@@ -66,8 +66,8 @@ options: {filtering: address-and-port-dependent}
 	if !c.gets(none, netip.AddrPort{}) {
 		t.Fatal("the filtering let the server's second port in")
 	}
-	if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: from, Protocol: session.UDP,
-		ProtocolName: "dgram", Flags: session.Bidirectional, IPFilter: session.NewIPFilter(fwxlab.HostServer)}); err != nil {
+	if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: from, Transport: session.UDP,
+		Protocol: "dgram", Flags: session.Bidirectional, IPFilter: session.NewIPFilter(fwxlab.HostServer)}); err != nil {
 		t.Fatal(err)
 	}
 	second.WriteToUDPAddrPort([]byte("after"), from)

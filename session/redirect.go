@@ -22,13 +22,13 @@ type Redirect struct {
 	// leaves from another port, is refused.
 	ProxyExternal netip.AddrPort
 	// Protocol is TCP or UDP.
-	Protocol Protocol
+	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
 	// IncreaseReceiveBuffer (a 64 KiB receive buffer on the user-mode
 	// path).
 	Flags Flags
-	// ProtocolName is the policy protocol the connections belong to.
-	ProtocolName string
+	// Protocol is the policy protocol the connections belong to.
+	Protocol string
 	// Notify, if set, receives EventEstablishedConnection with Context when
 	// the client connects.
 	Notify  SessionFilter
@@ -59,7 +59,7 @@ type RedirectResult struct {
 func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	const call = "RedirectConnections"
 	n := len(req.ConnectAddrs)
-	proto, err := natProto(req.Protocol)
+	proto, err := req.Transport, checkTransport(call, req.Transport)
 	internal, _ := s.mgr.cfg.Table.InternalFor(s.client)
 	switch {
 	case err != nil:
@@ -76,10 +76,10 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			return nil, fmt.Errorf("session: %s: connect address %v: %w", call, a, ErrInvalidArgument)
 		}
 	}
-	if err := checkGrantFlags(call, req.Protocol, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
+	if err := checkGrantFlags(call, req.Transport, req.Flags, AllowMultiple|Timeout|NoKernelMode|IncreaseReceiveBuffer); err != nil {
 		return nil, err
 	}
-	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.ProtocolName, n)
+	ext, d, err := s.admitGrant(call, req.ProxyExternal.Addr(), req.Protocol, n)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		s.unpinPort(proto, ext, pinned)
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
-	ev := ConnectEvent(req.Protocol)
+	ev := ConnectEvent(req.Transport)
 	res := &RedirectResult{Internal: base}
 	fail := func(i int, err error) (*RedirectResult, error) {
 		if len(res.Actions) == 0 {
@@ -111,16 +111,16 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 		// The redirect raises the connect event of the connection now; the
 		// connection, when it comes, does not raise it again.
-		c := newGrantConnection(s, req.Protocol, d, dst, req.Flags, req.Context, req.Primary)
+		c := newGrantConnection(s, req.Transport, d, dst, req.Flags, req.Context, req.Primary)
 		c.redirect = true
 		err := s.applyFactories(c, ev, dst)
 		if err == nil {
-			err = s.dispatch(&Event{Type: ev, Conn: c, Addr: dst, Protocol: req.ProtocolName, Secondary: true, Context: req.Context}, d.Filter)
+			err = s.dispatch(&Event{Type: ev, Conn: c, Addr: dst, Protocol: req.Protocol, Secondary: true, Context: req.Context}, d.Filter)
 		}
 		if err != nil {
 			return fail(i, err)
 		}
-		userMode := req.Flags&NoKernelMode != 0 || c.userMode() || (req.Protocol == TCP && table.UserModeTCP())
+		userMode := req.Flags&NoKernelMode != 0 || c.userMode() || (req.Transport == TCP && table.UserModeTCP())
 		e := &nat.Expectation{
 			Proto:        proto,
 			Client:       s.client,
@@ -133,10 +133,10 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 			Deadline:     s.deadline(req.Flags),
 			UserMode:     userMode,
 			Rule:         c.rule,
-			Protocol:     req.ProtocolName,
+			Protocol:     req.Protocol,
 			Filter:       d.Filter,
 			Owner:        c,
-			OnFlow:       s.established(c, req.ProtocolName, req.Notify, req.Context),
+			OnFlow:       s.established(c, req.Protocol, req.Notify, req.Context),
 		}
 		if err := table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
 			if errors.Is(err, nat.ErrPortInUse) {

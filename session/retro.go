@@ -19,14 +19,14 @@ type RetroactiveBind struct {
 	External netip.AddrPort
 	// Protocol is UDP: a SecureNAT client's TCP mapping takes no
 	// connections.
-	Protocol Protocol
+	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode, Bidirectional,
 	// IncreaseReceiveBuffer, as for BindForClient. Without AllowMultiple
 	// one source is admitted: the first peer the permission lets in.
 	Flags Flags
-	// ProtocolName is the policy protocol the inbound flows belong to;
+	// Protocol is the policy protocol the inbound flows belong to;
 	// the policy must let the client use it.
-	ProtocolName string
+	Protocol string
 	// IPFilter restricts who may send: nil allows every address, an empty
 	// filter none.
 	IPFilter *IPFilter
@@ -58,8 +58,8 @@ type RetroactiveBind struct {
 func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error) {
 	const call = "RetroactiveAllowBind"
 	switch {
-	case req.Protocol != UDP:
-		return nil, fmt.Errorf("session: %s: protocol %v: only UDP: %w", call, req.Protocol, ErrInvalidArgument)
+	case req.Transport != UDP:
+		return nil, fmt.Errorf("session: %s: protocol %v: only UDP: %w", call, req.Transport, ErrInvalidArgument)
 	case !req.External.IsValid() || req.External.Port() == 0:
 		return nil, fmt.Errorf("session: %s: external endpoint %v: %w", call, req.External, ErrInvalidArgument)
 	case req.Flags&Timeout != 0 && req.Flags&AllowMultiple != 0:
@@ -68,7 +68,7 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 	if err := checkFlags(call, req.Flags, AllowMultiple|Timeout|NoKernelMode|Bidirectional|IncreaseReceiveBuffer); err != nil {
 		return nil, err
 	}
-	ext, d, err := s.admitGrant(call, req.External.Addr(), req.ProtocolName, 1)
+	ext, d, err := s.admitGrant(call, req.External.Addr(), req.Protocol, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 	c := newGrantConnection(s, UDP, d, external, req.Flags, req.Context, req.Primary)
 	err = s.applyFactories(c, EventBindUDP, external)
 	if err == nil {
-		err = s.dispatch(&Event{Type: EventBindUDP, Conn: c, Addr: external, Protocol: req.ProtocolName, Secondary: true, Context: req.Context}, d.Filter)
+		err = s.dispatch(&Event{Type: EventBindUDP, Conn: c, Addr: external, Protocol: req.Protocol, Secondary: true, Context: req.Context}, d.Filter)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
@@ -95,10 +95,10 @@ func (s *Session) RetroactiveAllowBind(req RetroactiveBind) (*Connection, error)
 		CloseIdle:     req.Flags&Timeout != 0,
 		UserMode:      req.Flags&NoKernelMode != 0 || watched || c.userMode(),
 		Rule:          c.rule,
-		Protocol:      req.ProtocolName,
+		Protocol:      req.Protocol,
 		Filter:        d.Filter,
 		Owner:         c,
-		OnFlow:        s.established(c, req.ProtocolName, req.Notify, req.Context),
+		OnFlow:        s.established(c, req.Protocol, req.Notify, req.Context),
 	}
 	if err := s.mgr.cfg.Table.ExpectOnMapping(e, s.client); err != nil {
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrNotFound, err)

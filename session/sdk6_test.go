@@ -55,7 +55,7 @@ func TestAllowFutureConnectIPv6(t *testing.T) {
 	if tb.clientConnects(t, dst) {
 		t.Fatal("the policy let the client through")
 	}
-	if _, err := session6(t, tb).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp"}); err != nil {
+	if _, err := session6(t, tb).AllowFutureConnect(session.FutureConnect{Addr: dst, Transport: session.TCP, Protocol: "ftp"}); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []bool{true, false} {
@@ -72,7 +72,7 @@ func TestRedirectConnectionsIPv6(t *testing.T) {
 	peers := fwxlab.EchoTCPOn(t, tb.Server2, netip.AddrPortFrom(netip.IPv6Unspecified(), 8888))
 	res, err := session6(t, tb).RedirectConnections(session.Redirect{
 		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(fwxlab.Server26, 8888)},
-		Protocol:     session.TCP, ProtocolName: "ftp",
+		Transport:    session.TCP, Protocol: "ftp",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -96,14 +96,14 @@ func TestRedirectConnectionsIPv6(t *testing.T) {
 func TestSDKErrorsIPv6(t *testing.T) {
 	tb := newTestbed6(t, sdkPolicy)
 	s := session6(t, tb)
-	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(fwxlab.ServerAddr6, 1), Protocol: session.TCP, ProtocolName: "ftp",
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(fwxlab.ServerAddr6, 1), Transport: session.TCP, Protocol: "ftp",
 		ProxyExternal: netip.AddrPortFrom(fwOut.Addr(), 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
 		t.Errorf("IPv6 grant leaving from an IPv4 address: %v, want ErrAddressNotAvailable", err)
 	}
-	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Protocol: session.TCP, ProtocolName: "ftp"}); err == nil {
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Transport: session.TCP, Protocol: "ftp"}); err == nil {
 		t.Error("an IPv6 session was let connect to an IPv4 address")
 	}
-	if err := futureErr(tb.Session(t), session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Protocol: session.TCP, ProtocolName: "ftp",
+	if err := futureErr(tb.Session(t), session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 1), Transport: session.TCP, Protocol: "ftp",
 		ProxyExternal: netip.AddrPortFrom(fwxlab.FWOutside6, 0)}); !errors.Is(err, session.ErrAddressNotAvailable) {
 		t.Errorf("IPv4 grant leaving from an IPv6 address: %v, want ErrAddressNotAvailable", err)
 	}
@@ -136,8 +136,8 @@ func TestProxyExternalPool(t *testing.T) {
 	}
 	pinned := fwxlab.EchoTCP(t, tb.Server, 7778)
 	s := tb.Session(t)
-	if _, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Protocol: session.TCP,
-		ProtocolName: "ftp", ProxyExternal: netip.AddrPortFrom(other, 0)}); err != nil {
+	if _, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7778), Transport: session.TCP,
+		Protocol: "ftp", ProxyExternal: netip.AddrPortFrom(other, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := tb.Client.DialTCP(lab.Context(t, 5*time.Second), netip.AddrPortFrom(serverIP.Addr(), 7778))
@@ -148,7 +148,7 @@ func TestProxyExternalPool(t *testing.T) {
 	if got := fwxlab.Recv(t, pinned); got.Addr() != other {
 		t.Errorf("the grant's connection came from %v, want ProxyExternal's %v", got.Addr(), other)
 	}
-	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7779), Protocol: session.TCP, ProtocolName: "ftp",
+	if err := futureErr(s, session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7779), Transport: session.TCP, Protocol: "ftp",
 		ProxyExternal: netip.MustParseAddrPort("198.51.100.200:0")}); !errors.Is(err, session.ErrAddressNotAvailable) {
 		t.Errorf("ProxyExternal on an address fwx does not own: %v, want ErrAddressNotAvailable", err)
 	}

@@ -46,11 +46,11 @@ func (tb *testbed) clientConnects(t *testing.T, dst netip.AddrPort) bool {
 
 func bind(t *testing.T, s *session.Session, req session.BindRequest) *session.BindResult {
 	t.Helper()
-	if req.ProtocolName == "" {
-		req.ProtocolName = "ftp"
+	if req.Protocol == "" {
+		req.Protocol = "ftp"
 	}
-	if req.Protocol == 0 {
-		req.Protocol = session.TCP
+	if req.Transport == 0 {
+		req.Transport = session.TCP
 	}
 	res, err := s.BindForClient(req)
 	if err != nil {
@@ -72,7 +72,7 @@ func TestBindPortsAlignedConsecutive(t *testing.T) {
 		clients = append(clients, clientAt(port))
 		got = append(got, fwxlab.EchoUDP(t, tb.Client, port))
 	}
-	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: clients, Protocol: session.UDP, ProtocolName: "tftp"})
+	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: clients, Transport: session.UDP, Protocol: "tftp"})
 	if res.Proxy.Port()%4 != 0 || res.Proxy.Addr() != fwOut.Addr() {
 		t.Fatalf("bound %v: want fwx's outside address and a port that is a multiple of 4", res.Proxy)
 	}
@@ -236,13 +236,13 @@ func TestSessionEndRevokesEverything(t *testing.T) {
 	fwxlab.EchoTCP(t, tb.Server, 7777)
 	s := tb.Session(t)
 	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Flags: session.AllowMultiple})
-	fc, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Protocol: session.TCP,
-		ProtocolName: "ftp", Flags: session.AllowMultiple})
+	fc, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Transport: session.TCP,
+		Protocol: "ftp", Flags: session.AllowMultiple})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rd, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 7777)},
-		Protocol: session.TCP, ProtocolName: "ftp", Flags: session.AllowMultiple})
+		Transport: session.TCP, Protocol: "ftp", Flags: session.AllowMultiple})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestSessionEndRevokesEverything(t *testing.T) {
 	if err := fc.Cancel(); !errors.Is(err, session.ErrTerminating) {
 		t.Errorf("Cancel after End: %v, want ErrTerminating", err)
 	}
-	if _, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(1)}, Protocol: session.TCP, ProtocolName: "ftp"}); !errors.Is(err, session.ErrTerminating) {
+	if _, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(1)}, Transport: session.TCP, Protocol: "ftp"}); !errors.Is(err, session.ErrTerminating) {
 		t.Errorf("BindForClient after End: %v, want ErrTerminating", err)
 	}
 	// A new session for the client can take the same port: nothing leaked.
@@ -312,8 +312,8 @@ func TestEstablishedEventCarriesContext(t *testing.T) {
 	if ev.Type != session.EventEstablishedConnection || ev.Context != (ctxKey{"bind"}) || ev.Remote.Addr() != serverIP.Addr() || ev.Conn != res.Conns[0] {
 		t.Errorf("event %v context %v remote %v conn %p; want established, bind, %v, %p", ev.Type, ev.Context, ev.Remote, ev.Conn, serverIP.Addr(), res.Conns[0])
 	}
-	if _, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Protocol: session.TCP,
-		ProtocolName: "ftp", Notify: rec, Context: ctxKey{"pasv"}}); err != nil {
+	if _, err := s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), 7777), Transport: session.TCP,
+		Protocol: "ftp", Notify: rec, Context: ctxKey{"pasv"}}); err != nil {
 		t.Fatal(err)
 	}
 	if !tb.clientConnects(t, netip.AddrPortFrom(serverIP.Addr(), 7777)) {
@@ -378,8 +378,8 @@ rules:
 `
 	tb := newTestbed(t, pol, withFilter("guard", f))
 	s := tb.Session(t)
-	_, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Protocol: session.TCP,
-		ProtocolName: "ftp", Proxy: netip.AddrPortFrom(netip.IPv4Unspecified(), 40000)})
+	_, err := s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)}, Transport: session.TCP,
+		Protocol: "ftp", Proxy: netip.AddrPortFrom(netip.IPv4Unspecified(), 40000)})
 	if !errors.Is(err, session.ErrAddressInUse) || !errors.Is(err, session.ErrDenied) {
 		t.Fatalf("denied bind: %v, want ErrAddressInUse and ErrDenied", err)
 	}
@@ -399,7 +399,7 @@ rules:
 	}
 	// A UDP bind is denied the same way, at its own event.
 	rec.deny = session.EventBindUDP
-	_, err = s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP, ProtocolName: "ftp"})
+	_, err = s.BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Transport: session.UDP, Protocol: "ftp"})
 	if !errors.Is(err, session.ErrAddressInUse) || !errors.Is(err, session.ErrDenied) {
 		t.Errorf("denied UDP bind: %v, want ErrAddressInUse and ErrDenied", err)
 	}
@@ -436,7 +436,7 @@ func TestAllowFutureConnect(t *testing.T) {
 				}
 				return
 			}
-			a, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP, ProtocolName: "ftp", Flags: tt.flags})
+			a, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Transport: session.TCP, Protocol: "ftp", Flags: tt.flags})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -462,7 +462,7 @@ func TestRedirectConnections(t *testing.T) {
 	peers := fwxlab.EchoTCP(t, tb.Server2, 8888)
 	res, err := tb.Session(t).RedirectConnections(session.Redirect{
 		ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(server2IP.Addr(), 8888)},
-		Protocol:     session.TCP, ProtocolName: "ftp",
+		Transport:    session.TCP, Protocol: "ftp",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -500,17 +500,17 @@ func TestSDKErrors(t *testing.T) {
 		{"bidirectional tcp", bindErr(s, session.BindRequest{ClientAddrs: one, Flags: session.Bidirectional}), session.ErrInvalidArgument},
 		{"receive buffer tcp", bindErr(s, session.BindRequest{ClientAddrs: one, Flags: session.IncreaseReceiveBuffer}), session.ErrInvalidArgument},
 		{"redirect receive buffer tcp", redirectErr(s, session.Redirect{ConnectAddrs: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.2:9")},
-			Protocol: session.TCP, ProtocolName: "ftp", Flags: session.IncreaseReceiveBuffer}), session.ErrInvalidArgument},
-		{"retroactive bind tcp", retroErr(s, session.RetroactiveBind{External: netip.MustParseAddrPort("198.51.100.1:9"), Protocol: session.TCP, ProtocolName: "ftp"}), session.ErrInvalidArgument},
+			Transport: session.TCP, Protocol: "ftp", Flags: session.IncreaseReceiveBuffer}), session.ErrInvalidArgument},
+		{"retroactive bind tcp", retroErr(s, session.RetroactiveBind{External: netip.MustParseAddrPort("198.51.100.1:9"), Transport: session.TCP, Protocol: "ftp"}), session.ErrInvalidArgument},
 		{"no address", bindErr(s, session.BindRequest{}), session.ErrInvalidArgument},
 		{"forced port with two", bindErr(s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(1), clientAt(2)}, Proxy: forced}), session.ErrInvalidArgument},
 		{"other client's address", bindErr(s, session.BindRequest{ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(client2IP.Addr(), 1)}}), session.ErrInvalidArgument},
 		{"not fwx's address", bindErr(s, session.BindRequest{ClientAddrs: one, Proxy: netip.MustParseAddrPort("203.0.113.9:0")}), session.ErrAddressNotAvailable},
 		{"address in use", bindErr(s, session.BindRequest{ClientAddrs: one, Proxy: forced}), session.ErrAddressInUse},
-		{"protocol denied", bindErr(s, session.BindRequest{ClientAddrs: one, ProtocolName: "http"}), session.ErrProtocolDenied},
-		{"future connect to nowhere", futureErr(s, session.FutureConnect{Protocol: session.TCP, ProtocolName: "ftp"}), session.ErrInvalidArgument},
-		{"future connect with bidirectional", futureErr(s, session.FutureConnect{Addr: netip.MustParseAddrPort("198.51.100.2:9"), Protocol: session.TCP, ProtocolName: "ftp", Flags: session.Bidirectional}), session.ErrInvalidArgument},
-		{"future connect protocol denied", futureErr(s, session.FutureConnect{Addr: netip.MustParseAddrPort("198.51.100.2:9"), Protocol: session.TCP, ProtocolName: "smtp"}), session.ErrProtocolDenied},
+		{"protocol denied", bindErr(s, session.BindRequest{ClientAddrs: one, Protocol: "http"}), session.ErrProtocolDenied},
+		{"future connect to nowhere", futureErr(s, session.FutureConnect{Transport: session.TCP, Protocol: "ftp"}), session.ErrInvalidArgument},
+		{"future connect with bidirectional", futureErr(s, session.FutureConnect{Addr: netip.MustParseAddrPort("198.51.100.2:9"), Transport: session.TCP, Protocol: "ftp", Flags: session.Bidirectional}), session.ErrInvalidArgument},
+		{"future connect protocol denied", futureErr(s, session.FutureConnect{Addr: netip.MustParseAddrPort("198.51.100.2:9"), Transport: session.TCP, Protocol: "smtp"}), session.ErrProtocolDenied},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if !errors.Is(tt.err, tt.want) {
@@ -521,7 +521,7 @@ func TestSDKErrors(t *testing.T) {
 	t.Run("busy", func(t *testing.T) {
 		var err error
 		for i := 0; i < 200 && err == nil; i++ {
-			_, err = s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), uint16(10000+i)), Protocol: session.TCP, ProtocolName: "ftp"})
+			_, err = s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(serverIP.Addr(), uint16(10000+i)), Transport: session.TCP, Protocol: "ftp"})
 		}
 		if !errors.Is(err, session.ErrBusy) {
 			t.Errorf("after many pinholes: %v, want ErrBusy", err)
@@ -530,11 +530,11 @@ func TestSDKErrors(t *testing.T) {
 }
 
 func bindErr(s *session.Session, req session.BindRequest) error {
-	if req.Protocol == 0 {
-		req.Protocol = session.TCP
+	if req.Transport == 0 {
+		req.Transport = session.TCP
 	}
-	if req.ProtocolName == "" {
-		req.ProtocolName = "ftp"
+	if req.Protocol == "" {
+		req.Protocol = "ftp"
 	}
 	_, err := s.BindForClient(req)
 	return err

@@ -69,7 +69,7 @@ func (s *udpSock) gets(msg string, src netip.AddrPort) bool {
 
 func udpBind(t *testing.T, s *session.Session, port uint16, protocol string, flags session.Flags) *session.BindResult {
 	t.Helper()
-	return bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(port)}, Protocol: session.UDP, ProtocolName: protocol, Flags: flags})
+	return bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(port)}, Transport: session.UDP, Protocol: protocol, Flags: flags})
 }
 
 // TestBindUDPNoKernelMode: a UDP bind made with NoKernelMode takes the
@@ -318,7 +318,7 @@ func TestRedirectUDP(t *testing.T) {
 	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
 	peers1, peers2 := fwxlab.EchoUDP(t, tb.Server, 9000), fwxlab.EchoUDP(t, tb.Server2, 9000)
 	dsts := []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 9000), netip.AddrPortFrom(server2IP.Addr(), 9000)}
-	res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: dsts, Protocol: session.UDP, ProtocolName: "dgram"})
+	res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: dsts, Transport: session.UDP, Protocol: "dgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestRedirectConnectEventOnce(t *testing.T) {
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	fwxlab.EchoTCP(t, tb.Server, 7)
 	res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 7)},
-		Protocol: session.TCP, ProtocolName: "echo"})
+		Transport: session.TCP, Protocol: "echo"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,17 +405,17 @@ func TestRedirectPinnedPort(t *testing.T) {
 	pin := netip.AddrPortFrom(fwOut.Addr(), 40002)
 	s := tb.Session(t)
 	res, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 9000)},
-		ProxyExternal: pin, Protocol: session.UDP, ProtocolName: "tftp"})
+		ProxyExternal: pin, Transport: session.UDP, Protocol: "tftp"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.AllowFutureConnect(session.FutureConnect{Addr: netip.AddrPortFrom(server2IP.Addr(), 9000), ProxyExternal: pin,
-		Protocol: session.UDP, ProtocolName: "tftp"})
+		Transport: session.UDP, Protocol: "tftp"})
 	if !errors.Is(err, session.ErrAddressInUse) {
 		t.Errorf("pinning a pinned port: %v, want ErrAddressInUse", err)
 	}
 	_, err = s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 1), netip.AddrPortFrom(serverIP.Addr(), 2)},
-		ProxyExternal: netip.AddrPortFrom(fwOut.Addr(), 40004), Protocol: session.UDP, ProtocolName: "tftp"})
+		ProxyExternal: netip.AddrPortFrom(fwOut.Addr(), 40004), Transport: session.UDP, Protocol: "tftp"})
 	if !errors.Is(err, session.ErrInvalidArgument) {
 		t.Errorf("pinning a port for two addresses: %v, want ErrInvalidArgument", err)
 	}
@@ -438,7 +438,7 @@ func TestFutureConnectUDPUserMode(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
 	fwxlab.EchoUDP(t, tb.Server, 7777)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7777)
-	if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.UDP, ProtocolName: "tftp",
+	if _, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Transport: session.UDP, Protocol: "tftp",
 		Flags: session.NoKernelMode}); err != nil {
 		t.Fatal(err)
 	}
@@ -562,8 +562,8 @@ func TestIncreaseReceiveBuffer(t *testing.T) {
 				primary := openUDP(t, tb.Server, 9000)
 				client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "request")
 				_, dst = primary.recv(5 * time.Second)
-				if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: dst, Protocol: session.UDP,
-					ProtocolName: "dgram", Flags: tt.flags}); err != nil {
+				if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: dst, Transport: session.UDP,
+					Protocol: "dgram", Flags: tt.flags}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -622,12 +622,12 @@ func TestRetroactiveAllowBind(t *testing.T) {
 		t.Fatal("the filtering let a datagram in")
 	}
 	s := tb.Session(t)
-	_, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: netip.AddrPortFrom(fwOut.Addr(), 1), Protocol: session.UDP, ProtocolName: "dgram"})
+	_, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: netip.AddrPortFrom(fwOut.Addr(), 1), Transport: session.UDP, Protocol: "dgram"})
 	if !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("a port the client does not hold: %v, want ErrNotFound", err)
 	}
 	type ctxKey struct{}
-	rb, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: ext, Protocol: session.UDP, ProtocolName: "dgram",
+	rb, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: ext, Transport: session.UDP, Protocol: "dgram",
 		Flags: session.Bidirectional, IPFilter: session.NewIPFilter(serverIP.Addr()), Context: ctxKey{}, Primary: ev.Conn})
 	if err != nil {
 		t.Fatal(err)
@@ -682,8 +682,8 @@ func TestRetroactiveAllowBindTimeout(t *testing.T) {
 			}
 			client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "request")
 			_, ext := server.recv(5 * time.Second)
-			rb, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: ext, Protocol: session.UDP,
-				ProtocolName: "dgram", Flags: session.Timeout, IPFilter: session.NewIPFilter(serverIP.Addr())})
+			rb, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: ext, Transport: session.UDP,
+				Protocol: "dgram", Flags: session.Timeout, IPFilter: session.NewIPFilter(serverIP.Addr())})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -729,8 +729,8 @@ func TestEstablishedEventUDP(t *testing.T) {
 	rec := newRecorder()
 	openUDP(t, tb.Client, 6000)
 	server := openUDP(t, tb.Server, 7000)
-	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
-		ProtocolName: "tftp", Notify: rec, Context: ctxKey{"bind"}})
+	res := bind(t, s, session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Transport: session.UDP,
+		Protocol: "tftp", Notify: rec, Context: ctxKey{"bind"}})
 	server.send(res.Proxy, "to the bound port")
 	if ev := fwxlab.Recv(t, rec.ch); ev.Type != session.EventEstablishedConnection || ev.Context != (ctxKey{"bind"}) ||
 		ev.Remote != netip.AddrPortFrom(serverIP.Addr(), 7000) || ev.Conn != res.Conns[0] {
@@ -738,8 +738,8 @@ func TestEstablishedEventUDP(t *testing.T) {
 	}
 	fwxlab.EchoUDP(t, tb.Server, 9000)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
-	red, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{dst}, Protocol: session.UDP,
-		ProtocolName: "tftp", Notify: rec, Context: ctxKey{"redirect"}})
+	red, err := s.RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{dst}, Transport: session.UDP,
+		Protocol: "tftp", Notify: rec, Context: ctxKey{"redirect"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -774,8 +774,8 @@ options: {filtering: address-and-port-dependent}
 	client.send(netip.AddrPortFrom(serverIP.Addr(), 9000), "request")
 	_, ext := server.recv(5 * time.Second)
 	primary := probe.nextEvent(t, session.EventUDPDestination).Conn
-	if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: ext, Protocol: session.UDP,
-		ProtocolName: "dgram", Primary: primary}); err != nil {
+	if _, err := tb.Session(t).RetroactiveAllowBind(session.RetroactiveBind{External: ext, Transport: session.UDP,
+		Protocol: "dgram", Primary: primary}); err != nil {
 		t.Fatal(err)
 	}
 	other.send(ext, "answer")
@@ -795,8 +795,8 @@ func TestBindSetIPFilter(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
 	client := openUDP(t, tb.Client, 6000)
 	server, server2 := openUDP(t, tb.Server, 7000), openUDP(t, tb.Server2, 7000)
-	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Protocol: session.UDP,
-		ProtocolName: "tftp", IPFilter: &session.IPFilter{}})
+	res := bind(t, tb.Session(t), session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(6000)}, Transport: session.UDP,
+		Protocol: "tftp", IPFilter: &session.IPFilter{}})
 	c := res.Conns[0]
 	server.send(res.Proxy, "before")
 	if !client.gets(none, netip.AddrPort{}) {
@@ -842,7 +842,7 @@ func TestRedirectFlags(t *testing.T) {
 			tb := newTestbed(t, sdkPolicy)
 			fwxlab.EchoTCP(t, tb.Server, 7777)
 			res, err := tb.Session(t).RedirectConnections(session.Redirect{ConnectAddrs: []netip.AddrPort{netip.AddrPortFrom(serverIP.Addr(), 7777)},
-				Protocol: session.TCP, ProtocolName: "ftp", Flags: tt.flags})
+				Transport: session.TCP, Protocol: "ftp", Flags: tt.flags})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -60,8 +60,8 @@ func TestFutureConnectUnarmed(t *testing.T) {
 	tb := newTestbed(t, sdkPolicy)
 	dst := netip.AddrPortFrom(serverIP.Addr(), 7777)
 	fwxlab.EchoTCP(t, tb.Server, 7777)
-	a, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Protocol: session.TCP,
-		ProtocolName: "ftp", Flags: session.Timeout | session.Unarmed})
+	a, err := tb.Session(t).AllowFutureConnect(session.FutureConnect{Addr: dst, Transport: session.TCP,
+		Protocol: "ftp", Flags: session.Timeout | session.Unarmed})
 	if err != nil {
 		t.Fatal(err)
 	}

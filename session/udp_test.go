@@ -175,9 +175,9 @@ func TestUDPDatagramFilter(t *testing.T) {
 		t.Fatalf("echo %q, want HELLO: the datagram filter is not in the path", got)
 	}
 	ev := probe.nextEvent(t, session.EventUDPDestination)
-	if ev.Addr != dst || ev.Conn.Protocol() != session.UDP || ev.Conn.Peer() != dst || ev.Secondary || ev.Conn.Rule() != "dgram-out" {
+	if ev.Addr != dst || ev.Conn.Transport() != session.UDP || ev.Conn.Peer() != dst || ev.Secondary || ev.Conn.Rule() != "dgram-out" {
 		t.Errorf("event addr %v proto %v peer %v secondary %v rule %q; want %v, udp, the server, primary, dgram-out",
-			ev.Addr, ev.Conn.Protocol(), ev.Conn.Peer(), ev.Secondary, ev.Conn.Rule(), dst)
+			ev.Addr, ev.Conn.Transport(), ev.Conn.Peer(), ev.Secondary, ev.Conn.Rule(), dst)
 	}
 	out, back := fwxlab.Recv(t, rw.seen), fwxlab.Recv(t, rw.seen)
 	if out.payload != "hello" || !out.fromInside || out.inside != client || out.peer != dst {

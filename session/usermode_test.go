@@ -177,7 +177,7 @@ func TestUserModeBind(t *testing.T) {
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f))
 	peers := fwxlab.EchoTCP(t, tb.Client, 5001)
 	res, err := tb.Session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
-		Protocol: session.TCP, ProtocolName: "echo", Flags: session.NoKernelMode, IPFilter: session.NewIPFilter(serverIP.Addr())})
+		Transport: session.TCP, Protocol: "echo", Flags: session.NoKernelMode, IPFilter: session.NewIPFilter(serverIP.Addr())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestUserModeEmulateBind(t *testing.T) {
 	tb := newTestbed(t, echoPolicy, withFilter("probe", f2))
 	peers := fwxlab.EchoTCP(t, tb.Client, 5001)
 	res, err := tb.Session(t).BindForClient(session.BindRequest{ClientAddrs: []netip.AddrPort{clientAt(5001)},
-		Protocol: session.TCP, ProtocolName: "echo"})
+		Transport: session.TCP, Protocol: "echo"})
 	if err != nil {
 		t.Fatal(err)
 	}

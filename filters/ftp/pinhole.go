@@ -103,18 +103,18 @@ func (x *control) openActive(kind string, ap netip.AddrPort) (*pinhole, error) {
 	var err error
 	if x.conn.Inbound() {
 		// The published server connects out to the outside client.
-		h.action, err = s.AllowFutureConnect(session.FutureConnect{Addr: ap, Protocol: session.TCP,
-			ProtocolName: x.conn.ProtocolName(), Flags: session.Timeout | session.Unarmed,
+		h.action, err = s.AllowFutureConnect(session.FutureConnect{Addr: ap, Transport: session.TCP,
+			Protocol: x.conn.Protocol(), Flags: session.Timeout | session.Unarmed,
 			Notify: x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h)})
 	} else {
 		var res *session.BindResult
 		res, err = s.BindForClient(session.BindRequest{
-			ClientAddrs:  []netip.AddrPort{ap},
-			Protocol:     session.TCP,
-			ProtocolName: x.conn.ProtocolName(),
-			Flags:        session.Timeout | session.Unarmed,
-			IPFilter:     session.NewIPFilter(x.serverAddr()),
-			Notify:       x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h),
+			ClientAddrs: []netip.AddrPort{ap},
+			Transport:   session.TCP,
+			Protocol:    x.conn.Protocol(),
+			Flags:       session.Timeout | session.Unarmed,
+			IPFilter:    session.NewIPFilter(x.serverAddr()),
+			Notify:      x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h),
 		})
 		if err == nil {
 			h.bound = res.Conns[0]
@@ -136,19 +136,19 @@ func (x *control) openPassive(kind string, ap netip.AddrPort) (*pinhole, error) 
 	if x.conn.Inbound() {
 		var res *session.BindResult
 		res, err = s.BindForClient(session.BindRequest{
-			ClientAddrs:  []netip.AddrPort{ap},
-			Protocol:     session.TCP,
-			ProtocolName: x.conn.ProtocolName(),
-			Flags:        session.Timeout,
-			IPFilter:     session.NewIPFilter(x.clientAddr()),
-			Notify:       x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h),
+			ClientAddrs: []netip.AddrPort{ap},
+			Transport:   session.TCP,
+			Protocol:    x.conn.Protocol(),
+			Flags:       session.Timeout,
+			IPFilter:    session.NewIPFilter(x.clientAddr()),
+			Notify:      x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h),
 		})
 		if err == nil {
 			h.bound = res.Conns[0]
 		}
 	} else {
-		h.action, err = s.AllowFutureConnect(session.FutureConnect{Addr: ap, Protocol: session.TCP,
-			ProtocolName: x.conn.ProtocolName(), Flags: session.Timeout,
+		h.action, err = s.AllowFutureConnect(session.FutureConnect{Addr: ap, Transport: session.TCP,
+			Protocol: x.conn.Protocol(), Flags: session.Timeout,
 			Notify: x.sf, Context: h, Primary: x.conn, OnLapse: x.sf.lapsed(h)})
 	}
 	if err == nil {

@@ -106,7 +106,7 @@ func (p passThrough) Serve(ctx context.Context, c *session.Connection, internal,
 	}
 	up, down, err := stream.Relay(ctx, internal, external, p.cfg.BufferSize)
 	if ev := p.cfg.Log.Debug(); ev != nil {
-		ev.Str("protocol", c.ProtocolName()).Stringer("client", c.ClientAddr()).Stringer("addr", c.Addr()).
+		ev.Str("protocol", c.Protocol()).Stringer("client", c.ClientAddr()).Stringer("addr", c.Addr()).
 			Bool("inbound", c.Inbound()).Int64("client_to_server", up).Int64("server_to_client", down).
 			AnErr("error", err).Msg("relay: connection ended")
 	}

@@ -173,11 +173,11 @@ func (x *control) bindPair(su *setup) string {
 			netip.AddrPortFrom(x.clientAddr, su.client.RTP),
 			netip.AddrPortFrom(x.clientAddr, su.client.Second()),
 		},
-		Protocol:     session.UDP,
-		ProtocolName: x.conn.ProtocolName(),
-		Flags:        session.Bidirectional | session.Unarmed,
-		IPFilter:     session.NewIPFilter(x.serverAddr),
-		Primary:      x.conn,
+		Transport: session.UDP,
+		Protocol:  x.conn.Protocol(),
+		Flags:     session.Bidirectional | session.Unarmed,
+		IPFilter:  session.NewIPFilter(x.serverAddr),
+		Primary:   x.conn,
 	})
 	if err != nil {
 		return err.Error()
@@ -307,11 +307,11 @@ func (x *control) openPublished(st *mediaStream, su *setup, spec *Spec, server P
 				netip.AddrPortFrom(x.serverAddr, server.RTP),
 				netip.AddrPortFrom(x.serverAddr, server.Second()),
 			},
-			Protocol:     session.UDP,
-			ProtocolName: x.conn.ProtocolName(),
-			Flags:        session.Bidirectional,
-			IPFilter:     session.NewIPFilter(x.clientAddr),
-			Primary:      x.conn,
+			Transport: session.UDP,
+			Protocol:  x.conn.Protocol(),
+			Flags:     session.Bidirectional,
+			IPFilter:  session.NewIPFilter(x.clientAddr),
+			Primary:   x.conn,
 		})
 		if err != nil {
 			return err.Error()
@@ -334,11 +334,11 @@ func (x *control) grant(st *mediaStream, peer netip.Addr, ports Ports) string {
 			continue
 		}
 		a, err := x.conn.Session().AllowFutureConnect(session.FutureConnect{
-			Addr:         netip.AddrPortFrom(peer, p),
-			Protocol:     session.UDP,
-			ProtocolName: x.conn.ProtocolName(),
-			Flags:        session.AllowMultiple,
-			Primary:      x.conn,
+			Addr:      netip.AddrPortFrom(peer, p),
+			Transport: session.UDP,
+			Protocol:  x.conn.Protocol(),
+			Flags:     session.AllowMultiple,
+			Primary:   x.conn,
 		})
 		if err != nil {
 			return err.Error()

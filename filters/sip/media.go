@@ -174,12 +174,12 @@ func rtcpPort(md *Media) uint16 {
 func (l *leg) bindPair(client [2]uint16) (*mediaStream, error) {
 	a := l.inside.Addr()
 	res, err := l.conn.Session().BindForClient(session.BindRequest{
-		ClientAddrs:  []netip.AddrPort{netip.AddrPortFrom(a, client[0]), netip.AddrPortFrom(a, client[1])},
-		Protocol:     session.UDP,
-		ProtocolName: l.conn.ProtocolName(),
-		Flags:        session.Bidirectional | session.Unarmed,
-		IPFilter:     &session.IPFilter{},
-		Primary:      l.conn,
+		ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(a, client[0]), netip.AddrPortFrom(a, client[1])},
+		Transport:   session.UDP,
+		Protocol:    l.conn.Protocol(),
+		Flags:       session.Bidirectional | session.Unarmed,
+		IPFilter:    &session.IPFilter{},
+		Primary:     l.conn,
 	})
 	if err != nil {
 		return nil, err
@@ -212,11 +212,11 @@ func (l *leg) armLocked(st *mediaStream, p peer) {
 			continue
 		}
 		a, err := l.conn.Session().AllowFutureConnect(session.FutureConnect{
-			Addr:         netip.AddrPortFrom(p.addr, port),
-			Protocol:     session.UDP,
-			ProtocolName: l.conn.ProtocolName(),
-			Flags:        session.AllowMultiple,
-			Primary:      l.conn,
+			Addr:      netip.AddrPortFrom(p.addr, port),
+			Transport: session.UDP,
+			Protocol:  l.conn.Protocol(),
+			Flags:     session.AllowMultiple,
+			Primary:   l.conn,
 		})
 		if err != nil {
 			l.sf.log.Debug().Err(err).Msg("sip: media grant")

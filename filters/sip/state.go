@@ -297,12 +297,12 @@ func (sf *sessionFilter) keepReachable(primary *session.Connection, external net
 	}
 	defer factory.Cancel()
 	return sf.s.RetroactiveAllowBind(session.RetroactiveBind{
-		External:     external,
-		Protocol:     session.UDP,
-		Flags:        session.Bidirectional, // one source: the registrar's first, for good
-		ProtocolName: primary.ProtocolName(),
-		IPFilter:     session.NewIPFilter(registrar),
-		Primary:      primary,
+		External:  external,
+		Transport: session.UDP,
+		Flags:     session.Bidirectional, // one source: the registrar's first, for good
+		Protocol:  primary.Protocol(),
+		IPFilter:  session.NewIPFilter(registrar),
+		Primary:   primary,
 	})
 }
 

@@ -64,16 +64,16 @@ func (t *transfer) permit(c *session.Connection, d *session.Datagram) error {
 	s := c.Session()
 	flags := session.Timeout | session.NoKernelMode | session.IncreaseReceiveBuffer
 	if t.serverInside {
-		a, err := s.AllowFutureConnect(session.FutureConnect{Addr: d.Peer, Protocol: session.UDP, Flags: flags,
-			ProtocolName: c.ProtocolName(), Context: t, Primary: c})
+		a, err := s.AllowFutureConnect(session.FutureConnect{Addr: d.Peer, Transport: session.UDP, Flags: flags,
+			Protocol: c.Protocol(), Context: t, Primary: c})
 		if err != nil {
 			return fmt.Errorf("filters/tftp: %w", err)
 		}
 		t.setPermit(func() { a.Cancel() }, a.Live)
 		return nil
 	}
-	p, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: c.External(), Protocol: session.UDP,
-		Flags: flags | session.Bidirectional, ProtocolName: c.ProtocolName(),
+	p, err := s.RetroactiveAllowBind(session.RetroactiveBind{External: c.External(), Transport: session.UDP,
+		Flags: flags | session.Bidirectional, Protocol: c.Protocol(),
 		IPFilter: session.NewIPFilter(d.Peer.Addr()), Context: t, Primary: c})
 	if err != nil {
 		return fmt.Errorf("filters/tftp: %w", err)

@@ -97,7 +97,7 @@ func (m *protoMatch) overlaps(o *protoMatch) bool {
 	if common == 0 {
 		return false
 	}
-	if common == ICMP.bit() || len(m.ports) == 0 || len(o.ports) == 0 {
+	if common == bit(ICMP) || len(m.ports) == 0 || len(o.ports) == 0 {
 		return true
 	}
 	for _, a := range m.ports {

@@ -31,11 +31,11 @@ func builtinProtocol(name string) (*protocolDef, bool) {
 	case "any":
 		ts = allTransports
 	case "any-tcp":
-		ts = TCP.bit()
+		ts = bit(TCP)
 	case "any-udp":
-		ts = UDP.bit()
+		ts = bit(UDP)
 	case "ping":
-		ts = ICMP.bit()
+		ts = bit(ICMP)
 	default:
 		return nil, false
 	}
@@ -54,8 +54,8 @@ func (pd *protocolDef) match() protoMatch {
 
 // single returns pd's transport when it has exactly one, else 0.
 func (pd *protocolDef) single() Transport {
-	for t := TCP; t <= ICMP; t++ {
-		if pd.transports == t.bit() {
+	for _, t := range []Transport{TCP, UDP, ICMP} {
+		if pd.transports == bit(t) {
 			return t
 		}
 	}

@@ -23,7 +23,7 @@ type rule struct {
 // match returns the first of r's protocols that matches transport t and
 // destination port, or nil.
 func (r *rule) match(t Transport, port uint16) *protoMatch {
-	bit := t.bit()
+	bit := bit(t)
 	for i := range r.protos {
 		if m := &r.protos[i]; m.transports&bit != 0 && m.hasPort(t, port) {
 			return m

@@ -247,7 +247,7 @@ func (d *decoder) protocol(n *yaml.Node, p pos) *protocolDef {
 		}},
 		field{name: "transport", required: true, decode: func(v *yaml.Node, p pos) {
 			if i, ok := d.enum(v, p, "tcp", "udp", "icmp"); ok {
-				transport = Transport(i + 1)
+				transport = []Transport{TCP, UDP, ICMP}[i]
 			}
 		}},
 		field{name: "ports", decode: func(v *yaml.Node, p pos) {
@@ -277,7 +277,7 @@ func (d *decoder) protocol(n *yaml.Node, p pos) *protocolDef {
 			}
 		}},
 	)
-	pd.transports = transport.bit()
+	pd.transports = bit(transport)
 	switch {
 	case transport == ICMP && portsAt != nil:
 		d.errorf(*portsAt, "icmp has no ports (an icmp protocol matches echo requests)")

@@ -8,41 +8,35 @@ import (
 )
 
 // Transport is the transport protocol of a flow or of a protocol
-// definition. The zero Transport is invalid and matches no protocol.
-type Transport uint8
+// definition: fwx's one transport type, [nat.Proto]. The zero Transport is
+// invalid and matches no protocol.
+type Transport = nat.Proto
 
-// The transports a policy knows. ICMP stands for ICMP echo (ping) over IPv4
-// and IPv6 alike: echo queries are the only ICMP messages that start a flow.
+// The transports a policy knows, spelled "tcp", "udp" and "icmp" in the
+// policy file. ICMP stands for ICMP echo (ping) over IPv4 and IPv6 alike:
+// echo queries are the only ICMP messages that start a flow.
 const (
-	TCP Transport = iota + 1
-	UDP
-	ICMP
+	TCP  = nat.TCP
+	UDP  = nat.UDP
+	ICMP = nat.ICMP
 )
-
-// String returns the policy file's spelling: "tcp", "udp" or "icmp".
-func (t Transport) String() string {
-	switch t {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	case ICMP:
-		return "icmp"
-	}
-	return "Transport(" + strconv.Itoa(int(t)) + ")"
-}
 
 // bit returns t's bit in a transport set; 0 for an invalid t, so an invalid
 // transport is in no set.
-func (t Transport) bit() uint8 {
-	if t < TCP || t > ICMP {
-		return 0
+func bit(t Transport) uint8 {
+	switch t {
+	case TCP:
+		return 1 << 1
+	case UDP:
+		return 1 << 2
+	case ICMP:
+		return 1 << 3
 	}
-	return 1 << t
+	return 0
 }
 
 // allTransports is the transport set of the built-in protocol "any".
-const allTransports = 1<<TCP | 1<<UDP | 1<<ICMP
+const allTransports = 1<<1 | 1<<2 | 1<<3
 
 // Direction is the direction of a flow: which side started it. The zero
 // Direction is Outbound.

@@ -205,11 +205,11 @@ func (d *dataFilter) handleLine(c *session.Connection, line []byte, external ses
 func (d *dataFilter) bind(c *session.Connection, port uint16) (netip.AddrPort, error) {
 	s := c.Session()
 	res, err := s.BindForClient(session.BindRequest{
-		ClientAddrs:  []netip.AddrPort{netip.AddrPortFrom(s.ClientAddr(), port)},
-		Protocol:     session.TCP,
-		Flags:        session.Timeout, // unused for a minute: closed
-		ProtocolName: c.ProtocolName(),
-		IPFilter:     session.NewIPFilter(d.server.Addr()),
+		ClientAddrs: []netip.AddrPort{netip.AddrPortFrom(s.ClientAddr(), port)},
+		Transport:   session.TCP,
+		Flags:       session.Timeout, // unused for a minute: closed
+		Protocol:    c.Protocol(),
+		IPFilter:    session.NewIPFilter(d.server.Addr()),
 	})
 	if err != nil {
 		return netip.AddrPort{}, err
