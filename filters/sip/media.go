@@ -55,8 +55,13 @@ func (l *leg) insideSDP(m *Message) (int, string) {
 		return 400, "malformed session description"
 	}
 	client := l.inside.Addr()
-	if a, ok := sdp.OriginAddr(); ok && a != client && !a.IsUnspecified() && !a.IsLoopback() {
-		return 488, "the SDP origin names " + a.String() + ", not the client"
+	if sdp.Origin >= 0 {
+		switch a, ok := sdp.OriginAddr(); {
+		case !ok:
+			return 488, "an SDP origin that is not an address"
+		case a != client && !a.IsUnspecified() && !a.IsLoopback():
+			return 488, "the SDP origin names " + a.String() + ", not the client"
+		}
 	}
 	var conns []int
 	if sdp.Conn >= 0 {

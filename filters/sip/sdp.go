@@ -92,9 +92,16 @@ func (s *SDP) ConnAddr(line int) (netip.Addr, bool) {
 	if len(f) != 3 || f[0] != "IN" || (f[1] != "IP4" && f[1] != "IP6") {
 		return netip.Addr{}, false
 	}
-	addr := f[2]
-	if f[1] == "IP6" && len(addr) > 2 && addr[0] == '[' && addr[len(addr)-1] == ']' {
-		// RFC 4566 writes IPv6 bare; sipp's [media_ip] adds brackets.
+	return sdpAddr(f[1], f[2])
+}
+
+// sdpAddr returns the address addr of a line of address type addrType
+// (IP4 or IP6); ok is false when it is not an address (a name, a
+// multicast range). RFC 4566 writes IPv6 bare; sipp writes it in brackets
+// ([local_ip], [media_ip]), and so is it read, in every line that names an
+// address.
+func sdpAddr(addrType, addr string) (netip.Addr, bool) {
+	if addrType == "IP6" && len(addr) > 2 && addr[0] == '[' && addr[len(addr)-1] == ']' {
 		addr = addr[1 : len(addr)-1]
 	}
 	a, err := netip.ParseAddr(addr)
@@ -123,8 +130,7 @@ func (s *SDP) RTCPAddr(m *Media) (netip.Addr, bool) {
 	if len(f) != 4 {
 		return netip.Addr{}, false
 	}
-	a, err := netip.ParseAddr(f[3])
-	return a.Unmap(), err == nil
+	return sdpAddr(f[2], f[3])
 }
 
 // OriginAddr returns the address of the o= line, if it names one.
@@ -136,8 +142,7 @@ func (s *SDP) OriginAddr() (netip.Addr, bool) {
 	if len(f) != 6 || f[3] != "IN" {
 		return netip.Addr{}, false
 	}
-	a, err := netip.ParseAddr(f[5])
-	return a.Unmap(), err == nil
+	return sdpAddr(f[4], f[5])
 }
 
 // SetConn sets the address of a c= line.
