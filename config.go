@@ -168,12 +168,3 @@ func (c *Config) outsideAddrs() []netip.Prefix {
 	}
 	return append([]netip.Prefix{c.OutsideAddr}, c.OutsideAddrs...)
 }
-
-// addrs returns the addresses of ps.
-func addrs(ps []netip.Prefix) []netip.Addr {
-	as := make([]netip.Addr, len(ps))
-	for i, p := range ps {
-		as[i] = p.Addr()
-	}
-	return as
-}

@@ -8,12 +8,13 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/fwx-dev/fwx/filters"
 	"github.com/fwx-dev/fwx/nat"
-	"github.com/fwx-dev/fwx/netstack/hostnet"
+	"github.com/fwx-dev/fwx/nat/gateway"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -24,30 +25,18 @@ import (
 type Firewall struct {
 	cfg      Config
 	clock    Clock
-	seed     uint64
-	table    *nat.Table
-	log      *flowLog
-	sessions *session.Manager
-	user     *userPath
 	started  time.Time // when New made it
+	gw       *gateway.Gateway
+	table    *nat.Table
+	sessions *session.Manager
 
-	// The queues of the inside and outside devices (queues.go).
-	inside, outside queues
-
-	// The policy in force, and what of it the packet path reads; a
-	// reload swaps them (see reload.go).
-	pol      atomic.Pointer[policy.Policy]
-	reject   atomic.Uint32 // policy.RejectMode
-	reloadMu sync.Mutex    // serializes reloads; guards filtersOn
+	reloadMu sync.Mutex // serializes reloads; guards filtersOn
 	// filtersOn are the filters added to the session manager.
 	filtersOn []string
 }
 
 // policy returns the policy in force.
-func (fw *Firewall) policy() *policy.Policy { return fw.pol.Load() }
-
-// rejectMode returns how the policy in force refuses denied flows.
-func (fw *Firewall) rejectMode() policy.RejectMode { return policy.RejectMode(fw.reject.Load()) }
+func (fw *Firewall) policy() *policy.Policy { return fw.gw.Policy() }
 
 // New validates cfg and builds a firewall ready to run. It does not touch the
 // devices until Run.
@@ -77,88 +66,43 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = session.SystemClock
 	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 5 * time.Second
-	}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	opts := cfg.Policy.Options()
-	fw := &Firewall{cfg: cfg, clock: cfg.Clock, seed: seed, started: cfg.Clock.Now(),
-		inside:  append(queues{cfg.Inside}, cfg.InsideQueues...),
-		outside: append(queues{cfg.Outside}, cfg.OutsideQueues...)}
-	fw.pol.Store(cfg.Policy)
-	fw.reject.Store(uint32(opts.Reject))
-	fw.log = newFlowLog(cfg.FirewallLog, cfg.Clock, cfg.DenialQuiet)
-	table, err := nat.New(nat.Config{
-		External:  addrs(cfg.outsideAddrs()),
-		Internal:  addrs(cfg.insideAddrs()),
-		Timeouts:  opts.Timeouts,
-		Filtering: opts.Filtering,
-		Decider:   decider{fw: fw},
-		Observer:  flowEnds{fw.log, fw},
-		Rand:      rand.New(rand.NewPCG(seed, seed^0x5eed)),
-		Ports:     hostPorts(cfg.Host),
-		// Host sockets carry TCP as streams: every TCP flow is
-		// terminated in the inside netstack.
-		UserModeTCP:         cfg.Host != nil,
-		InsideNetworks:      insideNetworks(cfg, opts),
-		SpecialDestinations: opts.SpecialDestinations,
-		Limits:              opts.Limits.NAT(),
-		NPTv6:               nptv6(opts.NPTv6),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fwx: %w", err)
-	}
-	fw.table = table
-	if fw.user, err = newUserPath(fw); err != nil {
-		return nil, err
-	}
-	mgr := session.NewManager(session.Config{
-		UserPath:       fw.user,
-		Table:          table,
+	gw, err := gateway.New(gateway.Config{
+		Inside:         append([]tun.Device{cfg.Inside}, cfg.InsideQueues...),
+		Outside:        append([]tun.Device{cfg.Outside}, cfg.OutsideQueues...),
+		Host:           cfg.Host,
+		InsideAddrs:    cfg.insideAddrs(),
+		OutsideAddrs:   cfg.outsideAddrs(),
 		Policy:         cfg.Policy,
 		Clock:          cfg.Clock,
+		Seed:           seed,
 		PinholeTimeout: cfg.PinholeTimeout,
+		SweepInterval:  cfg.SweepInterval,
+		StateFile:      cfg.StateFile,
 		Log:            cfg.Log,
 		FirewallLog:    cfg.FirewallLog,
-		Decisions:      fw.log,
+		DenialQuiet:    cfg.DenialQuiet,
 	})
-	fw.sessions = mgr
+	if err != nil {
+		return nil, err
+	}
+	fw := &Firewall{cfg: cfg, clock: cfg.Clock, started: cfg.Clock.Now(),
+		gw: gw, table: gw.Table(), sessions: gw.Sessions()}
 	if err := fw.addFilters(cfg.Policy); err != nil {
-		mgr.Close()
-		fw.user.close()
+		gw.Close()
 		return nil, err
 	}
 	for _, pub := range cfg.Policy.Publications() {
-		if err := fw.publish(pub); err != nil {
-			mgr.Close()
-			fw.user.close()
+		if err := gw.Publish(pub); err != nil {
+			gw.Close()
 			return nil, err
 		}
 	}
-	fw.restore()
+	gw.Restore()
 	return fw, nil
-}
-
-// insideNetworks returns the networks of the inside: the inside
-// addresses', and those the policy's options add.
-func insideNetworks(cfg Config, opts policy.Options) []netip.Prefix {
-	var nets []netip.Prefix
-	for _, p := range cfg.insideAddrs() {
-		nets = append(nets, p.Masked())
-	}
-	return append(nets, opts.InsideNetworks...)
-}
-
-// hostPorts returns the host as the table's port holder, or nil (a nil
-// interface, not a nil pointer) in router mode.
-func hostPorts(h *hostnet.Host) nat.Ports {
-	if h == nil {
-		return nil
-	}
-	return h
 }
 
 // CheckPolicy makes the checks of a policy that need to know the fwx that
@@ -222,124 +166,17 @@ func (fw *Firewall) Stats() nat.Stats { return fw.table.Stats() }
 // devices: it closes both (every queue) before it returns, and it ends
 // every flow, so the firewall log closes each one. It returns nil when ctx
 // ended it.
-func (fw *Firewall) Run(ctx context.Context) error {
-	log := fw.cfg.Log
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	var wg sync.WaitGroup
-	errc := make(chan error, len(fw.inside)+len(fw.outside))
-	for _, side := range []struct {
-		name     string
-		from, to queues
-		out      bool
-	}{
-		{"inside", fw.inside, fw.outside, true},
-		{"outside", fw.outside, fw.inside, false},
-	} {
-		// One reader per queue, writing to the queue of its index on
-		// the other side.
-		for i, from := range side.from {
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				log.Debug().Str("side", side.name).Int("queue", i).Msg("reader started")
-				err := fw.forward(from, side.to.pair(i), side.out)
-				log.Debug().Str("side", side.name).Int("queue", i).Err(err).Msg("reader stopped")
-				errc <- err
-			}()
-			go func() {
-				defer wg.Done()
-				for ev := range from.Events() {
-					log.Debug().Str("side", side.name).Int("queue", i).Int("event", int(ev)).Msg("device event")
-				}
-			}()
-		}
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		fw.sweep(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		fw.flushLog(ctx)
-	}()
-	fw.user.serve()
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		err = fmt.Errorf("fwx: %w", err)
-	}
-	cancel()
-	// Closing the devices is what unblocks their readers.
-	errIn, errOut := fw.inside.close(), fw.outside.close()
-	wg.Wait()
-	fw.sessions.Close()
-	fw.user.close()
-	now := fw.clock.Now()
-	fw.save(now)
-	fw.table.Close(now)
-	fw.log.flush(now, true)
-	return errors.Join(err, errIn, errOut)
-}
-
-// sweep reclaims expired flows, so their end is logged and their ports are
-// freed even when no packet looks them up again.
-func (fw *Firewall) sweep(ctx context.Context) {
-	t := time.NewTicker(fw.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fw.Expire()
-		}
-	}
-}
-
-// flushLog writes the records of denied flows once their retries stop.
-// It looks every second, on the real clock, whatever the sweep interval.
-func (fw *Firewall) flushLog(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fw.log.flush(fw.clock.Now(), false)
-		}
-	}
-}
+func (fw *Firewall) Run(ctx context.Context) error { return fw.gw.Run(ctx) }
 
 // Expire reclaims the flows whose timers ran out now, ends the sessions
 // that have been idle long enough and writes the records of denied flows
 // that are due, as the periodic sweep does; a test calls it right after
 // advancing its clock. It returns the number of flows reclaimed.
-func (fw *Firewall) Expire() int {
-	now := fw.clock.Now()
-	n := fw.table.Expire(now)
-	fw.sessions.EndIdle(now)
-	fw.log.flush(now, false)
-	return n
-}
+func (fw *Firewall) Expire() int { return fw.gw.Expire() }
 
 // ExternalFor returns the outside address client's flows leave from: the
 // one of its family it is paired with (RFC 4787 REQ-2), and false when fwx
 // has none of that family.
 func (fw *Firewall) ExternalFor(client netip.Addr) (netip.Addr, bool) {
 	return fw.table.ExternalFor(client)
-}
-
-// nptv6 converts the policy's prefix translations for the table.
-func nptv6(ts []policy.NPTv6) []nat.NPTv6 {
-	var out []nat.NPTv6
-	for _, t := range ts {
-		out = append(out, nat.NPTv6{Inside: t.Inside, Outside: t.Outside})
-	}
-	return out
 }

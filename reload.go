@@ -68,7 +68,7 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 	for _, pub := range published {
 		// Checked before anything changes: a reload refused for it
 		// must not have ended a flow.
-		if _, err := fw.listenAddr(pub); err != nil {
+		if _, err := fw.gw.ListenAddr(pub); err != nil {
 			return r, fmt.Errorf("fwx: reload: %w", err)
 		}
 	}
@@ -100,16 +100,16 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 		}
 	}
 	for _, pub := range withdrawn {
-		fw.unpublish(pub)
+		fw.gw.Unpublish(pub)
 	}
 	for i, pub := range published {
-		if err := fw.publish(pub); err != nil {
+		if err := fw.gw.Publish(pub); err != nil {
 			// Undo: the running policy stays whole.
 			for _, q := range published[:i] {
-				fw.unpublish(q)
+				fw.gw.Unpublish(q)
 			}
 			for _, q := range withdrawn {
-				if perr := fw.publish(q); perr != nil {
+				if perr := fw.gw.Publish(q); perr != nil {
 					fw.cfg.Log.Error().Err(perr).Str("publish", q.Name).Msg("reload undone, but a withdrawn publication could not be restored")
 				}
 			}
@@ -123,11 +123,7 @@ func (fw *Firewall) Reload(p *policy.Policy) (ReloadReport, error) {
 		r.Published = append(r.Published, pub.Name)
 	}
 
-	fw.pol.Store(p)
-	fw.reject.Store(uint32(opts.Reject))
-	fw.table.SetLimits(opts.Limits.NAT())
-	fw.table.SetIngress(insideNetworks(fw.cfg, opts), opts.SpecialDestinations)
-	fw.sessions.SetPolicy(p)
+	fw.gw.SetPolicy(p)
 	if r.Strict {
 		// A flow the old policy let open while this ran goes too.
 		for _, f := range fw.table.Flows() {

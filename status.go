@@ -1,12 +1,12 @@
 package fwx
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/fwx-dev/fwx/nat"
+	"github.com/fwx-dev/fwx/nat/gateway"
 	"github.com/fwx-dev/fwx/session"
 )
 
@@ -188,28 +188,29 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 			t.Drops[nat.DropReason(r).String()] = n
 		}
 	}
-	t.BytesSent, t.BytesReceived, t.PacketsSent, t.PacketsReceived = fw.log.endedCounts()
+	ended := fw.gw.Ended()
+	t.BytesSent, t.BytesReceived, t.PacketsSent, t.PacketsReceived = ended.BytesSent, ended.BytesReceived, ended.PacketsSent, ended.PacketsReceived
 	ports := map[nat.Proto]map[netip.AddrPort]bool{}
 	for _, f := range fw.table.Flows() {
 		t.Flows++
 		t.ByState[flowState(f)]++
-		t.ByPath[flowPath(f)]++
+		t.ByPath[gateway.Path(f)]++
 		t.ByProtocol[f.Proto().String()]++
 		if t.ByProtocolPath[f.Proto().String()] == nil {
 			t.ByProtocolPath[f.Proto().String()] = map[string]int{}
 		}
-		t.ByProtocolPath[f.Proto().String()][flowPath(f)]++
+		t.ByProtocolPath[f.Proto().String()][gateway.Path(f)]++
 		if ports[f.Proto()] == nil {
 			ports[f.Proto()] = map[netip.AddrPort]bool{}
 		}
 		ports[f.Proto()][f.External()] = true
 		if s := f.TCPState(); s != nat.TCPClosed && s != nat.TCPReset {
 			// Until its end is logged; then the log's counts have it.
-			bs, br, ps, pr := sentReceived(f)
-			t.BytesSent += bs
-			t.BytesReceived += br
-			t.PacketsSent += ps
-			t.PacketsReceived += pr
+			c := gateway.ClientCounters(f)
+			t.BytesSent += c.BytesSent
+			t.BytesReceived += c.BytesReceived
+			t.PacketsSent += c.PacketsSent
+			t.PacketsReceived += c.PacketsReceived
 		}
 		if each != nil {
 			each(f)
@@ -220,7 +221,7 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 		if ports[p] == nil {
 			ports[p] = map[netip.AddrPort]bool{}
 		}
-		if listen, err := fw.listenAddr(pub); err == nil {
+		if listen, err := fw.gw.ListenAddr(pub); err == nil {
 			ports[p][listen] = true
 		}
 	}
@@ -231,7 +232,7 @@ func (fw *Firewall) totals(each func(*nat.Flow)) Totals {
 		}
 		t.Ports[p.String()] = PortUse{Used: len(ports[p]), Size: size}
 	}
-	t.Created, t.Denied = fw.log.ruleCounts()
+	t.Created, t.Denied = fw.gw.RuleCounts()
 	t.FilterRefusals = fw.sessions.Refusals()
 	if t.FilterRefusals == nil {
 		t.FilterRefusals = map[string]uint64{}
@@ -244,7 +245,7 @@ func flowStatus(f *nat.Flow, now time.Time) FlowStatus {
 		Protocol:  f.Proto().String(),
 		Direction: f.Origin().String(),
 		State:     flowState(f),
-		Path:      flowPath(f),
+		Path:      gateway.Path(f),
 		Rule:      f.Rule(),
 		Policy:    f.Protocol(),
 		Filter:    f.Filter(),
@@ -258,17 +259,9 @@ func flowStatus(f *nat.Flow, now time.Time) FlowStatus {
 	} else {
 		fs.Client, fs.Destination, fs.Translated = f.Inside(), f.Remote(), f.External()
 	}
-	fs.BytesSent, fs.BytesReceived, fs.PacketsSent, fs.PacketsReceived = sentReceived(f)
+	c := gateway.ClientCounters(f)
+	fs.BytesSent, fs.BytesReceived, fs.PacketsSent, fs.PacketsReceived = c.BytesSent, c.BytesReceived, c.PacketsSent, c.PacketsReceived
 	return fs
-}
-
-// sentReceived returns a flow's counters from its client's side.
-func sentReceived(f *nat.Flow) (bytesSent, bytesReceived, pktsSent, pktsReceived uint64) {
-	out, in, pout, pin := f.Counters()
-	if f.Origin() == nat.Inbound {
-		return in, out, pin, pout
-	}
-	return out, in, pout, pin
 }
 
 // flowState names a flow's state: its TCP state, or whether a UDP or
@@ -281,12 +274,4 @@ func flowState(f *nat.Flow) string {
 		return "replied"
 	}
 	return "unreplied"
-}
-
-// cloneCounts copies a counter map, never nil.
-func cloneCounts(m map[string]uint64) map[string]uint64 {
-	if m == nil {
-		return map[string]uint64{}
-	}
-	return maps.Clone(m)
 }

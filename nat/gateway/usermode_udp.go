@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/vnettun"
+	"github.com/fwx-dev/fwx/session"
 )
 
 // The user-mode path for UDP: datagrams, not a netstack. The forward loop
@@ -29,14 +30,14 @@ func (u *userPath) divertDatagram(p *nat.Packet, out bool, now time.Time) {
 	}
 	var f *nat.Flow
 	if out {
-		f = u.fw.table.LookupOutbound(nat.UDP, p.Src, p.Dst, now)
+		f = u.table.LookupOutbound(nat.UDP, p.Src, p.Dst, now)
 	} else {
-		f = u.fw.table.LookupInbound(nat.UDP, p.Src, p.Dst, now)
+		f = u.table.LookupInbound(nat.UDP, p.Src, p.Dst, now)
 	}
 	if f == nil || !f.UserMode() {
 		return
 	}
-	u.fw.sessions.DeliverDatagram(f, out, p.TTL()-1, p.Payload())
+	u.sessions.DeliverDatagram(f, out, p.TTL()-1, p.Payload())
 }
 
 // datagramBufs hold the packets SendDatagram builds.
@@ -44,9 +45,9 @@ var datagramBufs = sync.Pool{New: func() any { b := make([]byte, headroom+0xffff
 
 // SendDatagram implements session.UserPath.
 func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload []byte) error {
-	src, dst, qs, mtu := f.External(), f.Remote(), u.fw.outside, u.outsideMTU
+	src, dst, qs, mtu := f.External(), f.Remote(), u.outsideQs, u.outsideMTU
 	if toInside {
-		src, dst, qs, mtu = f.Target(), f.Inside(), u.fw.inside, u.insideMTU
+		src, dst, qs, mtu = f.Target(), f.Inside(), u.insideQs, u.insideMTU
 	}
 	bp := datagramBufs.Get().(*[]byte)
 	defer datagramBufs.Put(bp)
@@ -56,13 +57,13 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		return fmt.Errorf("fwx: a %d-byte datagram does not fit in a packet", len(payload))
 	}
 	pkt := buf[:headroom+n]
-	if !toInside && u.fw.table.IsExternal(dst.Addr()) {
+	if !toInside && u.table.IsExternal(dst.Addr()) {
 		// To another inside host's external endpoint: hairpinned, as the
 		// fast path does, to that host or to its flow's datagram filters.
-		p, now := nat.Parse(pkt[headroom:]), u.fw.clock.Now()
-		switch u.fw.table.Hairpinned(&p, now) {
+		p, now := nat.Parse(pkt[headroom:]), u.clock.Now()
+		switch u.table.Hairpinned(&p, now) {
 		case nat.Forward:
-			pkt, qs, mtu = buf[:headroom+p.Len()], u.fw.inside, u.insideMTU
+			pkt, qs, mtu = buf[:headroom+p.Len()], u.insideQs, u.insideMTU
 		case nat.Divert:
 			u.divertDatagram(&p, false, now)
 			return nil
@@ -134,13 +135,13 @@ var fragmentBufs = sync.Pool{New: func() any {
 // it.
 type flowEnds struct {
 	nat.Observer
-	fw *Firewall
+	sessions *session.Manager
 }
 
 // FlowEnded implements nat.Observer.
-func (o flowEnds) FlowEnded(f *nat.Flow, at time.Time) {
+func (o *flowEnds) FlowEnded(f *nat.Flow, at time.Time) {
 	o.Observer.FlowEnded(f, at)
-	if f.UserMode() && f.Proto() == nat.UDP && o.fw.sessions != nil {
-		o.fw.sessions.EndFlow(f)
+	if f.UserMode() && f.Proto() == nat.UDP && o.sessions != nil {
+		o.sessions.EndFlow(f)
 	}
 }

@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"net/netip"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/session"
+	"github.com/fwx-dev/fwx/session/policy"
 )
 
 // replayDevice is a tun.Device that returns the same batch of packets on
@@ -46,50 +48,56 @@ func (d *replayDevice) Events() <-chan tun.Event { return d.events }
 func (d *replayDevice) Close() error             { return nil }
 func (d *replayDevice) BatchSize() int           { return 128 }
 
-// newReplayFirewall returns a firewall whose inside device replays a batch
+// newReplayGateway returns a gateway whose inside device replays a batch
 // of 128 TCP data packets of 1400-byte payload, spread over 16 established
 // flows, over IPv6 (v6) or IPv4.
-func newReplayFirewall(tb testing.TB, v6 bool) (*Firewall, *replayDevice, *replayDevice) {
+func newReplayGateway(tb testing.TB, v6 bool) (*Gateway, *replayDevice, *replayDevice) {
 	in, out := &replayDevice{}, &replayDevice{}
-	fw, err := New(Config{
-		Inside: in, Outside: out,
-		InsideAddr:   netip.MustParsePrefix("10.0.0.1/24"),
-		InsideAddrs:  []netip.Prefix{netip.MustParsePrefix("fd00::1/64")},
-		OutsideAddr:  netip.MustParsePrefix("198.51.100.1/24"),
-		OutsideAddrs: []netip.Prefix{netip.MustParsePrefix("2001:db8:100::1/64")},
-		Seed:         1,
+	g := newGateway(tb, Config{
+		Inside: queues{in}, Outside: queues{out},
+		InsideAddrs:  []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("fd00::1/64")},
+		OutsideAddrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24"), netip.MustParsePrefix("2001:db8:100::1/64")},
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	server, clientAddr := netip.MustParseAddrPort("198.51.100.2:5201"), netip.MustParseAddr("10.0.0.2")
 	if v6 {
 		server, clientAddr = netip.MustParseAddrPort("[2001:db8:100::2]:5201"), netip.MustParseAddr("fd00::2")
 	}
-	now := fw.clock.Now()
+	now := g.clock.Now()
 	payload := make([]byte, 1400)
 	for f := 0; f < 16; f++ {
 		client := netip.AddrPortFrom(clientAddr, uint16(40000+f))
 		p := nat.Parse(lab.TCPPacket(client, server, header.TCPFlagSyn, 1, 0, nil))
-		fw.table.Outbound(&p, now)
+		g.table.Outbound(&p, now)
 		r := nat.Parse(lab.TCPPacket(server, p.Src, header.TCPFlagSyn|header.TCPFlagAck, 1, 2, nil))
-		fw.table.Inbound(&r, now)
+		g.table.Inbound(&r, now)
 		for i := 0; i < 8; i++ {
 			in.pkts = append(in.pkts, lab.TCPPacket(client, server, header.TCPFlagAck, 2, 2, payload))
 		}
 	}
-	return fw, in, out
+	return g, in, out
+}
+
+// newGateway builds a gateway of cfg with the default policy, the system
+// clock and seed 1.
+func newGateway(tb testing.TB, cfg Config) *Gateway {
+	tb.Helper()
+	cfg.Policy, cfg.Clock, cfg.Seed = policy.Default(), session.SystemClock, 1
+	g, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g
 }
 
 // TestForwardNoAllocs proves the whole per-packet path — batch read,
 // parse, translate, batch write — allocates nothing.
 func TestForwardNoAllocs(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
-		fw, in, out := newReplayFirewall(t, v6)
+		g, in, out := newReplayGateway(t, v6)
 		batch := newBatch(128)
 		allocs := testing.AllocsPerRun(10, func() {
 			in.reads = 10
-			fw.forwardBatch(batch, in, out, true)
+			g.forwardBatch(batch, in, out, true)
 		})
 		if allocs != 0 {
 			t.Errorf("IPv6 %v: %v allocations per 1280 packets, want 0", v6, allocs)
@@ -106,7 +114,7 @@ func TestForwardNoAllocs(t *testing.T) {
 // of packets fwx refuses costs no garbage.
 func TestRefusalNoAllocs(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
-		fw, in, out := newReplayFirewall(t, v6)
+		g, in, out := newReplayGateway(t, v6)
 		client, server := netip.MustParseAddrPort("10.0.0.2:40000"), netip.MustParseAddrPort("198.51.100.2:53")
 		if v6 {
 			client, server = netip.MustParseAddrPort("[fd00::2]:40000"), netip.MustParseAddrPort("[2001:db8:100::2]:53")
@@ -124,7 +132,7 @@ func TestRefusalNoAllocs(t *testing.T) {
 		batch := newBatch(128)
 		allocs := testing.AllocsPerRun(10, func() {
 			in.reads = 1
-			fw.forwardBatch(batch, in, out, true)
+			g.forwardBatch(batch, in, out, true)
 		})
 		if allocs != 0 {
 			t.Errorf("IPv6 %v: %v allocations per batch of refusals, want 0", v6, allocs)
@@ -143,13 +151,13 @@ func BenchmarkForward(b *testing.B) { benchmarkForward(b, false) }
 func BenchmarkForward6(b *testing.B) { benchmarkForward(b, true) }
 
 func benchmarkForward(b *testing.B, v6 bool) {
-	fw, in, out := newReplayFirewall(b, v6)
+	g, in, out := newReplayGateway(b, v6)
 	batch := newBatch(128)
 	b.ReportAllocs()
 	b.SetBytes(1440)
 	in.reads = b.N/128 + 1
 	b.ResetTimer()
-	fw.forwardBatch(batch, in, out, true)
+	g.forwardBatch(batch, in, out, true)
 	b.StopTimer()
 	if out.written < b.N {
 		b.Fatalf("forwarded %d packets, want %d", out.written, b.N)

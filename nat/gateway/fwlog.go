@@ -1,6 +1,7 @@
-package fwx
+package gateway
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,10 +25,10 @@ import (
 // is true when written.
 //
 // The logger is called on the packet path: what it writes to must not
-// block (cmd/fwx puts a [LogQueue] under it).
+// block (cmd/fwx puts an fwx.LogQueue under it).
 type flowLog struct {
 	log     zerolog.Logger
-	clock   Clock
+	clock   session.Clock
 	denials denials
 
 	userMu    sync.Mutex
@@ -47,7 +48,7 @@ var (
 	_ session.Decisions = (*flowLog)(nil)
 )
 
-func newFlowLog(log zerolog.Logger, clock Clock, quiet time.Duration) *flowLog {
+func newFlowLog(log zerolog.Logger, clock session.Clock, quiet time.Duration) *flowLog {
 	if quiet <= 0 {
 		quiet = 30 * time.Second
 	}
@@ -80,8 +81,8 @@ func (l *flowLog) ruleCounts() (created, denied map[string]uint64) {
 }
 
 // endedCounts returns what the flows whose end was logged carried.
-func (l *flowLog) endedCounts() (bytesSent, bytesReceived, pktsSent, pktsReceived uint64) {
-	return l.bytesSent.Load(), l.bytesReceived.Load(), l.pktsSent.Load(), l.pktsReceived.Load()
+func (l *flowLog) endedCounts() Counters {
+	return Counters{l.bytesSent.Load(), l.bytesReceived.Load(), l.pktsSent.Load(), l.pktsReceived.Load()}
 }
 
 // FlowStarted implements nat.Observer. A user-mode flow waits for its
@@ -155,11 +156,11 @@ func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
 			l.allowed(f)
 		}
 	}
-	sent, received, psent, preceived := sentReceived(f)
-	l.bytesSent.Add(sent)
-	l.bytesReceived.Add(received)
-	l.pktsSent.Add(psent)
-	l.pktsReceived.Add(preceived)
+	c := ClientCounters(f)
+	l.bytesSent.Add(c.BytesSent)
+	l.bytesReceived.Add(c.BytesReceived)
+	l.pktsSent.Add(c.PacketsSent)
+	l.pktsReceived.Add(c.PacketsReceived)
 	ev := l.log.Info()
 	if ev == nil {
 		return
@@ -169,8 +170,8 @@ func (l *flowLog) FlowEnded(f *nat.Flow, at time.Time) {
 		last = f.Start()
 	}
 	flowFields(ev.Time("time", at), f).Str("event", "ended").Str("action", "allow").
-		Uint64("bytes_sent", sent).Uint64("bytes_received", received).
-		Uint64("packets_sent", psent).Uint64("packets_received", preceived).
+		Uint64("bytes_sent", c.BytesSent).Uint64("bytes_received", c.BytesReceived).
+		Uint64("packets_sent", c.PacketsSent).Uint64("packets_received", c.PacketsReceived).
 		Float64("duration", last.Sub(f.Start()).Seconds()).Msg("flow")
 }
 
@@ -189,8 +190,7 @@ func (l *flowLog) deniedByFilter(f *nat.Flow, filter string) {
 	if filter == "" {
 		return
 	}
-	_, _, attempts, _ := sentReceived(f)
-	attempts = max(attempts, 1)
+	attempts := max(ClientCounters(f).PacketsSent, 1)
 	l.denials.mu.Lock()
 	l.denials.byRule[f.Rule()] += attempts
 	l.denials.mu.Unlock()
@@ -252,13 +252,37 @@ func flowFields(ev *zerolog.Event, f *nat.Flow) *zerolog.Event {
 		// it was negotiated on, and this is the filter that let it in.
 		ev = ev.Str("opened_by", e.Filter)
 	}
-	return ev.Str("rule", f.Rule()).Str("path", flowPath(f))
+	return ev.Str("rule", f.Rule()).Str("path", Path(f))
 }
 
-// flowPath names the path that carries a flow, as the log and status show it.
-func flowPath(f *nat.Flow) string {
+// Path names the path that carries a flow, as the log and status show it:
+// "user" or "fast".
+func Path(f *nat.Flow) string {
 	if f.UserMode() {
 		return "user"
 	}
 	return "fast"
+}
+
+// Counters are what a flow carried, seen from its client: sent is from the
+// client to its destination, received back.
+type Counters struct {
+	BytesSent, BytesReceived, PacketsSent, PacketsReceived uint64
+}
+
+// ClientCounters returns a flow's counters from its client's side.
+func ClientCounters(f *nat.Flow) Counters {
+	out, in, pout, pin := f.Counters()
+	if f.Origin() == nat.Inbound {
+		return Counters{in, out, pin, pout}
+	}
+	return Counters{out, in, pout, pin}
+}
+
+// cloneCounts copies a counter map, never nil.
+func cloneCounts(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return map[string]uint64{}
+	}
+	return maps.Clone(m)
 }

@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"context"
@@ -9,10 +9,12 @@ import (
 	"os"
 	"sync"
 
+	"github.com/rs/zerolog"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/fwx-dev/fwx/nat"
 	"github.com/fwx-dev/fwx/netstack"
+	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 )
@@ -25,7 +27,14 @@ import (
 // stacks send is written straight to the devices, untranslated. In host
 // mode the host's own stack is the outside one (see host.go).
 type userPath struct {
-	fw      *Firewall
+	table    *nat.Table
+	sessions *session.Manager
+	clock    session.Clock
+	host     *hostnet.Host // nil in router mode
+	// The devices' queues, which the stacks' packets and user-mode UDP
+	// datagrams are written to.
+	insideQs, outsideQs queues
+
 	inside  *netstack.Stack
 	outside *netstack.Stack // nil in host mode
 	wg      sync.WaitGroup  // accept loops and the connections they serve
@@ -56,52 +65,56 @@ var _ session.UserPath = (*userPath)(nil)
 // for their server (the inside netstack's in-flight requests).
 const maxPendingDials = 4096
 
-func newUserPath(fw *Firewall) (*userPath, error) {
+// open makes the stacks: the inside one, and in router mode the outside
+// one, which owns fwx's outside addresses.
+func (u *userPath) open(log zerolog.Logger, seed uint64, outside []netip.Addr) error {
 	mtu := func(d interface{ MTU() (int, error) }) int {
 		if n, err := d.MTU(); err == nil && n > 0 {
 			return n
 		}
 		return 1500
 	}
-	inOut := newQueueWriter(fw.inside)
-	in, err := netstack.New(netstack.Options{
+	in, out := u.insideQs[0], u.outsideQs[0]
+	u.insideMTU, u.outsideMTU = mtu(in), mtu(out)
+	u.mu.published = make(map[string]*published)
+	inOut := newQueueWriter(u.insideQs)
+	var err error
+	u.inside, err = netstack.New(netstack.Options{
 		Transparent: true,
 		// Connections waiting for their server: each client holds at
 		// most its policy's client-dials of them (session.Config), so
 		// a few clients dialing addresses that never answer cannot
 		// take them all.
 		MaxInFlight:  maxPendingDials,
-		GSO:          isVnet(fw.cfg.Inside),
-		MTU:          mtu(fw.cfg.Inside),
+		GSO:          isVnet(in),
+		MTU:          u.insideMTU,
 		Output:       func(pkts [][]byte) error { return write(inOut, pkts) },
 		OutputOffset: headroom,
-		Log:          fw.cfg.Log.With().Str("stack", "inside").Logger(),
-		Seed:         int64(fw.seed),
+		Log:          log.With().Str("stack", "inside").Logger(),
+		Seed:         int64(seed),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fwx: inside netstack: %w", err)
+		return fmt.Errorf("fwx: inside netstack: %w", err)
 	}
-	u := &userPath{fw: fw, inside: in, insideMTU: mtu(fw.cfg.Inside), outsideMTU: mtu(fw.cfg.Outside)}
-	u.mu.published = make(map[string]*published)
-	in.HandleTCP(u.interceptTCP)
-	if fw.cfg.Host != nil {
-		return u, nil
+	u.inside.HandleTCP(u.interceptTCP)
+	if u.host != nil {
+		return nil
 	}
-	outOut := newQueueWriter(fw.outside)
+	outOut := newQueueWriter(u.outsideQs)
 	u.outside, err = netstack.New(netstack.Options{
-		Addrs:        addrs(fw.cfg.outsideAddrs()),
-		GSO:          isVnet(fw.cfg.Outside),
-		MTU:          mtu(fw.cfg.Outside),
+		Addrs:        outside,
+		GSO:          isVnet(out),
+		MTU:          u.outsideMTU,
 		Output:       func(pkts [][]byte) error { return write(outOut, pkts) },
 		OutputOffset: headroom,
-		Log:          fw.cfg.Log.With().Str("stack", "outside").Logger(),
-		Seed:         int64(fw.seed) + 1,
+		Log:          log.With().Str("stack", "outside").Logger(),
+		Seed:         int64(seed) + 1,
 	})
 	if err != nil {
-		in.Close()
-		return nil, fmt.Errorf("fwx: outside netstack: %w", err)
+		u.inside.Close()
+		return fmt.Errorf("fwx: outside netstack: %w", err)
 	}
-	return u, nil
+	return nil
 }
 
 // write sends a netstack's packets to a device, each to its flow's queue.
@@ -118,12 +131,12 @@ func write(w *queueWriter, pkts [][]byte) error {
 // interceptTCP hands a client's connection that the inside stack caught to
 // the session layer, with the NAT flow that says where it goes.
 func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
-	f := u.fw.table.LookupOutbound(nat.TCP, r.Src, r.Dst, u.fw.clock.Now())
+	f := u.table.LookupOutbound(nat.TCP, r.Src, r.Dst, u.clock.Now())
 	if f == nil || !f.UserMode() {
 		r.Reset()
 		return
 	}
-	u.fw.sessions.ServeOutbound(session.Intercepted{
+	u.sessions.ServeOutbound(session.Intercepted{
 		Client: r.Src,
 		Dst:    r.Dst,
 		Flow:   f,
@@ -133,7 +146,7 @@ func (u *userPath) interceptTCP(r *netstack.TCPRequest) {
 			// client; the flow learns of it here, so it ends now
 			// rather than on its SYN_SENT timer.
 			r.Reset()
-			u.fw.table.Observe(f, false, 0, header.TCPFlagRst, u.fw.clock.Now())
+			u.table.Observe(f, false, 0, header.TCPFlagRst, u.clock.Now())
 		},
 	})
 }
@@ -220,7 +233,7 @@ func (u *userPath) acceptLocked(p *published) {
 			u.wg.Add(1)
 			go func() {
 				defer u.wg.Done()
-				u.fw.sessions.ServeInbound(session.Incoming{
+				u.sessions.ServeInbound(session.Incoming{
 					Peer:     c,
 					Server:   p.pub.Server,
 					Rule:     p.pub.Name,

@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"time"
@@ -19,45 +19,45 @@ import (
 // batch.
 
 // defragment takes fragment p, read from the inside (out) or the outside.
-func (fw *Firewall) defragment(b *batch, from, to tun.Device, out bool, p *nat.Packet, now time.Time) {
+func (g *Gateway) defragment(b *batch, from, to tun.Device, out bool, p *nat.Packet, now time.Time) {
 	if b.whole == nil {
 		b.whole = make([]byte, headroom+nat.MaxDatagram)
 	}
-	n, mtu := fw.table.Reassemble(p, b.whole[headroom:], now)
+	n, mtu := g.table.Reassemble(p, b.whole[headroom:], now)
 	if n == 0 {
 		return
 	}
 	q := nat.Parse(b.whole[headroom : headroom+n])
 	var v nat.Verdict
 	if out {
-		v = fw.table.Outbound(&q, now)
+		v = g.table.Outbound(&q, now)
 	} else {
-		v = fw.table.Inbound(&q, now)
+		v = g.table.Inbound(&q, now)
 	}
 	switch v {
 	case nat.Forward:
-		fw.writeFragments(b, to, q.Bytes(), mtu)
+		g.writeFragments(b, to, q.Bytes(), mtu)
 	case nat.Hairpin:
-		fw.writeFragments(b, from, q.Bytes(), mtu)
+		g.writeFragments(b, from, q.Bytes(), mtu)
 	case nat.Local:
 		if q.Kind == nat.Query {
 			nat.EchoReply(&q)
-			fw.writeFragments(b, from, q.Bytes(), mtu)
+			g.writeFragments(b, from, q.Bytes(), mtu)
 		} else {
-			fw.refuse(b, &q, out, nat.PortUnreachable)
+			g.refuse(b, &q, out, nat.PortUnreachable)
 		}
 	case nat.Reject:
-		if fw.rejectMode() == policy.RejectReply {
-			fw.refuse(b, &q, out, nat.AdminProhibited)
+		if g.rejectMode() == policy.RejectReply {
+			g.refuse(b, &q, out, nat.AdminProhibited)
 		}
 	case nat.Reset:
-		fw.refuse(b, &q, out, nat.AdminProhibited) // a RST: the datagram is TCP
+		g.refuse(b, &q, out, nat.AdminProhibited) // a RST: the datagram is TCP
 	case nat.TimeExceeded:
-		fw.refuse(b, &q, out, nat.TTLExceeded)
+		g.refuse(b, &q, out, nat.TTLExceeded)
 	case nat.Divert:
 		switch {
 		case q.Proto == nat.UDP:
-			fw.user.divertDatagram(&q, out, now)
+			g.user.divertDatagram(&q, out, now)
 		case b.stack != nil:
 			b.stack.Deliver([][]byte{q.Bytes()})
 		}
@@ -67,15 +67,15 @@ func (fw *Firewall) defragment(b *batch, from, to tun.Device, out bool, p *nat.P
 // writeFragments writes datagram pkt (in b.whole) to d, cut into fragments
 // of at most mtu bytes. The host takes it whole: its sockets send the
 // payload, and the kernel fragments as its routes need.
-func (fw *Firewall) writeFragments(b *batch, d tun.Device, pkt []byte, mtu int) {
-	if fw.cfg.Host != nil && d == fw.cfg.Outside {
-		fw.write(d, [][]byte{b.whole[:headroom+len(pkt)]})
+func (g *Gateway) writeFragments(b *batch, d tun.Device, pkt []byte, mtu int) {
+	if g.host != nil && d == g.outside[0] {
+		g.write(d, [][]byte{b.whole[:headroom+len(pkt)]})
 		return
 	}
 	b.splitBuffers()
 	n := nat.Refragment(pkt, min(mtu, maxSegment), b.split, b.splitSizes, headroom)
 	if n == 0 {
-		fw.cfg.Log.Debug().Int("bytes", len(pkt)).Int("mtu", mtu).Msg("dropped a datagram that could not be cut into fragments")
+		g.log.Debug().Int("bytes", len(pkt)).Int("mtu", mtu).Msg("dropped a datagram that could not be cut into fragments")
 		return
 	}
 	segs := b.segs[:0]
@@ -85,5 +85,5 @@ func (fw *Firewall) writeFragments(b *batch, d tun.Device, pkt []byte, mtu int) 
 		}
 		segs = append(segs, buf[:headroom+b.splitSizes[i]])
 	}
-	fw.write(d, segs)
+	g.write(d, segs)
 }

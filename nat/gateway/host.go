@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"context"
@@ -26,11 +26,11 @@ import (
 
 // dialHost connects to remote from the flow's external endpoint local.
 func (u *userPath) dialHost(ctx context.Context, local, remote netip.AddrPort) (session.Conn, error) {
-	f := u.fw.table.LookupInbound(nat.TCP, remote, local, u.fw.clock.Now())
-	c, err := u.fw.cfg.Host.DialTCP(ctx, local, remote)
+	f := u.table.LookupInbound(nat.TCP, remote, local, u.clock.Now())
+	c, err := u.host.DialTCP(ctx, local, remote)
 	if err != nil {
 		if f != nil && errors.Is(err, syscall.ECONNREFUSED) {
-			u.fw.table.Observe(f, false, 0, header.TCPFlagRst, u.fw.clock.Now())
+			u.table.Observe(f, false, 0, header.TCPFlagRst, u.clock.Now())
 		}
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (u *userPath) dialHost(ctx context.Context, local, remote netip.AddrPort) (
 // listenHost listens on a host port the table holds for a bind or a
 // publication.
 func (u *userPath) listenHost(local netip.AddrPort) (session.Listener, error) {
-	ln, err := u.fw.cfg.Host.ListenTCP(local)
+	ln, err := u.host.ListenTCP(local)
 	if err != nil {
 		return nil, err
 	}
@@ -64,8 +64,8 @@ func (l *hostListener) Accept() (session.Conn, error) {
 		remote := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 		l.awaitArmed(remote)
-		now := l.u.fw.clock.Now()
-		f := l.u.fw.table.Admit(nat.TCP, remote, l.local, now)
+		now := l.u.clock.Now()
+		f := l.u.table.Admit(nat.TCP, remote, l.local, now)
 		if f == nil {
 			// The kernel completed the handshake before fwx could say
 			// no: the closest to a refused SYN is a RST now.
@@ -73,7 +73,7 @@ func (l *hostListener) Accept() (session.Conn, error) {
 			c.Close()
 			continue
 		}
-		l.u.fw.table.Observe(f, false, 0, header.TCPFlagSyn, now)
+		l.u.table.Observe(f, false, 0, header.TCPFlagSyn, now)
 		return l.u.hostConn(c, f), nil
 	}
 }
@@ -88,7 +88,7 @@ const armWait = 10 * time.Second
 // at most armWait.
 func (l *hostListener) awaitArmed(remote netip.AddrPort) {
 	deadline := time.Now().Add(armWait)
-	for l.u.fw.table.Unarmed(nat.TCP, remote, l.local, l.u.fw.clock.Now()) && time.Now().Before(deadline) {
+	for l.u.table.Unarmed(nat.TCP, remote, l.local, l.u.clock.Now()) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -126,7 +126,7 @@ func (c *hostTCP) Read(p []byte) (int, error) {
 		case errors.Is(err, io.EOF):
 			flags = header.TCPFlagFin
 		}
-		c.u.fw.table.Observe(c.flow, false, n, flags, c.u.fw.clock.Now())
+		c.u.table.Observe(c.flow, false, n, flags, c.u.clock.Now())
 	}
 	if err != nil && c.aborted.Load() {
 		// After Abort the socket is closed; say so as a reset, as

@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"encoding/binary"

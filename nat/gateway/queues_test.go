@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"context"
@@ -80,7 +80,7 @@ func TestQueueWriter(t *testing.T) {
 	}
 }
 
-// TestQueues runs fwx between two devices of three queues each: a packet
+// TestQueues runs a gateway between two devices of three queues each: a packet
 // read from a queue leaves on the queue of the same index on the other
 // side (the kernel then keeps the flow's replies there), a reply on another
 // queue goes back on that one, and fwx's own answers go back on the queue
@@ -89,18 +89,14 @@ func TestQueues(t *testing.T) {
 	const n = 3
 	in, inGot := memQueues(n)
 	out, outGot := memQueues(n)
-	fw, err := New(Config{
-		Inside: in[0], InsideQueues: in[1:], Outside: out[0], OutsideQueues: out[1:],
-		InsideAddr:  netip.MustParsePrefix("10.0.0.1/24"),
-		OutsideAddr: netip.MustParsePrefix("198.51.100.1/24"),
-		Seed:        1,
+	g := newGateway(t, Config{
+		Inside: in, Outside: out,
+		InsideAddrs:  []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")},
+		OutsideAddrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24")},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- fw.Run(ctx) }()
+	go func() { done <- g.Run(ctx) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

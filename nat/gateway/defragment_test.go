@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"net/netip"
@@ -38,9 +38,9 @@ func TestFragmentVerdicts(t *testing.T) {
 					pkts = append(pkts, bufs[i][:sizes[i]])
 				}
 			}
-			fw, in, out := newReplayFirewall(t, false)
+			g, in, out := newReplayGateway(t, false)
 			in.pkts, in.reads = pkts, 1
-			fw.forwardBatch(newBatch(128), in, out, true)
+			g.forwardBatch(newBatch(128), in, out, true)
 			// The whole datagram leaves in as many fragments as came.
 			if out.written != tt.forward*len(pkts) || in.written != tt.answer {
 				t.Errorf("%s, fragmented %v: %d packets forwarded, %d answered; want %d, %d",

@@ -1,4 +1,4 @@
-package fwx
+package gateway
 
 import (
 	"errors"
@@ -88,8 +88,8 @@ func newBatch(n int) *batch {
 
 // forward moves packets from one device to the other until reading fails.
 // out says whether from is the inside device.
-func (fw *Firewall) forward(from, to tun.Device, out bool) error {
-	return fw.forwardBatch(newBatch(max(from.BatchSize(), to.BatchSize(), 1)), from, to, out)
+func (g *Gateway) forward(from, to tun.Device, out bool) error {
+	return g.forwardBatch(newBatch(max(from.BatchSize(), to.BatchSize(), 1)), from, to, out)
 }
 
 // forwardBatch is forward with its buffers allocated by the caller.
@@ -100,20 +100,20 @@ func (fw *Firewall) forward(from, to tun.Device, out bool) error {
 // then a partial sum, which the NAT updates by its own rule. Where a packet
 // goes that cannot take that (a netstack, a device without headers), it is
 // completed or cut into segments first.
-func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error {
+func (g *Gateway) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 	fromVnet, toVnet := isVnet(from), isVnet(to)
 	// Datagram trains between two vnettun devices leave as USO
 	// superpackets where the kernel takes them (Linux >= 6.2).
 	coalesceUDP := fromVnet && toVnet && to.(*vnettun.Device).Offloads().Has(vnettun.OffloadUSO4|vnettun.OffloadUSO6)
-	b.stack = fw.user.outside
+	b.stack = g.user.outside
 	if out {
-		b.stack = fw.user.inside
+		b.stack = g.user.inside
 	}
 	for {
 		count, err := from.Read(b.bufs, b.sizes, headroom)
 		if err != nil {
 			if errors.Is(err, tun.ErrTooManySegments) {
-				fw.cfg.Log.Warn().Err(err).Msg("dropped a superpacket")
+				g.log.Warn().Err(err).Msg("dropped a superpacket")
 				continue
 			}
 			if errors.Is(err, os.ErrClosed) {
@@ -121,7 +121,7 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			}
 			return err
 		}
-		now := fw.clock.Now()
+		now := g.clock.Now()
 		b.fwd, b.back, b.divert, b.nreply = b.fwd[:0], b.back[:0], b.divert[:0], 0
 		for i := 0; i < count; i++ {
 			buf := b.bufs[i][:headroom+b.sizes[i]]
@@ -131,21 +131,21 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			}
 			p := nat.Parse(buf[headroom:])
 			if p.Kind == nat.Fragment {
-				fw.defragment(b, from, to, out, &p, now)
+				g.defragment(b, from, to, out, &p, now)
 				continue
 			}
 			p.SetPartialChecksum(hdr.NeedsCsum())
 			var v nat.Verdict
 			if out {
-				v = fw.table.Outbound(&p, now)
+				v = g.table.Outbound(&p, now)
 			} else {
-				v = fw.table.Inbound(&p, now)
+				v = g.table.Inbound(&p, now)
 			}
 			switch v {
 			case nat.Forward:
 				switch {
 				case fromVnet && !toVnet && (hdr.NeedsCsum() || hdr.IsGSO()):
-					fw.emitSegments(b, to, hdr, p.Bytes())
+					g.emitSegments(b, to, hdr, p.Bytes())
 					continue
 				case toVnet && !fromVnet:
 					vnettun.ClearHdr(buf[headroom-vnettun.VirtioHdrLen:])
@@ -154,19 +154,19 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 			case nat.Hairpin:
 				b.back = append(b.back, buf[:headroom+p.Len()])
 			case nat.Local:
-				fw.local(b, buf, &p, out)
+				g.local(b, buf, &p, out)
 			case nat.Reject:
-				if fw.rejectMode() == policy.RejectReply {
-					fw.refuse(b, &p, out, nat.AdminProhibited)
+				if g.rejectMode() == policy.RejectReply {
+					g.refuse(b, &p, out, nat.AdminProhibited)
 				}
 			case nat.Reset:
-				fw.refuse(b, &p, out, nat.AdminProhibited) // a RST: the packet is TCP
+				g.refuse(b, &p, out, nat.AdminProhibited) // a RST: the packet is TCP
 			case nat.TimeExceeded:
-				fw.refuse(b, &p, out, nat.TTLExceeded)
+				g.refuse(b, &p, out, nat.TTLExceeded)
 			case nat.Divert:
 				if p.Proto == nat.UDP {
 					// UDP takes the user-mode path as datagrams.
-					fw.divertDatagrams(b, hdr, &p, out, now)
+					g.divertDatagrams(b, hdr, &p, out, now)
 					continue
 				}
 				if b.stack == nil {
@@ -176,7 +176,7 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 				// in as one large segment, as GRO would hand it to a
 				// local stack; what cannot be one is cut.
 				if (hdr.IsGSO() || hdr.NeedsCsum()) && vnettun.Coalesce(hdr, p.Bytes()) != nil {
-					fw.emitSegments(b, nil, hdr, p.Bytes())
+					g.emitSegments(b, nil, hdr, p.Bytes())
 					continue
 				}
 				b.divert = append(b.divert, buf[headroom:headroom+p.Len()])
@@ -200,16 +200,16 @@ func (fw *Firewall) forwardBatch(b *batch, from, to tun.Device, out bool) error 
 		if len(b.divert) > 0 {
 			b.stack.Deliver(b.divert)
 		}
-		fw.write(to, b.fwd)
-		fw.write(from, b.back)
+		g.write(to, b.fwd)
+		g.write(from, b.back)
 	}
 }
 
 // emitSegments cuts a packet from a device with virtio headers into
 // complete packets and writes them to d, or delivers them to this side's
 // netstack when d is nil.
-func (fw *Firewall) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []byte) {
-	n := fw.split(b, hdr, pkt)
+func (g *Gateway) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []byte) {
+	n := g.split(b, hdr, pkt)
 	if n == 0 {
 		return
 	}
@@ -224,17 +224,17 @@ func (fw *Firewall) emitSegments(b *batch, d tun.Device, hdr vnettun.Hdr, pkt []
 	if d == nil {
 		b.stack.Deliver(segs)
 	} else {
-		fw.write(d, segs)
+		g.write(d, segs)
 	}
 }
 
 // split cuts a superpacket into b.split and returns the number of
 // segments, 0 when it cannot be cut.
-func (fw *Firewall) split(b *batch, hdr vnettun.Hdr, pkt []byte) int {
+func (g *Gateway) split(b *batch, hdr vnettun.Hdr, pkt []byte) int {
 	b.splitBuffers()
 	n, err := vnettun.Split(hdr, pkt, b.split, b.splitSizes, headroom)
 	if err != nil {
-		fw.cfg.Log.Debug().Err(err).Msg("dropped a superpacket that could not be split")
+		g.log.Debug().Err(err).Msg("dropped a superpacket that could not be split")
 		return 0
 	}
 	return n
@@ -255,15 +255,15 @@ func (b *batch) splitBuffers() {
 
 // divertDatagrams hands a packet of a user-mode UDP flow to its datagram
 // filters; a UDP superpacket is cut into its datagrams first.
-func (fw *Firewall) divertDatagrams(b *batch, hdr vnettun.Hdr, p *nat.Packet, out bool, now time.Time) {
+func (g *Gateway) divertDatagrams(b *batch, hdr vnettun.Hdr, p *nat.Packet, out bool, now time.Time) {
 	if !hdr.IsGSO() {
-		fw.user.divertDatagram(p, out, now)
+		g.user.divertDatagram(p, out, now)
 		return
 	}
-	n := fw.split(b, hdr, p.Bytes())
+	n := g.split(b, hdr, p.Bytes())
 	for i, buf := range b.split[:n] {
 		seg := nat.Parse(buf[headroom : headroom+b.splitSizes[i]])
-		fw.user.divertDatagram(&seg, out, now)
+		g.user.divertDatagram(&seg, out, now)
 	}
 }
 
@@ -274,33 +274,33 @@ func isVnet(d tun.Device) bool {
 	return ok
 }
 
-func (fw *Firewall) write(d tun.Device, bufs [][]byte) {
+func (g *Gateway) write(d tun.Device, bufs [][]byte) {
 	if len(bufs) == 0 {
 		return
 	}
 	if _, err := d.Write(bufs, headroom); err != nil {
-		fw.cfg.Log.Debug().Err(err).Int("packets", len(bufs)).Msg("write failed")
+		g.log.Debug().Err(err).Int("packets", len(bufs)).Msg("write failed")
 	}
 }
 
 // local answers a packet addressed to fwx itself: an echo request gets its
 // reply, anything else is refused as a host with no such service would.
-func (fw *Firewall) local(b *batch, buf []byte, p *nat.Packet, out bool) {
+func (g *Gateway) local(b *batch, buf []byte, p *nat.Packet, out bool) {
 	switch {
 	case p.Kind == nat.Query:
 		nat.EchoReply(p)
 		b.back = append(b.back, buf[:headroom+p.Len()])
 	case p.Proto == nat.TCP:
-		fw.refuse(b, p, out, nat.PortUnreachable)
+		g.refuse(b, p, out, nat.PortUnreachable)
 	case p.Proto == nat.UDP:
-		fw.refuse(b, p, out, nat.PortUnreachable)
+		g.refuse(b, p, out, nat.PortUnreachable)
 	}
 }
 
 // refuse queues fwx's answer to a packet it will not forward: a RST for TCP
 // (the reply a closed port gives, so clients fail fast), otherwise error e
 // from fwx's address on that side, in the packet's family.
-func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
+func (g *Gateway) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
 	if b.nreply == len(b.replies) {
 		return
 	}
@@ -308,7 +308,7 @@ func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
 	var n int
 	if p.Proto == nat.TCP && e != nat.TTLExceeded {
 		n = nat.BuildRST(r[headroom:], p)
-	} else if from, ok := fw.ownAddr(out, p.Is6()); ok {
+	} else if from, ok := g.ownAddr(out, p.Is6()); ok {
 		n = nat.BuildICMPError(r[headroom:], p, from, e)
 	}
 	if n > 0 {
@@ -320,15 +320,12 @@ func (fw *Firewall) refuse(b *batch, p *nat.Packet, out bool, e nat.ICMPError) {
 // ownAddr returns fwx's address on the inside (out true: the side a
 // packet going out came from) or the outside, of the family of IPv6 (v6)
 // or IPv4, and false when fwx has none there.
-func (fw *Firewall) ownAddr(out, v6 bool) (netip.Addr, bool) {
-	first, more := fw.cfg.OutsideAddr, fw.cfg.OutsideAddrs
+func (g *Gateway) ownAddr(out, v6 bool) (netip.Addr, bool) {
+	ps := g.outsideAddrs
 	if out {
-		first, more = fw.cfg.InsideAddr, fw.cfg.InsideAddrs
+		ps = g.insideAddrs
 	}
-	if first.IsValid() && first.Addr().Is6() == v6 {
-		return first.Addr(), true
-	}
-	for _, p := range more {
+	for _, p := range ps {
 		if p.Addr().Is6() == v6 {
 			return p.Addr(), true
 		}
