@@ -17,7 +17,6 @@ var (
 	fwIn      = fwxlab.InsidePrefix
 	fwOut     = fwxlab.OutsidePrefix
 	clientIP  = fwxlab.ClientPrefix
-	client2IP = fwxlab.Client2Prefix
 	serverIP  = fwxlab.ServerPrefix
 	server2IP = fwxlab.Server2Prefix
 )

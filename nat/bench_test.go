@@ -12,15 +12,9 @@ import (
 	"github.com/fwx-dev/fwx/netstack/lab"
 )
 
-// established sets up an established TCP flow and returns a data packet
-// from each side and a function that restores a packet's bytes, so a
-// benchmark can translate the same packets again and again.
-func established(tb testing.TB) (tab *nat.Table, outPkt, inPkt []byte) {
-	return establishedBetween(tb, client, server)
-}
-
-// establishedBetween is established for a client and a server of either
-// family.
+// establishedBetween sets up an established TCP flow between a client and
+// a server of either family and returns a data packet from each side, so
+// a benchmark can translate the same packets again and again.
 func establishedBetween(tb testing.TB, client, server netip.AddrPort) (tab *nat.Table, outPkt, inPkt []byte) {
 	tab, _ = newTable(tb, nat.Config{})
 	outPkt, inPkt = establishedIn(tb, tab, client, server)

@@ -107,9 +107,6 @@ func (n *npt) translate(a netip.Addr, to netip.Prefix, adj uint16) (netip.Addr, 
 // out returns the outside address of inside address a.
 func (n *npt) out(a netip.Addr) (netip.Addr, bool) { return n.translate(a, n.Outside, n.adj) }
 
-// in returns the inside address of outside address a.
-func (n *npt) in(a netip.Addr) (netip.Addr, bool) { return n.translate(a, n.Inside, ^n.adj) }
-
 // nptOut returns the outside address the table's NPTv6 gives inside
 // address a, and false when no translation covers it.
 func (t *Table) nptOut(a netip.Addr) (netip.Addr, bool) {

@@ -122,7 +122,7 @@ func checksumsValid(p []byte) bool {
 	var l4 []byte
 	if p[0]>>4 == 6 {
 		ip := header.IPv6(p)
-		src, dst, proto, l4 = ip.SourceAddress(), ip.DestinationAddress(), ip.TransportProtocol(), p[header.IPv6MinimumSize:]
+		src, dst, proto, l4 = ip.SourceAddress(), ip.DestinationAddress(), tcpip.TransportProtocolNumber(ip.NextHeader()), p[header.IPv6MinimumSize:] // no extension headers here
 	} else {
 		ip := header.IPv4(p)
 		if !ip.IsChecksumValid() {

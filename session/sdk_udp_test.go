@@ -37,8 +37,6 @@ func openUDP(t *testing.T, h *lab.Host, port uint16) *udpSock {
 	return &udpSock{t, c}
 }
 
-func (s *udpSock) port() uint16 { return s.c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
-
 func (s *udpSock) send(to netip.AddrPort, msg string) {
 	s.t.Helper()
 	if _, err := s.c.WriteTo([]byte(msg), net.UDPAddrFromAddrPort(to)); err != nil {

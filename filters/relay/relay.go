@@ -80,6 +80,7 @@ func (sf sessionFilter) HandleEvent(ev *session.Event) error {
 	case session.EventConnectTCP, session.EventAcceptedConnection:
 		// PriorityMiddle: the relay neither edits addresses nor plays a
 		// peer, so it goes where a content scanner would, in the middle.
+		//lint:ignore S1016 a session filter and a data filter share a configuration, not a meaning
 		return ev.Conn.AttachDataFilter(passThrough{cfg: sf.cfg}, session.PriorityMiddle)
 	}
 	return nil

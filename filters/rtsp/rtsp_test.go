@@ -13,8 +13,6 @@ import (
 
 var (
 	serverControl = netip.AddrPortFrom(fwxlab.ServerAddr, 554)
-	client        = fwxlab.ClientAddr
-	client2       = netip.MustParseAddr("10.0.0.3")
 )
 
 // setupUDP sets a stream up from a player behind fwx that listens on

@@ -30,7 +30,6 @@ options:
 `
 
 var (
-	clientSIP = netip.AddrPortFrom(fwxlab.ClientAddr, 5060)
 	serverSIP = netip.AddrPortFrom(fwxlab.ServerAddr, 5060)
 	server2   = fwxlab.Server2
 )

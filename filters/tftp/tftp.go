@@ -2,7 +2,6 @@ package tftp
 
 import (
 	"errors"
-	"net/netip"
 
 	"github.com/fwx-dev/fwx/session"
 )
@@ -103,13 +102,4 @@ func (r *requests) HandleDatagram(c *session.Connection, d *session.Datagram) se
 	}
 	r.last = tr
 	return session.Pass
-}
-
-// server returns the TFTP server's address of a request: the peer of a
-// client behind fwx, the published server otherwise.
-func server(d *session.Datagram, inbound bool) netip.Addr {
-	if inbound {
-		return d.Inside.Addr()
-	}
-	return d.Peer.Addr()
 }

@@ -81,7 +81,7 @@ func TestBuildersAgainstGVisor(t *testing.T) {
 	t.Run("udp6", func(t *testing.T) {
 		p := UDPPacket(a6, b6, payload)
 		ip := header.IPv6(p)
-		if !ip.IsValid(len(p)) || ip.TransportProtocol() != header.UDPProtocolNumber || ip.HopLimit() != 64 {
+		if !ip.IsValid(len(p)) || ip.NextHeader() != uint8(header.UDPProtocolNumber) || ip.HopLimit() != 64 {
 			t.Fatalf("gVisor rejects %x", p[:40])
 		}
 		u := header.UDP(ip.Payload())

@@ -142,14 +142,8 @@ func TestGRONoAllocs(t *testing.T) {
 	}
 }
 
-// fixTCPSum and fixIPSum recompute the complete checksums of an IPv4 TCP
-// packet without options after a test changed it.
-func fixTCPSum(pkt []byte) {
-	tcp := pkt[20:]
-	tcp[16], tcp[17] = 0, 0
-	store(tcp[16:18], sum(tcp, pseudoSum(pkt[12:16], pkt[16:20], protoTCP, len(tcp))))
-}
-
+// fixIPSum recomputes the header checksum of an IPv4 packet without
+// options after a test changed it.
 func fixIPSum(pkt []byte) {
 	pkt[10], pkt[11] = 0, 0
 	store(pkt[10:12], sum(pkt[:20], 0))

@@ -17,7 +17,6 @@ package vnettun
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -270,5 +269,3 @@ func snmpCounter(tb testing.TB, ns, prefix, name string) uint64 {
 func createVnet(name string) (tun.Device, error) { return Create(name, 1500) }
 
 func createWireGuard(name string) (tun.Device, error) { return tun.CreateTUN(name, 1500) }
-
-func fmtGbps(r iperfResult) string { return fmt.Sprintf("%.2f Gbit/s", r.Gbps) }
