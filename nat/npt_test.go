@@ -55,6 +55,21 @@ func TestNPTv6(t *testing.T) {
 	}
 }
 
+// TestNPTv6UserModeTakesThePool: NPTv6 is for the fast path. A flow an
+// application filter terminates (user mode) leaves from the pool's
+// address, as fwx's own stack sends it, not from the host's translated
+// one.
+func TestNPTv6UserModeTakesThePool(t *testing.T) {
+	tab, _ := newTable(t, nat.Config{NPTv6: []nat.NPTv6{rfc6296}, Decider: userMode{}})
+	host := netip.MustParseAddrPort("[fd01:203:405:1::1234]:5000")
+	if v, _ := out(tab, syn(host, server6), t0); v != nat.Divert {
+		t.Fatalf("verdict %v, want divert", v)
+	}
+	if e := tab.Flows()[0].External(); e.Addr() != ext6 {
+		t.Errorf("the user-mode flow of an NPTv6 host leaves from %v, want the pool's %v", e, ext6)
+	}
+}
+
 // TestNPTv6Hairpin: one translated host reaches another through its
 // outside address, as from its own outside address.
 func TestNPTv6Hairpin(t *testing.T) {

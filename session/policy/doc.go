@@ -72,7 +72,8 @@
 //	                                      # address; other inside sources are dropped (BCP 38)
 //	  special-destinations: [239.0.0.0/8] # loopback/multicast/broadcast destinations that may
 //	                                      # be forwarded (default: none)
-//	  nptv6:                # IPv6 prefix translation (RFC 6296) instead of masquerading:
+//	  nptv6:                # IPv6 prefix translation (RFC 6296) instead of masquerading,
+//	                        # for fast-path flows (filtered flows and pinholes keep the pool):
 //	    - {inside: fd01:203:405::/48, outside: 2001:db8:1::/48} # same length, at most /64
 //
 // Networks, rules and publications take IPv6 prefixes and addresses as
