@@ -202,6 +202,29 @@ func TestPortShortageReclaims(t *testing.T) {
 	}
 }
 
+// TestIPv6FloodFromManyAddresses: the per-client limits count an
+// address, and an IPv6 host has the addresses of its /64 to send from: a
+// SYN flood spread over 1023 of them, each far under its limits, takes
+// every port of fwx's IPv6 address in the privileged range. Early drop
+// still serves another client: its SYN gets a port, taken from one of the
+// half-open flows.
+func TestIPv6FloodFromManyAddresses(t *testing.T) {
+	tab, _ := newTable(t, nat.Config{})
+	for port := 1; port < 1024; port++ {
+		src := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0xfd, 8: 0xa, 14: byte(port >> 8), 15: byte(port)}), uint16(port))
+		if v, _ := out(tab, lab.TCPPacket(src, server6, syn_, 1000, 0, nil), t0); v != nat.Forward {
+			t.Fatalf("SYN %d of the flood: verdict %v, want forward (each address is under its limits)", port, v)
+		}
+	}
+	v, p := out(tab, syn(from(client6, 80), server6), t0.Add(time.Second))
+	if v != nat.Forward || p.Src.Addr() != ext6 || p.Src.Port() >= 1024 {
+		t.Fatalf("another client's SYN: verdict %v from %v, want forward from a port of %v below 1024", v, p.Src, ext6)
+	}
+	if st := tab.Stats(); st.EarlyDrops != 1 || st.Flows != 1023 {
+		t.Errorf("%d early drops, %d flows; want 1 and 1023", st.EarlyDrops, st.Flows)
+	}
+}
+
 func TestLimitsOff(t *testing.T) {
 	tab, _ := newTable(t, nat.Config{Limits: noLimits(nat.Limits{})})
 	for i := range 3000 {
