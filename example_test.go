@@ -9,13 +9,17 @@ import (
 	"io"
 	"log"
 	"net/netip"
+	"os"
+	"os/signal"
 	"sync"
 
 	"github.com/rs/zerolog"
 
 	"github.com/fwx-dev/fwx"
 	"github.com/fwx-dev/fwx/filters"
+	"github.com/fwx-dev/fwx/netstack/hostnet"
 	"github.com/fwx-dev/fwx/netstack/lab"
+	"github.com/fwx-dev/fwx/netstack/vnettun"
 	"github.com/fwx-dev/fwx/session"
 	"github.com/fwx-dev/fwx/session/policy"
 	"github.com/fwx-dev/fwx/session/stream"
@@ -120,6 +124,44 @@ func Example() {
 	// the client connects from 10.0.0.2:35375
 	// the server sees 198.51.100.1
 	// live flows: 1
+}
+
+// Host mode, the laptop case: the inside is a TUN the clients' routes lead
+// into, the outside the host's own sockets, bound to the address of the
+// interface of its default route. Creating a TUN needs CAP_NET_ADMIN (or
+// a persistent TUN made for the user), so this example is compiled, not
+// run; TestHostMode runs fwx in host mode in a network namespace of its
+// own, with the lab's clients on an in-memory inside.
+func Example_hostMode() {
+	inside, err := vnettun.Create("fwx0", 1500) // then: ip addr add 10.0.0.1/24 dev fwx0; ip link set fwx0 up
+	if err != nil {
+		log.Fatal(err)
+	}
+	dev, addr, err := hostnet.Uplink("")
+	if err != nil {
+		inside.Close()
+		log.Fatal(err)
+	}
+	host, err := hostnet.New(hostnet.Options{Addr: addr, Device: dev})
+	if err != nil {
+		inside.Close()
+		log.Fatal(err)
+	}
+	fw, err := fwx.New(fwx.Config{
+		Inside:     inside,
+		InsideAddr: netip.MustParsePrefix("10.0.0.1/24"),
+		Host:       host, // OutsideAddr: the host's address, addr
+	})
+	if err != nil {
+		inside.Close() // New failed: the devices are still ours to close
+		host.Close()
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := fw.Run(ctx); err != nil { // Run closes both devices
+		log.Fatal(err)
+	}
 }
 
 // greeter is a filter for the example below: it puts the connections of

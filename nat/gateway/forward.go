@@ -27,9 +27,14 @@ import (
 //	write each queue as one batch
 //
 // Buffers are allocated once per goroutine and nothing is allocated per
-// packet. A packet is rewritten in the buffer it was read into and written
-// from there; it is copied only where it must change shape (a superpacket
-// cut into segments, segments merged by vnettun.GRO, a netstack's own copy).
+// packet. A packet is copied once into the buffer it is read into (the
+// device's Read), rewritten there and written from there. It is copied
+// again only where it must change shape or leave the batch: a superpacket
+// cut into segments (vnettun.Split), segments merged into the first's
+// buffer (vnettun.GRO, vnettun.CoalesceUDP), a fragmented datagram
+// reassembled and cut again (defragment.go), a TCP segment delivered to a
+// netstack (gVisor keeps a copy), and a user-mode UDP datagram's payload
+// (queued for its flow by session.Manager.DeliverDatagram).
 
 const (
 	// headroom is left before each packet so a TUN with a virtio-net

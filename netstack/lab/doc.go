@@ -29,7 +29,10 @@
 //	ln, _ := server.ListenTCP(80)
 //	c, err := client.DialTCP(ctx, netip.MustParseAddrPort("192.0.2.10:80"))
 //	// ... the server sees the connection come from fwx's external address.
-//	clock.Advance(5 * time.Minute) // fwx's idle timeouts expire, gVisor's own timers do not move
+//	clock.Advance(24 * time.Hour) // fwx's idle timeouts expire, gVisor's own timers do not move
+//	fw.Expire()                   // as fwx's sweep would: the idle flow is reclaimed
+//
+// The package's Example runs this scenario.
 //
 // For packet-exact tests, [Segment.Inject] sends raw packets built with
 // [UDPPacket], [TCPPacket] and [ICMPEcho], and [Segment.Captured] returns
