@@ -221,10 +221,14 @@ func TestReloadStrict(t *testing.T) {
 		t.Errorf("ended record %v", rec)
 	}
 	fwxlab.RoundTrip(t, conns[0], "after: port 8000 is still allowed")
-	conns[1].SetDeadline(time.Now().Add(300 * time.Millisecond))
+	// The ended connection's next segment is answered with a RST, so its
+	// client learns at once instead of waiting for its own timeout.
+	conns[1].SetDeadline(time.Now().Add(5 * time.Second))
 	conns[1].Write([]byte("after"))
 	if n, err := conns[1].Read(make([]byte, 16)); err == nil {
 		t.Errorf("the refused connection still carries data: read %d bytes", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("the refused connection got no RST: %v", err)
 	}
 	if n := tb.FW.Flows(); n != 1 {
 		t.Errorf("%d flows, want the one to 8000", n)

@@ -40,4 +40,3 @@ func (f DataFilterFunc) Serve(ctx context.Context, c *Connection, internal, exte
 // DataFilterFactory makes a data filter for a new connection (ISA's data
 // filter class factory).
 type DataFilterFactory func(c *Connection) (DataFilter, error)
-
