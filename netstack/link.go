@@ -64,8 +64,11 @@ type link struct {
 	iplink.Endpoint
 	offset int
 	gso    bool
-	output func(pkts [][]byte) error
-	log    zerolog.Logger
+	// rxChecked: the caller of deliver checks checksums
+	// (Options.ChecksumsChecked); set before the NIC is created.
+	rxChecked bool
+	output    func(pkts [][]byte) error
+	log       zerolog.Logger
 
 	out  chan *stack.PacketBuffer
 	done chan struct{} // closed by shutdown
@@ -99,8 +102,8 @@ func newLink(mtu, offset int, gso bool, output func([][]byte) error, log zerolog
 }
 
 // deliver hands packets read from the device to the stack, inline. Each
-// packet is copied into a gVisor buffer, so pkts may be reused as soon as
-// deliver returns. (A zero-copy version would wrap pooled views with
+// packet is copied into a gVisor buffer (payload), so pkts may be reused
+// as soon as deliver returns. (A zero-copy version would wrap pooled views with
 // buffer.NewView and own the reader's buffers; see PERF-NOTES 3.C.14.)
 func (l *link) deliver(pkts [][]byte) {
 	d := l.Dispatcher()
@@ -118,11 +121,31 @@ func (l *link) deliver(pkts [][]byte) {
 			l.stats.invalidIn.Add(1)
 			continue
 		}
-		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload(p)})
 		d.DeliverNetworkPacket(proto, pb)
 		pb.DecRef()
 		l.stats.in.Add(1)
 	}
+}
+
+// headView is where payload cuts a large packet: its IP and transport
+// headers (at most 120 bytes for IPv4, 100 for IPv6 without extension
+// headers) and the first bytes of its data.
+const headView = 128
+
+// payload copies p into a gVisor buffer. A large packet goes in two views,
+// its headers in a small one: gVisor's IP layer keeps a reference to the
+// network header's view while it reads the header again, and a view
+// whose chunk is shared is copied whole when read (buffer.PullUp). With
+// the headers alone in their view that copy is of headView bytes, not of
+// the whole packet (up to 64 KiB with GSO).
+func payload(p []byte) buffer.Buffer {
+	if len(p) <= 2*headView {
+		return buffer.MakeWithData(p)
+	}
+	b := buffer.MakeWithView(buffer.NewViewWithData(p[:headView]))
+	b.Append(buffer.NewViewWithData(p[headView:]))
+	return b
 }
 
 // WritePackets implements stack.LinkWriter. It takes its own reference on
@@ -283,4 +306,15 @@ func (l *link) wait() {
 			return
 		}
 	}
+}
+
+// Capabilities implements stack.NetworkLinkEndpoint: RX checksum offload
+// when the caller checks what it delivers (Options.ChecksumsChecked), so
+// the stack does not check the checksums of the packets it receives;
+// otherwise none, as iplink.Endpoint.
+func (l *link) Capabilities() stack.LinkEndpointCapabilities {
+	if l.rxChecked {
+		return stack.CapabilityRXChecksumOffload
+	}
+	return 0
 }

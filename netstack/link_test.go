@@ -3,6 +3,7 @@ package netstack
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/refs"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/fwx-dev/fwx/netstack/lab"
@@ -191,5 +193,24 @@ func TestAppendPacket(t *testing.T) {
 	}
 	if want := bytes.Join(pkt.AsSlices(), nil); !bytes.Equal(got[4:], want) {
 		t.Errorf("appendPacket = %q, AsSlices gives %q", got[4:], want)
+	}
+}
+
+// TestChecksumsChecked: a stack checks the TCP checksum of what it is
+// handed, unless its caller does (Options.ChecksumsChecked). A SYN to a
+// port nobody listens on is either malformed (a bad checksum: dropped) or
+// answered with a RST; gVisor counts the first as it happens.
+func TestChecksumsChecked(t *testing.T) {
+	for _, checked := range []bool{false, true} {
+		t.Run(fmt.Sprint("checked=", checked), func(t *testing.T) {
+			r := newRig(t, Options{Seed: 1, Addrs: []netip.Addr{outsideAddr}, ChecksumsChecked: checked}, rigOpts{})
+			syn := lab.TCPPacket(netip.MustParseAddrPort("198.51.100.10:4000"), netip.AddrPortFrom(outsideAddr, 80), header.TCPFlagSyn, 1, 0, nil)
+			syn[len(syn)-1] ^= 0x10 // the last byte of the TCP header: its options or urgent pointer
+			r.st.Deliver([][]byte{syn})
+			got := r.st.st.Stats().NICs.MalformedL4RcvdPackets.Value()
+			if want := map[bool]uint64{false: 1, true: 0}[checked]; got != want {
+				t.Errorf("%d malformed packets, want %d", got, want)
+			}
+		})
 	}
 }

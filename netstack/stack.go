@@ -96,6 +96,13 @@ type Options struct {
 	// is the caller's) and every packet fits the MTU.
 	GSO bool
 
+	// ChecksumsChecked says that the caller of Deliver passes only packets
+	// whose checksums it has checked, or that the kernel behind a TUN
+	// vouches for: the link claims RX checksum offload and the stack does
+	// not check the IPv4 header's or the transport checksums again.
+	// False means the stack checks them all, as any host does.
+	ChecksumsChecked bool
+
 	// MaxInFlight bounds the inbound connection attempts (TCP) and new
 	// datagram flows (UDP) being decided by handlers at once; beyond it,
 	// new ones are ignored (the client retries). 0 means 1024.
@@ -208,6 +215,7 @@ func New(opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s.link = newLink(opts.MTU, opts.OutputOffset, opts.GSO, opts.Output, opts.Log)
+	s.link.rxChecked = opts.ChecksumsChecked
 	if err := s.setupNIC(opts.Addrs); err != nil {
 		s.link.shutdown()
 		s.st.Destroy()
@@ -283,10 +291,16 @@ func (s *Stack) setupNIC(addrs []netip.Addr) error {
 
 // Deliver hands packets read from the device to the stack, synchronously
 // on the caller's goroutine (fwx's reader). Each packet is copied, so pkts
-// may be reused when Deliver returns (zero copy is a later optimisation).
-// Packets that are not IPv4 or IPv6 are counted and dropped. Deliver may
-// be called from several goroutines (one per device queue), and after
-// Close, when it discards.
+// may be reused when Deliver returns. Packets that are not IPv4 or IPv6
+// are counted and dropped. Deliver may be called from several goroutines
+// (one per device queue), and after Close, when it discards.
+//
+// With [Options.ChecksumsChecked] the stack does not check checksums:
+// the caller passes only packets whose checksums it checked, or that the
+// kernel behind a TUN vouches for (a partial checksum it left to the
+// hardware, NEEDS_CSUM, in which case the field's value is no matter, or
+// one it verified, DATA_VALID). That saves a pass over every byte, which
+// the caller may already have made.
 //
 // Deliver does not wait for connections' readers: TCP segments are queued
 // to gVisor's processor goroutines. It waits only when a reply sent inline

@@ -177,11 +177,14 @@ func (g *Gateway) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 				if b.stack == nil {
 					continue // host mode: no TCP from the host is diverted
 				}
-				// gVisor takes complete packets: a TCP superpacket goes
-				// in as one large segment, as GRO would hand it to a
-				// local stack; what cannot be one is cut.
-				if (hdr.IsGSO() || hdr.NeedsCsum()) && vnettun.Coalesce(hdr, p.Bytes()) != nil {
+				// A TCP superpacket goes in as one large segment, as GRO
+				// would hand it to a local stack; what cannot be one is
+				// cut. The stack trusts checksums (checksum.go).
+				if hdr.IsGSO() && vnettun.Join(hdr, p.Bytes()) != nil {
 					g.emitSegments(b, nil, hdr, p.Bytes())
+					continue
+				}
+				if !trusted(hdr) && !checksumValid(&p) {
 					continue
 				}
 				b.divert = append(b.divert, buf[headroom:headroom+p.Len()])

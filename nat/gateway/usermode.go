@@ -85,13 +85,16 @@ func (u *userPath) open(log zerolog.Logger, seed uint64, outside []netip.Addr) e
 		// most its policy's client-dials of them (session.Config), so
 		// a few clients dialing addresses that never answer cannot
 		// take them all.
-		MaxInFlight:  maxPendingDials,
-		GSO:          isVnet(in),
-		MTU:          u.insideMTU,
-		Output:       func(pkts [][]byte) error { return write(inOut, pkts) },
-		OutputOffset: headroom,
-		Log:          log.With().Str("stack", "inside").Logger(),
-		Seed:         int64(seed),
+		MaxInFlight: maxPendingDials,
+		GSO:         isVnet(in),
+		// forward.go and defragment.go check what the kernel does not
+		// vouch for (checksum.go).
+		ChecksumsChecked: true,
+		MTU:              u.insideMTU,
+		Output:           func(pkts [][]byte) error { return write(inOut, pkts) },
+		OutputOffset:     headroom,
+		Log:              log.With().Str("stack", "inside").Logger(),
+		Seed:             int64(seed),
 	})
 	if err != nil {
 		return fmt.Errorf("fwx: inside netstack: %w", err)
@@ -102,13 +105,14 @@ func (u *userPath) open(log zerolog.Logger, seed uint64, outside []netip.Addr) e
 	}
 	outOut := newQueueWriter(u.outsideQs)
 	u.outside, err = netstack.New(netstack.Options{
-		Addrs:        outside,
-		GSO:          isVnet(out),
-		MTU:          u.outsideMTU,
-		Output:       func(pkts [][]byte) error { return write(outOut, pkts) },
-		OutputOffset: headroom,
-		Log:          log.With().Str("stack", "outside").Logger(),
-		Seed:         int64(seed) + 1,
+		Addrs:            outside,
+		GSO:              isVnet(out),
+		ChecksumsChecked: true,
+		MTU:              u.outsideMTU,
+		Output:           func(pkts [][]byte) error { return write(outOut, pkts) },
+		OutputOffset:     headroom,
+		Log:              log.With().Str("stack", "outside").Logger(),
+		Seed:             int64(seed) + 1,
 	})
 	if err != nil {
 		u.inside.Close()

@@ -200,8 +200,9 @@ func clearHeadroom(buf []byte, offset int) {
 // Coalesce makes the TCP superpacket pkt, whose virtio header is h, one
 // large, complete segment in place: the IP length fields cover the whole
 // packet, and the IP and TCP checksums are computed from scratch. It is
-// what GRO hands a local TCP stack, and what fwx gives its netstacks: one
-// segment of 64 KiB costs a stack one pass instead of forty-odd. A
+// what GRO hands a local TCP stack that checks checksums: one segment of
+// 64 KiB costs it one pass instead of forty-odd ([Join] for one that
+// does not). A
 // GSO_NONE packet has its checksum completed as by [Finish]. UDP
 // superpackets cannot be one datagram and return [ErrGSO]; a header that
 // does not describe pkt returns [ErrMalformed].
@@ -209,25 +210,50 @@ func Coalesce(h Hdr, pkt []byte) error {
 	if !h.IsGSO() {
 		return Finish(h, pkt)
 	}
-	_, s, err := checkGSO(h, pkt)
+	s, err := join(h, pkt)
 	if err != nil {
 		return err
 	}
-	if s.proto != protoTCP {
-		return ErrGSO
-	}
-	var src, dst []byte
+	src, dst := pkt[12:16], pkt[16:20]
 	if s.v6 {
-		binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)-40))
 		src, dst = pkt[8:24], pkt[24:40]
-	} else {
-		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-		pkt[10], pkt[11] = 0, 0
-		binary.BigEndian.PutUint16(pkt[10:], ^sum(pkt[:s.l4], 0))
-		src, dst = pkt[12:16], pkt[16:20]
 	}
 	l4 := pkt[s.l4:]
 	l4[16], l4[17] = 0, 0
 	store(l4[16:18], sum(l4, pseudoSum(src, dst, protoTCP, len(l4))))
 	return nil
+}
+
+// Join is Coalesce for a receiver that does not check the TCP checksum (a
+// stack that trusts the local kernel, RX checksum offload): it makes the
+// TCP superpacket pkt one large segment in place, its IP length fields
+// covering the whole packet, and leaves the TCP checksum field as it is,
+// partial. A GSO_NONE packet is left as it is. Join returns the errors
+// Coalesce does.
+func Join(h Hdr, pkt []byte) error {
+	if !h.IsGSO() {
+		return nil
+	}
+	_, err := join(h, pkt)
+	return err
+}
+
+// join checks the TCP superpacket pkt and sets its IP length fields (and
+// the IPv4 header checksum) for one segment.
+func join(h Hdr, pkt []byte) (segmenter, error) {
+	_, s, err := checkGSO(h, pkt)
+	if err != nil {
+		return s, err
+	}
+	if s.proto != protoTCP {
+		return s, ErrGSO
+	}
+	if s.v6 {
+		binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)-40))
+	} else {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+		pkt[10], pkt[11] = 0, 0
+		binary.BigEndian.PutUint16(pkt[10:], ^sum(pkt[:s.l4], 0))
+	}
+	return s, nil
 }

@@ -328,3 +328,41 @@ func TestCoalesce(t *testing.T) {
 		})
 	}
 }
+
+// TestJoin: a TCP superpacket becomes one segment whose lengths cover it,
+// with its partial TCP checksum left alone; UDP cannot be one datagram.
+func TestJoin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, tt := range []struct {
+		name string
+		s    spec
+		err  error
+	}{
+		{"tcpv4", spec{optLen: 12, payload: 30000, mss: 1448}, nil},
+		{"tcpv6", spec{v6: true, payload: 30000, mss: 1428}, nil},
+		{"not gso", spec{payload: 1000}, nil},
+		{"udp", spec{udp: true, payload: 4000, mss: 1000}, ErrGSO},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, pkt := build(t, rng, tt.s)
+			orig := bytes.Clone(pkt)
+			if err := Join(h, pkt); !errors.Is(err, tt.err) {
+				t.Fatalf("Join: %v, want %v", err, tt.err)
+			}
+			if tt.err != nil {
+				return
+			}
+			l4 := int(h.CsumStart)
+			if !bytes.Equal(pkt[l4:], orig[l4:]) {
+				t.Error("the TCP header or payload changed")
+			}
+			if tt.s.v6 {
+				if ip := header.IPv6(pkt); int(ip.PayloadLength()) != len(pkt)-40 {
+					t.Errorf("payload length %d, want %d", ip.PayloadLength(), len(pkt)-40)
+				}
+			} else if ip := header.IPv4(pkt); int(ip.TotalLength()) != len(pkt) || !ip.IsChecksumValid() {
+				t.Errorf("IPv4 total length %d (want %d), checksum valid %v", ip.TotalLength(), len(pkt), ip.IsChecksumValid())
+			}
+		})
+	}
+}
