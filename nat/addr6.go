@@ -41,8 +41,12 @@ type dictShard struct {
 	_     [24]byte   // keep shards' locks on separate cache lines
 }
 
+// dictSlot holds an address and its references. The address is kept
+// behind a pointer of its own: a flow points at it too, so that the flow
+// tells its addresses once its handles are given back, without a copy of
+// its own (addrPtr).
 type dictSlot struct {
-	addr [16]byte
+	addr *[16]byte
 	refs int32
 }
 
@@ -90,12 +94,12 @@ func (d *dict) hold(a [16]byte) uint32 {
 	if !ok {
 		if n := len(s.free); n > 0 {
 			id, s.free = s.free[n-1], s.free[:n-1]
-			*s.slot(id) = dictSlot{addr: a}
+			*s.slot(id) = dictSlot{addr: &a}
 		} else {
 			if len(s.slots) == 1<<dictSlotBits-1 {
 				panic("nat: IPv6 address dictionary shard full")
 			}
-			s.slots = append(s.slots, dictSlot{addr: a})
+			s.slots = append(s.slots, dictSlot{addr: &a})
 			id = i<<dictSlotBits | uint32(len(s.slots))
 		}
 		if s.ids == nil {
@@ -128,13 +132,17 @@ func (d *dict) release(id uint32) {
 	defer s.mu.Unlock()
 	slot := s.slot(id)
 	if slot.refs--; slot.refs == 0 {
-		delete(s.ids, slot.addr)
+		delete(s.ids, *slot.addr)
 		s.cool = append(s.cool, id)
 	}
 }
 
 // addr returns the address of handle id, which the caller holds.
-func (d *dict) addr(id uint32) [16]byte {
+func (d *dict) addr(id uint32) [16]byte { return *d.addrPtr(id) }
+
+// addrPtr returns the dictionary's copy of the address of handle id, which
+// the caller holds. It is never written: a flow may keep it.
+func (d *dict) addrPtr(id uint32) *[16]byte {
 	s := d.of(id)
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -87,9 +87,10 @@ type Flow struct {
 	mapping                *mapping
 	expect                 *Expectation // the pinhole the flow came through, if any
 	client                 *client      // whose limits the flow counts against; nil if none
-	// addrs6 holds an IPv6 flow's addresses whole (inside, target,
-	// remote, external), for its accessors.
-	addrs6 *[4][16]byte
+	// addrs6 points at an IPv6 flow's addresses whole (inside, target,
+	// remote, external), for its accessors: the dictionary's copies
+	// (addr6.go), which the flow keeps after it gives its handles back.
+	addrs6 *[4]*[16]byte
 
 	lastSeen atomic.Int64  // unix nanoseconds of the last packet that refreshed the flow
 	tcp      tcpTracker    // TCP state, and the flow's lifecycle bits
@@ -127,7 +128,7 @@ func (f *Flow) Remote() netip.AddrPort { return f.addr(2, f.remote) }
 // addr unpacks endpoint e, the i-th of the flow's addresses.
 func (f *Flow) addr(i int, e endpoint) netip.AddrPort {
 	if f.addrs6 != nil {
-		return netip.AddrPortFrom(netip.AddrFrom16(f.addrs6[i]), e.port)
+		return netip.AddrPortFrom(netip.AddrFrom16(*f.addrs6[i]), e.port)
 	}
 	return e.addrPort()
 }

@@ -56,10 +56,8 @@ func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 	if m.v6 {
 		// Kept whole, so the flow tells its endpoints after its handles
 		// are given back.
-		f.addrs6 = &[4][16]byte{
-			t.addrPort(m.inside, true).Addr().As16(), fs.target.Addr().As16(),
-			fs.remote.Addr().As16(), t.addrPort(m.external, true).Addr().As16(),
-		}
+		whole := func(e endpoint) *[16]byte { return t.dict.addrPtr(handleOf(e.addr)) }
+		f.addrs6 = &[4]*[16]byte{whole(f.inside), whole(f.target), whole(f.remote), whole(m.external)}
 	}
 	f.lastSeen.Store(now)
 	if fs.bits != 0 {

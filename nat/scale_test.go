@@ -31,6 +31,16 @@ func scalePacket(i int) []byte {
 	return lab.UDPPacket(src, dst, []byte("q"))
 }
 
+// scalePacket6 is scalePacket in IPv6: as many inside hosts and outside
+// servers, each its own address (as many dictionary entries as the IPv4
+// test has addresses).
+func scalePacket6(i int) []byte {
+	ep, r := i/scaleRemotes, i%scaleRemotes
+	src := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0: 0xfd, 13: 1, 14: byte(ep >> 8), 15: byte(ep)}), 40000)
+	dst := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0x71, 15: byte(r)}), 53)
+	return lab.UDPPacket(src, dst, []byte("q"))
+}
+
 // heapInUse returns the live heap after a full collection.
 func heapInUse() uint64 {
 	runtime.GC()
@@ -47,10 +57,15 @@ func heapInUse() uint64 {
 // been swept (retained-bytes/flow). lookup-1M and lookup-empty: what a
 // packet of an existing flow costs to translate (ns/op) in the full table
 // and in a table of the probed flows alone.
-func BenchmarkScale(b *testing.B) {
+func BenchmarkScale(b *testing.B) { benchmarkScale(b, scalePacket) }
+
+// BenchmarkScale6 is BenchmarkScale with IPv6 flows.
+func BenchmarkScale6(b *testing.B) { benchmarkScale(b, scalePacket6) }
+
+func benchmarkScale(b *testing.B, packet func(int) []byte) {
 	pkts := make([][]byte, scaleFlows)
 	for i := range pkts {
-		pkts[i] = scalePacket(i)
+		pkts[i] = packet(i)
 	}
 	// Packets to look up, and clean copies to restore them from.
 	r := rand.New(rand.NewPCG(1, 2))
