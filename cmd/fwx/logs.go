@@ -22,6 +22,17 @@ type logs struct {
 	file       *logFile // the --fwlog file, or nil
 }
 
+// terminal reports whether w is a terminal: colours are for people at one,
+// not for files and pipes, where their escape codes would be noise.
+func terminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 // closeTimeout bounds how long fwx waits at exit for a log's reader.
 const closeTimeout = 2 * time.Second
 
@@ -39,8 +50,8 @@ func openLogs(c *runConfig, e env) (*logs, error) {
 	if c.logFormat == "console" {
 		// Formatting happens on the queues' goroutines, off the
 		// packet path.
-		fwOut = zerolog.ConsoleWriter{Out: fwOut, TimeFormat: time.TimeOnly, NoColor: c.fwlog != ""}
-		diagOut = zerolog.ConsoleWriter{Out: diagOut, TimeFormat: time.TimeOnly}
+		fwOut = zerolog.ConsoleWriter{Out: fwOut, TimeFormat: time.TimeOnly, NoColor: !terminal(fwOut)}
+		diagOut = zerolog.ConsoleWriter{Out: diagOut, TimeFormat: time.TimeOnly, NoColor: !terminal(diagOut)}
 	}
 	l.diagq = fwx.NewLogQueue(diagOut, fwx.LogQueueOptions{})
 	level := zerolog.InfoLevel
