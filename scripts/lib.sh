@@ -367,6 +367,22 @@ lab_wait_port() {
 	return 1
 }
 
+# lab_wait_listen NS ADDR PORT waits until a TCP socket listens on
+# ADDR:PORT in NS, without connecting to it: for servers that take every
+# connection for a client, such as iperf3 -s, which runs lab_wait_port's
+# probe as a test and resets a real client that comes while it is busy.
+lab_wait_listen() {
+	local ns=$1 addr=$2 port=$3 i
+	[[ $addr == *:* ]] && addr="[$addr]"
+	for ((i = 0; i < 100; i++)); do
+		if [[ -n $(ip netns exec "$ns" ss -Hltn "src $addr:$port") ]]; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
 # --- host mode (scripts/e2e-host) ----------------------------------------------
 
 # lab_veth NS1 DEV1 CIDR1 NS2 DEV2 CIDR2 links NS1 and NS2 with a veth pair,
