@@ -83,7 +83,7 @@ func (d *Device) readSome(fd uintptr) bool {
 			return true
 		}
 		b = b[op.offset-VirtioHdrLen:]
-		m, err := unix.Read(int(fd), b)
+		m, err := read(fd, b)
 		switch err {
 		case nil:
 		case unix.EINTR:

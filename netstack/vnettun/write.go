@@ -87,7 +87,7 @@ func (d *Device) writeSome(fd uintptr) bool {
 // writeFull writes b with one write(), retrying on EINTR.
 func writeFull(fd uintptr, b []byte) error {
 	for {
-		_, err := unix.Write(int(fd), b)
+		err := write(fd, b)
 		if err != unix.EINTR {
 			return err
 		}
