@@ -181,10 +181,10 @@ func (t *Table) inbound(p Proto, src, dst netip.AddrPort, syn bool, now int64) (
 		case m.expect != nil:
 			fs.rule = m.expect.Rule // a bind that does not admit src
 		default:
-			admit, fs.rule = t.filter(m, src, now)
+			admit = fs.admittedBy(t.filter(m, src, now))
 		}
 	default:
-		admit, fs.rule = t.filter(m, src, now)
+		admit = fs.admittedBy(t.filter(m, src, now))
 	}
 	if !admit {
 		// Unsolicited or filtered out: dropped without a reply (RFC 5382

@@ -30,6 +30,27 @@ type flowSpec struct {
 	start int64
 }
 
+// admittedBy makes fs, a flow the filtering of a mapping admitted, take
+// the decision of first, the mapping's first flow, and reports whether
+// there was one (nil: refused). It takes first's rule, and for UDP its
+// path, protocol and filter: a new peer of a client's UDP socket is part
+// of the client's exchange on it (ISA raises Udp_Destination when "a
+// packet just arrived for the client from that address"), so a filter
+// that watches the socket sees that peer's datagrams too, instead of the
+// fast path carrying them past it. A TCP segment from a new peer stays on
+// the fast path: no netstack of fwx's listens on a client's mapping.
+func (fs *flowSpec) admittedBy(first *Flow) bool {
+	if first == nil {
+		return false
+	}
+	fs.rule = first.labels.rule
+	if first.proto == UDP && first.userMode {
+		fs.userMode = true
+		fs.protocol, fs.filter = first.labels.protocol, first.labels.filter
+	}
+	return true
+}
+
 // newFlowLocked creates a flow of mapping m and indexes it.
 func (t *Table) newFlowLocked(m *mapping, fs flowSpec, now int64) *Flow {
 	if !fs.target.IsValid() {

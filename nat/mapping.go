@@ -113,26 +113,27 @@ func (t *Table) removeFlowLocked(m *mapping, f *Flow) bool {
 
 // filter applies the filtering behaviour of dynamic mapping m to a packet
 // from src at now (RFC 4787 section 5), in constant time: it looks up the
-// address, never the mapping's flows. It returns the rule of the flow
-// that opened the way, for the log.
+// address, never the mapping's flows. It returns the mapping's first
+// flow, whose decision the new flow takes (flowSpec.admittedBy), or nil
+// when the filtering refuses src.
 //
 // Expiry is exact for a mapping that has had one flow (most have); on a
 // mapping with more, a flow whose timer ran out counts until the sweep
 // removes it.
-func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) (bool, string) {
+func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) *Flow {
 	if t.cfg.Filtering == AddressAndPortDependent {
-		return false, "" // only an existing flow's own endpoint gets in
+		return nil // only an existing flow's own endpoint gets in
 	}
 	// An IPv6 address nothing holds has no handle: no flow goes there.
 	packed, known := t.find(src)
 	if !known && t.cfg.Filtering != EndpointIndependent {
-		return false, ""
+		return nil
 	}
 	mu := t.stripe(m)
 	mu.Lock()
 	defer mu.Unlock()
 	if m.n == 0 {
-		return false, ""
+		return nil
 	}
 	ok := false
 	switch {
@@ -145,9 +146,9 @@ func (t *Table) filter(m *mapping, src netip.AddrPort, now int64) (bool, string)
 		ok = m.remotes[packed.addr] > 0
 	}
 	if !ok {
-		return false, ""
+		return nil
 	}
-	return true, m.one.labels.rule
+	return m.one
 }
 
 // alive reports whether flow f is in the table and its timer has not run

@@ -17,8 +17,9 @@ const (
 	EventConnectTCP EventType = 0x001
 	// EventUDPDestination: a UDP flow starts on the user-mode path: a
 	// client sends to a new destination, or a new peer sends to a bound or
-	// published port (ISA: "a packet just arrived for the client from that
-	// address"). It is raised when the flow's first datagram arrives, which
+	// published port, or to a client's socket watched by a filter, whose
+	// filtering let it in (ISA: "a packet just arrived for the client from
+	// that address"). It is raised when the flow's first datagram arrives, which
 	// waits for the handlers. A handler may Deny it (the flow's datagrams
 	// are dropped until it idles out) or attach a datagram filter.
 	EventUDPDestination EventType = 0x002

@@ -467,3 +467,55 @@ func TestUDPUserModeICMPErrors(t *testing.T) {
 		tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "direction": "inbound", "destination": res.Proxy.String(), "path": "user"})
 	})
 }
+
+// TestUDPNewPeerSeenByFilter: a datagram that a new peer sends to a
+// client's UDP socket watched by a filter, let in by the mapping's
+// filtering (address-dependent: the server's other port), takes the
+// user-mode path too: the filter gets EventUDPDestination for that peer
+// and the datagram reaches the client through it (ISA's Udp_Destination,
+// raised when "a packet just arrived for the client from that address").
+// The fast path used to carry it past the filter.
+func TestUDPNewPeerSeenByFilter(t *testing.T) {
+	probe := newUDPProbe(nil)
+	tb := newTestbed(t, dgramPolicy, withFilter("probe", probe))
+	srv, err := tb.Server.ListenUDP(9000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	other, err := tb.Server.ListenUDP(9002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	c, err := tb.Client.ListenUDP(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	dst := netip.AddrPortFrom(serverIP.Addr(), 9000)
+	c.WriteTo([]byte("hello"), net.UDPAddrFromAddrPort(dst))
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	_, from, err := srv.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("the server got nothing: %v", err)
+	}
+	if ev := probe.nextEvent(t, session.EventUDPDestination); ev.Addr != dst {
+		t.Fatalf("event for %v, want %v", ev.Addr, dst)
+	}
+
+	peer := netip.AddrPortFrom(serverIP.Addr(), 9002)
+	other.WriteTo([]byte("from 9002"), from)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, got, err := c.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "from 9002" {
+		t.Fatalf("the client got %q from %v (%v), want the new peer's datagram", buf[:n], got, err)
+	}
+	ev := probe.nextEvent(t, session.EventUDPDestination)
+	if ev.Remote != peer || ev.Protocol != "dgram" {
+		t.Errorf("event for %v of protocol %q, want the new peer %v of dgram", ev.Remote, ev.Protocol, peer)
+	}
+	tb.Log.WaitRecords(t, 1, map[string]string{"event": "allowed", "client": peer.String(), "path": "user", "rule": "dgram-out"})
+}
