@@ -149,6 +149,10 @@ func run(args []string) error {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOn(ctx, hup, fw, o.policy, diag)
 	go func() {
 		// The tunnel closes itself when its TUN (the pair) closes or
 		// it fails; either way fwx has nothing left to serve.
@@ -162,6 +166,33 @@ func run(args []string) error {
 	err = fw.Run(ctx)
 	diag.Info().Err(err).Msg("fwx-wireguard stopped")
 	return err
+}
+
+// reloadOn re-reads the policy file and puts it into effect at each
+// signal on hup, as fwx run does at SIGHUP: the tunnel and its flows stay
+// up, and a policy with errors is refused with them, the running one
+// staying.
+func reloadOn(ctx context.Context, hup <-chan os.Signal, fw *fwx.Firewall, file string, diag zerolog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if file == "" {
+			diag.Warn().Msg("reload: no --policy file to re-read; the built-in default stays")
+			continue
+		}
+		p, err := policy.Load(file)
+		if err == nil {
+			var r fwx.ReloadReport
+			if r, err = fw.Reload(p); err == nil {
+				diag.Info().Str("policy", file).Interface("report", r).Msg("policy reloaded")
+				continue
+			}
+		}
+		diag.Error().Err(err).Str("policy", file).Msg("reload refused; the running policy stays")
+	}
 }
 
 // firewallConfig builds fwx's configuration from the options, except its
