@@ -87,6 +87,9 @@ func listenControl(path string) (*controlServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run: --control: %w", err)
 	}
+	if err := safeDir(dir); err != nil {
+		return nil, fmt.Errorf("run: --control %s: %w", path, err)
+	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("run: --control %s: another fwx answers on it; give this one its own with --control PATH", path)
@@ -106,6 +109,25 @@ func listenControl(path string) (*controlServer, error) {
 		return nil, fmt.Errorf("run: --control: %w", err)
 	}
 	return &controlServer{path: path, ln: ln}, nil
+}
+
+// safeDir checks that nobody but fwx's user (and root) can put a file in
+// dir, the control socket's directory: whoever can could replace the
+// socket with their own and answer fwx status and fwx reload in fwx's
+// name. A directory another user made (say /tmp/fwx-UID, made before fwx
+// ran) is refused, as is one others may write to without the sticky bit.
+func safeDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("directory %s belongs to user %d: another user could replace the control socket; pass --control PATH in a directory of your own", dir, st.Uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("directory %s is writable by others (mode %v): anyone could replace the control socket; pass --control PATH in a directory of your own", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // serve answers requests with h until close.
@@ -237,6 +259,9 @@ func dialControl(path, inTun string) (*controlClient, error) {
 		default:
 			return nil, fmt.Errorf("several fwx run here (%v): name one with --in-tun NAME or --control PATH", socks)
 		}
+	}
+	if err := safeDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c := &controlClient{path: path}
 	c.http = &http.Client{Transport: &http.Transport{

@@ -60,6 +60,42 @@ func TestControlSocket(t *testing.T) {
 	}
 }
 
+// TestControlDirUnsafe: fwx neither makes nor looks for its control
+// socket in a directory where another user could replace it.
+func TestControlDirUnsafe(t *testing.T) {
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenControl(filepath.Join(open, "fwxi.sock")); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Errorf("a directory anyone may write to: %v, want refused", err)
+	}
+	if _, err := dialControl(filepath.Join(open, "fwxi.sock"), ""); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Errorf("fwx status in a directory anyone may write to: %v, want refused", err)
+	}
+	sticky := t.TempDir()
+	if err := os.Chmod(sticky, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	s, err := listenControl(filepath.Join(sticky, "fwxi.sock"))
+	if err != nil {
+		t.Errorf("a sticky directory like /tmp: %v, want accepted", err)
+	} else {
+		s.close()
+	}
+	if os.Geteuid() != 0 {
+		t.Log("skipping a directory of another user's: making one needs root")
+		return
+	}
+	theirs := t.TempDir()
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenControl(filepath.Join(theirs, "fwxi.sock")); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+		t.Errorf("another user's directory: %v, want refused", err)
+	}
+}
+
 // TestStatusWatch: fwx status --watch asks again every --interval, with
 // the same filters, one screen (or one JSON line) per answer, until fwx
 // stops answering, which it reports.
