@@ -125,7 +125,7 @@ func safeDir(dir string) error {
 		return fmt.Errorf("directory %s belongs to user %d: another user could replace the control socket; pass --control PATH in a directory of your own", dir, st.Uid)
 	}
 	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
-		return fmt.Errorf("directory %s is writable by others (mode %v): anyone could replace the control socket; pass --control PATH in a directory of your own", dir, fi.Mode().Perm())
+		return fmt.Errorf("directory %s is writable by others (mode %#o, no sticky bit): anyone could replace the control socket; pass --control PATH in a directory of your own", dir, fi.Mode().Perm())
 	}
 	return nil
 }
