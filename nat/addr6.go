@@ -92,14 +92,18 @@ func (d *dict) hold(a [16]byte) uint32 {
 	defer s.mu.Unlock()
 	id, ok := s.ids[a]
 	if !ok {
+		// The address's one copy, made only for a new entry (taking &a
+		// would move a to the heap on every call).
+		c := new([16]byte)
+		*c = a
 		if n := len(s.free); n > 0 {
 			id, s.free = s.free[n-1], s.free[:n-1]
-			*s.slot(id) = dictSlot{addr: &a}
+			*s.slot(id) = dictSlot{addr: c}
 		} else {
 			if len(s.slots) == 1<<dictSlotBits-1 {
 				panic("nat: IPv6 address dictionary shard full")
 			}
-			s.slots = append(s.slots, dictSlot{addr: &a})
+			s.slots = append(s.slots, dictSlot{addr: c})
 			id = i<<dictSlotBits | uint32(len(s.slots))
 		}
 		if s.ids == nil {

@@ -32,9 +32,12 @@ func (t *Table) pickup(src, dst netip.AddrPort, now int64) *Flow {
 	if until := t.pickupUntil.Load(); until == 0 || now > until {
 		return nil
 	}
-	d := t.cfg.Decider.Outbound(TCP, src, dst)
-	if !d.Allow || d.UserMode || t.cfg.UserModeTCP {
+	if t.cfg.UserModeTCP {
 		return nil // a connection fwx terminated cannot go on
+	}
+	d := t.cfg.Decider.Outbound(TCP, src, dst)
+	if !d.Allow || d.UserMode {
+		return nil // refused, or one fwx would terminate
 	}
 	c, _ := t.admit(src.Addr(), TCP, now)
 	if c == nil {

@@ -85,10 +85,10 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		// connection fwx lost (a restart), picked up again or reset.
 		if p.Proto == TCP && !p.opens() {
 			if p.TCPFlags&(header.TCPFlagSyn|header.TCPFlagRst) != 0 {
-				return t.stale(p)
+				return t.stale(p, DropStale)
 			}
 			if f = t.pickup(p.Src, p.Dst, n); f == nil {
-				return t.stale(p)
+				return t.stale(p, DropStale)
 			}
 		}
 		var why DropReason
@@ -224,8 +224,7 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 		var why DropReason
 		if f, why = t.inbound(p.Proto, p.Src, p.Dst, p.opens(), n); f == nil {
 			if p.Proto == TCP && (why == DropStale || why == DropPinholeGone) {
-				t.drops[why].Add(1)
-				return t.resetUnlessRST(p)
+				return t.stale(p, why)
 			}
 			return t.drop(why)
 		}
@@ -312,14 +311,10 @@ func (t *Table) reopen(f *Flow, dir Direction, now int64) *Flow {
 	return nil
 }
 
-// stale counts a TCP segment of no connection fwx knows and answers it
-// with a RST, unless it is one.
-func (t *Table) stale(p *Packet) Verdict {
-	t.drops[DropStale].Add(1)
-	return t.resetUnlessRST(p)
-}
-
-func (t *Table) resetUnlessRST(p *Packet) Verdict {
+// stale counts a TCP segment of no connection fwx knows (why: stale, or
+// pinhole-gone) and answers it with a RST, unless it is one.
+func (t *Table) stale(p *Packet, why DropReason) Verdict {
+	t.drops[why].Add(1)
 	if p.TCPFlags&header.TCPFlagRst != 0 {
 		return Drop
 	}

@@ -22,7 +22,7 @@ type BindRequest struct {
 	// address, port 0) means fwx's external address and any port. A port
 	// may be forced only when binding one port.
 	Proxy netip.AddrPort
-	// Protocol is TCP or UDP.
+	// Transport is TCP or UDP.
 	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
 	// Bidirectional and IncreaseReceiveBuffer. Timeout cannot be combined
@@ -87,7 +87,7 @@ const maxBind = 1024
 func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	const call = "BindForClient"
 	n := len(req.ClientAddrs)
-	proto, err := req.Transport, checkTransport(call, req.Transport)
+	err := checkTransport(call, req.Transport)
 	switch {
 	case err != nil:
 		return nil, err
@@ -117,9 +117,9 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	var base netip.AddrPort
 	if req.Proxy.Port() != 0 {
 		base = netip.AddrPortFrom(ext, req.Proxy.Port())
-		err = table.ReservePort(proto, base)
+		err = table.ReservePort(req.Transport, base)
 	} else {
-		base, err = table.ReserveBlock(proto, ext, n)
+		base, err = table.ReserveBlock(req.Transport, ext, n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
@@ -132,7 +132,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 	}
 	release := func(from int) {
 		for i := from; i < n; i++ {
-			table.ReleasePort(proto, portAt(base, i))
+			table.ReleasePort(req.Transport, portAt(base, i))
 		}
 	}
 
@@ -175,7 +175,7 @@ func (s *Session) BindForClient(req BindRequest) (*BindResult, error) {
 			c.made, onFlow = s.made(c, req.Protocol, req.Notify, req.Context), nil
 		}
 		e := &nat.Expectation{
-			Proto:         proto,
+			Proto:         req.Transport,
 			External:      c.addr,
 			Remotes:       remoteFilter(req.IPFilter),
 			Bidirectional: req.Flags&Bidirectional != 0,

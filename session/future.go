@@ -20,7 +20,7 @@ type FutureConnect struct {
 	// and, with a port, its source port too (see [Redirect]); the zero
 	// value means fwx's address and any port.
 	ProxyExternal netip.AddrPort
-	// Protocol is TCP or UDP.
+	// Transport is TCP or UDP.
 	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
 	// IncreaseReceiveBuffer.
@@ -48,7 +48,7 @@ type FutureConnect struct {
 // ErrTerminating.
 func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error) {
 	const call = "AllowFutureConnect"
-	proto, err := req.Transport, checkTransport(call, req.Transport)
+	err := checkTransport(call, req.Transport)
 	if err != nil {
 		return nil, err
 	}
@@ -65,12 +65,12 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 	dst := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
 	ev := ConnectEvent(req.Transport)
 	userMode := req.Flags&NoKernelMode != 0 || len(s.mgr.hooked(ev, d.Filter, true)) > 0 || s.wantsFilter(ev, dst)
-	pinned, err := s.pinPort(call, proto, ext, req.ProxyExternal.Port())
+	pinned, err := s.pinPort(call, req.Transport, ext, req.ProxyExternal.Port())
 	if err != nil {
 		return nil, err
 	}
 	e := &nat.Expectation{
-		Proto:        proto,
+		Proto:        req.Transport,
 		Client:       s.client,
 		Dst:          dst,
 		ExternalAddr: ext,
@@ -87,7 +87,7 @@ func (s *Session) AllowFutureConnect(req FutureConnect) (*FirewallAction, error)
 	e.Rule, e.Owner = c.rule, c
 	e.OnFlow = s.established(c, req.Protocol, req.Notify, req.Context)
 	if err := s.mgr.cfg.Table.ExpectOutbound(e, s.mgr.cfg.Clock.Now()); err != nil {
-		s.unpinPort(proto, ext, pinned)
+		s.unpinPort(req.Transport, ext, pinned)
 		if errors.Is(err, nat.ErrPortInUse) {
 			return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 		}

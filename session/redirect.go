@@ -21,7 +21,7 @@ type Redirect struct {
 	// redirect leaves from it; another endpoint, or one that already
 	// leaves from another port, is refused.
 	ProxyExternal netip.AddrPort
-	// Protocol is TCP or UDP.
+	// Transport is TCP or UDP.
 	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode; for UDP also
 	// IncreaseReceiveBuffer (a 64 KiB receive buffer on the user-mode
@@ -59,7 +59,7 @@ type RedirectResult struct {
 func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 	const call = "RedirectConnections"
 	n := len(req.ConnectAddrs)
-	proto, err := req.Transport, checkTransport(call, req.Transport)
+	err := checkTransport(call, req.Transport)
 	internal, _ := s.mgr.cfg.Table.InternalFor(s.client)
 	switch {
 	case err != nil:
@@ -84,26 +84,26 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		return nil, err
 	}
 	table := s.mgr.cfg.Table
-	pinned, err := s.pinPort(call, proto, ext, req.ProxyExternal.Port())
+	pinned, err := s.pinPort(call, req.Transport, ext, req.ProxyExternal.Port())
 	if err != nil {
 		return nil, err
 	}
-	base, err := table.ReserveBlock(proto, internal, n)
+	base, err := table.ReserveBlock(req.Transport, internal, n)
 	if err != nil {
-		s.unpinPort(proto, ext, pinned)
+		s.unpinPort(req.Transport, ext, pinned)
 		return nil, fmt.Errorf("session: %s: %w: %w", call, ErrAddressInUse, err)
 	}
 	ev := ConnectEvent(req.Transport)
 	res := &RedirectResult{Internal: base}
 	fail := func(i int, err error) (*RedirectResult, error) {
 		if len(res.Actions) == 0 {
-			s.unpinPort(proto, ext, pinned) // else the cancelled expectation frees it
+			s.unpinPort(req.Transport, ext, pinned) // else the cancelled expectation frees it
 		}
 		for _, a := range res.Actions {
 			a.Cancel()
 		}
 		for j := i; j < n; j++ {
-			table.ReleasePort(proto, portAt(base, j))
+			table.ReleasePort(req.Transport, portAt(base, j))
 		}
 		return nil, fmt.Errorf("session: %s: %w", call, err)
 	}
@@ -122,7 +122,7 @@ func (s *Session) RedirectConnections(req Redirect) (*RedirectResult, error) {
 		}
 		userMode := req.Flags&NoKernelMode != 0 || c.userMode() || (req.Transport == TCP && table.UserModeTCP())
 		e := &nat.Expectation{
-			Proto:        proto,
+			Proto:        req.Transport,
 			Client:       s.client,
 			Dst:          portAt(base, i),
 			Redirect:     dst,
