@@ -133,7 +133,7 @@ func Example() {
 // run; TestHostMode runs fwx in host mode in a network namespace of its
 // own, with the lab's clients on an in-memory inside.
 func Example_hostMode() {
-	inside, err := vnettun.Create("fwx0", 1500) // then: ip addr add 10.0.0.1/24 dev fwx0; ip link set fwx0 up
+	inside, err := vnettun.Create("fwx0", 1500) // then: ip addr add 10.0.0.2/24 dev fwx0; ip link set fwx0 up (the host is a client; 10.0.0.1 is fwx)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -41,7 +41,7 @@ var ErrRestartNeeded = errors.New("takes effect only when fwx starts: restart fw
 // A policy that fwx cannot run is refused, and the running one stays: a
 // filter fwx does not have, a publication on an address that is not fwx's
 // or on a port in use, a change of the options that take effect only at
-// start (timeouts, filtering). Each is found before anything changes,
+// start (timeouts, filtering, nptv6). Each is found before anything changes,
 // except a port in use: a strict reload ends the flows it would end before
 // it publishes (so that a publication changed in place can take its port
 // at once), and those stay ended if a publication then finds its port

@@ -17,7 +17,7 @@ type RetroactiveBind struct {
 	// External is the endpoint: [Connection.External] of one of the
 	// client's UDP connections.
 	External netip.AddrPort
-	// Protocol is UDP: a SecureNAT client's TCP mapping takes no
+	// Transport is UDP: a SecureNAT client's TCP mapping takes no
 	// connections.
 	Transport Transport
 	// Flags: AllowMultiple, Timeout, NoKernelMode, Bidirectional,

@@ -87,8 +87,8 @@ func listenControl(path string) (*controlServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run: --control: %w", err)
 	}
-	if err := safeDir(dir); err != nil {
-		return nil, fmt.Errorf("run: --control %s: %w", path, err)
+	if err := safeDir(dir, true); err != nil {
+		return nil, fmt.Errorf("run: --control %s: %w; pass --control PATH in a directory of your own", path, err)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
@@ -114,18 +114,19 @@ func listenControl(path string) (*controlServer, error) {
 // safeDir checks that nobody but fwx's user (and root) can put a file in
 // dir, the control socket's directory: whoever can could replace the
 // socket with their own and answer fwx status and fwx reload in fwx's
-// name. A directory another user made (say /tmp/fwx-UID, made before fwx
-// ran) is refused, as is one others may write to without the sticky bit.
-func safeDir(dir string) error {
+// name. fwx run (owned) also refuses a directory another user made (say
+// /tmp/fwx-UID, made before fwx ran); a client need not, since the
+// directory's owner is the user fwx runs as or could answer anyway.
+func safeDir(dir string, owned bool) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return err
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("directory %s belongs to user %d: another user could replace the control socket; pass --control PATH in a directory of your own", dir, st.Uid)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && owned && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("directory %s belongs to user %d: another user could replace the control socket", dir, st.Uid)
 	}
 	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
-		return fmt.Errorf("directory %s is writable by others (mode %#o, no sticky bit): anyone could replace the control socket; pass --control PATH in a directory of your own", dir, fi.Mode().Perm())
+		return fmt.Errorf("directory %s is writable by others (mode %#o, no sticky bit): anyone could replace the control socket", dir, fi.Mode().Perm())
 	}
 	return nil
 }
@@ -260,8 +261,8 @@ func dialControl(path, inTun string) (*controlClient, error) {
 			return nil, fmt.Errorf("several fwx run here (%v): name one with --in-tun NAME or --control PATH", socks)
 		}
 	}
-	if err := safeDir(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := safeDir(filepath.Dir(path), false); err != nil {
+		return nil, fmt.Errorf("%s: %w; not asking it (restart fwx with --control PATH in a directory only its user may write to)", path, err)
 	}
 	c := &controlClient{path: path}
 	c.http = &http.Client{Transport: &http.Transport{

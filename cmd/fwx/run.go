@@ -91,7 +91,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.StringVar(&mark, "out-mark", "", "host mode: mark fwx's sockets' packets with `N` (SO_MARK, needs CAP_NET_ADMIN) for a policy-routing rule")
 	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
 	fs.IntVar(&c.mtu, "mtu", 0, "MTU `N` of the TUN devices, 576 to 65535; without it, 1500 for devices fwx creates, and an existing device's own")
-	fs.IntVar(&c.queues, "queues", runtime.GOMAXPROCS(0), "queues `N` of each TUN device (IFF_MULTI_QUEUE), each read by a goroutine of its own, 1 to 256; a flow stays on one queue; an existing device made without multi_queue has one; the default is the CPUs fwx may use (GOMAXPROCS)")
+	fs.IntVar(&c.queues, "queues", min(runtime.GOMAXPROCS(0), maxQueues), "queues `N` of each TUN device (IFF_MULTI_QUEUE), each read by a goroutine of its own, 1 to 256; a flow stays on one queue; an existing device made without multi_queue has one; the default is the CPUs fwx may use (GOMAXPROCS, at most 256)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "`FORMAT` of both logs: json (one JSON object per line) or console (for people)")
 	fs.StringVar(&c.fwlog, "fwlog", "", "write the firewall log to `FILE` instead of standard output")
 	fs.StringVar(&maxSize, "fwlog-max-size", "", "rotate the --fwlog file when it would grow past `SIZE` (bytes, or with K, M or G): FILE becomes FILE.1, and so on")
@@ -349,7 +349,7 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 	in, err := vnettun.CreateQueues(c.inTun, mtu, c.queues)
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) {
-			err = fmt.Errorf("%w (without CAP_NET_ADMIN, fwx attaches only to a TUN created for its user: ip tuntap add dev %s mode tun user $USER)", err, c.inTun)
+			err = fmt.Errorf("%w (without CAP_NET_ADMIN, fwx attaches only to a TUN created for its user: ip tuntap add dev %s mode tun user $USER multi_queue; see docs/HOST.md)", err, c.inTun)
 		}
 		if cfg.Host != nil {
 			cfg.Host.Close()

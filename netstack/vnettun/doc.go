@@ -22,9 +22,11 @@
 // Packets going anywhere else (gVisor, an in-memory device, a host socket)
 // must be made ordinary first: [Finish] completes a partial checksum,
 // [Split] cuts a superpacket into MTU packets with complete checksums, and
-// [Coalesce] makes a TCP superpacket one large segment for a local stack.
-// The other way, [GRO] merges the TCP segments of a device without
-// offloads into superpackets before they are written.
+// [Join] makes a TCP superpacket one large segment for a local stack that
+// trusts the checksums it is given ([Coalesce] also completes its
+// checksum). The other way, [GRO] merges the TCP segments of a device
+// without offloads into superpackets before they are written, and
+// [CoalesceUDP] merges a flow's UDP datagrams into a USO superpacket.
 // Packets the caller builds itself go to Write with a zero header
 // ([ClearHdr]). A superpacket's segments are sized for the link it was
 // sent on (GSOSize), so give both Devices the same MTU.
