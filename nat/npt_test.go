@@ -121,7 +121,7 @@ func TestNPTv6Restart(t *testing.T) {
 		t.Fatalf("before the restart: %v from %v, %v", vo, p.Src, vi)
 	}
 	var buf bytes.Buffer
-	if n, err := old.Save(&buf, t0); err != nil || n != 1 {
+	if n, _, err := old.Save(&buf, t0); err != nil || n != 1 {
 		t.Fatalf("saved %d, %v", n, err)
 	}
 	restored, _ := newTable(t, cfg)

@@ -60,15 +60,17 @@ type savedBind struct {
 }
 
 // Save writes the table's flows to w, as of now, for [Table.Restore] in
-// the next run; user-mode flows are left out. The flows it wrote are not
-// reported ended by [Table.Close] afterwards: they go on in the next run.
-// It returns how many it wrote. Call it once forwarding has stopped.
-func (t *Table) Save(w io.Writer, now time.Time) (int, error) {
+// the next run; user-mode flows are left out. It returns how many it
+// wrote, and handover, to be called once what it wrote is safely stored:
+// the flows are then not reported ended by [Table.Close], since they go on
+// in the next run. Without handover (the file could not be written) they
+// end here, with their records. Call it once forwarding has stopped.
+func (t *Table) Save(w io.Writer, now time.Time) (n int, handover func(), err error) {
 	st := savedTable{Version: stateVersion, External: t.cfg.External, Saved: now}
-	n := now.UnixNano()
+	at := now.UnixNano()
 	var saved []*Flow
 	for _, f := range t.Flows() {
-		if f.userMode || f.Removed() || f.expired(n, &t.cfg.Timeouts) {
+		if f.userMode || f.Removed() || f.expired(at, &t.cfg.Timeouts) {
 			continue
 		}
 		out, in, pout, pin := f.Counters()
@@ -85,10 +87,10 @@ func (t *Table) Save(w io.Writer, now time.Time) (int, error) {
 	}
 	t.mu.Lock()
 	for e := range t.binds {
-		if e.doneLocked(n) {
+		if e.doneLocked(at) {
 			continue
 		}
-		until := n + int64(goneGrace)
+		until := at + int64(goneGrace)
 		if !e.Deadline.IsZero() {
 			until = e.Deadline.UnixNano()
 		}
@@ -96,12 +98,13 @@ func (t *Table) Save(w io.Writer, now time.Time) (int, error) {
 	}
 	t.mu.Unlock()
 	if err := gob.NewEncoder(w).Encode(&st); err != nil {
-		return 0, fmt.Errorf("nat: save: %w", err)
+		return 0, nil, fmt.Errorf("nat: save: %w", err)
 	}
-	for _, f := range saved {
-		f.tcp.set(flowReported) // its end will be reported by the next run
-	}
-	return len(saved), nil
+	return len(saved), func() {
+		for _, f := range saved {
+			f.tcp.set(flowReported) // its end will be reported by the next run
+		}
+	}, nil
 }
 
 // Restore puts back the flows [Table.Save] wrote, as of now: each on its

@@ -71,10 +71,11 @@ func TestSaveRestore(t *testing.T) {
 
 	var buf bytes.Buffer
 	stop := t0.Add(time.Second)
-	n, err := old.Save(&buf, stop)
+	n, handover, err := old.Save(&buf, stop)
 	if err != nil || n != 4 {
 		t.Fatalf("saved %d flows, %v; want 4 (not the user-mode one)", n, err)
 	}
+	handover()
 	old.Close(stop)
 	if got := oldRec.ended[endedBefore:]; len(got) != 1 || !got[0].UserMode() {
 		t.Fatalf("ended at stop: %v; want only the user-mode flow", got)
@@ -132,7 +133,7 @@ func TestRestoreRefusesOthers(t *testing.T) {
 	old, _ := stateTable(t)
 	out(old, lab.UDPPacket(client, server, nil), t0)
 	var buf bytes.Buffer
-	if _, err := old.Save(&buf, t0); err != nil {
+	if _, _, err := old.Save(&buf, t0); err != nil {
 		t.Fatal(err)
 	}
 	other, _ := nat.New(nat.Config{External: []netip.Addr{netip.MustParseAddr("192.0.2.7")}})
@@ -220,7 +221,7 @@ func TestSaveRestoreIPv6(t *testing.T) {
 	old, _ := newTable(t, nat.Config{})
 	_, p := out(old, lab.UDPPacket(client6, server6, []byte("q")), t0)
 	var buf bytes.Buffer
-	if n, err := old.Save(&buf, t0); err != nil || n != 1 {
+	if n, _, err := old.Save(&buf, t0); err != nil || n != 1 {
 		t.Fatalf("saved %d, %v", n, err)
 	}
 	tab, _ := newTable(t, nat.Config{})

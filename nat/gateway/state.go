@@ -65,7 +65,7 @@ func (g *Gateway) save(now time.Time) {
 		return
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	n, err := g.table.Save(w, now)
+	n, handover, err := g.table.Save(w, now)
 	if err == nil {
 		err = w.Flush()
 	}
@@ -80,8 +80,9 @@ func (g *Gateway) save(now time.Time) {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		log.Error().Err(err).Int("flows", n).Msg("flow table not saved")
+		log.Error().Err(err).Int("flows", n).Msg("flow table not saved: its flows end")
 		return
 	}
+	handover()
 	log.Info().Int("flows", n).Msg("flow table saved for the next run")
 }
