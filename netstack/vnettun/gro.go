@@ -99,8 +99,19 @@ func tcpSegment(pkt []byte) (ihl, thl, payload int, ok bool) {
 
 const tcpACK = 0x10
 
+// ipHeaderLen is the length of pkt's IP header as the items have it: 40
+// for IPv6, else 20 (a packet with IPv4 options matches no item and starts
+// none).
+func ipHeaderLen(pkt []byte) int {
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		return 40
+	}
+	return 20
+}
+
 // flowOf copies a segment's addresses and ports into a flow key.
 func flowOf(pkt []byte, ihl int) (f [36]byte) {
+	// (ihl is 20 or 40: the items hold packets without IP options.)
 	if ihl == 20 {
 		copy(f[:], pkt[12:24])
 	} else {
@@ -137,15 +148,16 @@ func sameIP(pkt, head []byte, ihl int) bool {
 // continue it closes the item.
 func merge(pkts [][]byte, open []groItem, b []byte, offset int) bool {
 	pkt := b[offset:]
-	if len(pkt) < 40 {
+	ihl := ipHeaderLen(pkt)
+	if len(pkt) < ihl+20 {
 		return false
 	}
+	flow := flowOf(pkt, ihl) // once, not once per open item
 	for i := range open {
 		it := &open[i]
-		if it.segs == 0 || len(pkt) < it.ihl+20 || flowOf(pkt, it.ihl) != it.flow || (pkt[0]>>4 == 6) != (it.ihl == 40) {
+		if it.segs == 0 || it.ihl != ihl || it.flow != flow {
 			continue
 		}
-		ihl := it.ihl
 		head := pkts[it.idx][offset:]
 		sihl, thl, payload, ok := tcpSegment(pkt)
 		switch {

@@ -102,9 +102,14 @@ func udpDatagram(b []byte, offset int) (ihl, payload int, ok bool) {
 // the item.
 func mergeUDP(pkts [][]byte, open []udpItem, b []byte, offset int) bool {
 	pkt := b[offset:]
+	ihl := ipHeaderLen(pkt)
+	if len(pkt) < ihl+8 {
+		return false
+	}
+	flow := flowOf(pkt, ihl) // once, not once per open item
 	for i := range open {
 		it := &open[i]
-		if it.segs == 0 || len(pkt) < it.ihl+8 || (pkt[0]>>4 == 6) != (it.ihl == 40) || flowOf(pkt, it.ihl) != it.flow {
+		if it.segs == 0 || it.ihl != ihl || it.flow != flow {
 			continue
 		}
 		head := pkts[it.idx][offset:]
