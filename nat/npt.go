@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
 
 // NPTv6 (RFC 6296): instead of masquerading behind the pool, an inside
@@ -40,26 +42,8 @@ func newNPT(n NPTv6) (npt, error) {
 	// differ; the adjusted word takes the difference back, so the
 	// address's sum stays.
 	a, b := in.Addr().As16(), out.Addr().As16()
-	adj := add16(sum16(a[:8]), ^sum16(b[:8]))
+	adj := checksum.Combine(checksum.Checksum(a[:8], 0), ^checksum.Checksum(b[:8], 0))
 	return npt{NPTv6{in, out}, adj}, nil
-}
-
-// sum16 is the ones' complement sum of b's 16-bit words.
-func sum16(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
-
-// add16 adds in ones' complement.
-func add16(a, b uint16) uint16 {
-	s := uint32(a) + uint32(b)
-	return uint16(s&0xffff + s>>16)
 }
 
 // word returns the offset of the 16-bit word of a that absorbs the
@@ -96,7 +80,7 @@ func (n *npt) translate(a netip.Addr, to netip.Prefix, adj uint16) (netip.Addr, 
 		mask := byte(0xff) << (8 - r)
 		b[bits/8] = b[bits/8]&^mask | p[bits/8]&mask
 	}
-	v := add16(binary.BigEndian.Uint16(b[w:]), adj)
+	v := checksum.Combine(binary.BigEndian.Uint16(b[w:]), adj)
 	if v == 0xffff {
 		v = 0 // RFC 6296 section 3.5: 0xffff stands for zero
 	}
