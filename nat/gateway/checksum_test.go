@@ -37,14 +37,14 @@ func TestChecksumValid(t *testing.T) {
 		{"icmp6", lab.ICMPv6Echo(c6.Addr(), s6.Addr(), header.ICMPv6EchoRequest, 1, 2), 45},
 	} {
 		p := nat.Parse(tc.pkt)
-		if !checksumValid(&p) {
+		if !p.ChecksumValid() {
 			t.Errorf("%s: a right checksum found wrong", tc.name)
 		}
 		if tc.at < 0 {
 			continue
 		}
 		tc.pkt[tc.at] ^= 0x10
-		if p := nat.Parse(tc.pkt); checksumValid(&p) {
+		if p := nat.Parse(tc.pkt); p.ChecksumValid() {
 			t.Errorf("%s: a wrong checksum found right", tc.name)
 		}
 	}

@@ -58,7 +58,7 @@ func (g *Gateway) defragment(b *batch, from, to tun.Device, out bool, p *nat.Pac
 		switch {
 		case q.Proto == nat.UDP:
 			g.user.divertDatagram(&q, out, now)
-		case b.stack != nil && checksumValid(&q):
+		case b.stack != nil && q.ChecksumValid():
 			b.stack.Deliver([][]byte{q.Bytes()})
 		}
 	}

@@ -184,7 +184,7 @@ func (g *Gateway) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 					g.emitSegments(b, nil, hdr, p.Bytes())
 					continue
 				}
-				if !trusted(hdr) && !checksumValid(&p) {
+				if !trusted(hdr) && !p.ChecksumValid() {
 					continue
 				}
 				b.divert = append(b.divert, buf[headroom:headroom+p.Len()])
