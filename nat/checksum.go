@@ -8,8 +8,13 @@ import (
 
 // ChecksumValid reports whether p's transport checksum is right: what a
 // receiving stack would check, for a path (fwx's netstacks) that trusts the
-// checksums it is handed. It is true for a protocol no stack checks.
+// checksums it is handed. It is true for a protocol no stack checks, and
+// without a look when the sending kernel vouched for the checksum
+// ([Packet.SetPartialChecksum], [Packet.SetChecksumVerified]).
 func (p *Packet) ChecksumValid() bool {
+	if p.partial || p.verified {
+		return true
+	}
 	l4 := p.L4()
 	var proto tcpip.TransportProtocolNumber
 	switch {
@@ -30,3 +35,8 @@ func (p *Packet) ChecksumValid() bool {
 	src, dst := tcpAddr(p.Src.Addr()), tcpAddr(p.Dst.Addr())
 	return checksum.Checksum(l4, header.PseudoHeaderChecksum(proto, src, dst, uint16(len(l4)))) == 0xffff
 }
+
+// SetChecksumVerified says the kernel that handed fwx the packet verified
+// its transport checksum already (virtio DATA_VALID), so ChecksumValid need
+// not.
+func (p *Packet) SetChecksumVerified(verified bool) { p.verified = verified }

@@ -83,6 +83,10 @@ const (
 	// DropPinholeGone: a connection to a port bound for a pinhole that
 	// was lost in a restart (see [Table.Restore]): answered with a RST.
 	DropPinholeGone
+	// DropChecksum: a packet that would open a flow but whose transport
+	// checksum is wrong. The receiving host would drop it, so it gets no
+	// flow and no log record, as conntrack treats it (nf_conntrack_checksum).
+	DropChecksum
 
 	// NumDropReasons is the number of reasons.
 	NumDropReasons
@@ -94,6 +98,7 @@ var dropNames = [NumDropReasons]string{
 	"inbound-only", "ttl-exceeded", "no-port", "table-full", "client-flows",
 	"client-half-open", "client-rate", "unarmed", "ext-header",
 	"fragment-overlap", "fragment-limit", "fragment-timeout", "client-dials", "no-address", "pinhole-gone",
+	"bad-checksum",
 }
 
 // String returns the reason's label, as in "spoofed-source".

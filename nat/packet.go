@@ -55,6 +55,7 @@ type Packet struct {
 	b            []byte       // the whole IP packet, trimmed to its length
 	v6           bool         // an IPv6 packet
 	partial      bool         // the L4 checksum is a partial pseudo-header sum (virtio NEEDS_CSUM)
+	verified     bool         // the kernel verified the L4 checksum (virtio DATA_VALID)
 	sourceRouted bool         // the IP header carries a source route (IPv4 LSRR, SSRR)
 	l4           int          // offset of the transport header in b
 	inner        int          // offset of the quoted IP header in b (Error only)

@@ -81,6 +81,9 @@ func (t *Table) Outbound(p *Packet, now time.Time) Verdict {
 		if (t.IsInternal(dst) || (t.IsExternal(dst) && p.Kind == Query)) && !t.hasExpectation(p, n) {
 			return Local
 		}
+		if !p.ChecksumValid() {
+			return t.drop(DropChecksum) // it opens nothing, and gets no RST
+		}
 		// Only a SYN opens a TCP flow; another segment is one of a
 		// connection fwx lost (a restart), picked up again or reset.
 		if p.Proto == TCP && !p.opens() {
@@ -220,6 +223,9 @@ func (t *Table) translateInbound(p *Packet, n int64) Verdict {
 	if f == nil {
 		if p.Kind == Query {
 			return t.drop(DropStale) // an echo reply nobody asked for
+		}
+		if !p.ChecksumValid() {
+			return t.drop(DropChecksum)
 		}
 		var why DropReason
 		if f, why = t.inbound(p.Proto, p.Src, p.Dst, p.opens(), n); f == nil {

@@ -139,7 +139,13 @@ func (g *Gateway) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 				g.defragment(b, from, to, out, &p, now)
 				continue
 			}
+			// What the kernel vouches for is not checked again: a
+			// checksum it left partial (NEEDS_CSUM, the sender's own
+			// stack) or verified (DATA_VALID). Anything else is checked
+			// where it matters: before it opens a flow (nat) and before
+			// it reaches a netstack or a datagram filter, which trust it.
 			p.SetPartialChecksum(hdr.NeedsCsum())
+			p.SetChecksumVerified(hdr.Flags&vnettun.FlagDataValid != 0)
 			var v nat.Verdict
 			if out {
 				v = g.table.Outbound(&p, now)
@@ -179,12 +185,13 @@ func (g *Gateway) forwardBatch(b *batch, from, to tun.Device, out bool) error {
 				}
 				// A TCP superpacket goes in as one large segment, as GRO
 				// would hand it to a local stack; what cannot be one is
-				// cut. The stack trusts checksums (checksum.go).
+				// cut. The stack trusts checksums: each segment is checked
+				// here, unless the kernel vouched for it.
 				if hdr.IsGSO() && vnettun.Join(hdr, p.Bytes()) != nil {
 					g.emitSegments(b, nil, hdr, p.Bytes())
 					continue
 				}
-				if !trusted(hdr) && !p.ChecksumValid() {
+				if !p.ChecksumValid() {
 					continue
 				}
 				b.divert = append(b.divert, buf[headroom:headroom+p.Len()])

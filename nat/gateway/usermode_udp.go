@@ -23,9 +23,11 @@ import (
 // runs for a fast-path packet.
 
 // divertDatagram hands a datagram of a user-mode UDP flow, read from the
-// inside (out) or the outside, to the session layer.
+// inside (out) or the outside, to the session layer. A datagram whose
+// checksum is wrong is dropped, as the host it was for would drop it:
+// filters see only what a host's socket would.
 func (u *userPath) divertDatagram(p *nat.Packet, out bool, now time.Time) {
-	if p.Kind != nat.Transport || p.TTL() <= 1 {
+	if p.Kind != nat.Transport || p.TTL() <= 1 || !p.ChecksumValid() {
 		return
 	}
 	var f *nat.Flow
