@@ -258,12 +258,12 @@ func TestLinkWritesVirtioHdr(t *testing.T) {
 		}
 		return nil
 	}
-	l := newLink(1500, offset, true, output, zerolog.Nop())
+	l := newLink(1500, offset, true, output, nil, zerolog.Nop())
 	defer func() { l.shutdown(); l.wait() }()
 	if l.SupportedGSO() != stack.HostGSOSupported || l.GSOMaxSize() != 65535 {
 		t.Errorf("SupportedGSO, GSOMaxSize = %v, %d; want host GSO up to 65535", l.SupportedGSO(), l.GSOMaxSize())
 	}
-	off := newLink(1500, 0, false, output, zerolog.Nop())
+	off := newLink(1500, 0, false, output, nil, zerolog.Nop())
 	kind, size := off.SupportedGSO(), off.GSOMaxSize()
 	off.shutdown()
 	off.wait()
@@ -361,4 +361,102 @@ func writeNumbered(tb testing.TB, w io.Writer, n int64) []byte {
 		left -= int64(len(chunk))
 	}
 	return h.Sum(nil)
+}
+
+// TestLinkOutputVectors: with an OutputVectors function the link passes
+// each packet as its views, not copied, after a headroom of the offset
+// holding its virtio header: the same bytes and header Output would get.
+// It holds each packet while OutputVectors runs and releases it after.
+func TestLinkOutputVectors(t *testing.T) {
+	lab.CheckGoroutines(t)
+	const offset = 16
+	super := gsoCase{proto: header.TCPProtocolNumber, tcpOpts: 12, payload: 20000, gso: hostGSO(false, 1448)}.build(t)
+	plain := gsoCase{proto: header.UDPProtocolNumber, payload: 100}.build(t)
+	sent := []*stack.PacketBuffer{super, plain}
+	var want [][]byte
+	for _, p := range sent {
+		want = append(want, appendPacket(nil, p))
+	}
+
+	var (
+		mu     sync.Mutex
+		got    [][]byte
+		hdrs   []vnettun.Hdr
+		pieces []int
+	)
+	outputV := func(pkts [][][]byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, v := range pkts {
+			if len(v[0]) != offset {
+				t.Errorf("headroom of %d bytes, want %d", len(v[0]), offset)
+			}
+			hdrs = append(hdrs, vnettun.ParseHdr(v[0][offset-vnettun.VirtioHdrLen:]))
+			var b []byte
+			for _, s := range v[1:] {
+				b = append(b, s...)
+			}
+			got = append(got, b)
+			pieces = append(pieces, len(v)-1)
+			if refs := sent[len(got)-1].ReadRefs(); refs != 2 {
+				t.Errorf("packet %d has %d references while output, want 2 (the writer's and the link's)", i, refs)
+			}
+		}
+		return nil
+	}
+	l := newLink(1500, offset, true, nil, outputV, zerolog.Nop())
+	for _, p := range sent {
+		if err := writeOne(l, p); err != nil {
+			t.Fatalf("WritePackets: %v", err)
+		}
+	}
+	waitFor(t, "the batch", func() bool { return l.stats.out.Load() == 2 })
+	l.shutdown()
+	l.wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range want {
+		if i >= len(got) || !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d: OutputVectors got other bytes than Output would", i)
+		}
+	}
+	if pieces[0] < 2 {
+		t.Errorf("the superpacket came in %d piece(s); want its header and payload views apart (no copy)", pieces[0])
+	}
+	wantSuper := vnettun.Hdr{Flags: vnettun.FlagNeedsCsum, GSOType: vnettun.GSOTCPv4, HdrLen: 52, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}
+	if hdrs[0] != wantSuper || hdrs[1] != (vnettun.Hdr{}) {
+		t.Errorf("headers %+v, want %+v and none", hdrs, wantSuper)
+	}
+	for i, p := range sent {
+		if refs := p.ReadRefs(); refs != 1 {
+			t.Errorf("packet %d has %d references after output, want 1", i, refs)
+		}
+		p.DecRef()
+	}
+}
+
+// TestOutputsNoAllocs: once its buffers have grown, a batch of packets
+// passed as views (OutputVectors) or copied (Output) allocates nothing.
+func TestOutputsNoAllocs(t *testing.T) {
+	super := gsoCase{proto: header.TCPProtocolNumber, tcpOpts: 12, payload: 20000, gso: hostGSO(false, 1448)}.build(t)
+	plain := gsoCase{proto: header.UDPProtocolNumber, payload: 100}.build(t)
+	defer super.DecRef()
+	defer plain.DecRef()
+	l := &link{offset: 16, gso: true}
+	l.SetMTU(1500)
+	for _, vectors := range []bool{false, true} {
+		out := newOutputs(l.offset, vectors)
+		batch := func() {
+			for range outBatch / 2 {
+				out.add(l, super)
+				out.add(l, plain)
+			}
+			out.reset()
+		}
+		batch()
+		if allocs := testing.AllocsPerRun(50, batch); allocs != 0 {
+			t.Errorf("vectors=%v: %.1f allocations per batch, want 0", vectors, allocs)
+		}
+	}
 }

@@ -4,6 +4,7 @@ package netstack
 //
 //	Stack.Deliver ─copy─► link.deliver ─► gVisor NetworkDispatcher (inline, caller's goroutine)
 //	gVisor ─► link.WritePackets ─► out (bounded, BLOCKING) ─► link.run ─copy (+ virtio header)─► Options.Output (batches ≤ 128)
+//	                                                                     or ─views (+ virtio header)─► Options.OutputVectors
 //
 // With Options.GSO, gVisor's TCP hands WritePackets superpackets of up to
 // 64 KiB and run writes a virtio-net header before each packet (gso.go).
@@ -51,7 +52,8 @@ var _ stack.LinkEndpoint = (*link)(nil)
 // gVisor's TCP from collapsing its window on self-inflicted loss (see
 // PERF-NOTES, "channel.Endpoint drops"). The wait ends when the link is
 // shut down. One goroutine (run) drains the queue, copies each packet into
-// a buffer it owns and calls output with the batch.
+// a buffer it owns and calls output with the batch, or, with outputV,
+// passes each packet's views to outputV without a copy.
 //
 // With gso set, the link advertises host GSO (gso.go) and run writes a
 // virtio-net header into the last vnettun.VirtioHdrLen bytes of each
@@ -68,6 +70,7 @@ type link struct {
 	// (Options.ChecksumsChecked); set before the NIC is created.
 	rxChecked bool
 	output    func(pkts [][]byte) error
+	outputV   func(pkts [][][]byte) error // replaces output when set
 	log       zerolog.Logger
 
 	out  chan *stack.PacketBuffer
@@ -86,14 +89,16 @@ type linkStats struct {
 // newLink returns a link whose drain goroutine calls output with packets
 // that start offset bytes into each slice, and starts that goroutine.
 // With gso, offset must be at least vnettun.VirtioHdrLen (New checks).
-func newLink(mtu, offset int, gso bool, output func([][]byte) error, log zerolog.Logger) *link {
+// outputV, if not nil, replaces output.
+func newLink(mtu, offset int, gso bool, output func([][]byte) error, outputV func([][][]byte) error, log zerolog.Logger) *link {
 	l := &link{
-		offset: offset,
-		gso:    gso,
-		output: output,
-		log:    log,
-		out:    make(chan *stack.PacketBuffer, outQueueLen),
-		done:   make(chan struct{}),
+		offset:  offset,
+		gso:     gso,
+		output:  output,
+		outputV: outputV,
+		log:     log,
+		out:     make(chan *stack.PacketBuffer, outQueueLen),
+		done:    make(chan struct{}),
 	}
 	l.SetMTU(uint32(mtu))
 	l.wg.Add(1)
@@ -182,19 +187,20 @@ func closedForSend(n int) tcpip.Error {
 }
 
 // run is the output goroutine: it takes up to outBatch queued packets at a
-// time, copies each into a buffer of its own (gVisor's packets are chains
-// of views; Output wants one slice per packet, and a copy keeps the
-// PacketBuffer's lifetime out of the caller's hands), with GSO writes its
-// virtio header in front, releases the packets and calls output. After
-// shutdown it flushes what is queued without waiting, then returns.
+// time and hands them to output, or to outputV. For output it copies each
+// into a buffer of its own (Output wants one slice per packet, and a copy
+// keeps the PacketBuffer's lifetime out of the caller's hands); for
+// outputV it passes each packet's views as they are, a headroom slice of
+// its own in front, and holds the packets until outputV returns. With GSO
+// it writes each packet's virtio header in the headroom. After shutdown it
+// flushes what is queued without waiting, then returns.
 func (l *link) run() {
 	defer l.wg.Done()
 	l.log.Debug().Msg("netstack: output goroutine started")
 	defer l.log.Debug().Msg("netstack: output goroutine stopped")
 
 	batch := make([]*stack.PacketBuffer, 0, outBatch)
-	bufs := make([][]byte, outBatch)
-	pkts := make([][]byte, 0, outBatch)
+	out := newOutputs(l.offset, l.outputV != nil)
 	for {
 		closing := false
 		select {
@@ -215,10 +221,8 @@ func (l *link) run() {
 		if len(batch) == 0 {
 			return // closing and nothing left
 		}
-		pkts = pkts[:0]
 		var supers uint64
-		for i, p := range batch {
-			batch[i] = nil
+		for _, p := range batch {
 			h, ok := vnettun.Hdr{}, true
 			if l.gso {
 				h, ok = virtioHdr(p)
@@ -226,35 +230,106 @@ func (l *link) run() {
 			if !ok {
 				l.log.Error().Int("gsoType", int(p.GSOOptions.Type)).Int("size", p.Size()).
 					Msg("netstack: dropped a packet the device cannot segment")
-				p.DecRef()
 				continue
 			}
-			b := l.buffer(bufs, len(pkts), p.Size())
-			b = appendPacket(b[:l.offset], p)
-			p.DecRef()
+			head := out.add(l, p)
 			if l.gso {
-				h.Encode(b[l.offset-vnettun.VirtioHdrLen:])
+				h.Encode(head[l.offset-vnettun.VirtioHdrLen:])
 				if h.IsGSO() {
 					supers++
 				}
 			}
-			pkts = append(pkts, b)
 		}
-		batch = batch[:0]
-		if len(pkts) > 0 {
-			l.stats.out.Add(uint64(len(pkts)))
+		if n := out.len(); n > 0 {
+			l.stats.out.Add(uint64(n))
 			l.stats.superpacketsOut.Add(supers)
 			l.stats.outBatches.Add(1)
-			if err := l.output(pkts); err != nil {
-				l.stats.outputErrors.Add(1)
-				l.log.Warn().Err(err).Int("packets", len(pkts)).Msg("netstack: output failed")
+			var err error
+			if l.outputV != nil {
+				err = l.outputV(out.vecs)
+			} else {
+				err = l.output(out.pkts)
 			}
-			clear(pkts)
+			if err != nil {
+				l.stats.outputErrors.Add(1)
+				l.log.Warn().Err(err).Int("packets", n).Msg("netstack: output failed")
+			}
 		}
+		out.reset()
+		for i, p := range batch {
+			p.DecRef()
+			batch[i] = nil
+		}
+		batch = batch[:0]
 		if closing && len(l.out) == 0 {
 			return
 		}
 	}
+}
+
+// outputs is the batch run hands to output (pkts: each packet copied
+// into a buffer of its own) or outputV (vecs: each packet's headroom,
+// then its views). Its buffers are reused from batch to batch.
+type outputs struct {
+	vectors bool
+	bufs    [][]byte   // output: packet buffers, grown as needed
+	pkts    [][]byte   // output: the batch, slices of bufs
+	heads   [][]byte   // outputV: headroom slices
+	pieces  [][][]byte // outputV: per slot, the head and the views
+	vecs    [][][]byte // outputV: the batch, slices of pieces
+}
+
+func newOutputs(offset int, vectors bool) *outputs {
+	b := &outputs{vectors: vectors}
+	if vectors {
+		b.heads = make([][]byte, outBatch)
+		for i := range b.heads {
+			b.heads[i] = make([]byte, offset)
+		}
+		b.pieces = make([][][]byte, outBatch)
+		b.vecs = make([][][]byte, 0, outBatch)
+	} else {
+		b.bufs = make([][]byte, outBatch)
+		b.pkts = make([][]byte, 0, outBatch)
+	}
+	return b
+}
+
+func (b *outputs) len() int { return len(b.pkts) + len(b.vecs) }
+
+// add adds pkt to the batch and returns its headroom.
+func (b *outputs) add(l *link, pkt *stack.PacketBuffer) []byte {
+	i := b.len()
+	if !b.vectors {
+		buf := appendPacket(l.buffer(b.bufs, i, pkt.Size())[:l.offset], pkt)
+		b.pkts = append(b.pkts, buf)
+		return buf[:l.offset]
+	}
+	v := append(b.pieces[i][:0], b.heads[i])
+	views, skip := pkt.AsViewList()
+	for view := views.Front(); view != nil; view = view.Next() {
+		s := view.AsSlice()
+		if skip >= len(s) {
+			skip -= len(s)
+			continue
+		}
+		v = append(v, s[skip:])
+		skip = 0
+	}
+	b.pieces[i] = v
+	b.vecs = append(b.vecs, v)
+	return b.heads[i]
+}
+
+// reset empties the batch, dropping its references to the packets' views.
+func (b *outputs) reset() {
+	clear(b.pkts)
+	b.pkts = b.pkts[:0]
+	for _, v := range b.vecs {
+		clear(v)
+	}
+	clear(b.vecs)
+	b.vecs = b.vecs[:0]
 }
 
 // buffer returns bufs[i], grown if needed to hold a packet of size bytes

@@ -64,7 +64,7 @@ func TestLinkBlocksNeverDrops(t *testing.T) {
 	lab.CheckGoroutines(t)
 	const offset = 10
 	rec := &recorder{offset: offset, release: make(chan struct{})}
-	l := newLink(1500, offset, false, rec.output, zerolog.Nop())
+	l := newLink(1500, offset, false, rec.output, nil, zerolog.Nop())
 
 	const total = outQueueLen + 2*outBatch
 	var written atomic.Int64
@@ -130,7 +130,7 @@ func TestLinkBlocksNeverDrops(t *testing.T) {
 func TestLinkShutdownReleasesWriters(t *testing.T) {
 	lab.CheckGoroutines(t)
 	rec := &recorder{release: make(chan struct{})}
-	l := newLink(1500, 0, false, rec.output, zerolog.Nop())
+	l := newLink(1500, 0, false, rec.output, nil, zerolog.Nop())
 
 	var pkts []*stack.PacketBuffer
 	errc := make(chan tcpip.Error, 1)

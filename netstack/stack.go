@@ -52,8 +52,8 @@ const (
 	closeAbortEvery = 10 * time.Millisecond
 )
 
-// Options configures a [Stack]. Output is required; every other field's
-// zero value is usable.
+// Options configures a [Stack]. Output or OutputVectors is required;
+// every other field's zero value is usable.
 type Options struct {
 	// Addrs are the stack's own addresses (for the outside stack, fwx's
 	// outside address). May be empty for a Transparent stack.
@@ -75,6 +75,16 @@ type Options struct {
 	// runs, the stack's queue fills and then its senders wait: Output
 	// must not wait for the stack (for example on Deliver).
 	Output func(pkts [][]byte) error
+
+	// OutputVectors, if set, is called instead of Output, as Output is,
+	// with each packet in pieces and not copied: pkts[i][0] is
+	// OutputOffset bytes of headroom (with GSO ending with the packet's
+	// virtio header, as with Output), and pkts[i][1:] are the packet's
+	// bytes in the stack's own buffers, which OutputVectors must neither
+	// change nor keep after it returns. vnettun.Device.WriteVectors takes
+	// such a batch as it is. It saves copying every packet the stack
+	// sends.
+	OutputVectors func(pkts [][][]byte) error
 
 	// OutputOffset is the headroom before each packet in the slices passed
 	// to Output: the packet is pkts[i][OutputOffset:], and the bytes
@@ -166,8 +176,8 @@ type closer interface{ abort() }
 // New returns a Stack configured by opts, with its NIC up and its output
 // goroutine running.
 func New(opts Options) (*Stack, error) {
-	if opts.Output == nil {
-		return nil, fmt.Errorf("netstack: Options.Output is required")
+	if opts.Output == nil && opts.OutputVectors == nil {
+		return nil, fmt.Errorf("netstack: Options.Output or OutputVectors is required")
 	}
 	if opts.MTU == 0 {
 		opts.MTU = 1500
@@ -214,7 +224,7 @@ func New(opts Options) (*Stack, error) {
 		s.st.Destroy()
 		return nil, err
 	}
-	s.link = newLink(opts.MTU, opts.OutputOffset, opts.GSO, opts.Output, opts.Log)
+	s.link = newLink(opts.MTU, opts.OutputOffset, opts.GSO, opts.Output, opts.OutputVectors, opts.Log)
 	s.link.rxChecked = opts.ChecksumsChecked
 	if err := s.setupNIC(opts.Addrs); err != nil {
 		s.link.shutdown()

@@ -20,7 +20,7 @@ func TestNewRejects(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"no Output", Options{}, "Output is required"},
+		{"no Output", Options{}, "Output or OutputVectors is required"},
 		{"MTU too small", Options{Output: out, MTU: 67}, "MTU 67"},
 		{"MTU too large", Options{Output: out, MTU: 70000}, "MTU 70000"},
 		{"negative offset", Options{Output: out, OutputOffset: -1}, "OutputOffset"},

@@ -87,12 +87,59 @@ func flowHash(pkt []byte) uint32 {
 // device, each packet to its flow's queue (queues.of). It keeps a
 // sub-batch per queue; one writer is used by one goroutine.
 type queueWriter struct {
-	qs  queues
-	sub [][][]byte
+	qs   queues
+	sub  [][][]byte
+	subV [][][][]byte // writeVectors' sub-batches
 }
 
 func newQueueWriter(qs queues) *queueWriter {
-	return &queueWriter{qs: qs, sub: make([][][]byte, len(qs))}
+	return &queueWriter{qs: qs, sub: make([][][]byte, len(qs)), subV: make([][][][]byte, len(qs))}
+}
+
+// vectorWriter is a device that writes packets held in pieces
+// (vnettun.Device.WriteVectors).
+type vectorWriter interface {
+	WriteVectors(pkts [][][]byte, offset int) (int, error)
+}
+
+// vectors reports whether every queue of w's device writes packets in
+// pieces (writeVectors).
+func (w *queueWriter) vectors() bool {
+	for _, q := range w.qs {
+		if _, ok := q.(vectorWriter); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// writeVectors is write for packets in pieces: packet i is
+// pkts[i][0][offset:] followed by pkts[i][1:]. Every queue must be a
+// vectorWriter (vectors).
+func (w *queueWriter) writeVectors(pkts [][][]byte, offset int) error {
+	if len(w.qs) == 1 {
+		_, err := w.qs[0].(vectorWriter).WriteVectors(pkts, offset)
+		return err
+	}
+	for _, v := range pkts {
+		start := v[0][offset:]
+		if len(start) == 0 && len(v) > 1 {
+			start = v[1] // the headers, where the flow's hash looks
+		}
+		i := w.qs.index(start)
+		w.subV[i] = append(w.subV[i], v)
+	}
+	var errs []error
+	for i, sub := range w.subV {
+		if len(sub) > 0 {
+			if _, err := w.qs[i].(vectorWriter).WriteVectors(sub, offset); err != nil {
+				errs = append(errs, err)
+			}
+			clear(sub)
+			w.subV[i] = sub[:0]
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // write writes pkts, each with the headroom offset before the packet.

@@ -45,39 +45,76 @@ func TestFlowHashBothWays(t *testing.T) {
 }
 
 // TestQueueWriter checks that a batch of several flows' packets is written
-// as one batch per queue, each packet on its flow's queue, in order.
+// as one batch per queue, each packet on its flow's queue, in order: whole
+// (write) or in pieces, the headers apart from the payload, as a netstack
+// passes them (writeVectors).
 func TestQueueWriter(t *testing.T) {
-	qs, got := memQueues(4)
-	w := newQueueWriter(qs)
-	s := netip.MustParseAddrPort("198.51.100.2:53")
-	var pkts [][]byte
-	for i := range 64 {
-		c := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(40000+i%16))
-		pkts = append(pkts, append(make([]byte, headroom), lab.UDPPacket(c, s, []byte{byte(i)})...))
-	}
-	if err := w.write(pkts, headroom); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for q, ch := range got {
-		last := map[uint16]byte{}
-		for len(ch) > 0 {
-			pkt := <-ch
-			n++
-			if want := qs.index(pkt); want != q {
-				t.Errorf("a packet of the flow of queue %d written to queue %d", want, q)
+	for _, vectors := range []bool{false, true} {
+		qs, got := memQueues(4)
+		for i, q := range qs {
+			qs[i] = vectorQueue{q.(*memtun.Device)}
+		}
+		w := newQueueWriter(qs)
+		if !w.vectors() {
+			t.Fatal("queues with WriteVectors: vectors() = false")
+		}
+		s := netip.MustParseAddrPort("198.51.100.2:53")
+		var pkts [][]byte
+		var vecs [][][]byte
+		for i := range 64 {
+			c := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(40000+i%16))
+			pkt := lab.UDPPacket(c, s, []byte{byte(i)})
+			pkts = append(pkts, append(make([]byte, headroom), pkt...))
+			vecs = append(vecs, [][]byte{make([]byte, headroom), pkt[:28], pkt[28:]})
+		}
+		var err error
+		if vectors {
+			err = w.writeVectors(vecs, headroom)
+		} else {
+			err = w.write(pkts, headroom)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for q, ch := range got {
+			last := map[uint16]byte{}
+			for len(ch) > 0 {
+				pkt := <-ch
+				n++
+				if want := qs.index(pkt); want != q {
+					t.Errorf("vectors=%v: a packet of the flow of queue %d written to queue %d", vectors, want, q)
+				}
+				p := nat.Parse(pkt)
+				seq := p.Payload()[0]
+				if prev, ok := last[p.Src.Port()]; ok && seq < prev {
+					t.Errorf("vectors=%v: flow %v: packet %d after %d", vectors, p.Src, seq, prev)
+				}
+				last[p.Src.Port()] = seq
 			}
-			p := nat.Parse(pkt)
-			seq := p.Payload()[0]
-			if prev, ok := last[p.Src.Port()]; ok && seq < prev {
-				t.Errorf("flow %v: packet %d after %d", p.Src, seq, prev)
-			}
-			last[p.Src.Port()] = seq
+		}
+		if n != len(pkts) {
+			t.Errorf("vectors=%v: %d packets written, want %d", vectors, n, len(pkts))
 		}
 	}
-	if n != len(pkts) {
-		t.Errorf("%d packets written, want %d", n, len(pkts))
+	if w := newQueueWriter(queues{memtun.New("q", 1500)}); w.vectors() {
+		t.Error("a device without WriteVectors: vectors() = true")
 	}
+}
+
+// vectorQueue is an in-memory device that also takes packets in pieces,
+// as vnettun.Device does.
+type vectorQueue struct{ *memtun.Device }
+
+func (q vectorQueue) WriteVectors(pkts [][][]byte, offset int) (int, error) {
+	bufs := make([][]byte, len(pkts))
+	for i, v := range pkts {
+		bufs[i] = append([]byte(nil), v[0]...)
+		for _, s := range v[1:] {
+			bufs[i] = append(bufs[i], s...)
+		}
+	}
+	return q.Write(bufs, offset)
 }
 
 // TestQueues runs a gateway between two devices of three queues each: a packet

@@ -92,6 +92,7 @@ func (u *userPath) open(log zerolog.Logger, seed uint64, outside []netip.Addr) e
 		ChecksumsChecked: true,
 		MTU:              u.insideMTU,
 		Output:           func(pkts [][]byte) error { return write(inOut, pkts) },
+		OutputVectors:    writeVectors(inOut),
 		OutputOffset:     headroom,
 		Log:              log.With().Str("stack", "inside").Logger(),
 		Seed:             int64(seed),
@@ -110,6 +111,7 @@ func (u *userPath) open(log zerolog.Logger, seed uint64, outside []netip.Addr) e
 		ChecksumsChecked: true,
 		MTU:              u.outsideMTU,
 		Output:           func(pkts [][]byte) error { return write(outOut, pkts) },
+		OutputVectors:    writeVectors(outOut),
 		OutputOffset:     headroom,
 		Log:              log.With().Str("stack", "outside").Logger(),
 		Seed:             int64(seed) + 1,
@@ -130,6 +132,22 @@ func write(w *queueWriter, pkts [][]byte) error {
 		return err
 	}
 	return nil
+}
+
+// writeVectors returns the netstack output that writes each packet's
+// pieces (gVisor's views) to the device without copying them into one
+// buffer first (vnettun.Device.WriteVectors), or nil when a queue of the
+// device cannot (then the stack copies, and write writes).
+func writeVectors(w *queueWriter) func([][][]byte) error {
+	if !w.vectors() {
+		return nil
+	}
+	return func(pkts [][][]byte) error {
+		if err := w.writeVectors(pkts, headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+			return err
+		}
+		return nil
+	}
 }
 
 // interceptTCP hands a client's connection that the inside stack caught to

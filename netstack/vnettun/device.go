@@ -79,6 +79,11 @@ type Device struct {
 	wr      writeOp
 	scratch []byte
 	writeFn func(fd uintptr) bool
+	// iov and flat are WriteVectors' (writev.go), also guarded by
+	// writeMu: the iovecs of a packet, and a packet copied into one
+	// piece.
+	iov  []unix.Iovec
+	flat []byte
 
 	// noTSO and noUSO are set once the kernel refused a valid TCP or UDP
 	// superpacket with EINVAL (see Write); Write then splits them.

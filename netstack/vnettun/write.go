@@ -28,14 +28,19 @@ import (
 // offset must be at least [VirtioHdrLen] ([ErrHeadroom]). Write does not
 // modify bufs.
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
-	if offset < VirtioHdrLen {
+	return d.write(writeOp{bufs: bufs, offset: offset})
+}
+
+// write runs the Write or WriteVectors op.
+func (d *Device) write(op0 writeOp) (int, error) {
+	if op0.offset < VirtioHdrLen {
 		return 0, ErrHeadroom
 	}
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 
 	op := &d.wr
-	*op = writeOp{bufs: bufs, offset: offset}
+	*op = op0
 	err := d.rc.Write(d.writeFn)
 	n, errs := op.n, op.errs
 	*op = writeOp{} // drop the caller's buffers
@@ -49,6 +54,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 // writeMu) for the same reason as readOp.
 type writeOp struct {
 	bufs   [][]byte
+	vecs   [][][]byte // WriteVectors' packets, instead of bufs
 	offset int
 	i, n   int // next packet, packets written
 	errs   error
@@ -58,8 +64,16 @@ type writeOp struct {
 // d.wr.i on, with the fd write-locked.
 func (d *Device) writeSome(fd uintptr) bool {
 	op := &d.wr
-	for ; op.i < len(op.bufs); op.i++ {
-		b := op.bufs[op.i][op.offset-VirtioHdrLen:]
+	for ; op.i < len(op.bufs)+len(op.vecs); op.i++ {
+		var b []byte
+		if op.vecs == nil {
+			b = op.bufs[op.i][op.offset-VirtioHdrLen:]
+		} else if b = d.contiguous(op.vecs[op.i], op.offset); b == nil {
+			if !d.writeVector(fd, op) {
+				return false // resume at packet i when writable
+			}
+			continue
+		}
 		if len(b) <= VirtioHdrLen {
 			op.errs = errors.Join(op.errs, ErrMalformed)
 			continue
