@@ -4,7 +4,9 @@
 //
 // A [Stack] sits behind one of fwx's TUN devices. fwx hands it the
 // packets of user-mode flows it reads from the device ([Stack.Deliver])
-// and writes back what the stack sends ([Options.Output]). The inside,
+// and writes back what the stack sends ([Options.Output], or
+// [Options.OutputVectors] to write each packet's views without copying
+// them, as vnettun.Device.WriteVectors does with writev). The inside,
 // client-facing stack is [Options.Transparent]: it takes connections to
 // any address and answers as the server the client dialed, so fwx
 // intercepts them with [Stack.HandleTCP] and [Stack.HandleUDP]. The
@@ -38,6 +40,6 @@
 // that the kernel behind a vnettun.Device segments, each preceded by its
 // virtio-net header (see gso.go).
 //
-// Not yet: GRO and zero-copy packet hand-over (see link.go), and IPv6
-// tests (the stacks speak IPv6, but fwx is IPv4 for now).
+// Not yet: GRO, and delivering read packets without a copy (gVisor's
+// buffers are its own pooled chunks, cleared when taken: see link.go).
 package netstack

@@ -108,8 +108,17 @@ func newLink(mtu, offset int, gso bool, output func([][]byte) error, outputV fun
 
 // deliver hands packets read from the device to the stack, inline. Each
 // packet is copied into a gVisor buffer (payload), so pkts may be reused
-// as soon as deliver returns. (A zero-copy version would wrap pooled views with
-// buffer.NewView and own the reader's buffers; see PERF-NOTES 3.C.14.)
+// as soon as deliver returns.
+//
+// The copy stays: gVisor's buffer package makes no view of memory it did
+// not allocate. Every View (NewView, NewViewWithData, MakeWithData) takes
+// a chunk from its pools, and newChunk clears the whole chunk first
+// (pkg/buffer/chunk.go), so a packet costs a clear and a copy. Reading
+// the device straight into a View would save the copy, not the clear, and
+// fwx reads every packet before it knows whether it is diverted, into
+// buffers of headroom plus 64 KiB: larger than the pools' largest chunk
+// (buffer.MaxChunkSize, 64 KiB), which would make each a new heap
+// allocation.
 func (l *link) deliver(pkts [][]byte) {
 	d := l.Dispatcher()
 	if d == nil {
