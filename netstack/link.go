@@ -12,6 +12,7 @@ package netstack
 // dispatcher, once checksums are validated); it is not done yet.
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -147,20 +148,44 @@ func (l *link) deliver(pkts [][]byte) {
 // headers) and the first bytes of its data.
 const headView = 128
 
-// payload copies p into a gVisor buffer. A large packet goes in two views,
-// its headers in a small one: gVisor's IP layer keeps a reference to the
-// network header's view while it reads the header again, and a view
-// whose chunk is shared is copied whole when read (buffer.PullUp). With
-// the headers alone in their view that copy is of headView bytes, not of
-// the whole packet (up to 64 KiB with GSO).
+// payload copies p into a gVisor buffer. A large packet goes in two views
+// or more, its headers in a small one: gVisor's IP layer keeps a reference
+// to the network header's view while it reads the header again, and a
+// view whose chunk is shared is copied whole when read (buffer.PullUp).
+// With the headers alone in their view that copy is of headView bytes,
+// not of the whole packet (up to 64 KiB with GSO).
+//
+// The rest is cut to fit gVisor's chunks, which come in powers of two and
+// are cleared whole when taken (see deliver): where a view's chunk would
+// be more than an eighth empty, the view takes the largest power of two
+// that fits instead, and the next view the rest, up to dataViews views. A
+// 40000-byte superpacket then clears 40960 bytes, not 65536; a full one
+// (65535 bytes) stays in one view.
 func payload(p []byte) buffer.Buffer {
 	if len(p) <= 2*headView {
 		return buffer.MakeWithData(p)
 	}
 	b := buffer.MakeWithView(buffer.NewViewWithData(p[:headView]))
-	b.Append(buffer.NewViewWithData(p[headView:]))
+	rest := p[headView:]
+	for i := 1; len(rest) > 0; i++ {
+		n := len(rest)
+		// The chunk a view of n bytes takes; if it would be more than
+		// an eighth empty, this view takes half of it.
+		if c := 1 << bits.Len(uint(n-1)); i < dataViews && n > minDataView && c-n > n/8 {
+			n = c / 2
+		}
+		b.Append(buffer.NewViewWithData(rest[:n]))
+		rest = rest[n:]
+	}
 	return b
 }
+
+// dataViews and minDataView bound how payload cuts a packet's data:
+// at most dataViews views, and none cut smaller than minDataView bytes.
+const (
+	dataViews   = 3
+	minDataView = 8192
+)
 
 // WritePackets implements stack.LinkWriter. It takes its own reference on
 // each packet (the caller keeps and releases its own) and waits while the
