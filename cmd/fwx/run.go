@@ -54,6 +54,7 @@ type runConfig struct {
 	policy        *policy.Policy
 	mtu           int
 	queues        int
+	busyPoll      time.Duration
 	logFormat     string
 	fwlog         string
 	fwlogMaxSize  int64
@@ -92,6 +93,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
 	fs.IntVar(&c.mtu, "mtu", 0, "MTU `N` of the TUN devices, 576 to 65535; without it, 1500 for devices fwx creates, and an existing device's own")
 	fs.IntVar(&c.queues, "queues", min(runtime.GOMAXPROCS(0), maxQueues), "queues `N` of each TUN device (IFF_MULTI_QUEUE), each read by a goroutine of its own, 1 to 256; a flow stays on one queue; an existing device made without multi_queue has one; the default is the CPUs fwx may use (GOMAXPROCS, at most 256)")
+	fs.DurationVar(&c.busyPoll, "busy-poll", 0, "a TUN queue's reader whose queue runs empty while packets arrive closely reads again for up to `DURATION` (say 20us) before it waits: fewer wake-ups for CPU the endpoints may need; 0 (the default) never spins; an idle fwx never does")
 	fs.StringVar(&c.logFormat, "log-format", "json", "`FORMAT` of both logs: json (one JSON object per line) or console (for people)")
 	fs.StringVar(&c.fwlog, "fwlog", "", "write the firewall log to `FILE` instead of standard output")
 	fs.StringVar(&maxSize, "fwlog-max-size", "", "rotate the --fwlog file when it would grow past `SIZE` (bytes, or with K, M or G): FILE becomes FILE.1, and so on")
@@ -364,6 +366,9 @@ func newFirewall(c *runConfig, logs *logs) (*fwx.Firewall, string, error) {
 			return nil, "", fmt.Errorf("run: create %s: %w", c.outTun, err)
 		}
 		cfg.Outside, cfg.OutsideQueues = out[0], devices(out[1:])
+	}
+	for _, q := range append(in, out...) {
+		q.SetBusyPoll(c.busyPoll) // see docs/BENCH.md for what it pays
 	}
 	if len(in) < c.queues {
 		diag.Info().Str("in_tun", c.inTun).Int("queues", len(in)).Msg("the inside TUN exists without multi_queue: one queue")

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -67,10 +68,14 @@ type Device struct {
 	closeOnce sync.Once
 	closed    atomic.Bool // set before the file is closed, see ioError
 
-	// readMu serializes Read and guards rd; readFn is d.readSome.
+	// readMu serializes Read and guards rd and recent (the last Read
+	// had its packets within a spin, see SetBusyPoll); readFn is
+	// d.readSome.
 	readMu sync.Mutex
 	rd     readOp
 	readFn func(fd uintptr) bool
+	recent bool
+	spin   atomic.Int64 // time.Duration
 
 	// writeMu serializes Write and guards wr and scratch, the buffer
 	// used to split superpackets when the kernel refuses them
@@ -323,6 +328,16 @@ func (d *Device) Events() <-chan tun.Event { return d.events }
 
 // BatchSize implements tun.Device. It returns [BatchSize].
 func (d *Device) BatchSize() int { return BatchSize }
+
+// SetBusyPoll makes Read busy-poll for up to spin: when the kernel queue
+// is empty, Read reads again and again for up to spin before it waits in
+// the runtime's poller, but only while packets are arriving closely,
+// that is when the last Read had its packets within spin. A packet that
+// arrives during the spin is read without a trip through the poller and
+// the scheduler (two thread wake-ups on a machine with idle cores); a
+// spin that finds nothing costs up to spin of CPU. An idle device never
+// spins: its Reads wait long. spin 0, the default, never spins.
+func (d *Device) SetBusyPoll(spin time.Duration) { d.spin.Store(int64(max(spin, 0))) }
 
 // Offloads returns the offloads the kernel accepted at Create.
 func (d *Device) Offloads() Offloads { return d.offloads }

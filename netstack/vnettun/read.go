@@ -2,7 +2,11 @@
 
 package vnettun
 
-import "golang.org/x/sys/unix"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // Read path: kernel → read() → [virtio header | packet] in the caller's
 // buffer, at bufs[i][offset-VirtioHdrLen:]. Nothing is copied or split;
@@ -39,8 +43,15 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	defer d.readMu.Unlock()
 
 	op := &d.rd
-	*op = readOp{bufs: bufs, sizes: sizes, offset: offset, limit: limit}
+	*op = readOp{bufs: bufs, sizes: sizes, offset: offset, limit: limit, spin: time.Duration(d.spin.Load())}
+	var start time.Time
+	if op.spin > 0 {
+		start = time.Now()
+	}
 	err := d.rc.Read(d.readFn)
+	// Busy-poll in the next Read only if this one got its packets
+	// within a spin: the queue is busy.
+	d.recent = op.spin > 0 && time.Since(start) < op.spin
 	n, gso, bad := op.n, op.gso, op.bad
 	if err == nil {
 		err = op.err
@@ -69,6 +80,8 @@ type readOp struct {
 	limit       int
 	n, gso, bad int
 	err         error
+	spin        time.Duration // see SetBusyPoll
+	spinUntil   time.Time
 }
 
 // readSome is the RawConn.Read callback: it runs with the fd read-locked
@@ -89,6 +102,9 @@ func (d *Device) readSome(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if op.n == 0 && d.recent && d.spinning(op) {
+				continue
+			}
 			return op.n > 0
 		default:
 			op.err = err
@@ -106,6 +122,16 @@ func (d *Device) readSome(fd uintptr) bool {
 		op.n++
 	}
 	return true
+}
+
+// spinning reports whether a Read that found the queue empty reads again
+// rather than wait in the poller: while its spin lasts.
+func (d *Device) spinning(op *readOp) bool {
+	now := time.Now()
+	if op.spinUntil.IsZero() {
+		op.spinUntil = now.Add(op.spin)
+	}
+	return now.Before(op.spinUntil) && !d.closed.Load()
 }
 
 // accept checks one read() result, b = virtio header + packet, and
