@@ -40,6 +40,9 @@
 // that the kernel behind a vnettun.Device segments, each preceded by its
 // virtio-net header (see gso.go).
 //
-// Not yet: GRO, and delivering read packets without a copy (gVisor's
-// buffers are its own pooled chunks, cleared when taken: see link.go).
+// A kernel's TCP superpacket comes in whole, as one large segment (the
+// caller joins it, vnettun.Join, as GRO would). Not yet: merging segments
+// that arrive one by one (from a device without offloads), and delivering
+// read packets without a copy (gVisor's buffers are its own pooled
+// chunks, cleared when taken: see link.go).
 package netstack
