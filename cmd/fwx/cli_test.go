@@ -106,6 +106,8 @@ func TestCLIRejects(t *testing.T) {
 		{"host out-addr garbage", host("--out-addr", "uplink"), 2, []string{`--out-addr "uplink": not an address`}},
 		{"mtu too small", router("--mtu", "100"), 2, []string{"--mtu 100: out of range; pass 576 to 65535"}},
 		{"mtu too large", router("--mtu", "70000"), 2, []string{"--mtu 70000: out of range"}},
+		{"negative busy-poll", router("--busy-poll", "-1us"), 2, []string{"--busy-poll -1µs: out of range; pass 0 (off) to 1ms"}},
+		{"busy-poll too long", router("--busy-poll", "2ms"), 2, []string{"--busy-poll 2ms: out of range"}},
 		{"mtu not a number", router("--mtu", "big"), 2, []string{`invalid value "big" for flag --mtu`}},
 		{"out-mark not a number", host("--out-mark", "x"), 2, []string{`--out-mark "x": want a 32-bit number`}},
 		{"log format", router("--log-format", "xml"), 2, []string{`--log-format "xml": pass json or console`}},

@@ -74,6 +74,10 @@ const (
 	minMTU    = 576
 	maxMTU    = 65535
 	maxQueues = 256 // MAX_TAP_QUEUES
+	// maxBusyPoll bounds --busy-poll: a spin bridges the gap between the
+	// packets of one burst (microseconds); one of milliseconds only burns
+	// a core.
+	maxBusyPoll = time.Millisecond
 )
 
 // parseRun reads and checks fwx run's command line, and loads the policy
@@ -93,7 +97,7 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	fs.StringVar(&c.policyPath, "policy", "", "policy `FILE` (YAML); without it, the built-in default: the inside may go out, nothing comes in")
 	fs.IntVar(&c.mtu, "mtu", 0, "MTU `N` of the TUN devices, 576 to 65535; without it, 1500 for devices fwx creates, and an existing device's own")
 	fs.IntVar(&c.queues, "queues", min(runtime.GOMAXPROCS(0), maxQueues), "queues `N` of each TUN device (IFF_MULTI_QUEUE), each read by a goroutine of its own, 1 to 256; a flow stays on one queue; an existing device made without multi_queue has one; the default is the CPUs fwx may use (GOMAXPROCS, at most 256)")
-	fs.DurationVar(&c.busyPoll, "busy-poll", 0, "a TUN queue's reader whose queue runs empty while packets arrive closely reads again for up to `DURATION` (say 20us) before it waits: fewer wake-ups for CPU the endpoints may need; 0 (the default) never spins; an idle fwx never does")
+	fs.DurationVar(&c.busyPoll, "busy-poll", 0, "a TUN queue's reader whose queue runs empty while packets arrive closely reads again for up to `DURATION` (say 20us) before it waits, 0 to 1ms: fewer wake-ups for CPU the endpoints may need; 0 (the default) never spins; an idle fwx never does")
 	fs.StringVar(&c.logFormat, "log-format", "json", "`FORMAT` of both logs: json (one JSON object per line) or console (for people)")
 	fs.StringVar(&c.fwlog, "fwlog", "", "write the firewall log to `FILE` instead of standard output")
 	fs.StringVar(&maxSize, "fwlog-max-size", "", "rotate the --fwlog file when it would grow past `SIZE` (bytes, or with K, M or G): FILE becomes FILE.1, and so on")
@@ -180,6 +184,9 @@ func parseRun(args []string, e env) (*runConfig, error) {
 	}
 	if c.queues < 1 || c.queues > maxQueues {
 		return nil, usagef("fwx run: --queues %d: out of range; pass 1 to %d", c.queues, maxQueues)
+	}
+	if c.busyPoll < 0 || c.busyPoll > maxBusyPoll {
+		return nil, usagef("fwx run: --busy-poll %v: out of range; pass 0 (off) to %v, such as 20us", c.busyPoll, maxBusyPoll)
 	}
 	if c.logFormat != "json" && c.logFormat != "console" {
 		return nil, usagef("fwx run: --log-format %q: pass json or console", c.logFormat)

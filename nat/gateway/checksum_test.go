@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,18 +14,17 @@ import (
 	"github.com/fwx-dev/fwx/session/policy"
 )
 
-// TestDivertBadChecksum: a segment of a user-mode connection whose
-// checksum is wrong, and that no kernel vouched for (the device has no
-// virtio headers), never reaches the inside netstack, which trusts what
-// the forward loop hands it, and opens no flow; the same segment with its
-// checksum right does.
-func TestDivertBadChecksum(t *testing.T) {
-	pol, err := policy.Parse("user.yaml", []byte(`
+// newFilterGateway returns a gateway on replay devices (inside, outside)
+// whose policy lets the inside reach port on the outside over transport
+// through filter f.
+func newFilterGateway(t *testing.T, transport string, port uint16, f session.Filter) (*Gateway, *replayDevice, *replayDevice) {
+	t.Helper()
+	pol, err := policy.Parse("user.yaml", fmt.Appendf(nil, `
 protocols:
-  - {name: bench, transport: tcp, ports: [5201], filter: hook}
+  - {name: app, transport: %s, ports: [%d], filter: f}
 rules:
-  - {name: bench, action: allow, from: [internal], to: [external], protocols: [bench]}
-`))
+  - {name: app, action: allow, from: [internal], to: [external], protocols: [app]}
+`, transport, port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +38,20 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.Close()
-	if err := g.sessions.AddFilter("hook", hookFilter{}); err != nil {
+	t.Cleanup(func() { g.Close() })
+	if err := g.sessions.AddFilter("f", f); err != nil {
 		t.Fatal(err)
 	}
+	return g, in, out
+}
+
+// TestDivertBadChecksum: a segment of a user-mode connection whose
+// checksum is wrong, and that no kernel vouched for (the device has no
+// virtio headers), never reaches the inside netstack, which trusts what
+// the forward loop hands it, and opens no flow; the same segment with its
+// checksum right does.
+func TestDivertBadChecksum(t *testing.T) {
+	g, in, out := newFilterGateway(t, "tcp", 5201, hookFilter{})
 	server := netip.MustParseAddrPort("198.51.100.2:5201")
 	batch := newBatch(128)
 	for _, tc := range []struct {
@@ -87,34 +97,11 @@ func (hookFilter) HandleEvent(*session.Event) error { return nil }
 // would open the flow or comes after its first datagram; those with their
 // checksum right do, in order.
 func TestDivertDatagramBadChecksum(t *testing.T) {
-	pol, err := policy.Parse("user.yaml", []byte(`
-protocols:
-  - {name: dgram, transport: udp, ports: [9000], filter: watch}
-rules:
-  - {name: dgram, action: allow, from: [internal], to: [external], protocols: [dgram]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, out := &replayDevice{}, &replayDevice{}
-	g, err := New(Config{
-		Inside: queues{in}, Outside: queues{out},
-		InsideAddrs:  []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")},
-		OutsideAddrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24")},
-		Policy:       pol, Clock: session.SystemClock, Seed: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
 	seen := make(chan string, 8)
-	watch := datagramWatcher(func(_ *session.Connection, d *session.Datagram) session.Verdict {
+	g, in, out := newFilterGateway(t, "udp", 9000, datagramWatcher(func(_ *session.Connection, d *session.Datagram) session.Verdict {
 		seen <- string(d.Payload)
 		return session.Drop
-	})
-	if err := g.sessions.AddFilter("watch", watch); err != nil {
-		t.Fatal(err)
-	}
+	}))
 	client := netip.MustParseAddrPort("10.0.0.2:40000")
 	server := netip.MustParseAddrPort("198.51.100.2:9000")
 	batch := newBatch(128)

@@ -63,6 +63,7 @@ func (u *userPath) SendDatagram(f *nat.Flow, toInside bool, ttl uint8, payload [
 		// To another inside host's external endpoint: hairpinned, as the
 		// fast path does, to that host or to its flow's datagram filters.
 		p, now := nat.Parse(pkt[headroom:]), u.clock.Now()
+		p.SetChecksumVerified(true) // BuildUDP computed it
 		switch u.table.Hairpinned(&p, now) {
 		case nat.Forward:
 			pkt, qs, mtu = buf[:headroom+p.Len()], u.insideQs, u.insideMTU

@@ -71,26 +71,33 @@ func TestDevicePingNoAllocs(t *testing.T) {
 		if n, err := d.Write(out, testOffset); n != 1 || err != nil {
 			t.Fatalf("Write = %d, %v", n, err)
 		}
-		for range 10 { // skip anything that is not the reply
-			n, err := d.Read(bufs, sizes, testOffset)
-			if err != nil || n != 1 {
-				t.Fatalf("Read = %d, %v", n, err)
-			}
-			pkt := bufs[0][testOffset : testOffset+sizes[0]]
-			if ParseHdr(bufs[0][testOffset-VirtioHdrLen:]).IsGSO() {
-				t.Fatalf("echo reply arrived as a superpacket")
-			}
-			if len(pkt) == len(req)-testOffset && pkt[9] == uint8(header.ICMPv4ProtocolNumber) &&
-				header.ICMPv4(pkt[20:]).Type() == header.ICMPv4EchoReply {
-				return
-			}
-		}
-		t.Fatalf("no echo reply among 10 packets")
+		awaitEchoReply(t, d, bufs, sizes, len(req)-testOffset)
 	}
 	ping()
 	if allocs := testing.AllocsPerRun(100, ping); allocs != 0 {
 		t.Errorf("Write+Read allocate %.1f times per ping, want 0", allocs)
 	}
+}
+
+// awaitEchoReply reads from d until the echo reply to a request of size
+// bytes, skipping up to 9 other packets; it fails the test if none comes
+// (the request did not arrive whole) or if it comes as a superpacket.
+func awaitEchoReply(t *testing.T, d *Device, bufs [][]byte, sizes []int, size int) {
+	for range 10 {
+		n, err := d.Read(bufs, sizes, testOffset)
+		if err != nil || n != 1 {
+			t.Fatalf("Read = %d, %v", n, err)
+		}
+		pkt := bufs[0][testOffset : testOffset+sizes[0]]
+		if ParseHdr(bufs[0][testOffset-VirtioHdrLen:]).IsGSO() {
+			t.Fatalf("echo reply arrived as a superpacket")
+		}
+		if len(pkt) == size && pkt[9] == uint8(header.ICMPv4ProtocolNumber) &&
+			header.ICMPv4(pkt[20:]).Type() == header.ICMPv4EchoReply {
+			return
+		}
+	}
+	t.Fatalf("no echo reply among 10 packets: the request did not arrive whole")
 }
 
 // echoRequest writes an ICMPv4 echo request from addrB to addrA into b.
@@ -183,18 +190,7 @@ func TestDeviceWriteVectors(t *testing.T) {
 				if n, err := d.WriteVectors(out, testOffset); n != 1 || err != nil {
 					t.Fatalf("WriteVectors = %d, %v", n, err)
 				}
-				for range 10 { // skip anything that is not the reply
-					n, err := d.Read(bufs, sizes, testOffset)
-					if err != nil || n != 1 {
-						t.Fatalf("Read = %d, %v", n, err)
-					}
-					pkt := bufs[0][testOffset : testOffset+sizes[0]]
-					if len(pkt) == len(req)-testOffset && pkt[9] == uint8(header.ICMPv4ProtocolNumber) &&
-						header.ICMPv4(pkt[20:]).Type() == header.ICMPv4EchoReply {
-						return
-					}
-				}
-				t.Fatalf("no echo reply among 10 packets: the request did not arrive whole")
+				awaitEchoReply(t, d, bufs, sizes, len(req)-testOffset)
 			}
 			ping()
 			if tc.pieces < maxIovecs {
