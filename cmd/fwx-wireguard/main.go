@@ -183,7 +183,7 @@ func reloadOn(ctx context.Context, hup <-chan os.Signal, fw *fwx.Firewall, file 
 			diag.Warn().Msg("reload: no --policy file to re-read; the built-in default stays")
 			continue
 		}
-		p, err := policy.Load(file)
+		p, err := loadPolicy(file, diag)
 		if err == nil {
 			var r fwx.ReloadReport
 			if r, err = fw.Reload(p); err == nil {
@@ -193,6 +193,20 @@ func reloadOn(ctx context.Context, hup <-chan os.Signal, fw *fwx.Firewall, file 
 		}
 		diag.Error().Err(err).Str("policy", file).Msg("reload refused; the running policy stays")
 	}
+}
+
+// loadPolicy reads the policy file and logs its warnings (a rule that can
+// never match, say), as fwx run does: a policy may load and still not say
+// what its author meant.
+func loadPolicy(file string, log zerolog.Logger) (*policy.Policy, error) {
+	p, err := policy.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range p.Warnings() {
+		log.Warn().Msg(w.Error()) // it names the file and line
+	}
+	return p, nil
 }
 
 // firewallConfig builds fwx's configuration from the options, except its
@@ -206,7 +220,7 @@ func firewallConfig(o *options, log zerolog.Logger) (fwx.Config, func(), error) 
 	}
 	cfg.InsideAddr, cfg.InsideAddrs = in[0], in[1:]
 	if o.policy != "" {
-		if cfg.Policy, err = policy.Load(o.policy); err != nil {
+		if cfg.Policy, err = loadPolicy(o.policy, log); err != nil {
 			return cfg, nil, err
 		}
 	}
